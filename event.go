@@ -19,7 +19,7 @@ type EventBase struct {
 
 // Item implements Event.
 func (e EventBase) Item() string { return e.ItemID }
-func (EventBase) event()          {}
+func (EventBase) event()         {}
 
 // StepStarted is sent when a step begins.
 type StepStarted struct {

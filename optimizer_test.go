@@ -1,0 +1,538 @@
+package tpo_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/tpotest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+func item(prompt string) tpo.Item {
+	return tpo.Item{ID: "q1", Messages: []tpo.Message{{Role: tpo.RoleUser, Content: prompt}}}
+}
+
+func seed(s int64) *int64 { return &s }
+
+// scoreByNumber scores a response by the last integer it contains, so tests
+// can choose scores through the texts.
+func scoreByNumber(_ []tpo.Message, s string) float64 {
+	var v float64
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r < '0' || r > '9' }) {
+		fmt.Sscan(f, &v)
+	}
+	return v
+}
+
+func TestGoldenD2N5(t *testing.T) {
+	pol := &tpotest.Policy{}
+	rw := &tpotest.Reward{Func: scoreByNumber}
+	cfg := tpo.DefaultConfig()
+	cfg.Seed = seed(100)
+	o := &tpo.Optimizer{Policy: pol, Reward: rw, Config: cfg}
+	conv := tpo.Item{ID: "golden", Messages: []tpo.Message{
+		{Role: tpo.RoleSystem, Content: "You are terse."},
+		{Role: tpo.RoleUser, Content: "Name a prime."},
+		{Role: tpo.RoleAssistant, Content: "2"},
+		{Role: tpo.RoleUser, Content: "Another one, please."},
+	}}
+	res, err := o.Optimize(context.Background(), conv, tpo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := pol.Calls()
+	if got, want := len(calls), 1+3*2; got != want {
+		t.Fatalf("policy requests: got %d, want %d", got, want)
+	}
+	type rec struct {
+		Stage    tpo.Stage     `json:"stage"`
+		N        int           `json:"n"`
+		Sampling tpo.Sampling  `json:"sampling"`
+		Seed     *int64        `json:"seed"`
+		Messages []tpo.Message `json:"messages"`
+	}
+	var recs []rec
+	for _, c := range calls {
+		recs = append(recs, rec{c.Stage, c.N, c.Sampling, c.Seed, c.Messages})
+	}
+	got, err := marshal(map[string]any{"requests": recs, "result": res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "golden_d2n5.json")
+	if *update {
+		if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	// Millis vary from run to run; compare with them removed.
+	if g, w := stripMillis(t, got), stripMillis(t, want); g != w {
+		t.Errorf("message sequence differs from %s (run go test -update and review the diff)\ngot:\n%s", golden, g)
+	}
+	// The first request is the user's own conversation, untouched.
+	if got, want := fmt.Sprint(calls[0].Messages), fmt.Sprint(conv.Messages); got != want {
+		t.Errorf("sample messages: got %s, want %s", got, want)
+	}
+	// Seeds are spaced by N so vLLM's child seeds never overlap.
+	for i, c := range calls {
+		if want := int64(100 + 5*i); c.Seed == nil || *c.Seed != want {
+			t.Errorf("request %d seed: got %v, want %d", i, c.Seed, want)
+		}
+	}
+	if got, want := len(res.Steps), 3; got != want {
+		t.Fatalf("steps: got %d, want %d", got, want)
+	}
+	total := 0
+	for _, s := range res.Steps {
+		total += len(s.Candidates)
+	}
+	if got, want := total, 5*3; got != want {
+		t.Errorf("candidates: got %d, want %d", got, want)
+	}
+}
+
+func stripMillis(t *testing.T, b []byte) string {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			delete(x, "millis")
+			for _, e := range x {
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	out, _ := marshal(v)
+	return string(out)
+}
+
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	err := enc.Encode(v)
+	return bytes.TrimSpace(b.Bytes()), err
+}
+
+func TestModesRequestCounts(t *testing.T) {
+	tests := []struct {
+		mode         tpo.Mode
+		n, d         int
+		wantRequests int
+		wantCands    int
+		wantRejected bool
+	}{
+		{tpo.ModeTPO, 5, 2, 7, 15, true},
+		{tpo.ModeTPO, 1, 3, 10, 4, false}, // N=1: one candidate per step; chosen == rejected at step 1
+		{tpo.ModeRevision, 3, 2, 7, 9, false},
+		{tpo.ModeBoN, 5, 2, 1, 5, false},
+		{tpo.ModeTPO, 4, 0, 1, 4, false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s-N%d-D%d", tt.mode, tt.n, tt.d), func(t *testing.T) {
+			pol := &tpotest.Policy{}
+			cfg := tpo.DefaultConfig()
+			cfg.Mode, cfg.Width, cfg.Depth = tt.mode, tt.n, tt.d
+			o := &tpo.Optimizer{Policy: pol, Reward: &tpotest.Reward{Func: scoreByNumber}, Config: cfg}
+			res, err := o.Optimize(context.Background(), item("hello"), tpo.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(pol.Calls()); got != tt.wantRequests {
+				t.Errorf("requests: got %d, want %d", got, tt.wantRequests)
+			}
+			n := 0
+			for _, s := range res.Steps {
+				n += len(s.Candidates)
+			}
+			if n != tt.wantCands {
+				t.Errorf("candidates: got %d, want %d", n, tt.wantCands)
+			}
+			if got := res.Usage.Requests; got != tt.wantRequests {
+				t.Errorf("usage requests: got %d, want %d", got, tt.wantRequests)
+			}
+			if len(res.Steps) > 1 && tt.mode == tpo.ModeTPO && tt.n > 1 {
+				if got := res.Steps[1].Rejected != nil; got != tt.wantRejected {
+					t.Errorf("step 1 has rejected: got %v, want %v", got, tt.wantRejected)
+				}
+			}
+			if tt.mode == tpo.ModeRevision {
+				for _, s := range res.Steps[1:] {
+					if s.Rejected != nil {
+						t.Errorf("revision step %d has a rejected response", s.Step)
+					}
+				}
+				loss := pol.Calls()[1].Messages[0].Content
+				if strings.Contains(loss, "REJECTED") {
+					t.Errorf("revision loss prompt mentions a rejected answer:\n%s", loss)
+				}
+			}
+		})
+	}
+}
+
+func TestChosenRejectedOverWholeCache(t *testing.T) {
+	// Step 0 scores 10..14; step 1 updates score 20, 3, ...; at step 2 chosen
+	// must be the step-1 candidate with 20 and rejected the step-1 one with 3.
+	pol := &tpotest.Policy{Respond: func(call int, req tpo.GenerateRequest, i int) string {
+		switch req.Stage {
+		case tpo.StageSample:
+			return fmt.Sprintf("s %d", 10+i)
+		case tpo.StageUpdate:
+			if call == 3 {
+				return fmt.Sprintf("<improved_response>u %d</improved_response>", []int{11, 20, 3, 12, 13}[i])
+			}
+			return fmt.Sprintf("<improved_response>v %d</improved_response>", 15+i)
+		}
+		return fmt.Sprintf("text of call %d", call)
+	}}
+	o := &tpo.Optimizer{Policy: pol, Reward: &tpotest.Reward{Func: scoreByNumber}, Config: tpo.DefaultConfig()}
+	res, err := o.Optimize(context.Background(), item("q"), tpo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := *res.Steps[1].Chosen, (tpo.Ref{Step: 0, Index: 4}); got != want {
+		t.Errorf("step 1 chosen: got %v, want %v", got, want)
+	}
+	if got, want := *res.Steps[1].Rejected, (tpo.Ref{Step: 0, Index: 0}); got != want {
+		t.Errorf("step 1 rejected: got %v, want %v", got, want)
+	}
+	if got, want := *res.Steps[2].Chosen, (tpo.Ref{Step: 1, Index: 1}); got != want {
+		t.Errorf("step 2 chosen: got %v, want %v", got, want)
+	}
+	if got, want := *res.Steps[2].Rejected, (tpo.Ref{Step: 1, Index: 2}); got != want {
+		t.Errorf("step 2 rejected: got %v, want %v", got, want)
+	}
+	// The step-2 loss prompt shows the chosen text to critique and the rejected one.
+	loss := pol.Calls()[4]
+	if !strings.Contains(loss.Messages[0].Content, "u 3") || loss.Messages[1].Content != "u 20" {
+		t.Errorf("step 2 loss messages do not carry rejected %q and chosen %q: %+v", "u 3", "u 20", loss.Messages)
+	}
+	if res.Response != "u 20" || res.Score != 20 {
+		t.Errorf("answer: got %q (%g), want %q (20)", res.Response, res.Score, "u 20")
+	}
+	if res.InitialBest != 14 || res.Gain() != 6 {
+		t.Errorf("initial best %g gain %g, want 14 and 6", res.InitialBest, res.Gain())
+	}
+}
+
+func TestTiesGoToEarliest(t *testing.T) {
+	pol := &tpotest.Policy{Respond: func(call int, req tpo.GenerateRequest, i int) string {
+		return fmt.Sprintf("s%d %d", i, []int{5, 9, 9, 1, 1}[i])
+	}}
+	cfg := tpo.DefaultConfig()
+	cfg.Depth = 1
+	o := &tpo.Optimizer{Policy: pol, Reward: &tpotest.Reward{Func: scoreByNumber}, Config: cfg}
+	res, err := o.Optimize(context.Background(), item("q"), tpo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := *res.Steps[1].Chosen, (tpo.Ref{Step: 0, Index: 1}); got != want {
+		t.Errorf("chosen: got %v, want %v", got, want)
+	}
+	if got, want := *res.Steps[1].Rejected, (tpo.Ref{Step: 0, Index: 3}); got != want {
+		t.Errorf("rejected: got %v, want %v", got, want)
+	}
+}
+
+func TestEqualScoresFallBackToRevision(t *testing.T) {
+	pol := &tpotest.Policy{}
+	rw := &tpotest.Reward{Func: func([]tpo.Message, string) float64 { return 1 }}
+	cfg := tpo.DefaultConfig()
+	cfg.Depth = 1
+	o := &tpo.Optimizer{Policy: pol, Reward: rw, Config: cfg}
+	res, err := o.Optimize(context.Background(), item("q"), tpo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Steps[1]
+	if s.Rejected != nil {
+		t.Errorf("rejected: got %v, want none", s.Rejected)
+	}
+	if len(s.Notes) == 0 || !strings.Contains(s.Notes[0], "revision") {
+		t.Errorf("notes: got %q, want a note about the revision fallback", s.Notes)
+	}
+	if sys := pol.Calls()[1].Messages[0].Content; strings.Contains(sys, "REJECTED") {
+		t.Errorf("fallback loss prompt still shows a rejected answer:\n%s", sys)
+	}
+}
+
+func TestIdenticalCandidatesScoredOnce(t *testing.T) {
+	pol := &tpotest.Policy{Respond: func(call int, req tpo.GenerateRequest, i int) string {
+		if req.Stage == tpo.StageUpdate {
+			// Two copies of one new text and one text already in the cache.
+			return []string{"<improved_response>same 7</improved_response>", "<improved_response> same 7 </improved_response>", "<improved_response>a 1</improved_response>"}[i]
+		}
+		return []string{"a 1", "a 1", "b 2"}[i%3]
+	}}
+	rw := &tpotest.Reward{Func: scoreByNumber}
+	cfg := tpo.DefaultConfig()
+	cfg.Width, cfg.Depth = 3, 1
+	o := &tpo.Optimizer{Policy: pol, Reward: rw, Config: cfg}
+	res, err := o.Optimize(context.Background(), item("q"), tpo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := rw.Calls()
+	if got, want := fmt.Sprint(calls), "[[a 1 b 2] [same 7]]"; got != want {
+		t.Errorf("texts scored: got %s, want %s", got, want)
+	}
+	if got := len(res.Steps[1].Candidates); got != 3 {
+		t.Errorf("step 1 candidates: got %d, want 3 (duplicates kept, scored once)", got)
+	}
+	if res.ScoreCalls != 2 {
+		t.Errorf("score calls: got %d, want 2", res.ScoreCalls)
+	}
+}
+
+func TestUnparsedUpdates(t *testing.T) {
+	t.Run("some", func(t *testing.T) {
+		pol := &tpotest.Policy{Respond: func(call int, req tpo.GenerateRequest, i int) string {
+			if req.Stage == tpo.StageUpdate {
+				if i%2 == 0 {
+					return fmt.Sprintf("I would say %d", i)
+				}
+				return fmt.Sprintf("<improved_response>new %d", 50+i) // cut off: no closing tag
+			}
+			return fmt.Sprintf("s %d", i)
+		}}
+		cfg := tpo.DefaultConfig()
+		cfg.Depth = 1
+		o := &tpo.Optimizer{Policy: pol, Reward: &tpotest.Reward{Func: scoreByNumber}, Config: cfg}
+		res, err := o.Optimize(context.Background(), item("q"), tpo.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := res.Steps[1]
+		if got, want := len(s.Unparsed), 3; got != want {
+			t.Errorf("unparsed: got %d, want %d", got, want)
+		}
+		if got, want := len(s.Candidates), 2; got != want {
+			t.Errorf("candidates: got %d, want %d", got, want)
+		}
+		if s.Unparsed[0] != "I would say 0" {
+			t.Errorf("unparsed raw text: got %q", s.Unparsed[0])
+		}
+		if res.Response != "new 53" {
+			t.Errorf("answer: got %q, want %q", res.Response, "new 53")
+		}
+	})
+	t.Run("none", func(t *testing.T) {
+		pol := &tpotest.Policy{Respond: func(call int, req tpo.GenerateRequest, i int) string {
+			if req.Stage == tpo.StageUpdate {
+				return "no tags here"
+			}
+			return fmt.Sprintf("s %d", i)
+		}}
+		cfg := tpo.DefaultConfig()
+		o := &tpo.Optimizer{Policy: pol, Reward: &tpotest.Reward{Func: scoreByNumber}, Config: cfg}
+		var parsed []tpo.UpdateParsed
+		res, err := o.Optimize(context.Background(), item("q"), tpo.Options{OnEvent: func(e tpo.Event) {
+			if p, ok := e.(tpo.UpdateParsed); ok {
+				parsed = append(parsed, p)
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range res.Steps[1:] {
+			if len(s.Candidates) != 0 || len(s.Unparsed) != 5 || len(s.Notes) == 0 {
+				t.Errorf("step %d: candidates %d unparsed %d notes %q; want 0, 5 and a note", s.Step, len(s.Candidates), len(s.Unparsed), s.Notes)
+			}
+		}
+		if res.Response != "s 4" {
+			t.Errorf("answer: got %q, want the best initial sample", res.Response)
+		}
+		if len(parsed) != 2 || parsed[0].Unparsed != 5 {
+			t.Errorf("UpdateParsed events: got %+v", parsed)
+		}
+	})
+}
+
+type ctxErr struct{}
+
+func (ctxErr) Error() string { return "400: maximum context length is 4096 tokens" }
+func (ctxErr) Unwrap() error { return tpo.ErrContextLength }
+
+func TestContextOverflowRetriesWithHalfBudget(t *testing.T) {
+	long := strings.Repeat("word ", 400) // 2000 bytes
+	failed := 0
+	pol := &tpotest.Policy{
+		Respond: func(call int, req tpo.GenerateRequest, i int) string {
+			if req.Stage == tpo.StageSample {
+				return long + fmt.Sprint(i)
+			}
+			return "<improved_response>ok 1</improved_response>"
+		},
+		Err: func(call int, req tpo.GenerateRequest) error {
+			total := 0
+			for _, m := range req.Messages {
+				total += len(m.Content)
+			}
+			if req.Stage == tpo.StageLoss && total > 4000 {
+				failed++
+				return fmt.Errorf("policy: %w", ctxErr{})
+			}
+			return nil
+		},
+	}
+	cfg := tpo.DefaultConfig()
+	cfg.Depth, cfg.MaxTextChars = 1, 3000
+	o := &tpo.Optimizer{Policy: pol, Reward: &tpotest.Reward{Func: scoreByNumber}, Config: cfg}
+	res, err := o.Optimize(context.Background(), item("q"), tpo.Options{})
+	if err != nil {
+		t.Fatalf("want success after one retry, got %v", err)
+	}
+	if failed != 1 {
+		t.Errorf("overflowing requests: got %d, want 1", failed)
+	}
+	if notes := strings.Join(res.Steps[1].Notes, "\n"); !strings.Contains(notes, "1500 bytes") {
+		t.Errorf("notes: got %q, want the halved budget", notes)
+	}
+
+	// A second overflow fails the item, naming the stage.
+	pol.Err = func(call int, req tpo.GenerateRequest) error {
+		if req.Stage == tpo.StageLoss {
+			return fmt.Errorf("policy: %w", ctxErr{})
+		}
+		return nil
+	}
+	res, err = o.Optimize(context.Background(), item("q"), tpo.Options{})
+	if !errors.Is(err, tpo.ErrContextLength) || !strings.Contains(err.Error(), "loss") {
+		t.Fatalf("got %v, want a loss-stage context length error", err)
+	}
+	if res.Error == "" || len(res.Steps) != 1 || res.Response == "" {
+		t.Errorf("failed result should keep step 0 and its best answer: %+v", res)
+	}
+}
+
+func TestResumeContinuesAfterSavedSteps(t *testing.T) {
+	cfg := tpo.DefaultConfig()
+	cfg.Seed = seed(7)
+	var saved []tpo.Step
+	pol := &tpotest.Policy{Err: func(call int, req tpo.GenerateRequest) error {
+		if call == 4 { // the loss of step 2
+			return errors.New("connection refused")
+		}
+		return nil
+	}}
+	o := &tpo.Optimizer{Policy: pol, Reward: &tpotest.Reward{}, Config: cfg}
+	_, err := o.Optimize(context.Background(), item("q"), tpo.Options{OnStep: func(_ context.Context, s tpo.Step) error {
+		saved = append(saved, s)
+		return nil
+	}})
+	if err == nil {
+		t.Fatal("want the injected failure")
+	}
+	if len(saved) != 2 {
+		t.Fatalf("saved steps: got %d, want 2", len(saved))
+	}
+
+	pol2 := &tpotest.Policy{}
+	o.Policy = pol2
+	res, err := o.Optimize(context.Background(), item("q"), tpo.Options{Resume: saved})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := pol2.Calls()
+	if len(calls) != 3 {
+		t.Fatalf("resumed run made %d requests, want 3 (step 2 only)", len(calls))
+	}
+	if got, want := *calls[0].Seed, int64(7+4*5); got != want {
+		t.Errorf("resumed loss seed: got %d, want %d", got, want)
+	}
+	if len(res.Steps) != 3 || res.Steps[0].Candidates[0].Text != saved[0].Candidates[0].Text {
+		t.Errorf("resumed result does not keep the saved steps")
+	}
+	// Resumed steps' usage still counts in the item's usage.
+	if res.Usage.Requests != 7 {
+		t.Errorf("usage requests: got %d, want 7", res.Usage.Requests)
+	}
+}
+
+func TestFewerChoicesAndErrors(t *testing.T) {
+	t.Run("short", func(t *testing.T) {
+		o := &tpo.Optimizer{Policy: &tpotest.Policy{Short: 2}, Reward: &tpotest.Reward{}, Config: tpo.DefaultConfig()}
+		res, err := o.Optimize(context.Background(), item("q"), tpo.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(res.Steps[0].Candidates); got != 2 {
+			t.Errorf("candidates: got %d, want 2", got)
+		}
+		if len(res.Steps[0].Notes) == 0 {
+			t.Error("no note about the missing samples")
+		}
+	})
+	t.Run("reward error", func(t *testing.T) {
+		o := &tpo.Optimizer{Policy: &tpotest.Policy{}, Reward: &tpotest.Reward{Err: func(int) error { return errors.New("tei: 424") }}, Config: tpo.DefaultConfig()}
+		_, err := o.Optimize(context.Background(), item("q"), tpo.Options{})
+		if err == nil || !strings.Contains(err.Error(), "step 0: score: tei: 424") {
+			t.Errorf("got %v, want the reward error with its step", err)
+		}
+	})
+	t.Run("nan score", func(t *testing.T) {
+		nan := func([]tpo.Message, string) float64 { return mathNaN() }
+		o := &tpo.Optimizer{Policy: &tpotest.Policy{}, Reward: &tpotest.Reward{Func: nan}, Config: tpo.DefaultConfig()}
+		if _, err := o.Optimize(context.Background(), item("q"), tpo.Options{}); err == nil || !strings.Contains(err.Error(), "NaN") {
+			t.Errorf("got %v, want an error about NaN", err)
+		}
+	})
+	t.Run("bad item", func(t *testing.T) {
+		o := &tpo.Optimizer{Policy: &tpotest.Policy{}, Reward: &tpotest.Reward{}, Config: tpo.DefaultConfig()}
+		bad := tpo.Item{ID: "x", Messages: []tpo.Message{{Role: tpo.RoleUser, Content: "hi"}, {Role: tpo.RoleAssistant, Content: "yo"}}}
+		if _, err := o.Optimize(context.Background(), bad, tpo.Options{}); err == nil || !strings.Contains(err.Error(), "must end with a user turn") {
+			t.Errorf("got %v, want a conversation error", err)
+		}
+	})
+	t.Run("bad config", func(t *testing.T) {
+		cfg := tpo.DefaultConfig()
+		cfg.Width = 0
+		o := &tpo.Optimizer{Policy: &tpotest.Policy{}, Reward: &tpotest.Reward{}, Config: cfg}
+		if _, err := o.Optimize(context.Background(), item("q"), tpo.Options{}); err == nil || !strings.Contains(err.Error(), "width") {
+			t.Errorf("got %v, want a width error", err)
+		}
+	})
+}
+
+func TestEventsInOrder(t *testing.T) {
+	cfg := tpo.DefaultConfig()
+	cfg.Depth = 1
+	o := &tpo.Optimizer{Policy: &tpotest.Policy{}, Reward: &tpotest.Reward{}, Config: cfg}
+	var kinds []string
+	_, err := o.Optimize(context.Background(), item("q"), tpo.Options{OnEvent: func(e tpo.Event) {
+		kinds = append(kinds, strings.TrimPrefix(fmt.Sprintf("%T", e), "tpo."))
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "StepStarted CandidatesScored StepFinished StepStarted Critique Instructions UpdateParsed CandidatesScored StepFinished Done"
+	if got := strings.Join(kinds, " "); got != want {
+		t.Errorf("events:\ngot  %s\nwant %s", got, want)
+	}
+}

@@ -1,0 +1,210 @@
+package eval
+
+import (
+	"regexp"
+	"strings"
+)
+
+// ExtractAnswer returns the final answer stated in a model's response to a
+// math problem, and whether one was found.
+//
+// It takes the argument of the last well-formed \boxed{...} or \fbox{...}
+// (nested braces allowed; "\boxed 5" without braces takes the following run
+// of non-space characters). Without a box, it takes the last clearly marked
+// final-answer statement: "Final answer: ...", "The final answer is ...",
+// "The answer is ...", or a line starting "Answer:" or "**Answer:**". The
+// answer is cut at the end of its line or sentence, and math delimiters ($,
+// \( \), \[ \]) around it are removed. The result is not normalized; see
+// Normalize.
+func ExtractAnswer(response string) (string, bool) {
+	if a, ok := lastBoxed(response); ok {
+		return a, true
+	}
+	if a, ok := markedAnswer(response); ok {
+		return a, true
+	}
+	return "", false
+}
+
+var boxCommands = []string{`\boxed`, `\fbox`}
+
+// lastBoxed returns the argument of the last well-formed box in s.
+func lastBoxed(s string) (string, bool) {
+	end := len(s)
+	for end > 0 {
+		// Find the last box command starting before end.
+		at, cmd := -1, ""
+		for _, c := range boxCommands {
+			if i := strings.LastIndex(s[:end], c); i > at {
+				at, cmd = i, c
+			}
+		}
+		if at < 0 {
+			return "", false
+		}
+		end = at
+		if a, ok := boxArgument(s[at+len(cmd):]); ok {
+			return a, true
+		}
+	}
+	return "", false
+}
+
+// boxArgument reads the argument of a box command from rest, the text just
+// after the command name.
+func boxArgument(rest string) (string, bool) {
+	if rest != "" && isLetter(rest[0]) {
+		return "", false // another command, like \boxedfoo
+	}
+	rest = strings.TrimLeft(rest, " \t")
+	if rest == "" {
+		return "", false
+	}
+	var a string
+	if rest[0] == '{' {
+		inner, _, ok := readGroup(rest, 0)
+		if !ok {
+			return "", false
+		}
+		a = inner
+	} else {
+		n := strings.IndexAny(rest, " \t\r\n$")
+		if n < 0 {
+			n = len(rest)
+		}
+		a = rest[:n]
+	}
+	a = cleanAnswer(a)
+	return a, a != ""
+}
+
+// readGroup reads the brace group that opens at s[i] == '{' and returns its
+// content and the index just past the closing brace. Escaped braces (\{ \})
+// do not count.
+func readGroup(s string, i int) (string, int, bool) {
+	if i >= len(s) || s[i] != '{' {
+		return "", i, false
+	}
+	depth := 0
+	for j := i; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			j++ // skip the escaped character
+		case '{':
+			depth++
+		case '}':
+			depth--
+			if depth == 0 {
+				return s[i+1 : j], j + 1, true
+			}
+		}
+	}
+	return "", len(s), false
+}
+
+func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+func isDigit(c byte) bool  { return '0' <= c && c <= '9' }
+
+// answerMarker finds statements of a final answer.
+var answerMarker = regexp.MustCompile(`(?i)\bfinal\s+answer\b(?:\s*\*\*)?(?:\s*(?:is\b|:))?|\bthe\s+(?:correct\s+|final\s+)?answer\s+is\b:?|(?:^|\n)[ \t*#>_]*answer\s*(?:\*\*)?\s*:`)
+
+// markedAnswer returns the answer after the last final-answer marker.
+func markedAnswer(s string) (string, bool) {
+	locs := answerMarker.FindAllStringIndex(s, -1)
+	for k := len(locs) - 1; k >= 0; k-- {
+		if a := answerAfter(s[locs[k][1]:]); a != "" {
+			return a, true
+		}
+	}
+	return "", false
+}
+
+// answerAfter reads the answer that follows a marker.
+func answerAfter(rest string) string {
+	rest = strings.TrimLeft(rest, " \t*:_")
+	if strings.HasPrefix(rest, "\n") || strings.HasPrefix(rest, "\r") {
+		// "Final Answer\n\n5": the answer is on the next non-empty line.
+		rest = strings.TrimLeft(rest, " \t\r\n*:_")
+	}
+	if rest == "" {
+		return ""
+	}
+	for _, d := range [][2]string{{"$$", "$$"}, {`\[`, `\]`}, {`\(`, `\)`}, {"$", "$"}} {
+		if strings.HasPrefix(rest, d[0]) {
+			body := rest[len(d[0]):]
+			if j := strings.Index(body, d[1]); j >= 0 {
+				return cleanAnswer(body[:j])
+			}
+		}
+	}
+	if i := strings.IndexAny(rest, "\r\n"); i >= 0 {
+		rest = rest[:i]
+	}
+	return cleanAnswer(cutSentence(rest))
+}
+
+// cutSentence cuts s at the first sentence end (". " or "; ") or at a comma
+// followed by a word, outside brackets and math.
+func cutSentence(s string) string {
+	depth := 0
+	inMath := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\':
+			i++
+		case c == '$':
+			inMath = !inMath
+		case c == '(' || c == '[' || c == '{':
+			depth++
+		case c == ')' || c == ']' || c == '}':
+			depth--
+		case depth > 0 || inMath:
+		case (c == '.' || c == ';' || c == '!' || c == '?') && (i+1 == len(s) || s[i+1] == ' ' || s[i+1] == '\t'):
+			return s[:i]
+		case c == ',' && i+3 < len(s) && s[i+1] == ' ' && isLetter(s[i+2]) && isLetter(s[i+3]):
+			return s[:i]
+		}
+	}
+	return s
+}
+
+// cleanAnswer trims an extracted answer: whitespace, markdown emphasis,
+// math delimiters, trailing punctuation.
+func cleanAnswer(a string) string {
+	for {
+		prev := a
+		a = strings.TrimSpace(a)
+		a = strings.Trim(a, "*")
+		a = strings.TrimRight(a, ".,;")
+		a = strings.TrimSpace(a)
+		for _, d := range [][2]string{{"$$", "$$"}, {`\[`, `\]`}, {`\(`, `\)`}} {
+			if len(a) >= len(d[0])+len(d[1]) && strings.HasPrefix(a, d[0]) && strings.HasSuffix(a, d[1]) {
+				a = a[len(d[0]) : len(a)-len(d[1])]
+			}
+		}
+		a = dropMathDollars(a)
+		if a == prev {
+			return a
+		}
+	}
+}
+
+// dropMathDollars removes $ signs that delimit math, keeping escaped \$.
+func dropMathDollars(s string) string {
+	if !strings.Contains(s, "$") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && i+1 < len(s):
+			b.WriteByte(s[i])
+			b.WriteByte(s[i+1])
+			i++
+		case s[i] != '$':
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}

@@ -60,10 +60,10 @@ func (c Config) Validate() error {
 		name string
 		s    Sampling
 	}{{"sampling", c.Sampling}, {"critique", c.Critique}} {
-		if s.s.Temperature < 0 || s.s.Temperature > 2 {
+		if !(s.s.Temperature >= 0 && s.s.Temperature <= 2) { // also rejects NaN
 			return fmt.Errorf("%s temperature must be in [0, 2], got %g", s.name, s.s.Temperature)
 		}
-		if s.s.TopP <= 0 || s.s.TopP > 1 {
+		if !(s.s.TopP > 0 && s.s.TopP <= 1) {
 			return fmt.Errorf("%s top_p must be in (0, 1], got %g", s.name, s.s.TopP)
 		}
 		if s.s.MaxTokens < 1 {

@@ -1,0 +1,275 @@
+package reward
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/httpx"
+)
+
+// The ways VLLM can ask vLLM for rewards.
+const (
+	// MethodClassify renders and tokenizes each conversation with POST
+	// /tokenize, then scores all of them in one POST /classify.
+	MethodClassify = "classify"
+	// MethodPooling sends each conversation to POST /pooling, which renders
+	// and scores it in one request.
+	MethodPooling = "pooling"
+)
+
+// VLLMOptions configures a VLLM scorer.
+type VLLMOptions struct {
+	// URLs are the base URLs of one or more replicas of the reward model's
+	// server, e.g. http://localhost:8001. vLLM serves /tokenize, /classify
+	// and /pooling at the root, so a trailing /v1 is removed.
+	URLs []string
+	// Model is the served model name; when empty the field is left out and
+	// vLLM uses the model it serves.
+	Model string
+	// Method is MethodClassify (the default) or MethodPooling.
+	Method string
+	// TokenLevel is for token-level reward models served with the
+	// token_classify task: the reward is the value at the last token.
+	// It needs MethodPooling.
+	TokenLevel bool
+
+	APIKey      string
+	MaxInFlight int           // requests in flight (0: unlimited)
+	MaxRetries  int           // retries of transient failures (0: httpx's default, negative: none)
+	Timeout     time.Duration // per attempt (0: httpx's default)
+	BaseBackoff time.Duration // first retry backoff (0: httpx's default)
+	MaxBackoff  time.Duration // backoff cap (0: httpx's default)
+	HTTPClient  *http.Client
+	Logger      *slog.Logger
+}
+
+// VLLM scores responses with a sequence-classification reward model served
+// by vLLM's pooling runner (`vllm serve MODEL --runner pooling`). It is safe
+// for concurrent use.
+//
+// Each response is appended to the conversation as an assistant turn and the
+// whole conversation is rendered with the reward model's own chat template
+// on the server. Scores are the model's raw outputs: requests carry
+// "use_activation": false so that vLLM does not squash them with a sigmoid.
+// vLLM versions that predate that field ignore it; when every score seen so
+// far lies in (0,1), the scorer logs a warning once (see SigmoidSuspected).
+type VLLM struct {
+	client     *httpx.Client
+	model      string
+	method     string
+	tokenLevel bool
+	log        *slog.Logger
+
+	mu      sync.Mutex
+	outside bool // some score so far fell outside (0,1)
+	warned  bool
+}
+
+// NewVLLM returns a scorer for the vLLM server described by opts.
+func NewVLLM(opts VLLMOptions) (*VLLM, error) {
+	method := opts.Method
+	if method == "" {
+		method = MethodClassify
+	}
+	if method != MethodClassify && method != MethodPooling {
+		return nil, fmt.Errorf("reward: unknown vLLM method %q (want %s or %s)", opts.Method, MethodClassify, MethodPooling)
+	}
+	if opts.TokenLevel && method != MethodPooling {
+		return nil, errors.New("reward: token-level rewards need the pooling method")
+	}
+	urls := make([]string, len(opts.URLs))
+	for i, u := range opts.URLs {
+		urls[i] = VLLMRoot(u)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c, err := httpx.New(httpx.Options{
+		Name:        "reward",
+		URLs:        urls,
+		APIKey:      opts.APIKey,
+		Timeout:     opts.Timeout,
+		MaxRetries:  opts.MaxRetries,
+		BaseBackoff: opts.BaseBackoff,
+		MaxBackoff:  opts.MaxBackoff,
+		MaxInFlight: opts.MaxInFlight,
+		HTTPClient:  opts.HTTPClient,
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reward: %w", err)
+	}
+	return &VLLM{client: c, model: opts.Model, method: method, tokenLevel: opts.TokenLevel, log: log}, nil
+}
+
+// VLLMRoot returns the root URL of a vLLM server given its base URL with or
+// without a trailing /v1 (and trailing slashes).
+func VLLMRoot(u string) string {
+	u = strings.TrimRight(strings.TrimSpace(u), "/")
+	u = strings.TrimSuffix(u, "/v1")
+	return strings.TrimRight(u, "/")
+}
+
+// The request bodies, in field order.
+type (
+	tokenizeRequest struct {
+		Model               string        `json:"model,omitempty"`
+		Messages            []tpo.Message `json:"messages"`
+		AddGenerationPrompt bool          `json:"add_generation_prompt"`
+	}
+	classifyRequest struct {
+		Model         string  `json:"model,omitempty"`
+		Input         [][]int `json:"input"`
+		UseActivation bool    `json:"use_activation"`
+	}
+	poolingRequest struct {
+		Model         string        `json:"model,omitempty"`
+		Task          string        `json:"task"`
+		UseActivation bool          `json:"use_activation"`
+		Messages      []tpo.Message `json:"messages"`
+	}
+)
+
+// Score implements tpo.Scorer.
+func (s *VLLM) Score(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
+	if len(responses) == 0 {
+		return []float64{}, nil
+	}
+	var scores []float64
+	var err error
+	if s.method == MethodPooling {
+		scores, err = s.scorePooling(ctx, messages, responses)
+	} else {
+		scores, err = s.scoreClassify(ctx, messages, responses)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.checkActivation(scores)
+	return scores, nil
+}
+
+// checkActivation records scores and warns once if every score so far lay
+// in (0,1).
+func (s *VLLM) checkActivation(scores []float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !SigmoidSuspected(scores) {
+		s.outside = true
+	}
+	if s.outside || s.warned {
+		return
+	}
+	s.warned = true
+	s.log.Warn("every reward score so far lies strictly between 0 and 1: the vLLM server may be applying a sigmoid "+
+		"(vLLM versions that predate use_activation ignore it); raw reward model scores usually fall outside (0,1)",
+		"servers", strings.Join(s.client.URLs(), ","), "scores", scores)
+}
+
+func (s *VLLM) scoreClassify(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
+	toks := make([]tokenizeResponse, len(responses))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, r := range responses {
+		g.Go(func() error {
+			req := tokenizeRequest{Model: s.model, Messages: withResponse(messages, r)}
+			var raw json.RawMessage
+			if _, err := s.client.PostJSON(gctx, "/tokenize", req, &raw); err != nil {
+				return fmt.Errorf("reward: tokenizing response %d: %w", i, err)
+			}
+			t, err := decodeTokenize(raw)
+			if err != nil {
+				return fmt.Errorf("reward: tokenizing response %d: %w", i, err)
+			}
+			if t.MaxModelLen > 0 && len(t.Tokens) > t.MaxModelLen {
+				return fmt.Errorf("reward: response %d: the conversation is %d tokens, more than the reward model's maximum of %d",
+					i, len(t.Tokens), t.MaxModelLen)
+			}
+			toks[i] = t
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	input := make([][]int, len(toks))
+	for i, t := range toks {
+		input[i] = t.Tokens
+	}
+	scores, err := s.classify(ctx, input)
+	if err == nil || len(input) == 1 {
+		if err != nil {
+			return nil, fmt.Errorf("reward: response 0: %w", err)
+		}
+		return scores, nil
+	}
+	var se *httpx.StatusError
+	if !errors.As(err, &se) || !inputRefused(se) {
+		return nil, fmt.Errorf("reward: scoring %d responses: %w", len(input), err)
+	}
+	// The batch was refused: score the inputs one at a time to find the one
+	// at fault (or to get past a limit on the batch).
+	s.log.Warn("batched /classify refused; scoring responses one at a time", "responses", len(input), "err", err)
+	scores = make([]float64, len(input))
+	for i := range input {
+		one, err := s.classify(ctx, input[i:i+1])
+		if err != nil {
+			return nil, fmt.Errorf("reward: response %d: %w", i, err)
+		}
+		scores[i] = one[0]
+	}
+	return scores, nil
+}
+
+// inputRefused reports whether a server refused a request for what its
+// input holds (too long, malformed) rather than for who sent it or when.
+func inputRefused(se *httpx.StatusError) bool {
+	return se.Status == http.StatusBadRequest || se.Status == http.StatusUnprocessableEntity
+}
+
+// classify sends one /classify request.
+func (s *VLLM) classify(ctx context.Context, input [][]int) ([]float64, error) {
+	var raw json.RawMessage
+	if _, err := s.client.PostJSON(ctx, "/classify", classifyRequest{Model: s.model, Input: input}, &raw); err != nil {
+		return nil, err
+	}
+	return decodeClassify(raw, len(input))
+}
+
+func (s *VLLM) scorePooling(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
+	task := "classify"
+	if s.tokenLevel {
+		task = "token_classify"
+	}
+	scores := make([]float64, len(responses))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, r := range responses {
+		g.Go(func() error {
+			req := poolingRequest{Model: s.model, Task: task, Messages: withResponse(messages, r)}
+			var raw json.RawMessage
+			if _, err := s.client.PostJSON(gctx, "/pooling", req, &raw); err != nil {
+				return fmt.Errorf("reward: response %d: %w", i, err)
+			}
+			v, err := decodePooling(raw, s.tokenLevel)
+			if err != nil {
+				return fmt.Errorf("reward: response %d: %w", i, err)
+			}
+			scores[i] = v
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return scores, nil
+}

@@ -1,0 +1,504 @@
+package tpotest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tpoproject/tpo"
+)
+
+// RewardRequest is one request received by a fake reward server.
+type RewardRequest struct {
+	Path string
+	Body []byte
+}
+
+// TextReward is the default reward of the fake reward servers: the number
+// of words in text divided by 10, minus 1, plus 2 for each occurrence of
+// "good" and minus 2 for each "bad" (case-insensitive). It is deterministic
+// and gives both negative and positive values, like a raw reward model.
+func TextReward(text string) float64 {
+	lower := strings.ToLower(text)
+	return float64(len(strings.Fields(text)))/10 - 1 +
+		2*float64(strings.Count(lower, "good")) - 2*float64(strings.Count(lower, "bad"))
+}
+
+// LastReplyReward is TextReward of the conversation's last assistant turn.
+func LastReplyReward(messages []tpo.Message) float64 {
+	for i := len(messages) - 1; i >= 0; i-- {
+		if messages[i].Role == tpo.RoleAssistant {
+			return TextReward(messages[i].Content)
+		}
+	}
+	return TextReward("")
+}
+
+// RenderChat is the fake chat template of VLLMRewardServer: each turn as
+// "<|role|>\ncontent<|end|>\n", then "<|assistant|>\n" when
+// addGenerationPrompt is set.
+func RenderChat(messages []tpo.Message, addGenerationPrompt bool) string {
+	var b strings.Builder
+	for _, m := range messages {
+		fmt.Fprintf(&b, "<|%s|>\n%s<|end|>\n", m.Role, m.Content)
+	}
+	if addGenerationPrompt {
+		b.WriteString("<|assistant|>\n")
+	}
+	return b.String()
+}
+
+// TokenIDs is the fake tokenizer of VLLMRewardServer: a BOS token 1, then
+// each byte of text plus 3.
+func TokenIDs(text string) []int {
+	ids := make([]int, 0, len(text)+1)
+	ids = append(ids, 1)
+	for i := 0; i < len(text); i++ {
+		ids = append(ids, int(text[i])+3)
+	}
+	return ids
+}
+
+// VLLMRewardOptions configures a VLLMRewardServer. The zero value works.
+type VLLMRewardOptions struct {
+	// Reward scores a whole conversation whose last turn is the assistant
+	// reply (default LastReplyReward).
+	Reward func(messages []tpo.Message) float64
+	// IgnoreUseActivation emulates a vLLM that predates use_activation:
+	// the rewardSigmoid is always applied.
+	IgnoreUseActivation bool
+	// MaxModelLen is the model's context length in tokens (default 4096);
+	// longer inputs get vLLM's 400.
+	MaxModelLen int
+	// HideMaxModelLen leaves max_model_len out of /tokenize answers, as
+	// older vLLM versions do.
+	HideMaxModelLen bool
+	// ReverseClassify makes /classify list its results in reverse order.
+	ReverseClassify bool
+	// Intercept, if set, sees every request first (after it is recorded)
+	// and may answer it itself by returning true.
+	Intercept func(w http.ResponseWriter, r *http.Request, body []byte) bool
+}
+
+// VLLMRewardServer is a fake vLLM pooling runner serving a reward model on
+// /tokenize, /classify and /pooling, for tests. /classify accepts only
+// token ids produced by its /tokenize.
+type VLLMRewardServer struct {
+	URL string // the root URL, without /v1
+
+	opts VLLMRewardOptions
+
+	mu       sync.Mutex
+	requests []RewardRequest
+	rendered map[string][]tpo.Message // token ids key -> conversation
+}
+
+// NewVLLMRewardServer starts a fake vLLM reward server, closed when the
+// test ends.
+func NewVLLMRewardServer(t testing.TB, opts VLLMRewardOptions) *VLLMRewardServer {
+	t.Helper()
+	if opts.Reward == nil {
+		opts.Reward = LastReplyReward
+	}
+	if opts.MaxModelLen == 0 {
+		opts.MaxModelLen = 4096
+	}
+	s := &VLLMRewardServer{opts: opts, rendered: make(map[string][]tpo.Message)}
+	srv := httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	return s
+}
+
+// Requests returns the requests received so far, in arrival order.
+func (s *VLLMRewardServer) Requests() []RewardRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.requests)
+}
+
+// Count returns how many requests were made to path.
+func (s *VLLMRewardServer) Count(path string) int {
+	return rewardCount(s.Requests(), path)
+}
+
+func rewardCount(reqs []RewardRequest, path string) int {
+	n := 0
+	for _, r := range reqs {
+		if r.Path == path {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *VLLMRewardServer) serve(w http.ResponseWriter, r *http.Request) {
+	body, ok := rewardRead(w, r, &s.mu, &s.requests)
+	if !ok {
+		return
+	}
+	if s.opts.Intercept != nil && s.opts.Intercept(w, r, body) {
+		return
+	}
+	if r.Method != http.MethodPost {
+		vllmRewardError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	switch r.URL.Path {
+	case "/tokenize":
+		s.tokenize(w, body)
+	case "/classify":
+		s.classify(w, body)
+	case "/pooling":
+		s.pooling(w, body)
+	default:
+		vllmRewardError(w, http.StatusNotFound, "not found: "+r.URL.Path)
+	}
+}
+
+func (s *VLLMRewardServer) tokenize(w http.ResponseWriter, body []byte) {
+	var req struct {
+		Messages            []tpo.Message `json:"messages"`
+		AddGenerationPrompt *bool         `json:"add_generation_prompt"`
+	}
+	if err := rewardDecode(body, &req); err != nil || len(req.Messages) == 0 {
+		vllmRewardError(w, http.StatusBadRequest, fmt.Sprintf("invalid /tokenize request: %v", err))
+		return
+	}
+	addGen := req.AddGenerationPrompt == nil || *req.AddGenerationPrompt
+	ids := TokenIDs(RenderChat(req.Messages, addGen))
+	s.mu.Lock()
+	s.rendered[rewardIDsKey(ids)] = req.Messages
+	s.mu.Unlock()
+	resp := map[string]any{"count": len(ids), "tokens": ids}
+	if !s.opts.HideMaxModelLen {
+		resp["max_model_len"] = s.opts.MaxModelLen
+	}
+	rewardJSON(w, resp)
+}
+
+// activation reports whether the rewardSigmoid is applied for a request's
+// use_activation field.
+func (s *VLLMRewardServer) activation(useActivation *bool) bool {
+	return s.opts.IgnoreUseActivation || useActivation == nil || *useActivation
+}
+
+func (s *VLLMRewardServer) tooLong(w http.ResponseWriter, n int) bool {
+	if n <= s.opts.MaxModelLen {
+		return false
+	}
+	vllmRewardError(w, http.StatusBadRequest, fmt.Sprintf(
+		"This model's maximum context length is %d tokens. However, you requested %d tokens in the input for classification. Please reduce the length of the input.",
+		s.opts.MaxModelLen, n))
+	return true
+}
+
+func (s *VLLMRewardServer) classify(w http.ResponseWriter, body []byte) {
+	var req struct {
+		Input         [][]int `json:"input"`
+		UseActivation *bool   `json:"use_activation"`
+	}
+	if err := rewardDecode(body, &req); err != nil || len(req.Input) == 0 {
+		vllmRewardError(w, http.StatusBadRequest, fmt.Sprintf("invalid /classify request: %v", err))
+		return
+	}
+	type result struct {
+		Index      int       `json:"index"`
+		Label      string    `json:"label"`
+		Probs      []float64 `json:"probs"`
+		NumClasses int       `json:"num_classes"`
+	}
+	data := make([]result, len(req.Input))
+	tokens := 0
+	for i, ids := range req.Input {
+		if s.tooLong(w, len(ids)) {
+			return
+		}
+		s.mu.Lock()
+		msgs, ok := s.rendered[rewardIDsKey(ids)]
+		s.mu.Unlock()
+		if !ok {
+			vllmRewardError(w, http.StatusBadRequest, fmt.Sprintf("input %d: token ids were not produced by /tokenize", i))
+			return
+		}
+		v := s.opts.Reward(msgs)
+		if s.activation(req.UseActivation) {
+			v = rewardSigmoid(v)
+		}
+		data[i] = result{Index: i, Label: "LABEL_0", Probs: []float64{v}, NumClasses: 1}
+		tokens += len(ids)
+	}
+	if s.opts.ReverseClassify {
+		slices.Reverse(data)
+	}
+	rewardJSON(w, map[string]any{
+		"id": "classify-fake", "object": "list", "created": 0, "model": "fake-rm",
+		"data":  data,
+		"usage": map[string]int{"prompt_tokens": tokens, "total_tokens": tokens},
+	})
+}
+
+func (s *VLLMRewardServer) pooling(w http.ResponseWriter, body []byte) {
+	var req struct {
+		Task          string        `json:"task"`
+		UseActivation *bool         `json:"use_activation"`
+		Messages      []tpo.Message `json:"messages"`
+	}
+	if err := rewardDecode(body, &req); err != nil || len(req.Messages) == 0 {
+		vllmRewardError(w, http.StatusBadRequest, fmt.Sprintf("invalid /pooling request: %v", err))
+		return
+	}
+	ids := TokenIDs(RenderChat(req.Messages, false))
+	if s.tooLong(w, len(ids)) {
+		return
+	}
+	v := s.opts.Reward(req.Messages)
+	act := s.activation(req.UseActivation)
+	if act {
+		v = rewardSigmoid(v)
+	}
+	var data any
+	switch req.Task {
+	case "classify":
+		data = []float64{v}
+	case "token_classify":
+		// One value per token; only the last one is the reward.
+		rows := make([][]float64, len(ids))
+		for i := range rows {
+			rows[i] = []float64{-float64(i % 7)}
+			if act {
+				rows[i][0] = rewardSigmoid(rows[i][0])
+			}
+		}
+		rows[len(rows)-1][0] = v
+		data = rows
+	default:
+		vllmRewardError(w, http.StatusBadRequest, fmt.Sprintf("unsupported task %q", req.Task))
+		return
+	}
+	rewardJSON(w, map[string]any{
+		"id": "pool-fake", "object": "list", "created": 0, "model": "fake-rm",
+		"data":  []any{map[string]any{"index": 0, "object": "pooling", "data": data}},
+		"usage": map[string]int{"prompt_tokens": len(ids), "total_tokens": len(ids)},
+	})
+}
+
+// TEIOptions configures a TEIServer. The zero value works.
+type TEIOptions struct {
+	// Reward scores a (prompt, response) pair (default: TextReward of the
+	// response). With several labels, label i scores Reward - i.
+	Reward func(prompt, response string) float64
+	// Labels are the model's labels in index order (default ["LABEL_0"]).
+	Labels []string
+	// MaxBatch is --max-client-batch-size (default 32).
+	MaxBatch int
+	// Intercept, if set, sees every request first (after it is recorded)
+	// and may answer it itself by returning true.
+	Intercept func(w http.ResponseWriter, r *http.Request, body []byte) bool
+}
+
+// TEIServer is a fake text-embeddings-inference server serving a
+// sequence-classification model on /predict, for tests.
+type TEIServer struct {
+	URL string
+
+	opts TEIOptions
+
+	mu       sync.Mutex
+	requests []RewardRequest
+}
+
+// NewTEIServer starts a fake TEI server, closed when the test ends.
+func NewTEIServer(t testing.TB, opts TEIOptions) *TEIServer {
+	t.Helper()
+	if opts.Reward == nil {
+		opts.Reward = func(_, response string) float64 { return TextReward(response) }
+	}
+	if len(opts.Labels) == 0 {
+		opts.Labels = []string{"LABEL_0"}
+	}
+	if opts.MaxBatch == 0 {
+		opts.MaxBatch = 32
+	}
+	s := &TEIServer{opts: opts}
+	srv := httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	return s
+}
+
+// Requests returns the requests received so far, in arrival order.
+func (s *TEIServer) Requests() []RewardRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.requests)
+}
+
+// Count returns how many requests were made to path.
+func (s *TEIServer) Count(path string) int {
+	return rewardCount(s.Requests(), path)
+}
+
+type teiRewardPrediction struct {
+	Score float64 `json:"score"`
+	Label string  `json:"label"`
+}
+
+func (s *TEIServer) serve(w http.ResponseWriter, r *http.Request) {
+	body, ok := rewardRead(w, r, &s.mu, &s.requests)
+	if !ok {
+		return
+	}
+	if s.opts.Intercept != nil && s.opts.Intercept(w, r, body) {
+		return
+	}
+	if r.Method != http.MethodPost || r.URL.Path != "/predict" {
+		teiRewardError(w, http.StatusNotFound, "not found", "validation")
+		return
+	}
+	var req struct {
+		Inputs    json.RawMessage `json:"inputs"`
+		RawScores bool            `json:"raw_scores"`
+		Truncate  *bool           `json:"truncate"`
+	}
+	if err := rewardDecode(body, &req); err != nil {
+		teiRewardError(w, http.StatusUnprocessableEntity, "Failed to deserialize the JSON body: "+err.Error(), "validation")
+		return
+	}
+	pairs, batch, err := teiRewardInputs(req.Inputs)
+	if err != nil {
+		teiRewardError(w, http.StatusUnprocessableEntity, err.Error(), "validation")
+		return
+	}
+	if batch && len(pairs) > s.opts.MaxBatch {
+		teiRewardError(w, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("batch size %d > maximum allowed batch size %d", len(pairs), s.opts.MaxBatch), "validation")
+		return
+	}
+	out := make([][]teiRewardPrediction, len(pairs))
+	for i, p := range pairs {
+		out[i] = s.predict(p, req.RawScores)
+	}
+	if batch {
+		rewardJSON(w, out)
+	} else {
+		rewardJSON(w, out[0])
+	}
+}
+
+// predict scores one pair like TEI: raw logits or, without raw_scores, a
+// rewardSigmoid (one label) or softmax (several), sorted by descending score.
+func (s *TEIServer) predict(p [2]string, raw bool) []teiRewardPrediction {
+	base := s.opts.Reward(p[0], p[1])
+	preds := make([]teiRewardPrediction, len(s.opts.Labels))
+	for i, l := range s.opts.Labels {
+		preds[i] = teiRewardPrediction{Score: base - float64(i), Label: l}
+	}
+	if !raw {
+		if len(preds) == 1 {
+			preds[0].Score = rewardSigmoid(preds[0].Score)
+		} else {
+			var sum float64
+			for _, p := range preds {
+				sum += math.Exp(p.Score)
+			}
+			for i := range preds {
+				preds[i].Score = math.Exp(preds[i].Score) / sum
+			}
+		}
+	}
+	slices.SortStableFunc(preds, func(a, b teiRewardPrediction) int {
+		switch {
+		case a.Score > b.Score:
+			return -1
+		case a.Score < b.Score:
+			return 1
+		}
+		return 0
+	})
+	return preds
+}
+
+// teiRewardInputs reads TEI's inputs field: a text, a pair, or a batch of texts
+// and pairs. A text alone is scored as the pair (text, "").
+func teiRewardInputs(raw json.RawMessage) (pairs [][2]string, batch bool, err error) {
+	var text string
+	if json.Unmarshal(raw, &text) == nil {
+		return [][2]string{{text, ""}}, false, nil
+	}
+	var pair []string
+	if json.Unmarshal(raw, &pair) == nil && len(pair) == 2 {
+		return [][2]string{{pair[0], pair[1]}}, false, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil || len(items) == 0 {
+		return nil, false, fmt.Errorf("inputs must be a text, a pair or a non-empty batch")
+	}
+	for i, it := range items {
+		if json.Unmarshal(it, &text) == nil {
+			pairs = append(pairs, [2]string{text, ""})
+			continue
+		}
+		var p []string
+		if json.Unmarshal(it, &p) != nil || len(p) != 2 {
+			return nil, false, fmt.Errorf("inputs[%d] must be a text or a pair of texts", i)
+		}
+		pairs = append(pairs, [2]string{p[0], p[1]})
+	}
+	return pairs, true, nil
+}
+
+func rewardRead(w http.ResponseWriter, r *http.Request, mu *sync.Mutex, reqs *[]RewardRequest) ([]byte, bool) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	mu.Lock()
+	*reqs = append(*reqs, RewardRequest{Path: r.URL.Path, Body: body})
+	mu.Unlock()
+	return body, true
+}
+
+// rewardDecode decodes body into v, accepting unknown fields as vLLM and
+// TEI do.
+func rewardDecode(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	return dec.Decode(v)
+}
+
+func rewardIDsKey(ids []int) string {
+	b, _ := json.Marshal(ids)
+	return string(b)
+}
+
+func rewardSigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+
+func rewardJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// vllmRewardError writes an error in current vLLM's shape.
+func vllmRewardError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+		"message": msg, "type": http.StatusText(status), "param": nil, "code": status,
+	}})
+}
+
+// teiRewardError writes an error in TEI's shape.
+func teiRewardError(w http.ResponseWriter, status int, msg, typ string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg, "error_type": typ})
+}

@@ -1,0 +1,129 @@
+package sim
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Options configure a Server. Zero values mean the defaults given with each
+// field.
+type Options struct {
+	// Seed seeds every random choice of the simulator.
+	Seed int64
+
+	// Model is the policy model's name (default "sim-policy"); RewardModel
+	// the reward model's (default "sim-reward"). Requests naming another
+	// model get a 404; an empty name means the endpoint's model.
+	Model       string
+	RewardModel string
+	// MaxModelLen is the context window in tokens (default 32768).
+	MaxModelLen int
+
+	// Slots is the most sequences decoded together (default 64).
+	Slots int
+	// A decode step takes StepBase + StepPerSeq*active sequences +
+	// PrefillPerToken*prompt tokens admitted in the step, in simulated time.
+	// Defaults: 15ms, 250µs, 50µs.
+	StepBase        time.Duration
+	StepPerSeq      time.Duration
+	PrefillPerToken time.Duration
+	// Response lengths in tokens are log-normal with mean MeanTokens
+	// (default 350) and log-space standard deviation TokenSigma (default
+	// 0.6), then capped by max_tokens.
+	MeanTokens int
+	TokenSigma float64
+	// TimeScale is the wall time one simulated second takes, in seconds
+	// (default 1: real time; 0.001 runs a thousand times faster).
+	TimeScale float64
+
+	// A reward call takes RewardBase + RewardPerToken*tokens of simulated
+	// time. Defaults: 10ms, 20µs.
+	RewardBase     time.Duration
+	RewardPerToken time.Duration
+	// RewardNoise is the amplitude of the hash-based noise added to q by
+	// the reward (default 0.1; negative for none).
+	RewardNoise float64
+
+	// UpdateGain is the mean gain in q of an update that follows matching
+	// instructions (default 0.5).
+	UpdateGain float64
+	// UnparsedRate is the fraction of update choices that omit the
+	// <improved_response> tags (default 0.05; negative for none).
+	UnparsedRate float64
+
+	// Faults are injected into every endpoint except /v1/models and
+	// /sim/stats; RewardFaults, when not nil, replace them for the reward
+	// endpoints (/tokenize, /classify, /pooling).
+	Faults       Faults
+	RewardFaults *Faults
+
+	// Logger receives a debug record for every injected fault (default:
+	// discard).
+	Logger *slog.Logger
+}
+
+// withDefaults returns o with zero fields set to their defaults and negative
+// "none" values set to zero.
+func (o Options) withDefaults() Options {
+	if o.Model == "" {
+		o.Model = "sim-policy"
+	}
+	if o.RewardModel == "" {
+		o.RewardModel = "sim-reward"
+	}
+	if o.MaxModelLen <= 0 {
+		o.MaxModelLen = 32768
+	}
+	if o.Slots <= 0 {
+		o.Slots = 64
+	}
+	if o.StepBase <= 0 {
+		o.StepBase = 15 * time.Millisecond
+	}
+	if o.StepPerSeq <= 0 {
+		o.StepPerSeq = 250 * time.Microsecond
+	}
+	if o.PrefillPerToken <= 0 {
+		o.PrefillPerToken = 50 * time.Microsecond
+	}
+	if o.MeanTokens <= 0 {
+		o.MeanTokens = 350
+	}
+	if o.TokenSigma <= 0 {
+		o.TokenSigma = 0.6
+	}
+	if o.TimeScale <= 0 {
+		o.TimeScale = 1
+	}
+	if o.RewardBase <= 0 {
+		o.RewardBase = 10 * time.Millisecond
+	}
+	if o.RewardPerToken <= 0 {
+		o.RewardPerToken = 20 * time.Microsecond
+	}
+	o.RewardNoise = orDefault(o.RewardNoise, 0.1)
+	if o.UpdateGain <= 0 {
+		o.UpdateGain = 0.5
+	}
+	o.UnparsedRate = orDefault(o.UnparsedRate, 0.05)
+	o.Faults = o.Faults.withDefaults()
+	if o.RewardFaults != nil {
+		f := o.RewardFaults.withDefaults()
+		o.RewardFaults = &f
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// orDefault maps zero to def and negative values to zero.
+func orDefault(v, def float64) float64 {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
+}

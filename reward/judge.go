@@ -2,18 +2,25 @@ package reward
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"text/template"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/httpx"
 )
 
 //go:embed templates/judge_system.tmpl
@@ -64,11 +71,6 @@ type judgeRequest struct {
 	MaxTokens int
 }
 
-// judgeChat sends one chat request to the judge model with temperature 0
-// and, where the server supports them, logprobs with the top 20
-// alternatives per token.
-type judgeChat func(ctx context.Context, req judgeRequest) (judgeReply, error)
-
 // Judge scores responses by asking an LLM to grade each one on a fixed
 // scale of 1 to 10. It sends one chat request per response (at most
 // Concurrency at a time) with temperature 0, a small max_tokens and
@@ -84,12 +86,88 @@ type judgeChat func(ctx context.Context, req judgeRequest) (judgeReply, error)
 // DefaultJudgeTemplates. Thinking models that spend their first tokens on
 // reasoning need a larger MaxTokens or their reasoning turned off.
 type Judge struct {
-	chat        judgeChat
+	client      *httpx.Client
+	model       string
+	noLogprobs  atomic.Bool // the server refused logprobs, or they are disabled
 	system      *template.Template
 	user        *template.Template
 	maxTokens   int
 	concurrency int
 	log         *slog.Logger
+}
+
+// JudgeOptions configures a Judge.
+type JudgeOptions struct {
+	// URLs are the base URLs, /v1 included, of one or more replicas of an
+	// OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, OpenAI),
+	// e.g. http://localhost:8000/v1. The policy model's server works: TPO
+	// can then run with a single local model.
+	URLs []string
+	// Model is the model name sent with each request; when empty the field
+	// is left out, which servers of a single model accept.
+	Model string
+	// SystemTemplate and UserTemplate are text/template sources for the
+	// judge's prompts, executed with JudgeData; empty means the default
+	// (see DefaultJudgeTemplates). An empty system prompt after execution
+	// sends no system message.
+	SystemTemplate, UserTemplate string
+	// MaxTokens caps the judge's reply (default 8).
+	MaxTokens int
+	// Concurrency is how many responses are judged at once (default 8).
+	Concurrency int
+	// DisableLogprobs stops the judge asking for logprobs, for servers that
+	// mishandle them; scores are then whole grades read from the text.
+	DisableLogprobs bool
+
+	APIKey      string
+	MaxInFlight int           // requests in flight (0: unlimited)
+	MaxRetries  int           // retries of transient failures (0: httpx's default, negative: none)
+	Timeout     time.Duration // per attempt (0: httpx's default)
+	BaseBackoff time.Duration // first retry backoff (0: httpx's default)
+	MaxBackoff  time.Duration // backoff cap (0: httpx's default)
+	HTTPClient  *http.Client
+	Logger      *slog.Logger
+}
+
+// NewJudge returns a judge that asks the model described by opts.
+func NewJudge(opts JudgeOptions) (*Judge, error) {
+	if opts.MaxTokens < 0 || opts.Concurrency < 0 {
+		return nil, fmt.Errorf("reward: negative judge max tokens (%d) or concurrency (%d)", opts.MaxTokens, opts.Concurrency)
+	}
+	system, user, err := parseJudgeTemplates(opts.SystemTemplate, opts.UserTemplate)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c, err := httpx.New(httpx.Options{
+		Name:        "judge",
+		URLs:        opts.URLs,
+		APIKey:      opts.APIKey,
+		Timeout:     opts.Timeout,
+		MaxRetries:  opts.MaxRetries,
+		BaseBackoff: opts.BaseBackoff,
+		MaxBackoff:  opts.MaxBackoff,
+		MaxInFlight: opts.MaxInFlight,
+		HTTPClient:  opts.HTTPClient,
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reward: %w", err)
+	}
+	j := &Judge{
+		client:      c,
+		model:       opts.Model,
+		system:      system,
+		user:        user,
+		maxTokens:   cmp.Or(opts.MaxTokens, DefaultJudgeMaxTokens),
+		concurrency: cmp.Or(opts.Concurrency, DefaultJudgeConcurrency),
+		log:         log,
+	}
+	j.noLogprobs.Store(opts.DisableLogprobs)
+	return j, nil
 }
 
 // parseJudgeTemplates parses custom or default templates.
@@ -207,4 +285,91 @@ func (j *Judge) grade(ctx context.Context, messages []tpo.Message, response stri
 			clip(reply.Text, 300), clip(again.Text, 300))
 	}
 	return v, nil
+}
+
+// chatRequest is the body of POST /chat/completions.
+type chatRequest struct {
+	Model       string        `json:"model,omitempty"`
+	Messages    []tpo.Message `json:"messages"`
+	Temperature float64       `json:"temperature"`
+	MaxTokens   int           `json:"max_tokens"`
+	Logprobs    bool          `json:"logprobs,omitempty"`
+	TopLogprobs int           `json:"top_logprobs,omitempty"`
+}
+
+// chat sends one request to the judge model with temperature 0 and, unless
+// the server refused them before, logprobs. A server that answers 400 to a
+// request with logprobs, naming them, is asked again without, and never
+// again with.
+func (j *Judge) chat(ctx context.Context, req judgeRequest) (judgeReply, error) {
+	body := chatRequest{Model: j.model, Messages: req.Messages, MaxTokens: req.MaxTokens}
+	withLogprobs := !j.noLogprobs.Load()
+	if withLogprobs {
+		body.Logprobs, body.TopLogprobs = true, judgeTopLogprobs
+	}
+	var raw json.RawMessage
+	_, err := j.client.PostJSON(ctx, "/chat/completions", body, &raw)
+	var se *httpx.StatusError
+	if withLogprobs && errors.As(err, &se) && inputRefused(se) &&
+		strings.Contains(strings.ToLower(se.Message+" "+se.Param), "logprobs") {
+		if !j.noLogprobs.Swap(true) {
+			j.log.Warn("the judge's server refused logprobs; reading whole grades from the text instead", "err", err)
+		}
+		body.Logprobs, body.TopLogprobs = false, 0
+		_, err = j.client.PostJSON(ctx, "/chat/completions", body, &raw)
+	}
+	if err != nil {
+		return judgeReply{}, err
+	}
+	return decodeChatReply(raw)
+}
+
+// decodeChatReply reads the first choice of a chat completion: its text
+// and, when present, its logprobs.
+func decodeChatReply(body []byte) (judgeReply, error) {
+	var r struct {
+		Choices []struct {
+			Message struct {
+				Content *string `json:"content"`
+			} `json:"message"`
+			Logprobs *struct {
+				Content []struct {
+					Token       string   `json:"token"`
+					Logprob     *float64 `json:"logprob"`
+					TopLogprobs []struct {
+						Token   string   `json:"token"`
+						Logprob *float64 `json:"logprob"`
+					} `json:"top_logprobs"`
+				} `json:"content"`
+			} `json:"logprobs"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return judgeReply{}, fmt.Errorf("decoding chat completion: %w (body: %s)", err, snippet(body))
+	}
+	if len(r.Choices) == 0 {
+		return judgeReply{}, fmt.Errorf("chat completion has no choices (body: %s)", snippet(body))
+	}
+	c := r.Choices[0]
+	var reply judgeReply
+	if c.Message.Content != nil {
+		reply.Text = *c.Message.Content
+	}
+	if c.Logprobs == nil {
+		return reply, nil
+	}
+	for _, p := range c.Logprobs.Content {
+		lp := TokenLogprob{Token: p.Token, Logprob: math.Inf(-1)}
+		if p.Logprob != nil {
+			lp.Logprob = *p.Logprob
+		}
+		for _, t := range p.TopLogprobs {
+			if t.Logprob == nil {
+				continue
+			}
+			lp.Top = append(lp.Top, TopLogprob{Token: t.Token, Logprob: *t.Logprob})
+		}
+		reply.Logprobs = append(reply.Logprobs, lp)
+	}
+	return reply, nil
 }

@@ -1,0 +1,444 @@
+package reward
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tpoproject/tpo"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata")
+
+// judgeServer is a fake OpenAI-compatible chat server for the judge.
+type judgeServer struct {
+	URL string
+	// reply answers request number call (from 0) with a status and body.
+	reply func(call int, req chatRequest) (int, string)
+
+	mu       sync.Mutex
+	bodies   [][]byte
+	inFlight atomic.Int32
+	maxSeen  atomic.Int32
+	delay    time.Duration
+}
+
+func newJudgeServer(t *testing.T, reply func(call int, req chatRequest) (int, string)) *judgeServer {
+	t.Helper()
+	s := &judgeServer{reply: reply}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := s.inFlight.Add(1)
+		defer s.inFlight.Add(-1)
+		for {
+			m := s.maxSeen.Load()
+			if n <= m || s.maxSeen.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		if r.URL.Path != "/v1/chat/completions" {
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		call := len(s.bodies)
+		s.bodies = append(s.bodies, body)
+		s.mu.Unlock()
+		var req chatRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if s.delay > 0 {
+			time.Sleep(s.delay)
+		}
+		status, out := s.reply(call, req)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		io.WriteString(w, out)
+	}))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL + "/v1"
+	return s
+}
+
+func (s *judgeServer) requests(t *testing.T) []chatRequest {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]chatRequest, len(s.bodies))
+	for i, b := range s.bodies {
+		if err := json.Unmarshal(b, &out[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// completion renders a chat completion with content and, when top is not
+// nil, logprobs for a single generated token with the given alternatives
+// (token, probability pairs).
+func completion(content string, top ...any) string {
+	choice := map[string]any{
+		"index":         0,
+		"message":       map[string]any{"role": "assistant", "content": content},
+		"finish_reason": "stop",
+	}
+	if len(top) > 0 {
+		var alts []map[string]any
+		lp := 0.0
+		for i := 0; i+1 < len(top); i += 2 {
+			p := math.Log(top[i+1].(float64))
+			alts = append(alts, map[string]any{"token": top[i], "logprob": p})
+			if top[i] == content {
+				lp = p
+			}
+		}
+		choice["logprobs"] = map[string]any{"content": []any{
+			map[string]any{"token": content, "logprob": lp, "top_logprobs": alts},
+		}}
+	}
+	b, _ := json.Marshal(map[string]any{"id": "x", "object": "chat.completion", "choices": []any{choice}})
+	return string(b)
+}
+
+func newTestJudge(t *testing.T, url string, opts JudgeOptions) *Judge {
+	t.Helper()
+	opts.URLs = []string{url}
+	opts.BaseBackoff = time.Millisecond
+	opts.MaxBackoff = 2 * time.Millisecond
+	j, err := NewJudge(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// responseOf returns the candidate reply shown in a judge request made with
+// the default templates.
+func responseOf(req chatRequest) string {
+	u := req.Messages[len(req.Messages)-1].Content
+	if len(req.Messages) > 2 {
+		u = req.Messages[1].Content
+	}
+	_, after, _ := strings.Cut(u, "<candidate_reply>\n")
+	before, _, _ := strings.Cut(after, "\n</candidate_reply>")
+	return before
+}
+
+func TestJudgeRequestGolden(t *testing.T) {
+	srv := newJudgeServer(t, func(int, chatRequest) (int, string) { return 200, completion("7") })
+	j := newTestJudge(t, srv.URL, JudgeOptions{Model: "policy"})
+	if _, err := j.Score(context.Background(), testConversation, testResponses[1:2]); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	body := srv.bodies[0]
+	srv.mu.Unlock()
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, body, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	pretty.WriteByte('\n')
+	golden := filepath.Join("testdata", "judge_request.golden.json")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got := pretty.String(); got != string(want) {
+		t.Errorf("judge request:\n%s\nwant (%s):\n%s", got, golden, want)
+	}
+	// The settings that matter, independently of the golden file.
+	for _, frag := range []string{`"temperature":0`, `"max_tokens":8`, `"logprobs":true`, `"top_logprobs":20`, `"model":"policy"`} {
+		if !bytes.Contains(body, []byte(frag)) {
+			t.Errorf("request %s lacks %s", body, frag)
+		}
+	}
+}
+
+func TestJudgeScores(t *testing.T) {
+	// Each response gets its own distribution.
+	replies := map[string]string{
+		testResponses[0]: completion("8", "8", 0.6, "7", 0.3, "9", 0.1), // 7.8
+		testResponses[1]: completion("1", "1", 0.5, "2", 0.5),           // 1.5: "1" is the generated token, last
+		testResponses[2]: completion("Score: 3"),                        // no logprobs: 3
+	}
+	srv := newJudgeServer(t, func(_ int, req chatRequest) (int, string) {
+		r, ok := replies[responseOf(req)]
+		if !ok {
+			return 400, `{"error":{"message":"unexpected prompt"}}`
+		}
+		return 200, r
+	})
+	j := newTestJudge(t, srv.URL, JudgeOptions{})
+	got, err := j.Score(context.Background(), testConversation, testResponses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []float64{7.8, 1.5, 3}
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 1e-9 {
+			t.Errorf("scores = %v, want %v", got, want)
+			break
+		}
+	}
+}
+
+func TestJudgeRetriesWithReminder(t *testing.T) {
+	srv := newJudgeServer(t, func(call int, _ chatRequest) (int, string) {
+		if call == 0 {
+			return 200, completion("Excellent reply!")
+		}
+		return 200, completion("9")
+	})
+	j := newTestJudge(t, srv.URL, JudgeOptions{})
+	got, err := j.Score(context.Background(), testConversation, testResponses[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []float64{9}) {
+		t.Errorf("scores = %v, want [9]", got)
+	}
+	reqs := srv.requests(t)
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(reqs))
+	}
+	first, second := reqs[0].Messages, reqs[1].Messages
+	want := slices.Concat(first, []tpo.Message{
+		{Role: tpo.RoleAssistant, Content: "Excellent reply!"},
+		{Role: tpo.RoleUser, Content: judgeReminder},
+	})
+	if !slices.Equal(second, want) {
+		t.Errorf("second request messages = %v, want the first plus the reply and a reminder", second)
+	}
+}
+
+func TestJudgeUnparseable(t *testing.T) {
+	srv := newJudgeServer(t, func(call int, _ chatRequest) (int, string) {
+		return 200, completion(fmt.Sprintf("Looks fine (%c).", 'a'+call))
+	})
+	j := newTestJudge(t, srv.URL, JudgeOptions{})
+	_, err := j.Score(context.Background(), testConversation, testResponses[:1])
+	if err == nil {
+		t.Fatal("no error for replies without a score")
+	}
+	for _, w := range []string{"response 0", `"Looks fine (a)."`, `"Looks fine (b)."`} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
+}
+
+func TestJudgeLogprobsRefused(t *testing.T) {
+	srv := newJudgeServer(t, func(_ int, req chatRequest) (int, string) {
+		if req.Logprobs {
+			return 400, `{"error":{"message":"logprobs are not supported with this model","type":"invalid_request_error","param":"logprobs"}}`
+		}
+		return 200, completion("6")
+	})
+	var w warnings
+	j := newTestJudge(t, srv.URL, JudgeOptions{Logger: w.logger(), Concurrency: 1})
+	got, err := j.Score(context.Background(), testConversation, testResponses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []float64{6, 6, 6}) {
+		t.Errorf("scores = %v, want [6 6 6]", got)
+	}
+	reqs := srv.requests(t)
+	// One refused request, then three without logprobs.
+	if len(reqs) != 4 || !reqs[0].Logprobs || reqs[1].Logprobs || reqs[3].Logprobs || reqs[3].TopLogprobs != 0 {
+		t.Errorf("requests' logprobs = %v, want true then false", func() (l []bool) {
+			for _, r := range reqs {
+				l = append(l, r.Logprobs)
+			}
+			return
+		}())
+	}
+	if len(w.list()) != 1 {
+		t.Errorf("warnings = %q, want one", w.list())
+	}
+}
+
+func TestJudgeDisableLogprobs(t *testing.T) {
+	srv := newJudgeServer(t, func(int, chatRequest) (int, string) { return 200, completion("5") })
+	j := newTestJudge(t, srv.URL, JudgeOptions{DisableLogprobs: true, MaxTokens: 4})
+	if _, err := j.Score(context.Background(), testConversation, testResponses[:1]); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	body := string(srv.bodies[0])
+	srv.mu.Unlock()
+	if strings.Contains(body, "logprobs") || !strings.Contains(body, `"max_tokens":4`) {
+		t.Errorf("body = %s, want no logprobs and max_tokens 4", body)
+	}
+}
+
+func TestJudgeServerError(t *testing.T) {
+	srv := newJudgeServer(t, func(int, chatRequest) (int, string) {
+		return 500, `{"error":{"message":"CUDA out of memory","type":"server_error"}}`
+	})
+	j := newTestJudge(t, srv.URL, JudgeOptions{MaxRetries: 1})
+	_, err := j.Score(context.Background(), testConversation, testResponses[:1])
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range []string{"judge server", srv.URL, "500", "CUDA out of memory", "response 0"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
+	if n := len(srv.requests(t)); n != 2 {
+		t.Errorf("%d requests, want 2 (one retry)", n)
+	}
+}
+
+func TestJudgeConcurrencyBound(t *testing.T) {
+	srv := newJudgeServer(t, func(int, chatRequest) (int, string) { return 200, completion("5") })
+	srv.delay = 20 * time.Millisecond
+	j := newTestJudge(t, srv.URL, JudgeOptions{Concurrency: 2})
+	got, err := j.Score(context.Background(), testConversation, responsesN(6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 6 {
+		t.Fatalf("%d scores, want 6", len(got))
+	}
+	if m := srv.maxSeen.Load(); m > 2 || m < 1 {
+		t.Errorf("%d requests in flight at once, want at most 2", m)
+	}
+}
+
+func TestJudgeEmpty(t *testing.T) {
+	srv := newJudgeServer(t, func(int, chatRequest) (int, string) { return 200, completion("5") })
+	j := newTestJudge(t, srv.URL, JudgeOptions{})
+	got, err := j.Score(context.Background(), testConversation, nil)
+	if err != nil || got == nil || len(got) != 0 {
+		t.Errorf("Score(no responses) = %#v, %v; want an empty slice", got, err)
+	}
+	if n := len(srv.requests(t)); n != 0 {
+		t.Errorf("%d requests, want 0", n)
+	}
+}
+
+func TestJudgeCustomTemplates(t *testing.T) {
+	srv := newJudgeServer(t, func(int, chatRequest) (int, string) { return 200, completion("5") })
+	j := newTestJudge(t, srv.URL, JudgeOptions{
+		SystemTemplate: "  ",
+		UserTemplate:   "Q: {{.Prompt}} ({{len .Messages}} turns)\nA: {{.Response}}\nGrade {{.Min}}-{{.Max}}.",
+	})
+	msgs, err := j.Prompt(testConversation, "Yes.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []tpo.Message{{Role: tpo.RoleUser, Content: "Q: Is water wet? (2 turns)\nA: Yes.\nGrade 1-10."}}
+	if !slices.Equal(msgs, want) {
+		t.Errorf("Prompt() = %q, want %q", msgs, want)
+	}
+	if _, err := j.Score(context.Background(), testConversation, []string{"Yes."}); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := srv.requests(t); !slices.Equal(reqs[0].Messages, want) {
+		t.Errorf("sent %q, want %q", reqs[0].Messages, want)
+	}
+}
+
+func TestJudgeDefaultPrompt(t *testing.T) {
+	srv := newJudgeServer(t, func(int, chatRequest) (int, string) { return 200, completion("5") })
+	j := newTestJudge(t, srv.URL, JudgeOptions{})
+	msgs, err := j.Prompt(testConversation, "Yes, it is.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	system, _ := DefaultJudgeTemplates()
+	if len(msgs) != 2 || msgs[0].Role != tpo.RoleSystem || msgs[0].Content != strings.TrimSpace(system) {
+		t.Fatalf("Prompt() = %q, want the default system prompt then a user message", msgs)
+	}
+	for _, w := range []string{"[system]\nBe brief.", "[user]\nIs water wet?", "<candidate_reply>\nYes, it is.\n</candidate_reply>"} {
+		if !strings.Contains(msgs[1].Content, w) {
+			t.Errorf("user prompt %q lacks %q", msgs[1].Content, w)
+		}
+	}
+}
+
+func TestNewJudgeBadTemplates(t *testing.T) {
+	tests := []struct {
+		name         string
+		system, user string
+		want         string
+	}{
+		{"syntax", "{{.Response", "", "judge system template"},
+		{"unknown field", "", "{{.Answer}}", "judge user template"},
+	}
+	for _, tt := range tests {
+		_, err := NewJudge(JudgeOptions{URLs: []string{"http://h/v1"}, SystemTemplate: tt.system, UserTemplate: tt.user})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: NewJudge error = %v, want one containing %q", tt.name, err, tt.want)
+		}
+	}
+	if _, err := NewJudge(JudgeOptions{}); err == nil {
+		t.Error("no error without a URL")
+	}
+}
+
+func TestDecodeChatReply(t *testing.T) {
+	body := `{"choices":[{"message":{"content":"8"},"logprobs":{"content":[` +
+		`{"token":"8","logprob":-0.1,"top_logprobs":[{"token":"8","logprob":-0.1},{"token":"7","logprob":null},{"token":"9","logprob":-2.5}]}]}}]}`
+	got, err := decodeChatReply([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := judgeReply{Text: "8", Logprobs: []TokenLogprob{{Token: "8", Logprob: -0.1,
+		Top: []TopLogprob{{"8", -0.1}, {"9", -2.5}}}}}
+	if got.Text != want.Text || len(got.Logprobs) != 1 || got.Logprobs[0].Token != "8" ||
+		!slices.Equal(got.Logprobs[0].Top, want.Logprobs[0].Top) {
+		t.Errorf("decodeChatReply() = %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{`{"choices":[]}`, `not json`, `{"choices":{}}`} {
+		if _, err := decodeChatReply([]byte(bad)); err == nil {
+			t.Errorf("decodeChatReply(%s): no error", bad)
+		}
+	}
+	got, err = decodeChatReply([]byte(`{"choices":[{"message":{"content":null}}]}`))
+	if err != nil || got.Text != "" || got.Logprobs != nil {
+		t.Errorf("null content: got %+v, %v; want an empty reply", got, err)
+	}
+}
+
+func FuzzDecodeChatReply(f *testing.F) {
+	f.Add([]byte(completion("8", "8", 0.6, "7", 0.4)))
+	f.Add([]byte(`{"choices":[{"message":{"content":null},"logprobs":{"content":[{"token":"1"}]}}]}`))
+	f.Add([]byte(`{"choices":[{"logprobs":{"content":null}}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := decodeChatReply(body)
+		if err != nil {
+			return
+		}
+		v, _, err := JudgeScore(r.Text, r.Logprobs)
+		if err == nil && (math.IsNaN(v) || v < JudgeMin || v > JudgeMax) {
+			t.Fatalf("score %v outside 1..10", v)
+		}
+	})
+}

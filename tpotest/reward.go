@@ -484,14 +484,22 @@ func rewardSigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 
 func rewardJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
+	rewardEncode(w, v)
+}
+
+// rewardEncode writes v as JSON without HTML escaping, as Python and Rust
+// servers do.
+func rewardEncode(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }
 
 // vllmRewardError writes an error in current vLLM's shape.
 func vllmRewardError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+	rewardEncode(w, map[string]any{"error": map[string]any{
 		"message": msg, "type": http.StatusText(status), "param": nil, "code": status,
 	}})
 }
@@ -500,5 +508,5 @@ func vllmRewardError(w http.ResponseWriter, status int, msg string) {
 func teiRewardError(w http.ResponseWriter, status int, msg, typ string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg, "error_type": typ})
+	rewardEncode(w, map[string]string{"error": msg, "error_type": typ})
 }

@@ -1,0 +1,209 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/tpoproject/tpo"
+)
+
+// errBusy is returned when no optimization slot freed up in time.
+var errBusy = errors.New("busy")
+
+func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
+	body, aerr := readBody(w, r, s.opts.MaxBody)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	p, aerr := parseRequest(body, s.opts.Config, s.opts.DefaultReward, s.opts.Scorers, s.opts.Limits)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	ctx, cancel := s.requestContext(r.Context())
+	defer cancel()
+	if p.Off {
+		s.passThrough(ctx, w, p)
+		return
+	}
+	release, aerr := s.acquire(ctx)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	defer release()
+
+	o := outcome{ID: newCompletionID(), Created: s.opts.Now().Unix(), Model: p.Model, Plan: p}
+	if o.Model == "" {
+		o.Model = s.up.defaultModel()
+	}
+	runID, err := s.openRun(ctx, o)
+	if err != nil {
+		s.log.Error("opening a run in the store failed", "err", err)
+		writeError(w, &apiError{Status: http.StatusInternalServerError, Type: typeServer, Code: "store_error",
+			Message: fmt.Sprintf("recording the optimization failed: %v", err)})
+		return
+	}
+	o.RunID = runID
+	if p.Stream {
+		s.stream(ctx, w, o)
+		return
+	}
+	o, err = s.optimize(ctx, o, nil)
+	if err != nil {
+		s.writeOptimizeError(ctx, w, o, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, completionOf(o))
+}
+
+// acquire waits for an optimization slot, up to the queue wait.
+func (s *Server) acquire(ctx context.Context) (func(), *apiError) {
+	release := func() {
+		<-s.slots
+		s.metrics.inFlight.Dec()
+	}
+	select {
+	case s.slots <- struct{}{}:
+		s.metrics.inFlight.Inc()
+		return release, nil
+	default:
+	}
+	busy := &apiError{Status: http.StatusTooManyRequests, Type: typeRateLimit, Code: "server_busy",
+		RetryAfter: max(1, int(math.Ceil(s.opts.QueueWait.Seconds()))),
+		Message:    fmt.Sprintf("the server is running its maximum of %d optimizations; retry later", cap(s.slots))}
+	if s.opts.QueueWait < 0 {
+		return nil, busy
+	}
+	s.metrics.queued.Inc()
+	defer s.metrics.queued.Dec()
+	t := time.NewTimer(s.opts.QueueWait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		s.metrics.inFlight.Inc()
+		return release, nil
+	case <-t.C:
+		return nil, busy
+	case <-ctx.Done():
+		return nil, upstreamError(ctx.Err(), errors.Is(ctx.Err(), context.DeadlineExceeded))
+	}
+}
+
+// openRun records the request as a run of kind "serve" with one item.
+func (s *Server) openRun(ctx context.Context, o outcome) (string, error) {
+	if s.opts.Store == nil {
+		return "", nil
+	}
+	cfg, _ := json.Marshal(map[string]any{
+		"config": o.Plan.Config, "model": o.Model, "reward": o.Plan.Reward, "n": o.Plan.N,
+		"completion_id": o.ID, "stream": o.Plan.Stream,
+	})
+	run, _, err := s.opts.Store.OpenRun(ctx, tpo.Run{Kind: "serve", Source: "api", Config: cfg, Created: s.opts.Now(), ItemCount: 1})
+	if err != nil {
+		return "", err
+	}
+	return run.ID, nil
+}
+
+// optimize runs the optimization of o's plan, recording it in the store,
+// and returns o with the result and the usage filled in. onEvent, if set,
+// sees every event.
+func (s *Server) optimize(ctx context.Context, o outcome, onEvent func(tpo.Event)) (outcome, error) {
+	p := o.Plan
+	item := p.Item
+	item.ID = o.ID
+	flightID := o.RunID
+	if flightID == "" {
+		flightID = o.ID
+	}
+	s.hub.start(RunInfo{RunID: flightID, Model: o.Model, Mode: p.Config.Mode, Width: p.Config.Width,
+		Depth: p.Config.Steps(), Prompt: item.Prompt(), Started: s.opts.Now()})
+	defer s.hub.end(flightID)
+
+	store := s.opts.Store
+	if store != nil {
+		if _, err := store.StartItem(ctx, o.RunID, 0, item); err != nil {
+			return o, fmt.Errorf("recording the item: %w", err)
+		}
+	}
+	m := newMeter(s.up.generator(o.Model), s.opts.Scorers[p.Reward], s.metrics)
+	opt := &tpo.Optimizer{Policy: meterGenerator{m}, Reward: meterScorer{m}, Config: p.Config,
+		Templates: s.opts.Templates, Logger: s.log}
+	opts := tpo.Options{OnEvent: func(e tpo.Event) {
+		s.hub.publish(flightID, e)
+		if s.opts.Events != nil {
+			s.opts.Events(flightID, e)
+		}
+		if onEvent != nil {
+			onEvent(e)
+		}
+	}}
+	if store != nil {
+		opts.OnStep = func(ctx context.Context, st tpo.Step) error {
+			return store.SaveStep(context.WithoutCancel(ctx), o.RunID, item.ID, st)
+		}
+	}
+	s.log.Info("optimizing", "run", o.RunID, "id", o.ID, "model", o.Model, "mode", p.Config.Mode,
+		"width", p.Config.Width, "depth", p.Config.Steps(), "reward", p.Reward, "messages", len(item.Messages))
+	t0 := time.Now()
+	res, err := opt.Optimize(ctx, item, opts)
+	o.Result, o.Meter = res, m.snapshot()
+
+	outcomeLabel := "ok"
+	switch {
+	case err != nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
+		outcomeLabel = "cancelled"
+		if res.Error == "" {
+			res.Error = err.Error()
+		}
+	case err != nil:
+		outcomeLabel = "error"
+	}
+	s.metrics.optimizations.WithLabelValues(string(p.Config.Mode), outcomeLabel).Inc()
+	s.log.Info("optimized", "run", o.RunID, "id", o.ID, "outcome", outcomeLabel, "score", res.Score,
+		"initial_best", res.InitialBest, "requests", o.Meter.Total.Requests, "tokens", o.Meter.Total.TotalTokens(),
+		"elapsed", time.Since(t0).Round(time.Millisecond), "err", err)
+	if store != nil {
+		sctx := context.WithoutCancel(ctx)
+		res.ID = item.ID
+		serr := store.FinishItem(sctx, o.RunID, res)
+		if serr == nil {
+			serr = store.FinishRun(sctx, o.RunID, s.opts.Now())
+		}
+		if serr != nil {
+			s.log.Error("recording the result failed", "run", o.RunID, "err", serr)
+			if err == nil {
+				err = fmt.Errorf("recording the result: %w", serr)
+			}
+		}
+	}
+	return o, err
+}
+
+// optimizeError converts an optimization failure into an API error.
+func (s *Server) optimizeError(ctx context.Context, o outcome, err error) *apiError {
+	deadline := errors.Is(ctx.Err(), context.DeadlineExceeded)
+	if deadline {
+		err = fmt.Errorf("request timeout of %v: %w", s.opts.RequestTimeout, err)
+	}
+	e := upstreamError(err, deadline)
+	if o.RunID != "" {
+		e.Message += " (run " + o.RunID + ")"
+	}
+	return e
+}
+
+func (s *Server) writeOptimizeError(ctx context.Context, w http.ResponseWriter, o outcome, err error) {
+	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// The client went away (or the server is shutting down).
+		s.log.Info("request cancelled", "run", o.RunID, "err", err)
+	}
+	writeError(w, s.optimizeError(ctx, o, err))
+}

@@ -1,0 +1,455 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/tpoproject/tpo"
+)
+
+// ModeOff is the value of the "mode" override that sends the request
+// straight to the policy server, unoptimized.
+const ModeOff = "off"
+
+// Overrides are the per-request TPO settings a client may send in the
+// "tpo" object of a chat completion request (the official clients send it
+// through extra_body). Absent fields keep the server's settings.
+type Overrides struct {
+	// Mode is tpo, revision, bon or off (pass the request through).
+	Mode string `json:"mode,omitempty"`
+	// Width is N, Depth is D.
+	Width *int `json:"width,omitempty"`
+	Depth *int `json:"depth,omitempty"`
+	// Reward names one of the server's scorers.
+	Reward string `json:"reward,omitempty"`
+	// The sampling settings of the loss and gradient calls.
+	CritiqueTemperature *float64 `json:"critique_temperature,omitempty"`
+	CritiqueTopP        *float64 `json:"critique_top_p,omitempty"`
+	CritiqueMaxTokens   *int     `json:"critique_max_tokens,omitempty"`
+	// MaxTextChars bounds each text inserted into a prompt, in bytes.
+	MaxTextChars *int `json:"max_text_chars,omitempty"`
+}
+
+// Limits bound what a request may ask for.
+type Limits struct {
+	MaxWidth int // largest width override (default 32)
+	MaxDepth int // largest depth override (default 10)
+	MaxN     int // largest n (default 16)
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxWidth <= 0 {
+		l.MaxWidth = 32
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = 10
+	}
+	if l.MaxN <= 0 {
+		l.MaxN = 16
+	}
+	return l
+}
+
+// chatRequest is what the server reads of a chat completion request. The
+// raw body is kept for pass-through.
+type chatRequest struct {
+	Model               string         `json:"model"`
+	Messages            []inMessage    `json:"messages"`
+	Stream              bool           `json:"stream"`
+	StreamOptions       *streamOptions `json:"stream_options"`
+	N                   *int           `json:"n"`
+	Temperature         *float64       `json:"temperature"`
+	TopP                *float64       `json:"top_p"`
+	MaxTokens           *int           `json:"max_tokens"`
+	MaxCompletionTokens *int           `json:"max_completion_tokens"`
+	Seed                *int64         `json:"seed"`
+	// Fields TPO cannot honour; their presence is checked, not their value.
+	Tools          json.RawMessage `json:"tools"`
+	Functions      json.RawMessage `json:"functions"`
+	ToolChoice     json.RawMessage `json:"tool_choice"`
+	FunctionCall   json.RawMessage `json:"function_call"`
+	ResponseFormat json.RawMessage `json:"response_format"`
+	Logprobs       *bool           `json:"logprobs"`
+	TopLogprobs    *int            `json:"top_logprobs"`
+	Stop           json.RawMessage `json:"stop"`
+}
+
+type streamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+type inMessage struct {
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	ToolCalls  json.RawMessage `json:"tool_calls"`
+	ToolCallID string          `json:"tool_call_id"`
+}
+
+type contentPart struct {
+	Type string  `json:"type"`
+	Text *string `json:"text"`
+}
+
+// plan is a validated request: what to do and with which settings.
+type plan struct {
+	Model        string
+	Stream       bool
+	IncludeUsage bool
+	// Off is true for pass-through requests; Body is then the request
+	// without its "tpo" object. The fields below are unset.
+	Off  bool
+	Body []byte
+
+	Item   tpo.Item
+	Config tpo.Config
+	Reward string // scorer name
+	N      int
+}
+
+// parseRequest reads a chat completion request body and checks it against
+// the server's defaults, limits and scorers. It does not touch the network.
+func parseRequest(body []byte, defaults tpo.Config, defaultReward string, scorers map[string]tpo.Scorer, lim Limits) (*plan, *apiError) {
+	lim = lim.withDefaults()
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+		return nil, badRequest("", "the request body is not a JSON object: %s", jsonErrText(err))
+	}
+	var req chatRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, jsonFieldError("", err)
+	}
+	var ov Overrides
+	if raw, ok := top["tpo"]; ok && !isNull(raw) {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&ov); err != nil {
+			return nil, jsonFieldError("tpo", err)
+		}
+	}
+	p := &plan{Model: req.Model, Stream: req.Stream}
+	if req.StreamOptions != nil {
+		if !req.Stream {
+			return nil, badRequest("stream_options", "stream_options is only allowed with stream: true")
+		}
+		p.IncludeUsage = req.StreamOptions.IncludeUsage
+	}
+	if len(req.Messages) == 0 {
+		return nil, badRequest("messages", "messages must be a non-empty array")
+	}
+
+	if ov.Mode == ModeOff {
+		delete(top, "tpo")
+		b, err := json.Marshal(top)
+		if err != nil {
+			return nil, badRequest("", "re-encoding the request: %v", err)
+		}
+		p.Off, p.Body = true, b
+		return p, nil
+	}
+
+	// Features the optimizer cannot honour are refused, not ignored.
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"tools", req.Tools}, {"functions", req.Functions}, {"function_call", req.FunctionCall}, {"stop", req.Stop}} {
+		if !isNull(f.raw) {
+			return nil, badRequest(f.name, "%s is not supported with TPO; send \"tpo\": {\"mode\": \"off\"} to pass the request through", f.name)
+		}
+	}
+	if !isNull(req.ToolChoice) && string(bytes.TrimSpace(req.ToolChoice)) != `"none"` {
+		return nil, badRequest("tool_choice", "tool_choice is not supported with TPO; send \"tpo\": {\"mode\": \"off\"} to pass the request through")
+	}
+	if !isNull(req.ResponseFormat) {
+		var rf struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(req.ResponseFormat, &rf); err != nil || rf.Type != "text" {
+			return nil, badRequest("response_format", "response_format other than text is not supported with TPO; send \"tpo\": {\"mode\": \"off\"} to pass the request through")
+		}
+	}
+	if req.Logprobs != nil && *req.Logprobs || req.TopLogprobs != nil {
+		return nil, badRequest("logprobs", "logprobs are not supported with TPO (the answer is not one sample)")
+	}
+
+	msgs, aerr := convertMessages(req.Messages)
+	if aerr != nil {
+		return nil, aerr
+	}
+	p.Item = tpo.Item{Messages: msgs}
+	if err := p.Item.Validate(); err != nil {
+		return nil, badRequest("messages", "%v", err)
+	}
+
+	cfg, aerr := applyOverrides(defaults, ov, lim)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if aerr := applySampling(&cfg, &req); aerr != nil {
+		return nil, aerr
+	}
+	p.Config = cfg
+
+	p.Reward = defaultReward
+	if ov.Reward != "" {
+		p.Reward = ov.Reward
+	}
+	if _, ok := scorers[p.Reward]; !ok {
+		return nil, badRequest("tpo.reward", "unknown reward %q (this server has: %s)", p.Reward, strings.Join(sortedKeys(scorers), ", "))
+	}
+
+	p.N = 1
+	if req.N != nil {
+		if *req.N < 1 || *req.N > lim.MaxN {
+			return nil, badRequest("n", "n must be between 1 and %d, got %d", lim.MaxN, *req.N)
+		}
+		p.N = *req.N
+	}
+	return p, nil
+}
+
+// convertMessages turns the request's messages into a conversation. Text
+// content parts are joined with newlines; other parts are refused.
+func convertMessages(in []inMessage) ([]tpo.Message, *apiError) {
+	out := make([]tpo.Message, 0, len(in))
+	for i, m := range in {
+		param := fmt.Sprintf("messages[%d]", i)
+		role := m.Role
+		switch role {
+		case tpo.RoleSystem, tpo.RoleUser, tpo.RoleAssistant:
+		case "developer":
+			role = tpo.RoleSystem
+		case "tool", "function":
+			return nil, badRequest(param+".role", "%s messages are not supported with TPO (no tool use); send \"tpo\": {\"mode\": \"off\"} to pass the request through", role)
+		case "":
+			return nil, badRequest(param+".role", "%s has no role", param)
+		default:
+			return nil, badRequest(param+".role", "%s has unknown role %q", param, m.Role)
+		}
+		if !isNull(m.ToolCalls) && string(bytes.TrimSpace(m.ToolCalls)) != "[]" {
+			return nil, badRequest(param+".tool_calls", "tool calls are not supported with TPO; send \"tpo\": {\"mode\": \"off\"} to pass the request through")
+		}
+		text, aerr := contentText(param+".content", m.Content)
+		if aerr != nil {
+			return nil, aerr
+		}
+		out = append(out, tpo.Message{Role: role, Content: text})
+	}
+	return out, nil
+}
+
+// contentText reads a message's content: a string, null, or an array of
+// parts of which only text parts are accepted.
+func contentText(param string, raw json.RawMessage) (string, *apiError) {
+	raw = bytes.TrimSpace(raw)
+	if isNull(raw) {
+		return "", nil
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", badRequest(param, "%s: %s", param, jsonErrText(err))
+		}
+		return s, nil
+	case '[':
+		var parts []json.RawMessage
+		if err := json.Unmarshal(raw, &parts); err != nil {
+			return "", badRequest(param, "%s: %s", param, jsonErrText(err))
+		}
+		var texts []string
+		for j, pr := range parts {
+			pp := fmt.Sprintf("%s[%d]", param, j)
+			var part contentPart
+			if err := json.Unmarshal(pr, &part); err != nil {
+				return "", badRequest(pp, "%s must be an object with a type: %s", pp, jsonErrText(err))
+			}
+			switch part.Type {
+			case "text", "input_text", "refusal":
+				if part.Text == nil {
+					if part.Type == "refusal" {
+						var r struct {
+							Refusal string `json:"refusal"`
+						}
+						_ = json.Unmarshal(pr, &r)
+						texts = append(texts, r.Refusal)
+						continue
+					}
+					return "", badRequest(pp, "%s is a text part without text", pp)
+				}
+				texts = append(texts, *part.Text)
+			case "image_url", "input_image", "image":
+				return "", badRequest(pp, "%s is an image: tpo serve optimizes text only; images are not supported (send \"tpo\": {\"mode\": \"off\"} to pass the request through)", pp)
+			case "":
+				return "", badRequest(pp, "%s has no type", pp)
+			default:
+				return "", badRequest(pp, "%s has type %q: only text content is supported with TPO", pp, part.Type)
+			}
+		}
+		return strings.Join(texts, "\n"), nil
+	}
+	return "", badRequest(param, "%s must be a string or an array of content parts", param)
+}
+
+// applyOverrides applies a request's "tpo" object to the server's settings.
+func applyOverrides(cfg tpo.Config, ov Overrides, lim Limits) (tpo.Config, *apiError) {
+	if ov.Mode != "" {
+		m, err := tpo.ParseMode(ov.Mode)
+		if err != nil {
+			return cfg, badRequest("tpo.mode", "unknown mode %q (want tpo, revision, bon or off)", ov.Mode)
+		}
+		cfg.Mode = m
+	}
+	if ov.Width != nil {
+		if *ov.Width < 1 || *ov.Width > lim.MaxWidth {
+			return cfg, badRequest("tpo.width", "tpo.width must be between 1 and %d, got %d", lim.MaxWidth, *ov.Width)
+		}
+		cfg.Width = *ov.Width
+	}
+	if ov.Depth != nil {
+		if *ov.Depth < 0 || *ov.Depth > lim.MaxDepth {
+			return cfg, badRequest("tpo.depth", "tpo.depth must be between 0 and %d, got %d", lim.MaxDepth, *ov.Depth)
+		}
+		cfg.Depth = *ov.Depth
+	}
+	if ov.CritiqueTemperature != nil {
+		if !(*ov.CritiqueTemperature >= 0 && *ov.CritiqueTemperature <= 2) {
+			return cfg, badRequest("tpo.critique_temperature", "tpo.critique_temperature must be in [0, 2], got %g", *ov.CritiqueTemperature)
+		}
+		cfg.Critique.Temperature = *ov.CritiqueTemperature
+	}
+	if ov.CritiqueTopP != nil {
+		if !(*ov.CritiqueTopP > 0 && *ov.CritiqueTopP <= 1) {
+			return cfg, badRequest("tpo.critique_top_p", "tpo.critique_top_p must be in (0, 1], got %g", *ov.CritiqueTopP)
+		}
+		cfg.Critique.TopP = *ov.CritiqueTopP
+	}
+	if ov.CritiqueMaxTokens != nil {
+		if *ov.CritiqueMaxTokens < 1 {
+			return cfg, badRequest("tpo.critique_max_tokens", "tpo.critique_max_tokens must be at least 1, got %d", *ov.CritiqueMaxTokens)
+		}
+		cfg.Critique.MaxTokens = *ov.CritiqueMaxTokens
+	}
+	if ov.MaxTextChars != nil {
+		if *ov.MaxTextChars < 0 {
+			return cfg, badRequest("tpo.max_text_chars", "tpo.max_text_chars must not be negative, got %d", *ov.MaxTextChars)
+		}
+		cfg.MaxTextChars = *ov.MaxTextChars
+	}
+	return cfg, nil
+}
+
+// applySampling lets the request's own sampling settings override those of
+// the response samples (the initial samples and the updates).
+func applySampling(cfg *tpo.Config, req *chatRequest) *apiError {
+	if t := req.Temperature; t != nil {
+		if !(*t >= 0 && *t <= 2) {
+			return badRequest("temperature", "temperature must be in [0, 2], got %g", *t)
+		}
+		cfg.Sampling.Temperature = *t
+	}
+	if t := req.TopP; t != nil {
+		if !(*t > 0 && *t <= 1) {
+			return badRequest("top_p", "top_p must be in (0, 1] with TPO, got %g", *t)
+		}
+		cfg.Sampling.TopP = *t
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+	}{{"max_tokens", req.MaxTokens}, {"max_completion_tokens", req.MaxCompletionTokens}} {
+		if f.v == nil {
+			continue
+		}
+		if *f.v < 1 {
+			return badRequest(f.name, "%s must be at least 1, got %d", f.name, *f.v)
+		}
+	}
+	// Like vLLM: max_completion_tokens wins when both are given.
+	switch {
+	case req.MaxCompletionTokens != nil:
+		cfg.Sampling.MaxTokens = *req.MaxCompletionTokens
+	case req.MaxTokens != nil:
+		cfg.Sampling.MaxTokens = *req.MaxTokens
+	}
+	if req.Seed != nil {
+		s := *req.Seed
+		cfg.Seed = &s
+	}
+	if err := cfg.Validate(); err != nil {
+		return badRequest("", "invalid settings: %v", err)
+	}
+	return nil
+}
+
+// jsonFieldError turns a decoding error into a 400 naming the field.
+func jsonFieldError(prefix string, err error) *apiError {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		param := te.Field
+		if prefix != "" {
+			param = joinParam(prefix, te.Field)
+		}
+		return badRequest(param, "%s: want a JSON %s, got %s", orWhole(param), jsonKind(te.Type.Kind().String()), te.Value)
+	}
+	const unknown = "json: unknown field "
+	if msg := err.Error(); strings.HasPrefix(msg, unknown) {
+		name := strings.Trim(strings.TrimPrefix(msg, unknown), `"`)
+		param := joinParam(prefix, name)
+		return badRequest(param, "unknown setting %s (known: mode, width, depth, reward, critique_temperature, critique_top_p, critique_max_tokens, max_text_chars)", param)
+	}
+	return badRequest(prefix, "%s: %s", orWhole(prefix), jsonErrText(err))
+}
+
+func joinParam(prefix, field string) string {
+	switch {
+	case prefix == "":
+		return field
+	case field == "":
+		return prefix
+	}
+	return prefix + "." + field
+}
+
+func orWhole(param string) string {
+	if param == "" {
+		return "the request"
+	}
+	return param
+}
+
+func jsonKind(k string) string {
+	switch {
+	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"), strings.HasPrefix(k, "float"):
+		return "number"
+	case k == "ptr":
+		return "value"
+	case k == "slice":
+		return "array"
+	case k == "map", k == "struct":
+		return "object"
+	case k == "bool":
+		return "boolean"
+	}
+	return k
+}
+
+func jsonErrText(err error) string {
+	if err == nil {
+		return "null"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func isNull(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) == 0 || string(raw) == "null"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}

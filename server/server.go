@@ -1,0 +1,327 @@
+// Package server is tpo's OpenAI-compatible HTTP server: point any OpenAI
+// client's base URL at it and every chat completion comes back optimized
+// with Test-Time Preference Optimization.
+//
+// POST /v1/chat/completions takes a standard request whose model field names
+// the upstream policy model. An optional "tpo" object in the body overrides
+// the server's TPO settings for that request ({"mode": "off"} relays the
+// request to the policy server unchanged). The answer is a complete
+// chat.completion whose usage sums every internal policy call, with a "tpo"
+// object describing the optimization; with stream: true the server sends
+// progress chunks while optimizing, then the answer. Every optimization is
+// recorded in the run store.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tpoproject/tpo"
+)
+
+// Defaults of Options fields left zero.
+const (
+	DefaultMaxBody        = 4 << 20
+	DefaultMaxConcurrent  = 8
+	DefaultQueueWait      = 5 * time.Second
+	DefaultKeepAlive      = 10 * time.Second
+	DefaultRequestTimeout = 15 * time.Minute
+)
+
+// deltaSize is the approximate size in bytes of the content deltas a
+// streamed answer is cut into.
+const deltaSize = 48
+
+// Options configures a Server.
+type Options struct {
+	// Policy is the upstream policy model server. Its Generator for a model
+	// name drives the optimizations; pass-through requests and /v1/models
+	// go to it too.
+	Policy upstream
+	// Scorers are the reward models by name; a request's "reward" override
+	// picks one, DefaultReward is used otherwise.
+	Scorers       map[string]tpo.Scorer
+	DefaultReward string
+	// Config is the default optimization settings; Templates the prompt
+	// templates (nil: the built-in ones).
+	Config    tpo.Config
+	Templates *tpo.Templates
+	// Store records every optimization as a run of kind "serve" (nil: not
+	// recorded).
+	Store tpo.Store
+	// Limits bound the per-request overrides.
+	Limits Limits
+	// MaxBody is the largest request body in bytes (default 4 MiB).
+	MaxBody int64
+	// RequestTimeout is the deadline of one request (default 15m; negative:
+	// none).
+	RequestTimeout time.Duration
+	// MaxConcurrent is the number of optimizations run at once (default 8);
+	// a request waits up to QueueWait (default 5s; negative: not at all)
+	// for a slot, then gets a 429.
+	MaxConcurrent int
+	QueueWait     time.Duration
+	// APIKeys are the keys clients must send as "Authorization: Bearer
+	// KEY". Empty means no authentication.
+	APIKeys []string
+	// KeepAlive is the interval of SSE comments sent while a streamed
+	// request is optimized (default 10s).
+	KeepAlive time.Duration
+	Logger    *slog.Logger
+	// Events, if set, receives every event of every optimization, with the
+	// run's id, synchronously from the optimizing goroutine: it must not
+	// block.
+	Events func(runID string, e tpo.Event)
+	// Now returns the current time (default time.Now).
+	Now func() time.Time
+}
+
+// Server answers the OpenAI chat completions API with optimized answers.
+// It implements http.Handler.
+type Server struct {
+	opts    Options
+	up      upstream
+	log     *slog.Logger
+	keys    [][sha256.Size]byte
+	slots   chan struct{}
+	metrics *metrics
+	hub     *hub
+}
+
+// New returns a server for opts.
+func New(opts Options) (*Server, error) {
+	if opts.Policy == nil {
+		return nil, errors.New("server: no policy upstream")
+	}
+	if len(opts.Scorers) == 0 {
+		return nil, errors.New("server: no reward scorer")
+	}
+	if opts.DefaultReward == "" && len(opts.Scorers) == 1 {
+		for name := range opts.Scorers {
+			opts.DefaultReward = name
+		}
+	}
+	if _, ok := opts.Scorers[opts.DefaultReward]; !ok {
+		return nil, fmt.Errorf("server: default reward %q is not among the scorers (%s)", opts.DefaultReward, strings.Join(sortedKeys(opts.Scorers), ", "))
+	}
+	if err := opts.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("server: config: %w", err)
+	}
+	if opts.Templates == nil {
+		opts.Templates = tpo.DefaultTemplates()
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.RequestTimeout == 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
+	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if opts.QueueWait == 0 {
+		opts.QueueWait = DefaultQueueWait
+	}
+	if opts.KeepAlive <= 0 {
+		opts.KeepAlive = DefaultKeepAlive
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	opts.Limits = opts.Limits.withDefaults()
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		opts:    opts,
+		up:      opts.Policy,
+		log:     log,
+		slots:   make(chan struct{}, opts.MaxConcurrent),
+		metrics: newMetrics(),
+		hub:     newHub(),
+	}
+	for _, k := range opts.APIKeys {
+		if k == "" {
+			return nil, errors.New("server: empty API key")
+		}
+		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
+	}
+	return s, nil
+}
+
+// Subscribe returns the events of the optimization recorded as run runID
+// from now on. The channel is closed when the optimization ends or cancel
+// is called; for a run not in flight it is closed at once. A subscriber
+// that falls behind by more than a few hundred events misses events.
+func (s *Server) Subscribe(runID string) (<-chan tpo.Event, func()) {
+	return s.hub.subscribe(runID)
+}
+
+// InFlight lists the optimizations running now, oldest first.
+func (s *Server) InFlight() []RunInfo { return s.hub.inFlight() }
+
+// Metrics returns the handler of the Prometheus metrics (also served on
+// /metrics).
+func (s *Server) Metrics() http.Handler { return s.metrics.handler() }
+
+// statusRecorder remembers the status code written, for metrics.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Flush implements http.Flusher.
+func (r *statusRecorder) Flush() {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	http.NewResponseController(r.ResponseWriter).Flush()
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t0 := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	route := s.route(rec, r)
+	code := rec.code
+	if code == 0 {
+		code = http.StatusOK
+	}
+	s.metrics.observeRequest(route, code, time.Since(t0))
+}
+
+// route dispatches a request and returns the route's name for metrics.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
+	path := strings.TrimSuffix(r.URL.Path, "/")
+	type endpoint struct {
+		method string
+		auth   bool
+		h      func(http.ResponseWriter, *http.Request)
+	}
+	var ep endpoint
+	switch path {
+	case "/v1/chat/completions", "/chat/completions":
+		path = "/v1/chat/completions"
+		ep = endpoint{http.MethodPost, true, s.handleChat}
+	case "/v1/models", "/models":
+		path = "/v1/models"
+		ep = endpoint{http.MethodGet, true, s.handleModels}
+	case "/healthz":
+		ep = endpoint{http.MethodGet, false, s.handleHealth}
+	case "/metrics":
+		ep = endpoint{http.MethodGet, true, s.metrics.handler().ServeHTTP}
+	default:
+		writeError(w, &apiError{Status: http.StatusNotFound, Type: typeNotFound, Code: "unknown_url",
+			Message: fmt.Sprintf("unknown route %s %s (this server has POST /v1/chat/completions, GET /v1/models, GET /healthz, GET /metrics)", r.Method, r.URL.Path)})
+		return "unknown"
+	}
+	if r.Method != ep.method && !(ep.method == http.MethodGet && r.Method == http.MethodHead) {
+		w.Header().Set("Allow", ep.method)
+		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest, Code: "method_not_allowed",
+			Message: fmt.Sprintf("method %s is not allowed on %s; use %s", r.Method, path, ep.method)})
+		return path
+	}
+	if ep.auth {
+		if aerr := s.authenticate(r); aerr != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tpo"`)
+			writeError(w, aerr)
+			return path
+		}
+	}
+	ep.h(w, r)
+	return path
+}
+
+// authenticate checks the request's bearer key against every configured
+// key in constant time. The key itself is never logged.
+func (s *Server) authenticate(r *http.Request) *apiError {
+	if len(s.keys) == 0 {
+		return nil
+	}
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return &apiError{Status: http.StatusUnauthorized, Type: typeAuthentication, Code: "missing_api_key",
+			Message: "no API key given: send it as \"Authorization: Bearer KEY\""}
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(prefix):])))
+	ok := 0
+	for _, k := range s.keys {
+		ok |= subtle.ConstantTimeCompare(got[:], k[:])
+	}
+	if ok != 1 {
+		return &apiError{Status: http.StatusUnauthorized, Type: typeAuthentication, Code: "invalid_api_key",
+			Message: "incorrect API key"}
+	}
+	return nil
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "in_flight": len(s.slots)})
+}
+
+func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.requestContext(r.Context())
+	defer cancel()
+	list, err := s.up.models(ctx)
+	if err != nil {
+		s.log.Warn("listing the policy server's models failed", "err", err)
+		writeError(w, upstreamError(err, errors.Is(ctx.Err(), context.DeadlineExceeded)))
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.opts.RequestTimeout > 0 {
+		return context.WithTimeout(ctx, s.opts.RequestTimeout)
+	}
+	return context.WithCancel(ctx)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// readBody reads a request body of at most max bytes.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, *apiError) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: "request_too_large",
+				Message: fmt.Sprintf("the request body exceeds %d bytes", mbe.Limit)}
+		}
+		return nil, badRequest("", "reading the request body: %v", err)
+	}
+	return body, nil
+}

@@ -1,0 +1,211 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/tpoproject/tpo"
+)
+
+// sseWriter writes Server-Sent Events, flushing each one. After a write
+// fails every later write fails too.
+type sseWriter struct {
+	w   io.Writer
+	rc  *http.ResponseController
+	err error
+}
+
+func startSSE(w http.ResponseWriter) *sseWriter {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	return &sseWriter{w: w, rc: http.NewResponseController(w)}
+}
+
+func (s *sseWriter) raw(b []byte) error {
+	if s.err != nil {
+		return s.err
+	}
+	if _, err := s.w.Write(b); err != nil {
+		s.err = err
+		return err
+	}
+	if err := s.rc.Flush(); err != nil {
+		s.err = err
+	}
+	return s.err
+}
+
+// data sends v as one JSON event.
+func (s *sseWriter) data(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encoding an event: %w", err)
+	}
+	buf := make([]byte, 0, len(b)+8)
+	buf = append(buf, "data: "...)
+	buf = append(buf, b...)
+	buf = append(buf, "\n\n"...)
+	return s.raw(buf)
+}
+
+func (s *sseWriter) comment(text string) error { return s.raw([]byte(": " + text + "\n\n")) }
+
+func (s *sseWriter) done() error { return s.raw([]byte("data: [DONE]\n\n")) }
+
+// chunkMaker builds the chunks of one streamed completion.
+type chunkMaker struct {
+	id      string
+	created int64
+	model   string
+}
+
+func (c chunkMaker) chunk(choices ...chunkChoice) chunk {
+	if choices == nil {
+		choices = []chunkChoice{}
+	}
+	return chunk{ID: c.id, Object: "chat.completion.chunk", Created: c.created, Model: c.model, Choices: choices}
+}
+
+func (c chunkMaker) role(index int) chunk {
+	empty := ""
+	return c.chunk(chunkChoice{Index: index, Delta: delta{Role: tpo.RoleAssistant, Content: &empty}})
+}
+
+func (c chunkMaker) content(index int, text string) chunk {
+	return c.chunk(chunkChoice{Index: index, Delta: delta{Content: &text}})
+}
+
+func (c chunkMaker) progress(p Progress) chunk {
+	ch := c.chunk(chunkChoice{Index: 0, Delta: delta{}})
+	ch.TPO = p
+	return ch
+}
+
+func (c chunkMaker) finish(index int, reason string) chunk {
+	return c.chunk(chunkChoice{Index: index, Delta: delta{}, FinishReason: &reason})
+}
+
+func (c chunkMaker) usage(u usage) chunk {
+	ch := c.chunk()
+	ch.Usage = &u
+	return ch
+}
+
+// answerChunks returns the chunks that carry a finished optimization's
+// answer: for each choice its role (after the first, whose role was sent
+// when the stream began) and content deltas, then one finish chunk per
+// choice, the last one carrying the "tpo" summary, then the usage chunk
+// when asked for.
+func answerChunks(o outcome) []chunk {
+	c := chunkMaker{id: o.ID, created: o.Created, model: o.Model}
+	cands := bestDistinct(o.Result, o.Plan.N)
+	var out []chunk
+	for i, cd := range cands {
+		if i > 0 {
+			out = append(out, c.role(i))
+		}
+		for _, d := range splitDeltas(cd.Text, deltaSize) {
+			out = append(out, c.content(i, d))
+		}
+	}
+	for i := range cands {
+		f := c.finish(i, "stop")
+		if i == len(cands)-1 {
+			f.TPO = o.summary(cands)
+		}
+		out = append(out, f)
+	}
+	if o.Plan.IncludeUsage {
+		out = append(out, c.usage(usageOf(o.Meter.Total)))
+	}
+	return out
+}
+
+// stream answers a streamed request: a role chunk at once, a progress
+// chunk per finished stage and SSE comments as keep-alives while
+// optimizing, then the answer, then [DONE]. A failed write (the client
+// left) cancels the optimization.
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, o outcome) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sw := startSSE(w)
+	c := chunkMaker{id: o.ID, created: o.Created, model: o.Model}
+	if sw.data(c.role(0)) != nil {
+		cancel()
+	}
+
+	// The optimizer's event handler must not block: progress goes through
+	// a buffer and is dropped if the client cannot keep up.
+	progress := make(chan Progress, 64)
+	tr := &progressTracker{runID: o.RunID}
+	onEvent := func(e tpo.Event) {
+		if p, ok := tr.progress(e); ok {
+			select {
+			case progress <- p:
+			default:
+			}
+		}
+	}
+	type result struct {
+		o   outcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		o, err := s.optimize(ctx, o, onEvent)
+		done <- result{o, err}
+	}()
+
+	tick := time.NewTicker(s.opts.KeepAlive)
+	defer tick.Stop()
+	var res result
+wait:
+	for {
+		select {
+		case p := <-progress:
+			if sw.data(c.progress(p)) != nil {
+				cancel()
+			}
+		case <-tick.C:
+			if sw.comment("keep-alive") != nil {
+				cancel()
+			}
+		case res = <-done:
+			break wait
+		}
+	}
+	// Progress sent before the end.
+	for drained := false; !drained; {
+		select {
+		case p := <-progress:
+			_ = sw.data(c.progress(p))
+		default:
+			drained = true
+		}
+	}
+	if sw.err != nil {
+		s.log.Info("client left during a streamed optimization", "run", o.RunID, "err", sw.err)
+		return
+	}
+	if res.err != nil {
+		s.log.Warn("streamed optimization failed", "run", o.RunID, "err", res.err)
+		e := s.optimizeError(ctx, res.o, res.err)
+		_ = sw.data(e.body())
+		_ = sw.done()
+		return
+	}
+	for _, ch := range answerChunks(res.o) {
+		if sw.data(ch) != nil {
+			return
+		}
+	}
+	_ = sw.done()
+}

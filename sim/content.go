@@ -149,9 +149,9 @@ func (g generator) generate(r genRequest) choice {
 			head = "Here is a better answer. " + head
 		}
 	}
-	text := fill(head, tail, 4*length, rng)
+	text := fill(head, tail, 4*length, 4*r.maxTokens, rng)
 	if length > r.maxTokens {
-		return choice{Text: text[:4*r.maxTokens], Tokens: r.maxTokens, Finish: "length"}
+		return choice{Text: text, Tokens: r.maxTokens, Finish: "length"}
 	}
 	return choice{Text: text, Tokens: length, Finish: "stop"}
 }
@@ -178,14 +178,17 @@ var fillerWords = strings.Fields(`the a of to and in that is for it as with be o
 	first second then because however therefore simple useful careful better
 	question idea method value number list part way time well show give make`)
 
-// fill returns head, filler words and tail, exactly size bytes long (cut
-// when head and tail alone are longer).
-func fill(head, tail string, size int, rng *rand.Rand) string {
+// fill returns the first min(size, limit) bytes of a text of exactly size
+// bytes made of head, filler words and tail (head and tail cut when they
+// alone are longer). Stopping at limit leaves the words before it unchanged,
+// so a capped text is a prefix of the uncapped one.
+func fill(head, tail string, size, limit int, rng *rand.Rand) string {
+	limit = min(size, limit)
 	var b strings.Builder
-	b.Grow(size + 16)
+	b.Grow(limit + 16)
 	b.WriteString(head)
 	words := 0
-	for b.Len()+len(tail) < size {
+	for b.Len()+len(tail) < size && b.Len() < limit {
 		w := fillerWords[rng.IntN(len(fillerWords))]
 		b.WriteByte(' ')
 		if words%12 == 0 {
@@ -199,11 +202,10 @@ func fill(head, tail string, size int, rng *rand.Rand) string {
 		words++
 	}
 	s := b.String()
-	if len(s)+len(tail) > size {
-		s = s[:max(size-len(tail), 0)]
+	if len(s)+len(tail) >= size {
+		s = s[:max(size-len(tail), 0)] + tail
 	}
-	s += tail
-	return s[:min(len(s), size)]
+	return s[:min(len(s), limit)]
 }
 
 // Chat template markers of the simulated tokenizer.

@@ -112,6 +112,13 @@ func (s *scheduler) submit(promptTokens int, lengths []int) (*job, error) {
 		return nil, errClosed
 	}
 	j.arrived = s.nowLocked(time.Now())
+	if s.idle && len(s.queue) > 0 {
+		// The stepping goroutine has not woken up for the first job yet:
+		// at a small TimeScale the wake-up delay would be seconds of
+		// simulated time, so the busy period starts with the first job's
+		// arrival and later ones count as arriving with it.
+		j.arrived = s.queue[0].arrived
+	}
 	s.queue = append(s.queue, j)
 	s.waiting += len(lengths)
 	s.acct.maxQueue = max(s.acct.maxQueue, s.waiting)
@@ -169,10 +176,11 @@ func (s *scheduler) run() {
 		s.mu.Lock()
 		s.dropCanceledLocked()
 		if s.idle && len(s.queue) > 0 {
-			now := time.Now()
-			s.clock = s.nowLocked(now)
+			// The busy period starts when its first job arrived (see
+			// submit).
+			s.clock = max(s.clock, s.queue[0].arrived)
 			s.idle = false
-			target = now
+			target = time.Now()
 		}
 		prefill := s.admitLocked()
 		active := len(s.active)
@@ -246,6 +254,7 @@ func (s *scheduler) admitLocked() (prefill int) {
 		j := s.queue[0]
 		if j.admitted == 0 {
 			j.started = s.clock
+			j.arrived = min(j.arrived, j.started)
 			prefill += j.promptTokens
 			s.acct.prompt += int64(j.promptTokens)
 		}

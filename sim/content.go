@@ -19,18 +19,6 @@ const (
 	kindUpdate
 )
 
-func (k kind) String() string {
-	switch k {
-	case kindCritique:
-		return "critique"
-	case kindInstructions:
-		return "instructions"
-	case kindUpdate:
-		return "update"
-	}
-	return "sample"
-}
-
 // classify tells what a prompt with these markers asks for.
 func classify(m Markers) kind {
 	switch {

@@ -33,8 +33,10 @@
 //
 // # Content and its markers
 //
-// Every text the simulator generates starts with a machine-readable marker,
-// followed by filler words up to its length. The grammar (ids and hashes are
+// Every text the simulator generates carries a machine-readable marker, then
+// filler words up to its length. Samples, critiques and instructions start
+// with their marker; updates start with a short sentence and, when asked for,
+// the opening <improved_response> tag, and the marker follows. The grammar (ids and hashes are
 // lowercase hex, 1 to 16 digits; the simulator writes 8):
 //
 //	response    = "[q=" number " id=" hex "]"           e.g. [q=1.250 id=9f3a07c2]
@@ -54,7 +56,8 @@
 //     gain (exponentially distributed, mean Options.UpdateGain) when the last
 //     instruction marker's "from" equals CritiqueHash of some set of response
 //     ids present in the prompt (the instruction was derived from a critique
-//     of these responses); otherwise q is the mean q of the prompt's responses
+//     of these responses; with more than 12 distinct ids only the whole set,
+//     single ids and pairs are tried); otherwise q is the mean q of the prompt's responses
 //     plus Gaussian noise (standard deviation 0.5). When the prompt mentions
 //     "improved_response", the response is wrapped in
 //     "<improved_response>" ... "</improved_response>", except for a fraction

@@ -12,7 +12,8 @@ import (
 // FaultKind names a kind of injected fault.
 type FaultKind string
 
-// The kinds of faults, in the order their rates are applied.
+// The kinds of faults, in the order their rates are applied. Stats.Faults
+// counts them by these names.
 const (
 	FaultRateLimited FaultKind = "429"
 	FaultServerError FaultKind = "500"
@@ -30,8 +31,8 @@ const (
 	FaultSlowFirstByte FaultKind = "slow_first_byte"
 )
 
-// FaultKinds lists every kind in the order the rates are applied.
-var FaultKinds = []FaultKind{FaultRateLimited, FaultServerError, FaultUnavailable,
+// faultKinds lists every kind in the order the rates are applied.
+var faultKinds = []FaultKind{FaultRateLimited, FaultServerError, FaultUnavailable,
 	FaultTimeout, FaultDrop, FaultMalformed, FaultSlowFirstByte}
 
 // ErrorStyle selects whose error bodies injected error statuses carry.
@@ -59,7 +60,8 @@ var styles = []ErrorStyle{StyleVLLM, StyleOpenAI, StyleFlat, StyleLlamaCpp, Styl
 
 // Faults are the probabilities of injecting each kind of fault into a
 // request. One draw per request picks at most one fault: the rates are
-// applied in the order of FaultKinds, so their sum should not exceed 1.
+// applied in the order of the fields below (the order of the FaultKind
+// constants), so their sum should not exceed 1; negative rates count as 0.
 type Faults struct {
 	RateLimited   float64 // 429
 	ServerError   float64 // 500
@@ -118,7 +120,7 @@ func (f Faults) rate(k FaultKind) float64 {
 // pick maps a uniform draw u in [0,1) to a fault kind, or "" for none.
 func (f Faults) pick(u float64) FaultKind {
 	var acc float64
-	for _, k := range FaultKinds {
+	for _, k := range faultKinds {
 		acc += f.rate(k)
 		if u < acc {
 			return k

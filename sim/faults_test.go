@@ -93,7 +93,7 @@ func TestFaultErrorStatuses(t *testing.T) {
 					t.Errorf("%s: Retry-After %q, want %q", ep.path, got, wantRetry)
 				}
 			}
-			if got := s.Stats().Faults[FaultKinds[0]] + s.Stats().Faults[FaultKinds[1]] + s.Stats().Faults[FaultKinds[2]]; got != 2 {
+			if got := s.Stats().Faults[faultKinds[0]] + s.Stats().Faults[faultKinds[1]] + s.Stats().Faults[faultKinds[2]]; got != 2 {
 				t.Errorf("faults counted %v, want 2 error statuses", s.Stats().Faults)
 			}
 		})

@@ -230,3 +230,24 @@ func TestCloseEndsGoroutine(t *testing.T) {
 	}
 	s.Close() // idempotent
 }
+
+func TestSchedulerMoreSequencesThanSlots(t *testing.T) {
+	s := newScheduler(2, latency{base: 0.01}, 1e-5)
+	defer s.close()
+	j, err := s.submit(0, []int{3, 3, 3, 3, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-j.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a job of 5 sequences on 2 slots did not finish")
+	}
+	// Three waves of 3 steps: 2, 2 and 1 sequences.
+	if st := s.stats(); st.maxActive != 2 || st.steps != 9 || st.tokens != 15 {
+		t.Errorf("max active %d, steps %d, tokens %d; want 2, 9, 15", st.maxActive, st.steps, st.tokens)
+	}
+	if got, want := j.Seconds(), 0.09; math.Abs(got-want) > 1e-9 {
+		t.Errorf("job took %v simulated seconds, want %v", got, want)
+	}
+}

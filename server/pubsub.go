@@ -59,6 +59,7 @@ func (h *hub) end(runID string) {
 	}
 	delete(h.runs, runID)
 	for s := range f.subs {
+		delete(f.subs, s)
 		close(s.ch)
 	}
 }

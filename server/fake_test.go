@@ -1,0 +1,205 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/tpotest"
+)
+
+// fakeUpstream is an in-memory upstream: tpotest.Policy generates, and
+// pass-through requests get canned answers.
+type fakeUpstream struct {
+	policy *tpotest.Policy
+	// block, if set, is called before every generation; it may wait (for
+	// ctx) to hold an optimization at a given call.
+	block func(ctx context.Context, call int, req tpo.GenerateRequest) error
+
+	mu         sync.Mutex
+	calls      int
+	reported   tpo.Usage // the sum of the usage the fake reported
+	genModels  []string // the model of each generation
+	passBodies [][]byte
+	chatReply  []byte
+	chatErr    error
+	stream     func(w io.Writer) // writes the pass-through SSE stream
+	streamErr  error
+}
+
+type fakeGen struct {
+	f     *fakeUpstream
+	model string
+}
+
+func (g fakeGen) Generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Generation, error) {
+	g.f.mu.Lock()
+	call := g.f.calls
+	g.f.calls++
+	g.f.genModels = append(g.f.genModels, g.model)
+	g.f.mu.Unlock()
+	if g.f.block != nil {
+		if err := g.f.block(ctx, call, req); err != nil {
+			return tpo.Generation{Usage: tpo.Usage{Requests: 1}}, err
+		}
+	}
+	gen, err := g.f.policy.Generate(ctx, req)
+	g.f.mu.Lock()
+	g.f.reported.Add(gen.Usage)
+	g.f.mu.Unlock()
+	return gen, err
+}
+
+func (f *fakeUpstream) generator(model string) tpo.Generator { return fakeGen{f, model} }
+func (f *fakeUpstream) defaultModel() string                 { return "default-model" }
+
+func (f *fakeUpstream) models(ctx context.Context) (any, error) {
+	return map[string]any{"object": "list", "data": []map[string]any{{"id": "m1", "object": "model", "created": 0, "owned_by": "fake"}}}, nil
+}
+
+func (f *fakeUpstream) chat(ctx context.Context, body []byte) ([]byte, error) {
+	f.mu.Lock()
+	f.passBodies = append(f.passBodies, body)
+	f.mu.Unlock()
+	return f.chatReply, f.chatErr
+}
+
+func (f *fakeUpstream) chatStream(ctx context.Context, body []byte) (io.ReadCloser, error) {
+	f.mu.Lock()
+	f.passBodies = append(f.passBodies, body)
+	f.mu.Unlock()
+	if f.streamErr != nil {
+		return nil, f.streamErr
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		f.stream(pw)
+		pw.Close()
+	}()
+	return pr, nil
+}
+
+func (f *fakeUpstream) generations() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// testEnv is a server under test with its fakes.
+type testEnv struct {
+	srv    *Server
+	up     *fakeUpstream
+	reward *tpotest.Reward
+	store  *tpotest.MemStore
+	ts     *httptest.Server
+}
+
+func newTestEnv(t *testing.T, edit func(*Options)) *testEnv {
+	t.Helper()
+	e := &testEnv{up: &fakeUpstream{policy: &tpotest.Policy{}}, reward: &tpotest.Reward{}, store: tpotest.NewMemStore()}
+	cfg := tpo.DefaultConfig()
+	cfg.Width, cfg.Depth = 3, 2
+	opts := Options{
+		Policy:  e.up,
+		Scorers: map[string]tpo.Scorer{"len": e.reward, "words": &tpotest.Reward{Func: func(_ []tpo.Message, r string) float64 { return float64(len(strings.Fields(r))) }}},
+		DefaultReward: "len", Config: cfg, Store: e.store, KeepAlive: time.Hour,
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	srv, err := New(opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	e.srv = srv
+	e.ts = httptest.NewServer(srv)
+	t.Cleanup(e.ts.Close)
+	return e
+}
+
+func (e *testEnv) post(t *testing.T, body string, header ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.ts.URL+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// decodeJSON reads a response body into v, failing on a wrong status.
+func decodeJSON(t *testing.T, resp *http.Response, status int, v any) {
+	t.Helper()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Fatalf("status = %d, want %d; body %s", resp.StatusCode, status, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("decoding %s: %v", body, err)
+	}
+}
+
+// sseEvent is one data line of an SSE stream (comments are kept too).
+type sseEvent struct {
+	Comment string
+	Data    string
+}
+
+// readSSE reads a whole SSE stream.
+func readSSE(t *testing.T, r io.Reader) []sseEvent {
+	t.Helper()
+	var out []sseEvent
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+		case strings.HasPrefix(line, ":"):
+			out = append(out, sseEvent{Comment: strings.TrimSpace(line[1:])})
+		case strings.HasPrefix(line, "data: "):
+			out = append(out, sseEvent{Data: line[len("data: "):]})
+		default:
+			t.Fatalf("unexpected SSE line %q", line)
+		}
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("reading the stream: %v", err)
+	}
+	return out
+}
+
+// streamChunk is what tests read of a chunk.
+type streamChunk struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Model   string `json:"model"`
+	Choices []struct {
+		Index int `json:"index"`
+		Delta struct {
+			Role    string  `json:"role"`
+			Content *string `json:"content"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *usage           `json:"usage"`
+	TPO   *json.RawMessage `json:"tpo"`
+	Error *errorObject     `json:"error"`
+}

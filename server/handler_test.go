@@ -1,0 +1,772 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/httpx"
+)
+
+const convo = `"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"What is 2+2?"},{"role":"assistant","content":"4"},{"role":"user","content":"And 3+3?"}]`
+
+func TestChatCompletion(t *testing.T) {
+	e := newTestEnv(t, nil)
+	var c completion
+	decodeJSON(t, e.post(t, `{"model":"llama",`+convo+`}`), http.StatusOK, &c)
+
+	if !strings.HasPrefix(c.ID, "chatcmpl-") || c.Object != "chat.completion" || c.Model != "llama" || c.Created == 0 {
+		t.Errorf("header = id %q object %q model %q created %d", c.ID, c.Object, c.Model, c.Created)
+	}
+	if len(c.Choices) != 1 || c.Choices[0].FinishReason != "stop" || c.Choices[0].Message.Role != "assistant" {
+		t.Fatalf("choices = %+v", c.Choices)
+	}
+	// The length reward prefers the longest text; the default policy's
+	// update texts are "improved k.i".
+	if got := c.Choices[0].Message.Content; got != "answer 0 to: And 3+3?" && !strings.HasPrefix(got, "improved") && !strings.HasPrefix(got, "answer") {
+		t.Errorf("content = %q", got)
+	}
+
+	// Usage sums what the fake upstream reported over every call.
+	e.up.mu.Lock()
+	rep, models := e.up.reported, e.up.genModels
+	e.up.mu.Unlock()
+	if want := usageOf(rep); c.Usage != want || want.TotalTokens == 0 {
+		t.Errorf("usage = %+v, want %+v (the fake's sum)", c.Usage, want)
+	}
+	if len(models) != 7 { // 1 + 3D with D=2
+		t.Errorf("%d policy requests, want 7", len(models))
+	}
+	for _, m := range models {
+		if m != "llama" {
+			t.Errorf("a policy request went to model %q, want llama", m)
+		}
+	}
+	// The whole conversation is the context of the initial samples.
+	calls := e.up.policy.Calls()
+	if len(calls[0].Messages) != 4 || calls[0].Messages[0].Content != "You are terse." || calls[0].Messages[2].Role != "assistant" {
+		t.Errorf("sample request messages = %+v, want the whole conversation", calls[0].Messages)
+	}
+
+	s := c.TPO
+	if s == nil {
+		t.Fatal("no tpo object")
+	}
+	if s.Requests != 7 || s.RewardCalls != 3 || s.Steps != 3 || s.Mode != tpo.ModeTPO || s.Width != 3 || s.Depth != 2 || s.Reward != "len" {
+		t.Errorf("summary = %+v", s)
+	}
+	var stageReqs, stageTokens int
+	for st, u := range s.Stages {
+		if st != tpo.StageScore {
+			stageReqs += u.Requests
+			stageTokens += u.TotalTokens
+		}
+	}
+	if stageReqs != 7 || stageTokens != c.Usage.TotalTokens || s.Stages[tpo.StageScore].Requests != 3 {
+		t.Errorf("stages = %+v: want 7 policy requests and %d tokens", s.Stages, c.Usage.TotalTokens)
+	}
+	if s.Score < s.InitialBest || s.Gain != s.Score-s.InitialBest {
+		t.Errorf("score %v, initial best %v, gain %v", s.Score, s.InitialBest, s.Gain)
+	}
+
+	// The store has the run, with its one item and every step.
+	run, ok := e.store.Run(s.RunID)
+	if !ok || run.Kind != "serve" || run.Finished == nil {
+		t.Fatalf("store run %q = %+v, %v", s.RunID, run, ok)
+	}
+	items := e.store.Items(s.RunID)
+	if len(items) != 1 || !items[0].Done || items[0].Result == nil || len(items[0].Steps) != 3 {
+		t.Fatalf("store items = %+v", items)
+	}
+	if items[0].Result.Response != c.Choices[0].Message.Content || items[0].Item.ID != c.ID {
+		t.Errorf("stored result %q (item %q), answered %q (id %q)", items[0].Result.Response, items[0].Item.ID, c.Choices[0].Message.Content, c.ID)
+	}
+}
+
+func TestChatCompletionN(t *testing.T) {
+	e := newTestEnv(t, nil)
+	var c completion
+	decodeJSON(t, e.post(t, `{"model":"m","n":4,`+convo+`}`), http.StatusOK, &c)
+	if len(c.Choices) != 4 {
+		t.Fatalf("%d choices, want 4", len(c.Choices))
+	}
+	seen := map[string]bool{}
+	for i, ch := range c.Choices {
+		if ch.Index != i || seen[ch.Message.Content] {
+			t.Errorf("choice %d = %+v (duplicate or misnumbered)", i, ch)
+		}
+		seen[ch.Message.Content] = true
+		if i > 0 && c.TPO.Scores[i] > c.TPO.Scores[i-1] {
+			t.Errorf("scores %v not best first", c.TPO.Scores)
+		}
+		if want := float64(len(ch.Message.Content)); c.TPO.Scores[i] != want {
+			t.Errorf("choice %d score %v, want %v", i, c.TPO.Scores[i], want)
+		}
+	}
+	if c.TPO.Scores[0] != c.TPO.Score {
+		t.Errorf("first choice scores %v, best %v", c.TPO.Scores[0], c.TPO.Score)
+	}
+}
+
+func TestChatOverrides(t *testing.T) {
+	e := newTestEnv(t, nil)
+	var c completion
+	decodeJSON(t, e.post(t, `{"model":"m",`+convo+`,"temperature":0.1,"top_p":0.5,"max_completion_tokens":77,"seed":42,
+		"tpo":{"mode":"tpo","width":2,"depth":1,"reward":"words","critique_max_tokens":33}}`), http.StatusOK, &c)
+	calls := e.up.policy.Calls()
+	if len(calls) != 4 {
+		t.Fatalf("%d policy requests, want 4 (depth 1)", len(calls))
+	}
+	for _, call := range calls {
+		switch call.Stage {
+		case tpo.StageSample, tpo.StageUpdate:
+			if call.N != 2 || call.Sampling != (tpo.Sampling{Temperature: 0.1, TopP: 0.5, MaxTokens: 77}) {
+				t.Errorf("%s request: n %d, sampling %+v", call.Stage, call.N, call.Sampling)
+			}
+		default:
+			if call.N != 1 || call.Sampling.MaxTokens != 33 || call.Sampling.Temperature != 0.7 {
+				t.Errorf("%s request: n %d, sampling %+v", call.Stage, call.N, call.Sampling)
+			}
+		}
+		if call.Seed == nil {
+			t.Errorf("%s request without a seed", call.Stage)
+		}
+	}
+	if *calls[0].Seed != 42 {
+		t.Errorf("first seed = %d, want 42", *calls[0].Seed)
+	}
+	if c.TPO.Reward != "words" || c.TPO.Width != 2 || c.TPO.Depth != 1 {
+		t.Errorf("summary = %+v", c.TPO)
+	}
+	if len(e.reward.Calls()) != 0 {
+		t.Errorf("the default reward was called; the override named words")
+	}
+
+	// Best of N: one sample request, one score call.
+	e2 := newTestEnv(t, nil)
+	decodeJSON(t, e2.post(t, `{"model":"m",`+convo+`,"tpo":{"mode":"bon","width":5}}`), http.StatusOK, &c)
+	if n := len(e2.up.policy.Calls()); n != 1 || c.TPO.Requests != 1 || c.TPO.Depth != 0 {
+		t.Errorf("bon: %d policy requests, summary %+v", n, c.TPO)
+	}
+}
+
+func TestChatErrors(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.MaxBody = 1000 })
+	tests := []struct {
+		name   string
+		do     func() *http.Response
+		status int
+		typ    string
+		param  string
+	}{
+		{"unknown route", func() *http.Response { return get(t, e.ts.URL+"/v1/embeddings", "") }, 404, typeNotFound, ""},
+		{"wrong method", func() *http.Response { return get(t, e.ts.URL+"/v1/chat/completions", "") }, 405, typeInvalidRequest, ""},
+		{"too large", func() *http.Response {
+			return e.post(t, `{"messages":[{"role":"user","content":"`+strings.Repeat("x", 2000)+`"}]}`)
+		}, 413, typeInvalidRequest, ""},
+		{"bad json", func() *http.Response { return e.post(t, `{"messages":`) }, 400, typeInvalidRequest, ""},
+		{"width", func() *http.Response { return e.post(t, `{"tpo":{"width":99},`+convo+`}`) }, 400, typeInvalidRequest, "tpo.width"},
+		{"image", func() *http.Response {
+			return e.post(t, `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:,"}}]}]}`)
+		}, 400, typeInvalidRequest, "messages[0].content[0]"},
+		{"assistant last", func() *http.Response {
+			return e.post(t, `{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}`)
+		}, 400, typeInvalidRequest, "messages"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := tt.do()
+			var b errorBody
+			decodeJSON(t, resp, tt.status, &b)
+			if b.Error.Type != tt.typ || b.Error.Message == "" {
+				t.Errorf("error = %+v, want type %q and a message", b.Error, tt.typ)
+			}
+			param := ""
+			if b.Error.Param != nil {
+				param = *b.Error.Param
+			}
+			if param != tt.param {
+				t.Errorf("param = %q, want %q", param, tt.param)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("content type = %q", ct)
+			}
+		})
+	}
+	if allow := get(t, e.ts.URL+"/v1/chat/completions", "").Header.Get("Allow"); allow != "POST" {
+		t.Errorf("Allow = %q, want POST", allow)
+	}
+	if n := e.up.generations(); n != 0 {
+		t.Errorf("%d generations for requests that all failed validation", n)
+	}
+}
+
+func get(t *testing.T, url, key string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func TestAuth(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.APIKeys = []string{"k1", "second-key"} })
+	body := `{"model":"m",` + convo + `}`
+	tests := []struct {
+		name   string
+		header []string
+		status int
+		code   string
+	}{
+		{"no key", nil, 401, "missing_api_key"},
+		{"wrong key", []string{"Authorization", "Bearer nope"}, 401, "invalid_api_key"},
+		{"prefix of a key", []string{"Authorization", "Bearer k"}, 401, "invalid_api_key"},
+		{"basic auth", []string{"Authorization", "Basic azE6"}, 401, "missing_api_key"},
+		{"first key", []string{"Authorization", "Bearer k1"}, 200, ""},
+		{"second key, lower-case scheme", []string{"Authorization", "bearer second-key"}, 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.post(t, body, tt.header...)
+			if tt.status == 200 {
+				var c completion
+				decodeJSON(t, resp, 200, &c)
+				return
+			}
+			var b errorBody
+			decodeJSON(t, resp, tt.status, &b)
+			if b.Error.Type != typeAuthentication || b.Error.Code == nil || *b.Error.Code != tt.code {
+				t.Errorf("error = %+v, want %s", b.Error, tt.code)
+			}
+			if strings.Contains(b.Error.Message, "nope") {
+				t.Errorf("the error repeats the key: %q", b.Error.Message)
+			}
+		})
+	}
+	// Health needs no key; models and metrics do.
+	if s := get(t, e.ts.URL+"/healthz", "").StatusCode; s != 200 {
+		t.Errorf("healthz without key: %d", s)
+	}
+	for _, p := range []string{"/v1/models", "/metrics"} {
+		if s := get(t, e.ts.URL+p, "").StatusCode; s != 401 {
+			t.Errorf("%s without key: %d, want 401", p, s)
+		}
+		if s := get(t, e.ts.URL+p, "k1").StatusCode; s != 200 {
+			t.Errorf("%s with key: %d, want 200", p, s)
+		}
+	}
+	if _, err := New(Options{Policy: e.up, Scorers: testScorers(), DefaultReward: "rm", Config: tpo.DefaultConfig(), APIKeys: []string{""}}); err == nil {
+		t.Error("New accepted an empty API key")
+	}
+}
+
+// blockAt makes generation number call wait for ctx, reporting that it
+// started on started and that it ended on ended.
+func blockAt(call int, started, ended chan<- struct{}) func(context.Context, int, tpo.GenerateRequest) error {
+	return func(ctx context.Context, c int, _ tpo.GenerateRequest) error {
+		if c != call {
+			return nil
+		}
+		close(started)
+		<-ctx.Done()
+		if ended != nil {
+			close(ended)
+		}
+		return ctx.Err()
+	}
+}
+
+func TestBusy(t *testing.T) {
+	started := make(chan struct{})
+	release := make(chan struct{})
+	e := newTestEnv(t, func(o *Options) { o.MaxConcurrent = 1; o.QueueWait = 20 * time.Millisecond })
+	e.up.block = func(ctx context.Context, c int, _ tpo.GenerateRequest) error {
+		if c == 0 {
+			close(started)
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	first := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(e.ts.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m",`+convo+`}`))
+		if err != nil {
+			first <- 0
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	<-started
+	if got := e.srv.InFlight(); len(got) != 1 || got[0].Model != "m" || got[0].Prompt != "And 3+3?" {
+		t.Errorf("InFlight = %+v", got)
+	}
+	resp := e.post(t, `{"model":"m",`+convo+`}`)
+	var b errorBody
+	decodeJSON(t, resp, http.StatusTooManyRequests, &b)
+	if resp.Header.Get("Retry-After") == "" || b.Error.Type != typeRateLimit {
+		t.Errorf("429: Retry-After %q, error %+v", resp.Header.Get("Retry-After"), b.Error)
+	}
+	// Pass-through requests are not optimizations: they are not limited.
+	e.up.chatReply = []byte(`{"id":"x","object":"chat.completion","choices":[]}`)
+	if s := e.post(t, `{"model":"m","tpo":{"mode":"off"},`+convo+`}`).StatusCode; s != 200 {
+		t.Errorf("pass-through while busy: %d", s)
+	}
+	close(release)
+	if s := <-first; s != 200 {
+		t.Errorf("first request: %d", s)
+	}
+	if got := e.srv.InFlight(); len(got) != 0 {
+		t.Errorf("InFlight after the end = %+v", got)
+	}
+}
+
+func TestUpstreamFailures(t *testing.T) {
+	t.Run("502", func(t *testing.T) {
+		e := newTestEnv(t, nil)
+		e.up.policy.Err = func(call int, _ tpo.GenerateRequest) error {
+			if call == 1 {
+				return &httpx.StatusError{Name: "policy", Server: "http://gpu7:8000/v1", Path: "/chat/completions", Status: 500, Message: "CUDA out of memory"}
+			}
+			return nil
+		}
+		var b errorBody
+		decodeJSON(t, e.post(t, `{"model":"m",`+convo+`}`), http.StatusBadGateway, &b)
+		for _, want := range []string{"http://gpu7:8000/v1", "CUDA out of memory", "loss"} {
+			if !strings.Contains(b.Error.Message, want) {
+				t.Errorf("message %q does not mention %q", b.Error.Message, want)
+			}
+		}
+		if b.Error.Type != typeUpstream {
+			t.Errorf("type = %q", b.Error.Type)
+		}
+		// The failure is recorded.
+		runs := e.store.Items(runIDFrom(t, b.Error.Message))
+		if len(runs) != 1 || runs[0].Result == nil || runs[0].Result.Error == "" {
+			t.Errorf("stored item = %+v, want a recorded failure", runs)
+		}
+	})
+	t.Run("reward 502", func(t *testing.T) {
+		e := newTestEnv(t, nil)
+		e.reward.Err = func(int) error { return errors.New("reward server http://rm:9000: connection refused") }
+		var b errorBody
+		decodeJSON(t, e.post(t, `{"model":"m",`+convo+`}`), http.StatusBadGateway, &b)
+		if !strings.Contains(b.Error.Message, "http://rm:9000") {
+			t.Errorf("message = %q", b.Error.Message)
+		}
+	})
+	t.Run("504", func(t *testing.T) {
+		e := newTestEnv(t, func(o *Options) { o.RequestTimeout = 30 * time.Millisecond })
+		e.up.block = blockAt(0, make(chan struct{}), nil)
+		var b errorBody
+		decodeJSON(t, e.post(t, `{"model":"m",`+convo+`}`), http.StatusGatewayTimeout, &b)
+		if b.Error.Type != typeTimeout || !strings.Contains(b.Error.Message, "timeout") {
+			t.Errorf("error = %+v", b.Error)
+		}
+	})
+	t.Run("upstream attempt timeout", func(t *testing.T) {
+		e := newTestEnv(t, nil)
+		e.up.policy.Err = func(int, tpo.GenerateRequest) error {
+			return fmt.Errorf("policy server http://h/v1: POST /chat/completions: attempt timed out after 1s: %w", context.DeadlineExceeded)
+		}
+		var b errorBody
+		decodeJSON(t, e.post(t, `{"model":"m",`+convo+`}`), http.StatusGatewayTimeout, &b)
+		if !strings.Contains(b.Error.Message, "http://h/v1") {
+			t.Errorf("message = %q", b.Error.Message)
+		}
+	})
+}
+
+// runIDFrom finds "(run ID)" in an error message.
+func runIDFrom(t *testing.T, msg string) string {
+	t.Helper()
+	i := strings.LastIndex(msg, "(run ")
+	if i < 0 {
+		t.Fatalf("no run id in %q", msg)
+	}
+	return strings.TrimSuffix(msg[i+len("(run "):], ")")
+}
+
+func TestStream(t *testing.T) {
+	var mu sync.Mutex
+	var hooked []string
+	e := newTestEnv(t, func(o *Options) {
+		o.Events = func(runID string, ev tpo.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			hooked = append(hooked, runID)
+		}
+	})
+	// A long answer, so that it comes in several deltas.
+	e.up.policy.Respond = func(call int, req tpo.GenerateRequest, i int) string {
+		switch req.Stage {
+		case tpo.StageLoss:
+			return "critique"
+		case tpo.StageGradient:
+			return "instructions"
+		case tpo.StageUpdate:
+			return fmt.Sprintf("<improved_response>%s</improved_response>", strings.Repeat(fmt.Sprintf("better %d.%d ", call, i), 20))
+		}
+		return fmt.Sprintf("sample %d", i)
+	}
+	resp := e.post(t, `{"model":"m","stream":true,"stream_options":{"include_usage":true},`+convo+`}`)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	events := readSSE(t, resp.Body)
+	if len(events) == 0 || events[len(events)-1].Data != "[DONE]" {
+		t.Fatalf("stream does not end with [DONE]: %+v", events)
+	}
+	var kinds []string
+	var content string
+	var last Progress
+	var usageSeen *usage
+	var summary Summary
+	var id string
+	for _, ev := range events[:len(events)-1] {
+		var c streamChunk
+		if err := json.Unmarshal([]byte(ev.Data), &c); err != nil {
+			t.Fatalf("chunk %q: %v", ev.Data, err)
+		}
+		if id == "" {
+			id = c.ID
+		}
+		if c.ID != id || c.Object != "chat.completion.chunk" || c.Model != "m" {
+			t.Errorf("chunk header %+v", c)
+		}
+		switch {
+		case c.Usage != nil:
+			kinds = append(kinds, "usage")
+			if len(c.Choices) != 0 {
+				t.Errorf("usage chunk has choices: %s", ev.Data)
+			}
+			usageSeen = c.Usage
+		case len(c.Choices) != 1:
+			t.Fatalf("chunk with %d choices: %s", len(c.Choices), ev.Data)
+		case c.Choices[0].FinishReason != nil:
+			kinds = append(kinds, "finish")
+			if *c.Choices[0].FinishReason != "stop" || c.TPO == nil {
+				t.Errorf("finish chunk %s", ev.Data)
+			} else if err := json.Unmarshal(*c.TPO, &summary); err != nil {
+				t.Fatal(err)
+			}
+		case c.Choices[0].Delta.Role == "assistant":
+			kinds = append(kinds, "role")
+		case c.TPO != nil:
+			kinds = append(kinds, "progress")
+			if err := json.Unmarshal(*c.TPO, &last); err != nil {
+				t.Fatal(err)
+			}
+		case c.Choices[0].Delta.Content != nil:
+			kinds = append(kinds, "content")
+			content += *c.Choices[0].Delta.Content
+		default:
+			t.Errorf("unexpected chunk %s", ev.Data)
+		}
+	}
+	got := collapse(kinds)
+	want := "role progress*5 progress*4 content* finish usage"
+	if got != "role progress* content* finish usage" || strings.Count(strings.Join(kinds, " "), "progress") != 9 {
+		t.Errorf("chunk order = %s (%v), want %s", got, kinds, want)
+	}
+	if strings.Count(strings.Join(kinds, " "), "content") < 3 {
+		t.Errorf("the answer came in %d deltas, want several", strings.Count(strings.Join(kinds, " "), "content"))
+	}
+	if last.Stage != "score" || last.Step != 2 || last.BestScore == nil || *last.BestScore != summary.Score {
+		t.Errorf("last progress = %+v, summary score %v", last, summary.Score)
+	}
+	if float64(len(content)) != summary.Score { // the length reward
+		t.Errorf("content %q scores %v, summary says %v", content, float64(len(content)), summary.Score)
+	}
+	e.up.mu.Lock()
+	rep := e.up.reported
+	e.up.mu.Unlock()
+	if usageSeen == nil || *usageSeen != usageOf(rep) {
+		t.Errorf("usage = %+v, want %+v", usageSeen, usageOf(rep))
+	}
+	items := e.store.Items(summary.RunID)
+	if len(items) != 1 || items[0].Result == nil || items[0].Result.Response != content {
+		t.Errorf("store items of run %q = %+v", summary.RunID, items)
+	}
+	mu.Lock()
+	if len(hooked) == 0 || hooked[0] != summary.RunID {
+		t.Errorf("the events hook saw runs %v, want %q", hooked, summary.RunID)
+	}
+	mu.Unlock()
+}
+
+// collapse writes kinds with runs of the same kind as "kind*".
+func collapse(kinds []string) string {
+	var out []string
+	for i := 0; i < len(kinds); {
+		j := i
+		for j < len(kinds) && kinds[j] == kinds[i] {
+			j++
+		}
+		if j-i > 1 {
+			out = append(out, kinds[i]+"*")
+		} else {
+			out = append(out, kinds[i])
+		}
+		i = j
+	}
+	return strings.Join(out, " ")
+}
+
+func TestStreamErrorAfterStart(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.up.policy.Err = func(call int, _ tpo.GenerateRequest) error {
+		if call == 2 {
+			return &httpx.StatusError{Name: "policy", Server: "http://gpu:8000/v1", Path: "/chat/completions", Status: 503, Message: "overloaded"}
+		}
+		return nil
+	}
+	resp := e.post(t, `{"model":"m","stream":true,`+convo+`}`)
+	events := readSSE(t, resp.Body)
+	if len(events) < 3 || events[len(events)-1].Data != "[DONE]" {
+		t.Fatalf("events = %+v", events)
+	}
+	var c streamChunk
+	if err := json.Unmarshal([]byte(events[len(events)-2].Data), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Error == nil || !strings.Contains(c.Error.Message, "http://gpu:8000/v1") || !strings.Contains(c.Error.Message, "overloaded") {
+		t.Errorf("error event = %s", events[len(events)-2].Data)
+	}
+	if err := json.Unmarshal([]byte(events[0].Data), &c); err != nil || c.Choices[0].Delta.Role != "assistant" {
+		t.Errorf("first event = %s, want the role chunk", events[0].Data)
+	}
+}
+
+func TestStreamKeepAlive(t *testing.T) {
+	started := make(chan struct{})
+	e := newTestEnv(t, func(o *Options) { o.KeepAlive = 5 * time.Millisecond })
+	e.up.block = func(ctx context.Context, c int, _ tpo.GenerateRequest) error {
+		if c == 1 {
+			close(started)
+			select {
+			case <-time.After(60 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	resp := e.post(t, `{"model":"m","stream":true,`+convo+`}`)
+	events := readSSE(t, resp.Body)
+	comments := 0
+	for _, ev := range events {
+		if ev.Comment == "keep-alive" {
+			comments++
+		}
+	}
+	if comments == 0 || events[len(events)-1].Data != "[DONE]" {
+		t.Errorf("%d keep-alive comments in %d events", comments, len(events))
+	}
+}
+
+func TestStreamClientDisconnectCancels(t *testing.T) {
+	started, ended := make(chan struct{}), make(chan struct{})
+	e := newTestEnv(t, nil)
+	e.up.block = blockAt(1, started, ended)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.ts.URL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"m","stream":true,`+convo+`}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// Headers and the role chunk arrived before the optimization ended.
+	<-started
+	var runID string
+	for _, r := range e.srv.InFlight() {
+		runID = r.RunID
+	}
+	events, stop := e.srv.Subscribe(runID)
+	defer stop()
+	cancel() // the client goes away during the loss call
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream call was not cancelled after the client left")
+	}
+	// The subscription ends with the optimization.
+	for range events {
+	}
+	if n := e.up.generations(); n != 2 {
+		t.Errorf("%d generations, want 2: none after the client left", n)
+	}
+	items := e.store.Items(runID)
+	if len(items) != 1 || items[0].Result == nil || !strings.Contains(items[0].Result.Error, "canceled") {
+		t.Errorf("stored item = %+v, want a recorded cancellation", items)
+	}
+}
+
+func TestSubscribe(t *testing.T) {
+	started := make(chan struct{})
+	release := make(chan struct{})
+	e := newTestEnv(t, nil)
+	e.up.block = func(ctx context.Context, c int, _ tpo.GenerateRequest) error {
+		if c == 1 {
+			close(started)
+			<-release
+		}
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Post(e.ts.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m",`+convo+`}`))
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	<-started
+	inf := e.srv.InFlight()
+	if len(inf) != 1 {
+		t.Fatalf("InFlight = %+v", inf)
+	}
+	ch, cancel := e.srv.Subscribe(inf[0].RunID)
+	defer cancel()
+	close(release)
+	var kinds []string
+	for ev := range ch {
+		kinds = append(kinds, fmt.Sprintf("%T", ev))
+	}
+	<-done
+	if len(kinds) == 0 || kinds[0] != "tpo.Critique" || kinds[len(kinds)-1] != "tpo.Done" {
+		t.Errorf("events = %v, want Critique ... Done", kinds)
+	}
+	// Unknown runs give a closed channel.
+	ch2, _ := e.srv.Subscribe("nope")
+	if _, ok := <-ch2; ok {
+		t.Error("Subscribe(unknown) channel is open")
+	}
+}
+
+func TestPassThrough(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.up.chatReply = []byte(`{"id":"chatcmpl-up","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"raw"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	var c completion
+	decodeJSON(t, e.post(t, `{"model":"m","tools":[{"type":"function","function":{"name":"f"}}],"tpo":{"mode":"off"},`+convo+`}`), 200, &c)
+	if c.ID != "chatcmpl-up" || c.Choices[0].Message.Content != "raw" || c.TPO != nil {
+		t.Errorf("pass-through answer = %+v", c)
+	}
+	var sent map[string]any
+	if err := json.Unmarshal(e.up.passBodies[0], &sent); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sent["tpo"]; ok || sent["tools"] == nil || sent["model"] != "m" {
+		t.Errorf("relayed body = %s", e.up.passBodies[0])
+	}
+	if e.up.generations() != 0 {
+		t.Error("a pass-through request was optimized")
+	}
+
+	// An upstream 400 about the client's request keeps its status.
+	e.up.chatErr = &httpx.StatusError{Name: "policy", Server: "http://up/v1", Path: "/chat/completions", Status: 400, Message: "bad tool schema", Param: "tools"}
+	var b errorBody
+	decodeJSON(t, e.post(t, `{"model":"m","tpo":{"mode":"off"},`+convo+`}`), 400, &b)
+	if !strings.Contains(b.Error.Message, "bad tool schema") || b.Error.Param == nil || *b.Error.Param != "tools" {
+		t.Errorf("error = %+v", b.Error)
+	}
+	// A 500 is a bad gateway.
+	e.up.chatErr = &httpx.StatusError{Name: "policy", Server: "http://up/v1", Path: "/chat/completions", Status: 500, Message: "boom"}
+	decodeJSON(t, e.post(t, `{"model":"m","tpo":{"mode":"off"},`+convo+`}`), 502, &b)
+}
+
+func TestPassThroughStreamRelaysAsItArrives(t *testing.T) {
+	e := newTestEnv(t, nil)
+	gate := make(chan struct{})
+	e.up.stream = func(w io.Writer) {
+		io.WriteString(w, "data: {\"id\":\"1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"first\"}}]}\n\n")
+		<-gate // the second event waits until the client has the first
+		io.WriteString(w, "data: {\"id\":\"1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"second\"}}]}\n\n")
+		io.WriteString(w, "data: [DONE]\n\n")
+	}
+	resp := e.post(t, `{"model":"m","stream":true,"tpo":{"mode":"off"},`+convo+`}`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	buf := make([]byte, 4096)
+	n, err := resp.Body.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "first") || strings.Contains(string(buf[:n]), "second") {
+		t.Fatalf("first read = %q, %v; want the first event alone", buf[:n], err)
+	}
+	close(gate)
+	rest, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(rest), "second") || !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+		t.Errorf("rest = %q", rest)
+	}
+	if len(e.store.Items("run1")) != 0 {
+		t.Error("a pass-through request was recorded")
+	}
+}
+
+func TestModelsHealthMetrics(t *testing.T) {
+	e := newTestEnv(t, nil)
+	var list struct {
+		Object string `json:"object"`
+		Data   []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	decodeJSON(t, get(t, e.ts.URL+"/v1/models", ""), 200, &list)
+	if list.Object != "list" || len(list.Data) != 1 || list.Data[0].ID != "m1" {
+		t.Errorf("models = %+v", list)
+	}
+	var h map[string]any
+	decodeJSON(t, get(t, e.ts.URL+"/healthz", ""), 200, &h)
+	if h["status"] != "ok" {
+		t.Errorf("healthz = %v", h)
+	}
+	var c completion
+	decodeJSON(t, e.post(t, `{"model":"m",`+convo+`}`), 200, &c)
+	e.post(t, `{}`)
+	resp := get(t, e.ts.URL+"/metrics", "")
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`tpo_serve_requests_total{code="200",route="/v1/chat/completions"} 1`,
+		`tpo_serve_requests_total{code="400",route="/v1/chat/completions"} 1`,
+		`tpo_serve_stage_duration_seconds_count{stage="loss"} 2`,
+		`tpo_serve_stage_duration_seconds_count{stage="score"} 3`,
+		`tpo_serve_tokens_total{kind="completion",stage="sample"}`,
+		`tpo_serve_optimizations_total{mode="tpo",outcome="ok"} 1`,
+		`tpo_serve_optimizations_in_flight 0`,
+		`tpo_serve_queue_length 0`,
+		`tpo_serve_upstream_retries_total 0`,
+		`tpo_serve_request_duration_seconds_bucket`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(string(body), "go_goroutines") {
+		t.Error("metrics include the global registry's collectors")
+	}
+}

@@ -28,7 +28,7 @@ type fakeUpstream struct {
 	mu         sync.Mutex
 	calls      int
 	reported   tpo.Usage // the sum of the usage the fake reported
-	genModels  []string // the model of each generation
+	genModels  []string  // the model of each generation
 	passBodies [][]byte
 	chatReply  []byte
 	chatErr    error
@@ -109,8 +109,8 @@ func newTestEnv(t *testing.T, edit func(*Options)) *testEnv {
 	cfg := tpo.DefaultConfig()
 	cfg.Width, cfg.Depth = 3, 2
 	opts := Options{
-		Policy:  e.up,
-		Scorers: map[string]tpo.Scorer{"len": e.reward, "words": &tpotest.Reward{Func: func(_ []tpo.Message, r string) float64 { return float64(len(strings.Fields(r))) }}},
+		Policy:        e.up,
+		Scorers:       map[string]tpo.Scorer{"len": e.reward, "words": &tpotest.Reward{Func: func(_ []tpo.Message, r string) float64 { return float64(len(strings.Fields(r))) }}},
 		DefaultReward: "len", Config: cfg, Store: e.store, KeepAlive: time.Hour,
 	}
 	if edit != nil {

@@ -54,6 +54,10 @@ type Options struct {
 	CoolDown time.Duration
 	// MaxBodyBytes caps the size of a response body (default 64 MiB).
 	MaxBodyBytes int64
+	// Permanent, when set, marks error answers that must not be retried
+	// and do not make a replica look unhealthy even though their status is
+	// usually transient (llama.cpp answers n > 1 with a 500, for example).
+	Permanent func(*StatusError) bool
 }
 
 // Info tells what one call cost.
@@ -76,6 +80,7 @@ type Client struct {
 	hc           *http.Client
 	log          *slog.Logger
 	sem          chan struct{} // nil when unlimited
+	permanent    func(*StatusError) bool
 
 	mu       sync.Mutex
 	replicas []*replica
@@ -110,6 +115,7 @@ func New(opts Options) (*Client, error) {
 		maxBodyBytes: opts.MaxBodyBytes,
 		hc:           opts.HTTPClient,
 		log:          opts.Logger,
+		permanent:    opts.Permanent,
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
@@ -447,12 +453,16 @@ func (c *Client) statusError(r *replica, method, path string, resp *http.Respons
 	} else {
 		ra = -1
 	}
-	return result{
+	res := result{
 		err:        &se,
 		retry:      se.Temporary(),
 		down:       resp.StatusCode >= 500,
 		retryAfter: ra,
 	}
+	if c.permanent != nil && c.permanent(&se) {
+		res.retry, res.down = false, false
+	}
+	return res
 }
 
 // parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.

@@ -760,3 +760,23 @@ func TestStreamTimeoutCoversHeadersOnly(t *testing.T) {
 type writerFunc func(p []byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func TestPermanent(t *testing.T) {
+	h, count := failingThen(100, 500, `{"error":{"code":500,"message":"Only one completion choice is allowed","type":"server_error"}}`, nil)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	opts := fast(srv.URL)
+	opts.Permanent = func(e *StatusError) bool { return strings.Contains(e.Message, "Only one completion choice") }
+	c := newClient(t, opts)
+	_, err := c.PostJSON(context.Background(), "/x", nil, nil)
+	var se *StatusError
+	if !errors.As(err, &se) || se.Status != 500 {
+		t.Fatalf("error = %v, want a 500 StatusError", err)
+	}
+	if got := count.Load(); got != 1 {
+		t.Errorf("server saw %d requests, want 1 (a permanent error is not retried)", got)
+	}
+	if c.replicas[0].down {
+		t.Error("a permanent error marked the replica down")
+	}
+}

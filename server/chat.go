@@ -41,7 +41,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 
 	o := outcome{ID: newCompletionID(), Created: s.opts.Now().Unix(), Model: p.Model, Plan: p}
 	if o.Model == "" {
-		o.Model = s.up.defaultModel()
+		o.Model = s.up.DefaultModel()
 	}
 	runID, err := s.openRun(ctx, o)
 	if err != nil {
@@ -133,7 +133,7 @@ func (s *Server) optimize(ctx context.Context, o outcome, onEvent func(tpo.Event
 			return o, fmt.Errorf("recording the item: %w", err)
 		}
 	}
-	m := newMeter(s.up.generator(o.Model), s.opts.Scorers[p.Reward], s.metrics)
+	m := newMeter(s.up.Generator(o.Model), s.opts.Scorers[p.Reward], s.metrics)
 	opt := &tpo.Optimizer{Policy: meterGenerator{m}, Reward: meterScorer{m}, Config: p.Config,
 		Templates: s.opts.Templates, Logger: s.log}
 	opts := tpo.Options{OnEvent: func(e tpo.Event) {

@@ -59,21 +59,21 @@ func (g fakeGen) Generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Gen
 	return gen, err
 }
 
-func (f *fakeUpstream) generator(model string) tpo.Generator { return fakeGen{f, model} }
-func (f *fakeUpstream) defaultModel() string                 { return "default-model" }
+func (f *fakeUpstream) Generator(model string) tpo.Generator { return fakeGen{f, model} }
+func (f *fakeUpstream) DefaultModel() string                 { return "default-model" }
 
-func (f *fakeUpstream) models(ctx context.Context) (any, error) {
-	return map[string]any{"object": "list", "data": []map[string]any{{"id": "m1", "object": "model", "created": 0, "owned_by": "fake"}}}, nil
+func (f *fakeUpstream) Models(ctx context.Context) (json.RawMessage, error) {
+	return json.RawMessage(`{"object":"list","data":[{"id":"m1","object":"model","created":0,"owned_by":"fake"}]}`), nil
 }
 
-func (f *fakeUpstream) chat(ctx context.Context, body []byte) ([]byte, error) {
+func (f *fakeUpstream) Chat(ctx context.Context, body []byte) ([]byte, error) {
 	f.mu.Lock()
 	f.passBodies = append(f.passBodies, body)
 	f.mu.Unlock()
 	return f.chatReply, f.chatErr
 }
 
-func (f *fakeUpstream) chatStream(ctx context.Context, body []byte) (io.ReadCloser, error) {
+func (f *fakeUpstream) ChatStream(ctx context.Context, body []byte) (io.ReadCloser, error) {
 	f.mu.Lock()
 	f.passBodies = append(f.passBodies, body)
 	f.mu.Unlock()

@@ -13,7 +13,7 @@ import (
 func (s *Server) passThrough(ctx context.Context, w http.ResponseWriter, p *plan) {
 	deadline := func() bool { return errors.Is(ctx.Err(), context.DeadlineExceeded) }
 	if !p.Stream {
-		body, err := s.up.chat(ctx, p.Body)
+		body, err := s.up.Chat(ctx, p.Body)
 		if err != nil {
 			s.log.Warn("pass-through request failed", "err", err)
 			writeError(w, passThroughError(err, deadline()))
@@ -24,7 +24,7 @@ func (s *Server) passThrough(ctx context.Context, w http.ResponseWriter, p *plan
 		_, _ = w.Write(body)
 		return
 	}
-	rc, err := s.up.chatStream(ctx, p.Body)
+	rc, err := s.up.ChatStream(ctx, p.Body)
 	if err != nil {
 		s.log.Warn("pass-through stream failed", "err", err)
 		writeError(w, passThroughError(err, deadline()))

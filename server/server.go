@@ -43,10 +43,10 @@ const deltaSize = 48
 
 // Options configures a Server.
 type Options struct {
-	// Policy is the upstream policy model server. Its Generator for a model
-	// name drives the optimizations; pass-through requests and /v1/models
-	// go to it too.
-	Policy upstream
+	// Policy is the upstream policy model server (HTTPUpstream for an
+	// OpenAI-compatible one). Its generator for the request's model drives
+	// the optimizations; pass-through requests and /v1/models go to it too.
+	Policy Upstream
 	// Scorers are the reward models by name; a request's "reward" override
 	// picks one, DefaultReward is used otherwise.
 	Scorers       map[string]tpo.Scorer
@@ -89,7 +89,7 @@ type Options struct {
 // It implements http.Handler.
 type Server struct {
 	opts    Options
-	up      upstream
+	up      Upstream
 	log     *slog.Logger
 	keys    [][sha256.Size]byte
 	slots   chan struct{}
@@ -290,7 +290,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.requestContext(r.Context())
 	defer cancel()
-	list, err := s.up.models(ctx)
+	list, err := s.up.Models(ctx)
 	if err != nil {
 		s.log.Warn("listing the policy server's models failed", "err", err)
 		writeError(w, upstreamError(err, errors.Is(ctx.Err(), context.DeadlineExceeded)))

@@ -1,0 +1,101 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/httpx"
+	"github.com/tpoproject/tpo/tpotest"
+)
+
+// newHTTPEnv serves a Server whose upstream is a fake chat server reached
+// over HTTP through HTTPUpstream.
+func newHTTPEnv(t *testing.T, chat *tpotest.ChatServer) *httptest.Server {
+	t.Helper()
+	hc, err := httpx.New(httpx.Options{Name: "policy", URLs: []string{chat.URL()}, MaxRetries: -1, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := &tpotest.Policy{}
+	srv, err := New(Options{
+		Policy:  &HTTPUpstream{Client: hc, Model: chat.Model(), Generators: func(string) tpo.Generator { return pol }},
+		Scorers: testScorers(), DefaultReward: "rm", Config: tpo.DefaultConfig(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func TestHTTPUpstreamPassThrough(t *testing.T) {
+	chat := tpotest.NewChatServer(t, tpotest.ChatOptions{})
+	ts := newHTTPEnv(t, chat)
+	body := `{"model":"` + chat.Model() + `","messages":[{"role":"user","content":"hello there"}],"tpo":{"mode":"off"},"seed":3,"top_k":5}`
+
+	resp, err := http.Post(ts.URL+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c completion
+	decodeJSON(t, resp, 200, &c)
+	if len(c.Choices) != 1 || c.Choices[0].Message.Content != "reply seed 3 to: hello there" || c.TPO != nil {
+		t.Errorf("answer = %+v", c)
+	}
+	sent := chat.Bodies()[0]
+	if _, ok := sent["tpo"]; ok || sent["top_k"] != float64(5) {
+		t.Errorf("the upstream got %v: want every field but tpo", sent)
+	}
+
+	// Streamed: the upstream's events arrive unchanged.
+	resp, err = http.Post(ts.URL+"/v1/chat/completions", "application/json",
+		strings.NewReader(strings.Replace(body, `"seed":3`, `"seed":3,"stream":true`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := readSSE(t, resp.Body)
+	var text string
+	for _, ev := range events[:len(events)-1] {
+		var ch streamChunk
+		if err := json.Unmarshal([]byte(ev.Data), &ch); err != nil {
+			t.Fatalf("event %q: %v", ev.Data, err)
+		}
+		if len(ch.Choices) > 0 && ch.Choices[0].Delta.Content != nil {
+			text += *ch.Choices[0].Delta.Content
+		}
+	}
+	if text != "reply seed 3 to: hello there" || events[len(events)-1].Data != "[DONE]" {
+		t.Errorf("streamed text %q, last event %+v", text, events[len(events)-1])
+	}
+
+	// An unknown model is the upstream's 404, relayed.
+	resp, err = http.Post(ts.URL+"/v1/chat/completions", "application/json",
+		strings.NewReader(strings.Replace(body, chat.Model(), "nope", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b errorBody
+	decodeJSON(t, resp, 404, &b)
+	if !strings.Contains(b.Error.Message, chat.URL()) {
+		t.Errorf("error %q does not name the upstream", b.Error.Message)
+	}
+
+	// The model list is the upstream's.
+	resp, err = http.Get(ts.URL + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(data), `"id":"`+chat.Model()+`"`) || !strings.Contains(string(data), `"object":"list"`) {
+		t.Errorf("models = %s", data)
+	}
+}

@@ -17,7 +17,7 @@ func cands(scores ...float64) []tpo.Candidate {
 	return cs
 }
 
-type ms_ = map[tpo.Stage]int64
+type stageMillis = map[tpo.Stage]int64
 
 // handResults is a small run whose metrics are computed by hand in
 // TestSummarize.
@@ -27,21 +27,21 @@ func handResults() []tpo.Result {
 		{ID: "r1", Score: 5, InitialBest: 3, ScoreCalls: 2,
 			Usage: tpo.Usage{Requests: 7, PromptTokens: 100, CompletionTokens: 50},
 			Steps: []tpo.Step{
-				{Step: 0, Candidates: cands(1, 3), Millis: ms_{tpo.StageSample: 100, tpo.StageScore: 10}},
+				{Step: 0, Candidates: cands(1, 3), Millis: stageMillis{tpo.StageSample: 100, tpo.StageScore: 10}},
 				{Step: 1, Candidates: cands(2, 5), Unparsed: []string{"no block here"}, Rejected: rej,
-					Millis: ms_{tpo.StageUpdate: 200}},
-				{Step: 2, Unparsed: []string{"u1", "u2"}, Millis: ms_{tpo.StageUpdate: 400}},
+					Millis: stageMillis{tpo.StageUpdate: 200}},
+				{Step: 2, Unparsed: []string{"u1", "u2"}, Millis: stageMillis{tpo.StageUpdate: 400}},
 			}},
 		{ID: "r2", Score: 4.5, InitialBest: 4, ScoreCalls: 3,
 			Usage: tpo.Usage{Requests: 7, PromptTokens: 60, CompletionTokens: 30},
 			Steps: []tpo.Step{
-				{Step: 0, Candidates: cands(4), Millis: ms_{tpo.StageSample: 300}},
+				{Step: 0, Candidates: cands(4), Millis: stageMillis{tpo.StageSample: 300}},
 				{Step: 1, Candidates: cands(4)},
 				{Step: 2, Candidates: cands(4.5)},
 			}},
 		{ID: "r3", Error: "boom",
 			Usage: tpo.Usage{Requests: 1, PromptTokens: 10},
-			Steps: []tpo.Step{{Step: 0, Candidates: cands(10), Millis: ms_{tpo.StageSample: 50}}}},
+			Steps: []tpo.Step{{Step: 0, Candidates: cands(10), Millis: stageMillis{tpo.StageSample: 50}}}},
 		{ID: "r4", Score: 2, InitialBest: 2, ScoreCalls: 3,
 			Usage: tpo.Usage{Requests: 7, PromptTokens: 30, CompletionTokens: 20},
 			Steps: []tpo.Step{

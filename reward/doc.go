@@ -43,8 +43,9 @@
 //
 // # Judge
 //
-// Judge asks an LLM behind any OpenAI-compatible chat endpoint, by default
-// the policy model itself, to grade each response from 1 to 10, one request
+// Judge asks an LLM behind any OpenAI-compatible chat endpoint (through an
+// openai.Client: the policy model's own, so that TPO can run with a single
+// local model, or one of its own) to grade each response from 1 to 10, one request
 // per response, with temperature 0, max_tokens 8 and logprobs (top 20).
 // With logprobs the score is the judge's expected grade over the number
 // tokens where the grade is written (ExpectedJudgeScore), a finer signal

@@ -5,11 +5,9 @@ import (
 	"cmp"
 	"context"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/internal/httpx"
+	"github.com/tpoproject/tpo/openai"
 )
 
 //go:embed templates/judge_system.tmpl
@@ -61,15 +60,19 @@ const judgeReminder = "That reply has no grade I can read. Reply with the grade 
 
 // judgeReply is what one judge request returned.
 type judgeReply struct {
-	Text     string
-	Logprobs []TokenLogprob // nil when the server sent none
+	Text      string
+	Logprobs  []TokenLogprob // nil when the server sent none
+	Reasoning string         // a reasoning model's thinking, sent apart
+	Finish    string         // the finish reason
 }
 
-// judgeRequest is one request to the judge model.
-type judgeRequest struct {
-	Messages  []tpo.Message
-	MaxTokens int
+// ChatClient sends one chat completion request. *openai.Client implements
+// it.
+type ChatClient interface {
+	Chat(ctx context.Context, req openai.ChatRequest) (openai.ChatResponse, httpx.Info, error)
 }
+
+var _ ChatClient = (*openai.Client)(nil)
 
 // Judge scores responses by asking an LLM to grade each one on a fixed
 // scale of 1 to 10. It sends one chat request per response (at most
@@ -78,38 +81,54 @@ type judgeRequest struct {
 // the score is the expected grade under the judge's distribution over the
 // numbers 1..10 at the position where it writes the grade (see
 // ExpectedJudgeScore), a finer signal than the grade alone; otherwise it is
-// the grade read from the reply's text (see ParseJudgeScore). A reply with
-// no readable grade is retried once with a reminder, then fails with an
-// error quoting it. It is safe for concurrent use.
+// the grade read from the reply's text (see ParseJudgeScore). A server that
+// refuses logprobs is asked without them from then on. A reply with no
+// readable grade is retried once with a reminder, then fails with an error
+// quoting it. It is safe for concurrent use.
 //
 // The prompts are text/templates executed with JudgeData; see
 // DefaultJudgeTemplates. Thinking models that spend their first tokens on
 // reasoning need a larger MaxTokens or their reasoning turned off.
 type Judge struct {
-	client      *httpx.Client
-	model       string
-	noLogprobs  atomic.Bool // the server refused logprobs, or they are disabled
-	system      *template.Template
-	user        *template.Template
-	maxTokens   int
-	concurrency int
-	log         *slog.Logger
+	client         ChatClient
+	system         *template.Template
+	user           *template.Template
+	maxTokens      int
+	maxTokensField string
+	concurrency    int
+	log            *slog.Logger
+	noLogprobs     atomic.Bool // the server refused logprobs, or they are disabled
 }
 
-// JudgeOptions configures a Judge.
+// JudgeOptions configures a Judge. Either Client or URLs and Model say
+// which model judges.
 type JudgeOptions struct {
+	// Client, when set, sends the judge's requests; the connection fields
+	// below (URLs to Logger's left) are then unused. It is typically the
+	// policy model's client, so that TPO can run with one local model.
+	Client ChatClient
+
 	// URLs are the base URLs, /v1 included, of one or more replicas of an
 	// OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, OpenAI),
-	// e.g. http://localhost:8000/v1. The policy model's server works: TPO
-	// can then run with a single local model.
+	// e.g. http://localhost:8000/v1, used when Client is nil.
 	URLs []string
-	// Model is the model name sent with each request; when empty the field
-	// is left out, which servers of a single model accept.
-	Model string
+	// Model is the model name sent with each request (required with URLs).
+	Model       string
+	APIKey      string
+	MaxInFlight int           // requests in flight (0: unlimited)
+	MaxRetries  int           // retries of transient failures (0: httpx's default, negative: none)
+	Timeout     time.Duration // per attempt (0: httpx's default)
+	BaseBackoff time.Duration // first retry backoff (0: httpx's default)
+	MaxBackoff  time.Duration // backoff cap (0: httpx's default)
+	HTTPClient  *http.Client
+
+	// MaxTokensField names the length limit field: "max_tokens" (the
+	// default) or "max_completion_tokens" (OpenAI's reasoning models).
+	MaxTokensField string
 	// SystemTemplate and UserTemplate are text/template sources for the
 	// judge's prompts, executed with JudgeData; empty means the default
-	// (see DefaultJudgeTemplates). An empty system prompt after execution
-	// sends no system message.
+	// (see DefaultJudgeTemplates). A system prompt that executes to blank
+	// text sends no system message.
 	SystemTemplate, UserTemplate string
 	// MaxTokens caps the judge's reply (default 8).
 	MaxTokens int
@@ -119,20 +138,17 @@ type JudgeOptions struct {
 	// mishandle them; scores are then whole grades read from the text.
 	DisableLogprobs bool
 
-	APIKey      string
-	MaxInFlight int           // requests in flight (0: unlimited)
-	MaxRetries  int           // retries of transient failures (0: httpx's default, negative: none)
-	Timeout     time.Duration // per attempt (0: httpx's default)
-	BaseBackoff time.Duration // first retry backoff (0: httpx's default)
-	MaxBackoff  time.Duration // backoff cap (0: httpx's default)
-	HTTPClient  *http.Client
-	Logger      *slog.Logger
+	Logger *slog.Logger
 }
 
-// NewJudge returns a judge that asks the model described by opts.
+// NewJudge returns a judge for the model described by opts.
 func NewJudge(opts JudgeOptions) (*Judge, error) {
 	if opts.MaxTokens < 0 || opts.Concurrency < 0 {
 		return nil, fmt.Errorf("reward: negative judge max tokens (%d) or concurrency (%d)", opts.MaxTokens, opts.Concurrency)
+	}
+	field := cmp.Or(opts.MaxTokensField, openai.MaxTokens)
+	if field != openai.MaxTokens && field != openai.MaxCompletionTokens {
+		return nil, fmt.Errorf("reward: judge max tokens field %q: want %q or %q", field, openai.MaxTokens, openai.MaxCompletionTokens)
 	}
 	system, user, err := parseJudgeTemplates(opts.SystemTemplate, opts.UserTemplate)
 	if err != nil {
@@ -142,29 +158,37 @@ func NewJudge(opts JudgeOptions) (*Judge, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c, err := httpx.New(httpx.Options{
-		Name:        "judge",
-		URLs:        opts.URLs,
-		APIKey:      opts.APIKey,
-		Timeout:     opts.Timeout,
-		MaxRetries:  opts.MaxRetries,
-		BaseBackoff: opts.BaseBackoff,
-		MaxBackoff:  opts.MaxBackoff,
-		MaxInFlight: opts.MaxInFlight,
-		HTTPClient:  opts.HTTPClient,
-		Logger:      log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reward: %w", err)
+	client := opts.Client
+	if client == nil {
+		c, err := openai.New(openai.Options{
+			Options: httpx.Options{
+				Name:        "judge",
+				URLs:        opts.URLs,
+				APIKey:      opts.APIKey,
+				Timeout:     opts.Timeout,
+				MaxRetries:  opts.MaxRetries,
+				BaseBackoff: opts.BaseBackoff,
+				MaxBackoff:  opts.MaxBackoff,
+				MaxInFlight: opts.MaxInFlight,
+				HTTPClient:  opts.HTTPClient,
+				Logger:      log,
+			},
+			Model:          opts.Model,
+			MaxTokensField: field,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("reward: %w", err)
+		}
+		client = c
 	}
 	j := &Judge{
-		client:      c,
-		model:       opts.Model,
-		system:      system,
-		user:        user,
-		maxTokens:   cmp.Or(opts.MaxTokens, DefaultJudgeMaxTokens),
-		concurrency: cmp.Or(opts.Concurrency, DefaultJudgeConcurrency),
-		log:         log,
+		client:         client,
+		system:         system,
+		user:           user,
+		maxTokens:      cmp.Or(opts.MaxTokens, DefaultJudgeMaxTokens),
+		maxTokensField: field,
+		concurrency:    cmp.Or(opts.Concurrency, DefaultJudgeConcurrency),
+		log:            log,
 	}
 	j.noLogprobs.Store(opts.DisableLogprobs)
 	return j, nil
@@ -258,7 +282,7 @@ func (j *Judge) grade(ctx context.Context, messages []tpo.Message, response stri
 	if err != nil {
 		return 0, err
 	}
-	reply, err := j.chat(ctx, judgeRequest{Messages: prompt, MaxTokens: j.maxTokens})
+	reply, err := j.chat(ctx, prompt)
 	if err != nil {
 		return 0, err
 	}
@@ -267,15 +291,17 @@ func (j *Judge) grade(ctx context.Context, messages []tpo.Message, response stri
 		j.log.Debug("judge score", "score", v, "from_logprobs", fromLogprobs, "reply", reply.Text)
 		return v, nil
 	}
-	if !errors.Is(err, errNoScore) {
-		return 0, err
+	if strings.TrimSpace(reply.Text) == "" && reply.Reasoning != "" {
+		// Asking again would end the same way.
+		return 0, fmt.Errorf("the judge spent its %d tokens reasoning and gave no grade (finish reason %q): "+
+			"raise the judge's max tokens or turn its thinking off", j.maxTokens, reply.Finish)
 	}
 	j.log.Warn("judge reply has no score; asking again", "reply", clip(reply.Text, 300))
 	retry := slices.Concat(prompt, []tpo.Message{
 		{Role: tpo.RoleAssistant, Content: reply.Text},
 		{Role: tpo.RoleUser, Content: judgeReminder},
 	})
-	again, err := j.chat(ctx, judgeRequest{Messages: retry, MaxTokens: j.maxTokens})
+	again, err := j.chat(ctx, retry)
 	if err != nil {
 		return 0, err
 	}
@@ -287,87 +313,54 @@ func (j *Judge) grade(ctx context.Context, messages []tpo.Message, response stri
 	return v, nil
 }
 
-// chatRequest is the body of POST /chat/completions.
-type chatRequest struct {
-	Model       string        `json:"model,omitempty"`
-	Messages    []tpo.Message `json:"messages"`
-	Temperature float64       `json:"temperature"`
-	MaxTokens   int           `json:"max_tokens"`
-	Logprobs    bool          `json:"logprobs,omitempty"`
-	TopLogprobs int           `json:"top_logprobs,omitempty"`
-}
-
 // chat sends one request to the judge model with temperature 0 and, unless
-// the server refused them before, logprobs. A server that answers 400 to a
-// request with logprobs, naming them, is asked again without, and never
-// again with.
-func (j *Judge) chat(ctx context.Context, req judgeRequest) (judgeReply, error) {
-	body := chatRequest{Model: j.model, Messages: req.Messages, MaxTokens: req.MaxTokens}
+// the server refused them before, logprobs. A server that answers 400 or
+// 422 to a request with logprobs, naming them, is asked again without, and
+// never again with.
+func (j *Judge) chat(ctx context.Context, messages []tpo.Message) (judgeReply, error) {
+	zero, maxTokens := 0.0, j.maxTokens
+	req := openai.ChatRequest{Messages: openai.Messages(messages), Temperature: &zero}
+	if j.maxTokensField == openai.MaxCompletionTokens {
+		req.MaxCompletionTokens = &maxTokens
+	} else {
+		req.MaxTokens = &maxTokens
+	}
 	withLogprobs := !j.noLogprobs.Load()
 	if withLogprobs {
-		body.Logprobs, body.TopLogprobs = true, judgeTopLogprobs
+		yes, top := true, judgeTopLogprobs
+		req.Logprobs, req.TopLogprobs = &yes, &top
 	}
-	var raw json.RawMessage
-	_, err := j.client.PostJSON(ctx, "/chat/completions", body, &raw)
+	resp, _, err := j.client.Chat(ctx, req)
 	var se *httpx.StatusError
 	if withLogprobs && errors.As(err, &se) && inputRefused(se) &&
 		strings.Contains(strings.ToLower(se.Message+" "+se.Param), "logprobs") {
 		if !j.noLogprobs.Swap(true) {
 			j.log.Warn("the judge's server refused logprobs; reading whole grades from the text instead", "err", err)
 		}
-		body.Logprobs, body.TopLogprobs = false, 0
-		_, err = j.client.PostJSON(ctx, "/chat/completions", body, &raw)
+		req.Logprobs, req.TopLogprobs = nil, nil
+		resp, _, err = j.client.Chat(ctx, req)
 	}
 	if err != nil {
 		return judgeReply{}, err
 	}
-	return decodeChatReply(raw)
+	return replyOf(resp)
 }
 
-// decodeChatReply reads the first choice of a chat completion: its text
-// and, when present, its logprobs.
-func decodeChatReply(body []byte) (judgeReply, error) {
-	var r struct {
-		Choices []struct {
-			Message struct {
-				Content *string `json:"content"`
-			} `json:"message"`
-			Logprobs *struct {
-				Content []struct {
-					Token       string   `json:"token"`
-					Logprob     *float64 `json:"logprob"`
-					TopLogprobs []struct {
-						Token   string   `json:"token"`
-						Logprob *float64 `json:"logprob"`
-					} `json:"top_logprobs"`
-				} `json:"content"`
-			} `json:"logprobs"`
-		} `json:"choices"`
+// replyOf reads the first choice of a chat completion: its text and, when
+// present, its logprobs.
+func replyOf(resp openai.ChatResponse) (judgeReply, error) {
+	if len(resp.Choices) == 0 {
+		return judgeReply{}, errors.New("the judge's response has no choices")
 	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return judgeReply{}, fmt.Errorf("decoding chat completion: %w (body: %s)", err, snippet(body))
-	}
-	if len(r.Choices) == 0 {
-		return judgeReply{}, fmt.Errorf("chat completion has no choices (body: %s)", snippet(body))
-	}
-	c := r.Choices[0]
-	var reply judgeReply
-	if c.Message.Content != nil {
-		reply.Text = *c.Message.Content
-	}
+	c := resp.Choices[0]
+	reply := judgeReply{Text: c.Message.Content, Reasoning: c.Message.ReasoningContent, Finish: c.FinishReason}
 	if c.Logprobs == nil {
 		return reply, nil
 	}
 	for _, p := range c.Logprobs.Content {
-		lp := TokenLogprob{Token: p.Token, Logprob: math.Inf(-1)}
-		if p.Logprob != nil {
-			lp.Logprob = *p.Logprob
-		}
+		lp := TokenLogprob{Token: p.Token, Logprob: p.Logprob}
 		for _, t := range p.TopLogprobs {
-			if t.Logprob == nil {
-				continue
-			}
-			lp.Top = append(lp.Top, TopLogprob{Token: t.Token, Logprob: *t.Logprob})
+			lp.Top = append(lp.Top, TopLogprob{Token: t.Token, Logprob: t.Logprob})
 		}
 		reply.Logprobs = append(reply.Logprobs, lp)
 	}

@@ -2,6 +2,7 @@ package reward
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/httpx"
+	"github.com/tpoproject/tpo/openai"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
@@ -28,7 +31,7 @@ var update = flag.Bool("update", false, "rewrite golden files in testdata")
 type judgeServer struct {
 	URL string
 	// reply answers request number call (from 0) with a status and body.
-	reply func(call int, req chatRequest) (int, string)
+	reply func(call int, req openai.ChatRequest) (int, string)
 
 	mu       sync.Mutex
 	bodies   [][]byte
@@ -37,7 +40,7 @@ type judgeServer struct {
 	delay    time.Duration
 }
 
-func newJudgeServer(t *testing.T, reply func(call int, req chatRequest) (int, string)) *judgeServer {
+func newJudgeServer(t *testing.T, reply func(call int, req openai.ChatRequest) (int, string)) *judgeServer {
 	t.Helper()
 	s := &judgeServer{reply: reply}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -58,7 +61,7 @@ func newJudgeServer(t *testing.T, reply func(call int, req chatRequest) (int, st
 		call := len(s.bodies)
 		s.bodies = append(s.bodies, body)
 		s.mu.Unlock()
-		var req chatRequest
+		var req openai.ChatRequest
 		if err := json.Unmarshal(body, &req); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -76,11 +79,11 @@ func newJudgeServer(t *testing.T, reply func(call int, req chatRequest) (int, st
 	return s
 }
 
-func (s *judgeServer) requests(t *testing.T) []chatRequest {
+func (s *judgeServer) requests(t *testing.T) []openai.ChatRequest {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]chatRequest, len(s.bodies))
+	out := make([]openai.ChatRequest, len(s.bodies))
 	for i, b := range s.bodies {
 		if err := json.Unmarshal(b, &out[i]); err != nil {
 			t.Fatal(err)
@@ -119,6 +122,7 @@ func completion(content string, top ...any) string {
 func newTestJudge(t *testing.T, url string, opts JudgeOptions) *Judge {
 	t.Helper()
 	opts.URLs = []string{url}
+	opts.Model = cmp.Or(opts.Model, "judge-model")
 	opts.BaseBackoff = time.Millisecond
 	opts.MaxBackoff = 2 * time.Millisecond
 	j, err := NewJudge(opts)
@@ -130,7 +134,7 @@ func newTestJudge(t *testing.T, url string, opts JudgeOptions) *Judge {
 
 // responseOf returns the candidate reply shown in a judge request made with
 // the default templates.
-func responseOf(req chatRequest) string {
+func responseOf(req openai.ChatRequest) string {
 	u := req.Messages[len(req.Messages)-1].Content
 	if len(req.Messages) > 2 {
 		u = req.Messages[1].Content
@@ -141,7 +145,7 @@ func responseOf(req chatRequest) string {
 }
 
 func TestJudgeRequestGolden(t *testing.T) {
-	srv := newJudgeServer(t, func(int, chatRequest) (int, string) { return 200, completion("7") })
+	srv := newJudgeServer(t, func(int, openai.ChatRequest) (int, string) { return 200, completion("7") })
 	j := newTestJudge(t, srv.URL, JudgeOptions{Model: "policy"})
 	if _, err := j.Score(context.Background(), testConversation, testResponses[1:2]); err != nil {
 		t.Fatal(err)
@@ -185,7 +189,7 @@ func TestJudgeScores(t *testing.T) {
 		testResponses[1]: completion("1", "1", 0.5, "2", 0.5),           // 1.5: "1" is the generated token, last
 		testResponses[2]: completion("Score: 3"),                        // no logprobs: 3
 	}
-	srv := newJudgeServer(t, func(_ int, req chatRequest) (int, string) {
+	srv := newJudgeServer(t, func(_ int, req openai.ChatRequest) (int, string) {
 		r, ok := replies[responseOf(req)]
 		if !ok {
 			return 400, `{"error":{"message":"unexpected prompt"}}`
@@ -207,7 +211,7 @@ func TestJudgeScores(t *testing.T) {
 }
 
 func TestJudgeRetriesWithReminder(t *testing.T) {
-	srv := newJudgeServer(t, func(call int, _ chatRequest) (int, string) {
+	srv := newJudgeServer(t, func(call int, _ openai.ChatRequest) (int, string) {
 		if call == 0 {
 			return 200, completion("Excellent reply!")
 		}
@@ -226,17 +230,17 @@ func TestJudgeRetriesWithReminder(t *testing.T) {
 		t.Fatalf("%d requests, want 2", len(reqs))
 	}
 	first, second := reqs[0].Messages, reqs[1].Messages
-	want := slices.Concat(first, []tpo.Message{
+	want := slices.Concat(first, openai.Messages([]tpo.Message{
 		{Role: tpo.RoleAssistant, Content: "Excellent reply!"},
 		{Role: tpo.RoleUser, Content: judgeReminder},
-	})
+	}))
 	if !slices.Equal(second, want) {
 		t.Errorf("second request messages = %v, want the first plus the reply and a reminder", second)
 	}
 }
 
 func TestJudgeUnparseable(t *testing.T) {
-	srv := newJudgeServer(t, func(call int, _ chatRequest) (int, string) {
+	srv := newJudgeServer(t, func(call int, _ openai.ChatRequest) (int, string) {
 		return 200, completion(fmt.Sprintf("Looks fine (%c).", 'a'+call))
 	})
 	j := newTestJudge(t, srv.URL, JudgeOptions{})
@@ -252,8 +256,8 @@ func TestJudgeUnparseable(t *testing.T) {
 }
 
 func TestJudgeLogprobsRefused(t *testing.T) {
-	srv := newJudgeServer(t, func(_ int, req chatRequest) (int, string) {
-		if req.Logprobs {
+	srv := newJudgeServer(t, func(_ int, req openai.ChatRequest) (int, string) {
+		if req.Logprobs != nil && *req.Logprobs {
 			return 400, `{"error":{"message":"logprobs are not supported with this model","type":"invalid_request_error","param":"logprobs"}}`
 		}
 		return 200, completion("6")
@@ -269,13 +273,15 @@ func TestJudgeLogprobsRefused(t *testing.T) {
 	}
 	reqs := srv.requests(t)
 	// One refused request, then three without logprobs.
-	if len(reqs) != 4 || !reqs[0].Logprobs || reqs[1].Logprobs || reqs[3].Logprobs || reqs[3].TopLogprobs != 0 {
-		t.Errorf("requests' logprobs = %v, want true then false", func() (l []bool) {
-			for _, r := range reqs {
-				l = append(l, r.Logprobs)
-			}
-			return
-		}())
+	var asked []bool
+	for _, r := range reqs {
+		asked = append(asked, r.Logprobs != nil && *r.Logprobs)
+		if (r.Logprobs == nil) != (r.TopLogprobs == nil) {
+			t.Errorf("request with logprobs %v and top_logprobs %v", r.Logprobs, r.TopLogprobs)
+		}
+	}
+	if want := []bool{true, false, false, false}; !slices.Equal(asked, want) {
+		t.Errorf("requests asked for logprobs: %v, want %v", asked, want)
 	}
 	if len(w.list()) != 1 {
 		t.Errorf("warnings = %q, want one", w.list())
@@ -283,7 +289,7 @@ func TestJudgeLogprobsRefused(t *testing.T) {
 }
 
 func TestJudgeDisableLogprobs(t *testing.T) {
-	srv := newJudgeServer(t, func(int, chatRequest) (int, string) { return 200, completion("5") })
+	srv := newJudgeServer(t, func(int, openai.ChatRequest) (int, string) { return 200, completion("5") })
 	j := newTestJudge(t, srv.URL, JudgeOptions{DisableLogprobs: true, MaxTokens: 4})
 	if _, err := j.Score(context.Background(), testConversation, testResponses[:1]); err != nil {
 		t.Fatal(err)
@@ -297,7 +303,7 @@ func TestJudgeDisableLogprobs(t *testing.T) {
 }
 
 func TestJudgeServerError(t *testing.T) {
-	srv := newJudgeServer(t, func(int, chatRequest) (int, string) {
+	srv := newJudgeServer(t, func(int, openai.ChatRequest) (int, string) {
 		return 500, `{"error":{"message":"CUDA out of memory","type":"server_error"}}`
 	})
 	j := newTestJudge(t, srv.URL, JudgeOptions{MaxRetries: 1})
@@ -316,7 +322,7 @@ func TestJudgeServerError(t *testing.T) {
 }
 
 func TestJudgeConcurrencyBound(t *testing.T) {
-	srv := newJudgeServer(t, func(int, chatRequest) (int, string) { return 200, completion("5") })
+	srv := newJudgeServer(t, func(int, openai.ChatRequest) (int, string) { return 200, completion("5") })
 	srv.delay = 20 * time.Millisecond
 	j := newTestJudge(t, srv.URL, JudgeOptions{Concurrency: 2})
 	got, err := j.Score(context.Background(), testConversation, responsesN(6))
@@ -332,7 +338,7 @@ func TestJudgeConcurrencyBound(t *testing.T) {
 }
 
 func TestJudgeEmpty(t *testing.T) {
-	srv := newJudgeServer(t, func(int, chatRequest) (int, string) { return 200, completion("5") })
+	srv := newJudgeServer(t, func(int, openai.ChatRequest) (int, string) { return 200, completion("5") })
 	j := newTestJudge(t, srv.URL, JudgeOptions{})
 	got, err := j.Score(context.Background(), testConversation, nil)
 	if err != nil || got == nil || len(got) != 0 {
@@ -344,7 +350,7 @@ func TestJudgeEmpty(t *testing.T) {
 }
 
 func TestJudgeCustomTemplates(t *testing.T) {
-	srv := newJudgeServer(t, func(int, chatRequest) (int, string) { return 200, completion("5") })
+	srv := newJudgeServer(t, func(int, openai.ChatRequest) (int, string) { return 200, completion("5") })
 	j := newTestJudge(t, srv.URL, JudgeOptions{
 		SystemTemplate: "  ",
 		UserTemplate:   "Q: {{.Prompt}} ({{len .Messages}} turns)\nA: {{.Response}}\nGrade {{.Min}}-{{.Max}}.",
@@ -360,13 +366,13 @@ func TestJudgeCustomTemplates(t *testing.T) {
 	if _, err := j.Score(context.Background(), testConversation, []string{"Yes."}); err != nil {
 		t.Fatal(err)
 	}
-	if reqs := srv.requests(t); !slices.Equal(reqs[0].Messages, want) {
+	if reqs := srv.requests(t); !slices.Equal(reqs[0].Messages, openai.Messages(want)) {
 		t.Errorf("sent %q, want %q", reqs[0].Messages, want)
 	}
 }
 
 func TestJudgeDefaultPrompt(t *testing.T) {
-	srv := newJudgeServer(t, func(int, chatRequest) (int, string) { return 200, completion("5") })
+	srv := newJudgeServer(t, func(int, openai.ChatRequest) (int, string) { return 200, completion("5") })
 	j := newTestJudge(t, srv.URL, JudgeOptions{})
 	msgs, err := j.Prompt(testConversation, "Yes, it is.")
 	if err != nil {
@@ -393,46 +399,124 @@ func TestNewJudgeBadTemplates(t *testing.T) {
 		{"unknown field", "", "{{.Answer}}", "judge user template"},
 	}
 	for _, tt := range tests {
-		_, err := NewJudge(JudgeOptions{URLs: []string{"http://h/v1"}, SystemTemplate: tt.system, UserTemplate: tt.user})
+		_, err := NewJudge(JudgeOptions{URLs: []string{"http://h/v1"}, Model: "m", SystemTemplate: tt.system, UserTemplate: tt.user})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: NewJudge error = %v, want one containing %q", tt.name, err, tt.want)
 		}
 	}
-	if _, err := NewJudge(JudgeOptions{}); err == nil {
-		t.Error("no error without a URL")
-	}
 }
 
-func TestDecodeChatReply(t *testing.T) {
-	body := `{"choices":[{"message":{"content":"8"},"logprobs":{"content":[` +
-		`{"token":"8","logprob":-0.1,"top_logprobs":[{"token":"8","logprob":-0.1},{"token":"7","logprob":null},{"token":"9","logprob":-2.5}]}]}}]}`
-	got, err := decodeChatReply([]byte(body))
+func TestReplyOf(t *testing.T) {
+	body := `{"choices":[{"index":0,"message":{"role":"assistant","content":"8"},"finish_reason":"stop","logprobs":{"content":[` +
+		`{"token":"8","logprob":-0.1,"top_logprobs":[{"token":"8","logprob":-0.1},{"token":"9","logprob":-2.5}]}]}}]}`
+	var resp openai.ChatResponse
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	got, err := replyOf(resp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := judgeReply{Text: "8", Logprobs: []TokenLogprob{{Token: "8", Logprob: -0.1,
-		Top: []TopLogprob{{"8", -0.1}, {"9", -2.5}}}}}
-	if got.Text != want.Text || len(got.Logprobs) != 1 || got.Logprobs[0].Token != "8" ||
-		!slices.Equal(got.Logprobs[0].Top, want.Logprobs[0].Top) {
-		t.Errorf("decodeChatReply() = %+v, want %+v", got, want)
+	if got.Text != "8" || got.Finish != "stop" || len(got.Logprobs) != 1 || got.Logprobs[0].Token != "8" ||
+		got.Logprobs[0].Logprob != -0.1 || !slices.Equal(got.Logprobs[0].Top, []TopLogprob{{"8", -0.1}, {"9", -2.5}}) {
+		t.Errorf("replyOf() = %+v", got)
 	}
-	for _, bad := range []string{`{"choices":[]}`, `not json`, `{"choices":{}}`} {
-		if _, err := decodeChatReply([]byte(bad)); err == nil {
-			t.Errorf("decodeChatReply(%s): no error", bad)
-		}
-	}
-	got, err = decodeChatReply([]byte(`{"choices":[{"message":{"content":null}}]}`))
-	if err != nil || got.Text != "" || got.Logprobs != nil {
-		t.Errorf("null content: got %+v, %v; want an empty reply", got, err)
+	if _, err := replyOf(openai.ChatResponse{}); err == nil {
+		t.Error("replyOf(no choices): no error")
 	}
 }
 
-func FuzzDecodeChatReply(f *testing.F) {
+// fakeChat is an in-memory ChatClient.
+type fakeChat struct {
+	mu    sync.Mutex
+	reqs  []openai.ChatRequest
+	reply func(req openai.ChatRequest) openai.ChatResponse
+}
+
+func (f *fakeChat) Chat(_ context.Context, req openai.ChatRequest) (openai.ChatResponse, httpx.Info, error) {
+	f.mu.Lock()
+	f.reqs = append(f.reqs, req)
+	f.mu.Unlock()
+	return f.reply(req), httpx.Info{}, nil
+}
+
+func textResponse(content, reasoning, finish string) openai.ChatResponse {
+	return openai.ChatResponse{Choices: []openai.Choice{{
+		Message:      openai.ResponseMessage{Role: "assistant", Content: content, ReasoningContent: reasoning},
+		FinishReason: finish,
+	}}}
+}
+
+func TestJudgeWithClient(t *testing.T) {
+	fc := &fakeChat{reply: func(openai.ChatRequest) openai.ChatResponse { return textResponse("Score: 6", "", "stop") }}
+	j, err := NewJudge(JudgeOptions{Client: fc, MaxTokensField: openai.MaxCompletionTokens, MaxTokens: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := j.Score(context.Background(), testConversation, testResponses[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []float64{6, 6}) {
+		t.Errorf("scores = %v, want [6 6]", got)
+	}
+	for _, r := range fc.reqs {
+		if r.MaxTokens != nil || r.MaxCompletionTokens == nil || *r.MaxCompletionTokens != 16 {
+			t.Errorf("request limits: max_tokens %v, max_completion_tokens %v; want only max_completion_tokens 16",
+				r.MaxTokens, r.MaxCompletionTokens)
+		}
+		if r.Temperature == nil || *r.Temperature != 0 || r.Model != "" {
+			t.Errorf("request temperature %v, model %q; want 0 and the client's model", r.Temperature, r.Model)
+		}
+	}
+}
+
+func TestJudgeReasoningExhausted(t *testing.T) {
+	fc := &fakeChat{reply: func(openai.ChatRequest) openai.ChatResponse {
+		return textResponse("", "Let me think about whether", "length")
+	}}
+	j, err := NewJudge(JudgeOptions{Client: fc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = j.Score(context.Background(), testConversation, testResponses[:1])
+	if err == nil || !strings.Contains(err.Error(), "spent its 8 tokens reasoning") {
+		t.Fatalf("err = %v, want one about reasoning using up the tokens", err)
+	}
+	if len(fc.reqs) != 1 {
+		t.Errorf("%d requests, want 1 (no pointless retry)", len(fc.reqs))
+	}
+}
+
+func TestNewJudgeOptions(t *testing.T) {
+	tests := []struct {
+		name string
+		opts JudgeOptions
+		want string
+	}{
+		{"no URL", JudgeOptions{Model: "m"}, "no URL"},
+		{"no model", JudgeOptions{URLs: []string{"http://h/v1"}}, "no model"},
+		{"bad field", JudgeOptions{URLs: []string{"http://h/v1"}, Model: "m", MaxTokensField: "length"}, "max tokens field"},
+		{"negative", JudgeOptions{URLs: []string{"http://h/v1"}, Model: "m", MaxTokens: -1}, "negative"},
+	}
+	for _, tt := range tests {
+		_, err := NewJudge(tt.opts)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: NewJudge error = %v, want one containing %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func FuzzJudgeReply(f *testing.F) {
 	f.Add([]byte(completion("8", "8", 0.6, "7", 0.4)))
 	f.Add([]byte(`{"choices":[{"message":{"content":null},"logprobs":{"content":[{"token":"1"}]}}]}`))
 	f.Add([]byte(`{"choices":[{"logprobs":{"content":null}}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		r, err := decodeChatReply(body)
+		var resp openai.ChatResponse
+		if json.Unmarshal(body, &resp) != nil {
+			return
+		}
+		r, err := replyOf(resp)
 		if err != nil {
 			return
 		}

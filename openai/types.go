@@ -1,0 +1,273 @@
+package openai
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Message is one chat message of a request.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// StreamOptions are the options of a streamed request.
+type StreamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+// ChatRequest is a /chat/completions request. Optional fields are pointers
+// or omitted when empty, so the caller controls exactly which fields are
+// sent: servers' defaults differ.
+type ChatRequest struct {
+	Model               string         `json:"model"`
+	Messages            []Message      `json:"messages"`
+	Temperature         *float64       `json:"temperature,omitempty"`
+	TopP                *float64       `json:"top_p,omitempty"`
+	MaxTokens           *int           `json:"max_tokens,omitempty"`
+	MaxCompletionTokens *int           `json:"max_completion_tokens,omitempty"`
+	N                   *int           `json:"n,omitempty"`
+	Seed                *int64         `json:"seed,omitempty"`
+	Stop                []string       `json:"stop,omitempty"`
+	PresencePenalty     *float64       `json:"presence_penalty,omitempty"`
+	FrequencyPenalty    *float64       `json:"frequency_penalty,omitempty"`
+	Logprobs            *bool          `json:"logprobs,omitempty"`
+	TopLogprobs         *int           `json:"top_logprobs,omitempty"`
+	Stream              bool           `json:"stream,omitempty"`
+	StreamOptions       *StreamOptions `json:"stream_options,omitempty"`
+	User                string         `json:"user,omitempty"`
+	// Extra holds server-specific fields (top_k, min_p,
+	// repetition_penalty, chat_template_kwargs, ...) added to the body. A
+	// key that names a field set above is ignored.
+	Extra map[string]any `json:"-"`
+}
+
+// MarshalJSON encodes the request with its Extra fields.
+func (r ChatRequest) MarshalJSON() ([]byte, error) {
+	type plain ChatRequest
+	data, err := json.Marshal(plain(r))
+	if err != nil || len(r.Extra) == 0 {
+		return data, err
+	}
+	var present map[string]json.RawMessage
+	if err := json.Unmarshal(data, &present); err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(r.Extra))
+	for k := range r.Extra {
+		if _, ok := present[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var buf bytes.Buffer
+	buf.Write(data[:len(data)-1]) // without the closing brace
+	for _, k := range keys {
+		v, err := json.Marshal(r.Extra[k])
+		if err != nil {
+			return nil, fmt.Errorf("extra field %q: %w", k, err)
+		}
+		kb, _ := json.Marshal(k)
+		buf.WriteByte(',')
+		buf.Write(kb)
+		buf.WriteByte(':')
+		buf.Write(v)
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// Usage is the token accounting of a response.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// TopLogprob is one of the most likely tokens at a position.
+type TopLogprob struct {
+	Token   string  `json:"token"`
+	Logprob float64 `json:"logprob"`
+	Bytes   []int   `json:"bytes,omitempty"`
+}
+
+// TokenLogprob is one generated token with its log probability and, when
+// top_logprobs was asked for, the most likely alternatives.
+type TokenLogprob struct {
+	Token       string       `json:"token"`
+	Logprob     float64      `json:"logprob"`
+	Bytes       []int        `json:"bytes,omitempty"`
+	TopLogprobs []TopLogprob `json:"top_logprobs,omitempty"`
+}
+
+// Logprobs holds a choice's token log probabilities.
+type Logprobs struct {
+	Content []TokenLogprob `json:"content"`
+}
+
+// ResponseMessage is the message of a response choice. Content is "" when
+// the server sent null.
+type ResponseMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+	// ReasoningContent is the thinking of reasoning models, which vLLM and
+	// SGLang return apart from the answer.
+	ReasoningContent string `json:"reasoning_content,omitempty"`
+	Refusal          string `json:"refusal,omitempty"`
+}
+
+// UnmarshalJSON accepts content as a string, null or a list of text parts.
+func (m *ResponseMessage) UnmarshalJSON(data []byte) error {
+	var w struct {
+		Role             string          `json:"role"`
+		Content          json.RawMessage `json:"content"`
+		ReasoningContent json.RawMessage `json:"reasoning_content"`
+		Reasoning        json.RawMessage `json:"reasoning"`
+		Refusal          json.RawMessage `json:"refusal"`
+	}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	var err error
+	*m = ResponseMessage{Role: w.Role}
+	if m.Content, err = decodeContent(w.Content); err != nil {
+		return fmt.Errorf("content: %w", err)
+	}
+	if m.ReasoningContent, err = decodeContent(w.ReasoningContent); err != nil {
+		return fmt.Errorf("reasoning_content: %w", err)
+	}
+	if m.ReasoningContent == "" {
+		if m.ReasoningContent, err = decodeContent(w.Reasoning); err != nil {
+			return fmt.Errorf("reasoning: %w", err)
+		}
+	}
+	if m.Refusal, err = decodeContent(w.Refusal); err != nil {
+		return fmt.Errorf("refusal: %w", err)
+	}
+	return nil
+}
+
+// decodeContent reads a string, null, or a list of {"type":"text","text"}
+// parts (joined).
+func decodeContent(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	if raw[0] == '"' {
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err
+	}
+	var parts []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(raw, &parts); err != nil {
+		return "", fmt.Errorf("want a string, null or a list of text parts")
+	}
+	var b strings.Builder
+	for _, p := range parts {
+		if p.Type == "text" || p.Type == "" || p.Type == "output_text" {
+			b.WriteString(p.Text)
+		}
+	}
+	return b.String(), nil
+}
+
+// Choice is one choice of a response.
+type Choice struct {
+	Index        int             `json:"index"`
+	Message      ResponseMessage `json:"message"`
+	FinishReason string          `json:"finish_reason"`
+	Logprobs     *Logprobs       `json:"logprobs,omitempty"`
+}
+
+// ChatResponse is a non-streamed /chat/completions response.
+type ChatResponse struct {
+	ID                string   `json:"id"`
+	Object            string   `json:"object"`
+	Created           int64    `json:"created"`
+	Model             string   `json:"model"`
+	Choices           []Choice `json:"choices"`
+	Usage             *Usage   `json:"usage,omitempty"`
+	SystemFingerprint string   `json:"system_fingerprint,omitempty"`
+}
+
+// Texts returns the content of the choices ordered by index. Choices with
+// a repeated or out-of-range index keep their place in the list.
+func (r ChatResponse) Texts() []string {
+	out := make([]string, len(r.Choices))
+	placed := make([]bool, len(r.Choices))
+	var rest []string
+	for _, c := range r.Choices {
+		if c.Index >= 0 && c.Index < len(out) && !placed[c.Index] {
+			out[c.Index] = c.Message.Content
+			placed[c.Index] = true
+			continue
+		}
+		rest = append(rest, c.Message.Content)
+	}
+	// Fill the gaps left by bad indexes, in order.
+	for i := range out {
+		if !placed[i] && len(rest) > 0 {
+			out[i], rest = rest[0], rest[1:]
+		}
+	}
+	return out
+}
+
+// Delta is the new part of a choice in a streamed chunk.
+type Delta struct {
+	Role             string `json:"role,omitempty"`
+	Content          string `json:"content,omitempty"`
+	ReasoningContent string `json:"reasoning_content,omitempty"`
+}
+
+// UnmarshalJSON accepts null content and reasoning under either name.
+func (d *Delta) UnmarshalJSON(data []byte) error {
+	var m ResponseMessage
+	if err := m.UnmarshalJSON(data); err != nil {
+		return err
+	}
+	*d = Delta{Role: m.Role, Content: m.Content, ReasoningContent: m.ReasoningContent}
+	return nil
+}
+
+// ChunkChoice is one choice of a streamed chunk.
+type ChunkChoice struct {
+	Index        int       `json:"index"`
+	Delta        Delta     `json:"delta"`
+	FinishReason string    `json:"finish_reason,omitempty"`
+	Logprobs     *Logprobs `json:"logprobs,omitempty"`
+}
+
+// ChatChunk is one event of a streamed response. With
+// stream_options.include_usage the last chunk has no choices and a usage.
+type ChatChunk struct {
+	ID      string        `json:"id"`
+	Object  string        `json:"object"`
+	Created int64         `json:"created"`
+	Model   string        `json:"model"`
+	Choices []ChunkChoice `json:"choices"`
+	Usage   *Usage        `json:"usage,omitempty"`
+}
+
+// Model is one entry of /models.
+type Model struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+	// MaxModelLen is the context window, as vLLM reports it.
+	MaxModelLen int `json:"max_model_len,omitempty"`
+}
+
+// ModelList is the /models response.
+type ModelList struct {
+	Object string  `json:"object"`
+	Data   []Model `json:"data"`
+}

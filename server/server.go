@@ -43,7 +43,7 @@ const deltaSize = 48
 
 // Options configures a Server.
 type Options struct {
-	// Policy is the upstream policy model server (HTTPUpstream for an
+	// Policy is the upstream policy model server (OpenAI(client) for an
 	// OpenAI-compatible one). Its generator for the request's model drives
 	// the optimizations; pass-through requests and /v1/models go to it too.
 	Policy Upstream

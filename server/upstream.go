@@ -3,11 +3,10 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/internal/httpx"
+	"github.com/tpoproject/tpo/openai"
 )
 
 // Upstream is the policy model server as the server uses it.
@@ -26,58 +25,44 @@ type Upstream interface {
 	ChatStream(ctx context.Context, body []byte) (io.ReadCloser, error)
 }
 
-// HTTPUpstream is an Upstream for an OpenAI-compatible server: generations
-// go through Generators (the policy client, which knows each server's
-// quirks), pass-through requests and the model list go through Client
-// as they are, so that no field is lost on the way. The URLs are those of
-// the client's configuration: nothing in a request chooses the host.
-type HTTPUpstream struct {
-	Client *httpx.Client
-	// Generators returns the generator for a model name ("" for Model).
-	Generators func(model string) tpo.Generator
-	Model      string
+// OpenAI returns the Upstream of a policy client: generations go through
+// the client derived for the request's model (sharing the connections,
+// limits and what was learnt about the servers), pass-through requests and
+// the model list go through the client unchanged, so that no field is lost
+// on the way. The client's configured URLs are the only hosts called.
+func OpenAI(c *openai.Client) Upstream { return openaiUpstream{c} }
+
+type openaiUpstream struct{ c *openai.Client }
+
+func (u openaiUpstream) Generator(model string) tpo.Generator {
+	if model == "" || model == u.c.Model() {
+		return u.c
+	}
+	return u.c.WithModel(model)
 }
 
-// Generator implements Upstream.
-func (u *HTTPUpstream) Generator(model string) tpo.Generator {
-	if model == "" {
-		model = u.Model
-	}
-	return u.Generators(model)
-}
+func (u openaiUpstream) DefaultModel() string { return u.c.Model() }
 
-// DefaultModel implements Upstream.
-func (u *HTTPUpstream) DefaultModel() string { return u.Model }
-
-// Models implements Upstream.
-func (u *HTTPUpstream) Models(ctx context.Context) (json.RawMessage, error) {
-	var raw json.RawMessage
-	if _, err := u.Client.GetJSON(ctx, "/models", &raw); err != nil {
-		return nil, err
-	}
-	return raw, nil
-}
-
-// Chat implements Upstream.
-func (u *HTTPUpstream) Chat(ctx context.Context, body []byte) ([]byte, error) {
-	if !json.Valid(body) {
-		return nil, errors.New("pass-through: the request body is not JSON")
-	}
-	var raw json.RawMessage
-	if _, err := u.Client.PostJSON(ctx, "/chat/completions", json.RawMessage(body), &raw); err != nil {
-		return nil, err
-	}
-	return raw, nil
-}
-
-// ChatStream implements Upstream.
-func (u *HTTPUpstream) ChatStream(ctx context.Context, body []byte) (io.ReadCloser, error) {
-	if !json.Valid(body) {
-		return nil, errors.New("pass-through: the request body is not JSON")
-	}
-	resp, _, err := u.Client.Stream(ctx, "/chat/completions", json.RawMessage(body))
+func (u openaiUpstream) Models(ctx context.Context) (json.RawMessage, error) {
+	list, err := u.c.Models(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return resp.Body, nil
+	if list.Object == "" {
+		list.Object = "list"
+	}
+	if list.Data == nil {
+		list.Data = []openai.Model{}
+	}
+	return json.Marshal(list)
+}
+
+func (u openaiUpstream) Chat(ctx context.Context, body []byte) ([]byte, error) {
+	raw, _, err := u.c.ChatRaw(ctx, body)
+	return raw, err
+}
+
+func (u openaiUpstream) ChatStream(ctx context.Context, body []byte) (io.ReadCloser, error) {
+	rc, _, err := u.c.ChatStreamRaw(ctx, body)
+	return rc, err
 }

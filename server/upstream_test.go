@@ -6,25 +6,26 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/internal/httpx"
+	"github.com/tpoproject/tpo/openai"
 	"github.com/tpoproject/tpo/tpotest"
 )
 
 // newHTTPEnv serves a Server whose upstream is a fake chat server reached
-// over HTTP through HTTPUpstream.
+// through the openai client.
 func newHTTPEnv(t *testing.T, chat *tpotest.ChatServer) *httptest.Server {
 	t.Helper()
-	hc, err := httpx.New(httpx.Options{Name: "policy", URLs: []string{chat.URL()}, MaxRetries: -1, Timeout: 10 * time.Second})
+	c, err := openai.New(openai.Options{Options: httpx.Options{Name: "policy", URLs: []string{chat.URL()}, MaxRetries: -1, Timeout: 10 * time.Second}, Model: chat.Model()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol := &tpotest.Policy{}
 	srv, err := New(Options{
-		Policy:  &HTTPUpstream{Client: hc, Model: chat.Model(), Generators: func(string) tpo.Generator { return pol }},
+		Policy:  OpenAI(c),
 		Scorers: testScorers(), DefaultReward: "rm", Config: tpo.DefaultConfig(),
 	})
 	if err != nil {
@@ -35,7 +36,7 @@ func newHTTPEnv(t *testing.T, chat *tpotest.ChatServer) *httptest.Server {
 	return ts
 }
 
-func TestHTTPUpstreamPassThrough(t *testing.T) {
+func TestOpenAIUpstreamPassThrough(t *testing.T) {
 	chat := tpotest.NewChatServer(t, tpotest.ChatOptions{})
 	ts := newHTTPEnv(t, chat)
 	body := `{"model":"` + chat.Model() + `","messages":[{"role":"user","content":"hello there"}],"tpo":{"mode":"off"},"seed":3,"top_k":5}`
@@ -97,5 +98,49 @@ func TestHTTPUpstreamPassThrough(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(data), `"id":"`+chat.Model()+`"`) || !strings.Contains(string(data), `"object":"list"`) {
 		t.Errorf("models = %s", data)
+	}
+}
+
+func TestOpenAIUpstreamOptimizes(t *testing.T) {
+	var mu sync.Mutex
+	var want usage
+	chat := tpotest.NewChatServer(t, tpotest.ChatOptions{
+		Models: []string{"small", "big"},
+		Respond: func(req tpotest.ChatRequestRecord, choice int) string {
+			text := tpotest.DefaultChatReply(req, choice)
+			if strings.Contains(req.Prompt(), "<improved_response>") {
+				text = "<improved_response>better " + text + "</improved_response>"
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if choice == 0 {
+				want.PromptTokens += tpotest.PromptTokens(req.Messages)
+			}
+			want.CompletionTokens += tpotest.CountTokens(text)
+			return text
+		},
+	})
+	ts := newHTTPEnv(t, chat)
+	resp, err := http.Post(ts.URL+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"big","messages":[{"role":"user","content":"hello there"}],"seed":1,"tpo":{"width":2,"depth":1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c completion
+	decodeJSON(t, resp, 200, &c)
+	reqs := chat.ChatRequests()
+	if len(reqs) != 4 || c.TPO.Requests != 4 {
+		t.Fatalf("%d upstream requests, summary says %d; want 4", len(reqs), c.TPO.Requests)
+	}
+	for _, r := range reqs {
+		if r.Chat.Model != "big" {
+			t.Errorf("an upstream request named model %q, want big (the request's)", r.Chat.Model)
+		}
+	}
+	mu.Lock()
+	want.TotalTokens = want.PromptTokens + want.CompletionTokens
+	mu.Unlock()
+	if c.Usage != want {
+		t.Errorf("usage = %+v, the upstream reported %+v in all", c.Usage, want)
 	}
 }

@@ -329,6 +329,19 @@ func (c *Client) Models(ctx context.Context) (ModelList, error) {
 	return list, err
 }
 
+// ModelIDs lists the names of the models the server serves.
+func (c *Client) ModelIDs(ctx context.Context) ([]string, error) {
+	list, err := c.Models(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(list.Data))
+	for i, m := range list.Data {
+		ids[i] = m.ID
+	}
+	return ids, nil
+}
+
 // Check verifies that the server answers and serves the client's model.
 func (c *Client) Check(ctx context.Context) error {
 	list, err := c.Models(ctx)

@@ -657,6 +657,10 @@ func TestModels(t *testing.T) {
 	if err := c.Check(context.Background()); err != nil {
 		t.Errorf("Check: %v", err)
 	}
+	ids, err := c.ModelIDs(context.Background())
+	if err != nil || !reflect.DeepEqual(ids, []string{"a", "b"}) {
+		t.Errorf("ModelIDs = %q, %v; want [a b]", ids, err)
+	}
 }
 
 func TestRequestExtra(t *testing.T) {

@@ -68,9 +68,23 @@ func (f *fakeUpstream) Models(ctx context.Context) (json.RawMessage, error) {
 
 func (f *fakeUpstream) Chat(ctx context.Context, body []byte) ([]byte, error) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.passBodies = append(f.passBodies, body)
-	f.mu.Unlock()
 	return f.chatReply, f.chatErr
+}
+
+// passed returns the bodies of the pass-through requests.
+func (f *fakeUpstream) passed() [][]byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]byte(nil), f.passBodies...)
+}
+
+// setChat sets the answer to pass-through requests.
+func (f *fakeUpstream) setChat(reply string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.chatReply, f.chatErr = []byte(reply), err
 }
 
 func (f *fakeUpstream) ChatStream(ctx context.Context, body []byte) (io.ReadCloser, error) {

@@ -330,7 +330,7 @@ func TestBusy(t *testing.T) {
 		t.Errorf("429: Retry-After %q, error %+v", resp.Header.Get("Retry-After"), b.Error)
 	}
 	// Pass-through requests are not optimizations: they are not limited.
-	e.up.chatReply = []byte(`{"id":"x","object":"chat.completion","choices":[]}`)
+	e.up.setChat(`{"id":"x","object":"chat.completion","choices":[]}`, nil)
 	if s := e.post(t, `{"model":"m","tpo":{"mode":"off"},`+convo+`}`).StatusCode; s != 200 {
 		t.Errorf("pass-through while busy: %d", s)
 	}
@@ -671,32 +671,32 @@ func TestSubscribe(t *testing.T) {
 
 func TestPassThrough(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.up.chatReply = []byte(`{"id":"chatcmpl-up","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"raw"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	e.up.setChat(`{"id":"chatcmpl-up","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"raw"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`, nil)
 	var c completion
 	decodeJSON(t, e.post(t, `{"model":"m","tools":[{"type":"function","function":{"name":"f"}}],"tpo":{"mode":"off"},`+convo+`}`), 200, &c)
 	if c.ID != "chatcmpl-up" || c.Choices[0].Message.Content != "raw" || c.TPO != nil {
 		t.Errorf("pass-through answer = %+v", c)
 	}
 	var sent map[string]any
-	if err := json.Unmarshal(e.up.passBodies[0], &sent); err != nil {
+	if err := json.Unmarshal(e.up.passed()[0], &sent); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := sent["tpo"]; ok || sent["tools"] == nil || sent["model"] != "m" {
-		t.Errorf("relayed body = %s", e.up.passBodies[0])
+		t.Errorf("relayed body = %s", e.up.passed()[0])
 	}
 	if e.up.generations() != 0 {
 		t.Error("a pass-through request was optimized")
 	}
 
 	// An upstream 400 about the client's request keeps its status.
-	e.up.chatErr = &httpx.StatusError{Name: "policy", Server: "http://up/v1", Path: "/chat/completions", Status: 400, Message: "bad tool schema", Param: "tools"}
+	e.up.setChat("", &httpx.StatusError{Name: "policy", Server: "http://up/v1", Path: "/chat/completions", Status: 400, Message: "bad tool schema", Param: "tools"})
 	var b errorBody
 	decodeJSON(t, e.post(t, `{"model":"m","tpo":{"mode":"off"},`+convo+`}`), 400, &b)
 	if !strings.Contains(b.Error.Message, "bad tool schema") || b.Error.Param == nil || *b.Error.Param != "tools" {
 		t.Errorf("error = %+v", b.Error)
 	}
 	// A 500 is a bad gateway.
-	e.up.chatErr = &httpx.StatusError{Name: "policy", Server: "http://up/v1", Path: "/chat/completions", Status: 500, Message: "boom"}
+	e.up.setChat("", &httpx.StatusError{Name: "policy", Server: "http://up/v1", Path: "/chat/completions", Status: 500, Message: "boom"})
 	decodeJSON(t, e.post(t, `{"model":"m","tpo":{"mode":"off"},`+convo+`}`), 502, &b)
 }
 

@@ -34,7 +34,7 @@ func TestNodeClient(t *testing.T) {
 	}
 
 	e := newTestEnv(t, func(o *Options) { o.APIKeys = []string{"node-test-key"} })
-	e.up.chatReply = []byte(`{"id":"chatcmpl-up","object":"chat.completion","created":1,"model":"policy-model","choices":[{"index":0,"message":{"role":"assistant","content":"relayed"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`)
+	e.up.setChat(`{"id":"chatcmpl-up","object":"chat.completion","created":1,"model":"policy-model","choices":[{"index":0,"message":{"role":"assistant","content":"relayed"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`, nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/server"
+	"github.com/tpoproject/tpo/sqlite"
+)
+
+const serveUsage = `usage: tpo serve [flags]
+
+Serves the OpenAI chat completions API: point any OpenAI client's base URL at
+http://ADDR/v1 and every chat completion comes back optimized with
+Test-Time Preference Optimization. The request's model names the policy model;
+an optional "tpo" object in the body ({"mode", "width", "depth", "reward", ...})
+overrides the settings below for that request, and {"mode": "off"} passes it
+through unchanged. Every optimization is recorded in the run store.
+
+Flags:
+`
+
+func cmdServe(ctx context.Context, args []string, env *environ) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var b backendFlags
+	b.register(fs)
+	addr := fs.String("addr", "127.0.0.1:8080", "`address` to listen on (host:port)")
+	var keys listFlag
+	fs.Var(&keys, "api-key", "API `key` clients must send as a bearer token; repeat for several (also $TPO_API_KEYS, comma-separated)")
+	insecure := fs.Bool("insecure-no-auth", false, "allow listening on a non-loopback address without API keys")
+	maxBody := fs.Int64("max-body", server.DefaultMaxBody, "largest request body in `bytes`")
+	reqTimeout := fs.Duration("request-timeout", server.DefaultRequestTimeout, "deadline of one request (0: none)")
+	maxConcurrent := fs.Int("max-concurrent", server.DefaultMaxConcurrent, "optimizations run at once")
+	queueWait := fs.Duration("queue-wait", server.DefaultQueueWait, "how long a request waits for a free optimization slot before a 429")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish before they are cancelled")
+	maxWidth := fs.Int("max-width", 32, "largest width a request may ask for")
+	maxDepth := fs.Int("max-depth", 10, "largest depth a request may ask for")
+	maxN := fs.Int("max-n", 16, "largest n (choices) a request may ask for")
+	verbose := fs.Bool("v", false, "log every request's optimization")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), serveUsage); fs.PrintDefaults() }
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("serve takes no arguments, got %q", strings.Join(pos, " "))
+	}
+	apiKeys := append([]string(nil), keys.vals...)
+	for _, k := range strings.Split(os.Getenv("TPO_API_KEYS"), ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			apiKeys = append(apiKeys, k)
+		}
+	}
+	if len(apiKeys) == 0 && !isLoopback(*addr) && !*insecure {
+		return usagef("refusing to listen on %s without API keys: give --api-key (or $TPO_API_KEYS), listen on a loopback address, or pass --insecure-no-auth", *addr)
+	}
+	switch {
+	case *maxConcurrent < 1:
+		return usagef("--max-concurrent must be at least 1")
+	case *maxBody < 1:
+		return usagef("--max-body must be at least 1")
+	case *maxWidth < 1 || *maxDepth < 0 || *maxN < 1:
+		return usagef("--max-width and --max-n must be at least 1, --max-depth at least 0")
+	case *reqTimeout < 0 || *queueWait < 0 || *shutdownTimeout < 0:
+		return usagef("durations must not be negative")
+	}
+	log := env.log
+	if *verbose {
+		log = env.logAt(slog.LevelInfo)
+	}
+
+	bk, err := b.build(ctx, log)
+	if err != nil {
+		return err
+	}
+	if bk.config.Width > *maxWidth || bk.config.Depth > *maxDepth {
+		return usagef("--width %d / --depth %d exceed --max-width %d / --max-depth %d", bk.config.Width, bk.config.Depth, *maxWidth, *maxDepth)
+	}
+	store, err := sqlite.Open(ctx, b.store)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer store.Close()
+
+	timeout := *reqTimeout
+	if timeout == 0 {
+		timeout = -1 // server: negative means none
+	}
+	wait := *queueWait
+	if wait == 0 {
+		wait = -1
+	}
+	srv, err := server.New(server.Options{
+		Policy:         server.OpenAI(bk.policy),
+		Scorers:        map[string]tpo.Scorer{b.reward: bk.reward},
+		DefaultReward:  b.reward,
+		Config:         bk.config,
+		Templates:      bk.templates,
+		Store:          store,
+		Limits:         server.Limits{MaxWidth: *maxWidth, MaxDepth: *maxDepth, MaxN: *maxN},
+		MaxBody:        *maxBody,
+		RequestTimeout: timeout,
+		MaxConcurrent:  *maxConcurrent,
+		QueueWait:      wait,
+		APIKeys:        apiKeys,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// Handlers run under work, not ctx: a signal stops new connections,
+	// and work is cancelled only when the shutdown timeout has passed.
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	hs := &http.Server{
+		Handler:           srv,
+		BaseContext:       func(net.Listener) context.Context { return work },
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	auth := "API keys required"
+	if len(apiKeys) == 0 {
+		auth = "no authentication"
+	}
+	fmt.Fprintf(env.stderr, "tpo serve: listening on http://%s/v1 (policy model %s, reward %s, store %s, %s)\n",
+		ln.Addr(), b.policyModel, b.reward, b.store, auth)
+
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	fmt.Fprintf(env.stderr, "tpo serve: shutting down; waiting up to %v for requests in flight\n", *shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	defer cancel()
+	err = hs.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Cancel what is still running and give the handlers a moment to
+		// answer with an error and record their runs.
+		n := len(srv.InFlight())
+		fmt.Fprintf(env.stderr, "tpo serve: cancelling %d optimizations still running\n", n)
+		stopWork()
+		gctx, gcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer gcancel()
+		if err = hs.Shutdown(gctx); err != nil {
+			err = errors.Join(err, hs.Close())
+		}
+	}
+	<-served // http.ErrServerClosed
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// isLoopback reports whether addr (host:port) names a loopback host.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tpoproject/tpo/sqlite"
+	"github.com/tpoproject/tpo/tpotest"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// improvedReply answers update requests with an <improved_response> block
+// and everything else with the fake's default reply.
+func improvedReply(req tpotest.ChatRequestRecord, choice int) string {
+	if strings.Contains(req.Prompt(), "<improved_response>") {
+		return "<improved_response>a good improved answer " + strings.Repeat("good ", choice+1) + "</improved_response>"
+	}
+	return tpotest.DefaultChatReply(req, choice)
+}
+
+var listenRE = regexp.MustCompile(`listening on (http://\S+/v1)`)
+
+// startServe runs cmdServe in process and returns its base URL, its
+// result channel and stderr.
+func startServe(t *testing.T, ctx context.Context, args []string) (string, <-chan error, *syncBuffer) {
+	t.Helper()
+	stderr := &syncBuffer{}
+	env := newEnviron(strings.NewReader(""), io.Discard, stderr)
+	errc := make(chan error, 1)
+	go func() { errc <- cmdServe(ctx, args, env) }()
+	deadline := time.After(10 * time.Second)
+	for {
+		if m := listenRE.FindStringSubmatch(stderr.String()); m != nil {
+			return m[1], errc, stderr
+		}
+		select {
+		case err := <-errc:
+			t.Fatalf("cmdServe ended before listening: %v\nstderr:\n%s", err, stderr.String())
+		case <-deadline:
+			t.Fatalf("cmdServe did not start listening\nstderr:\n%s", stderr.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func TestServe(t *testing.T) {
+	hold := make(chan struct{})
+	held := make(chan struct{})
+	var once sync.Once
+	chat := tpotest.NewChatServer(t, tpotest.ChatOptions{
+		Respond: improvedReply,
+		Before: func(r *http.Request, n int) {
+			// Chat request 4 (the first of the second optimization) waits
+			// until released: it is in flight when shutdown starts.
+			if n == 4 {
+				once.Do(func() { close(held) })
+				select {
+				case <-hold:
+				case <-r.Context().Done():
+				}
+			}
+		},
+	})
+	rm := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{})
+	store := filepath.Join(t.TempDir(), "serve.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base, errc, stderr := startServe(t, ctx, []string{
+		"--addr", "127.0.0.1:0", "--api-key", "sekret",
+		"--policy-url", chat.URL(), "--policy-model", tpotest.DefaultChatModel,
+		"--reward", "vllm", "--reward-url", rm.URL, "--reward-model", "rm",
+		"--width", "2", "--depth", "1", "--store", store, "--shutdown-timeout", "10s",
+	})
+
+	post := func(body string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodPost, base+"/chat/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer sekret")
+		req.Header.Set("Content-Type", "application/json")
+		return http.DefaultClient.Do(req)
+	}
+	body := `{"model":"` + tpotest.DefaultChatModel + `","messages":[{"role":"user","content":"Say something good."}]}`
+	resp, err := post(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Choices []struct {
+			Message struct{ Content string } `json:"message"`
+		} `json:"choices"`
+		Usage struct {
+			TotalTokens int `json:"total_tokens"`
+		} `json:"usage"`
+		TPO struct {
+			RunID    string `json:"run_id"`
+			Requests int    `json:"requests"`
+		} `json:"tpo"`
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, data)
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Choices) != 1 || !strings.Contains(c.Choices[0].Message.Content, "improved answer") {
+		t.Errorf("answer = %s, want the improved response (the reward prefers \"good\")", data)
+	}
+	if c.TPO.Requests != 4 || c.Usage.TotalTokens == 0 || c.TPO.RunID == "" {
+		t.Errorf("usage %d, tpo %+v", c.Usage.TotalTokens, c.TPO)
+	}
+	if strings.Contains(stderr.String(), "sekret") {
+		t.Error("the API key was logged")
+	}
+
+	// A second request is in flight when the signal comes: it finishes.
+	second := make(chan int, 1)
+	go func() {
+		resp, err := post(body)
+		if err != nil {
+			second <- 0
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		second <- resp.StatusCode
+	}()
+	<-held
+	cancel()
+	// Shutdown has begun once the listener is closed.
+	for i := 0; ; i++ {
+		if _, err := http.Get(base + "/../healthz"); err != nil {
+			break
+		}
+		if i > 1000 {
+			t.Fatal("the server still accepts connections after the signal")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	close(hold)
+	if s := <-second; s != 200 {
+		t.Errorf("the request in flight during shutdown got %d, want 200", s)
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Errorf("cmdServe: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("cmdServe did not return after shutdown")
+	}
+
+	// Both optimizations are in the store.
+	db, err := sqlite.Open(context.Background(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	run, err := db.GetRun(context.Background(), c.TPO.RunID)
+	if err != nil || run.Kind != "serve" {
+		t.Errorf("run %q: %+v, %v", c.TPO.RunID, run, err)
+	}
+	runs, err := db.ListRuns(context.Background())
+	if err != nil || len(runs) != 2 {
+		t.Errorf("%d runs in the store (%v), want 2", len(runs), err)
+	}
+}
+
+func TestServeRefusesOpenAddressWithoutKeys(t *testing.T) {
+	t.Setenv("TPO_API_KEYS", "")
+	env := newEnviron(strings.NewReader(""), io.Discard, io.Discard)
+	err := cmdServe(context.Background(), []string{"--addr", "0.0.0.0:0"}, env)
+	var ue usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--insecure-no-auth") {
+		t.Errorf("cmdServe on 0.0.0.0 without keys = %v, want a usage error naming --insecure-no-auth", err)
+	}
+	for addr, want := range map[string]bool{"127.0.0.1:80": true, "localhost:1": true, "[::1]:8080": true, ":8080": false, "0.0.0.0:1": false, "10.0.0.1:80": false} {
+		if got := isLoopback(addr); got != want {
+			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}

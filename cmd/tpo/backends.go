@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/httpx"
+	"github.com/tpoproject/tpo/openai"
+	"github.com/tpoproject/tpo/reward"
+)
+
+const defaultPolicyURL = "http://localhost:11434/v1"
+
+// backendFlags are the settings shared by every command that optimizes:
+// the policy and reward backends and the TPO settings.
+type backendFlags struct {
+	policyURLs        listFlag
+	policyModel       string
+	policyKey         string
+	policyInFlight    int
+	policyTimeout     time.Duration
+	maxTokensField    string
+	retries           int
+	reward            string
+	rewardURLs        listFlag
+	rewardModel       string
+	rewardKey         string
+	rewardCmd         string
+	rewardMethod      string
+	rewardBatch       int
+	rewardInFlight    int
+	rewardTimeout     time.Duration
+	judgeMaxTokens    int
+	mode              string
+	width, depth      int
+	temperature, topP float64
+	maxTokens         int
+	critTemperature   float64
+	critTopP          float64
+	critMaxTokens     int
+	maxTextChars      int
+	seed              optInt
+	templates         string
+	store             string
+}
+
+func (b *backendFlags) register(fs *flag.FlagSet) {
+	d := tpo.DefaultConfig()
+	fs.String("config", "", "YAML `file` with settings (keys are flag names); flags override it")
+	fs.Var(&b.policyURLs, "policy-url", "policy server base `URL` (OpenAI-compatible, ending in /v1); repeat for replicas (default "+defaultPolicyURL+")")
+	fs.StringVar(&b.policyModel, "policy-model", "", "policy model `name` as the server knows it (default: the server's only model)")
+	fs.StringVar(&b.policyKey, "policy-key", "", "policy API `key` (default $TPO_POLICY_API_KEY, then $OPENAI_API_KEY)")
+	fs.IntVar(&b.policyInFlight, "policy-max-inflight", 64, "most policy requests in flight (0: no limit)")
+	fs.DurationVar(&b.policyTimeout, "policy-timeout", 10*time.Minute, "timeout of one policy request attempt")
+	fs.StringVar(&b.maxTokensField, "max-tokens-field", "max_tokens", "request field for the length limit: max_tokens or max_completion_tokens (OpenAI reasoning models)")
+	fs.IntVar(&b.retries, "retries", 4, "retries of a failed request (connection errors, 408, 429, 5xx)")
+	fs.StringVar(&b.reward, "reward", "judge", "reward backend: vllm, tei, judge or exec")
+	fs.Var(&b.rewardURLs, "reward-url", "reward server base `URL`; repeat for replicas (judge: default the policy URL)")
+	fs.StringVar(&b.rewardModel, "reward-model", "", "reward model `name` (judge: default the policy model)")
+	fs.StringVar(&b.rewardKey, "reward-key", "", "reward API `key` (default $TPO_REWARD_API_KEY; judge: the policy key)")
+	fs.StringVar(&b.rewardCmd, "reward-cmd", "", "scoring `command` for --reward exec (reads JSON on stdin, prints a JSON array of numbers)")
+	fs.StringVar(&b.rewardMethod, "reward-method", "classify", "vllm: classify (/tokenize then one batched /classify) or pooling (/pooling per response)")
+	fs.IntVar(&b.rewardBatch, "reward-batch", 32, "tei: pairs per /predict request (the server's --max-client-batch-size)")
+	fs.IntVar(&b.rewardInFlight, "reward-max-inflight", 32, "most reward requests in flight (0: no limit)")
+	fs.DurationVar(&b.rewardTimeout, "reward-timeout", 2*time.Minute, "timeout of one reward request attempt (exec: of one command run)")
+	fs.IntVar(&b.judgeMaxTokens, "judge-max-tokens", 0, "judge: tokens the judge may write (default the judge's own small limit)")
+	fs.StringVar(&b.mode, "mode", string(d.Mode), "tpo, revision or bon")
+	fs.IntVar(&b.width, "width", d.Width, "N: responses per sampling or update request")
+	fs.IntVar(&b.depth, "depth", d.Depth, "D: loss/gradient/update iterations")
+	fs.Float64Var(&b.temperature, "temperature", d.Sampling.Temperature, "sampling temperature of responses")
+	fs.Float64Var(&b.topP, "top-p", d.Sampling.TopP, "top_p of responses")
+	fs.IntVar(&b.maxTokens, "max-tokens", d.Sampling.MaxTokens, "most new tokens of a response")
+	fs.Float64Var(&b.critTemperature, "critique-temperature", d.Critique.Temperature, "temperature of the loss and gradient calls")
+	fs.Float64Var(&b.critTopP, "critique-top-p", d.Critique.TopP, "top_p of the loss and gradient calls")
+	fs.IntVar(&b.critMaxTokens, "critique-max-tokens", d.Critique.MaxTokens, "most new tokens of a critique or of instructions")
+	fs.IntVar(&b.maxTextChars, "max-text-chars", d.MaxTextChars, "bytes of each text inserted into a prompt (chosen, rejected, critique); 0: no limit")
+	fs.Var(&b.seed, "seed", "base `seed` for reproducible sampling (default: none sent)")
+	fs.StringVar(&b.templates, "templates", "", "`dir`ectory of prompt templates overriding the built-in ones")
+	fs.StringVar(&b.store, "store", "tpo.db", "SQLite run store `file`")
+}
+
+// config returns the optimizer settings, checked.
+func (b *backendFlags) config() (tpo.Config, error) {
+	mode, err := tpo.ParseMode(b.mode)
+	if err != nil {
+		return tpo.Config{}, usagef("--mode: %v", err)
+	}
+	c := tpo.Config{
+		Mode: mode, Width: b.width, Depth: b.depth,
+		Sampling:     tpo.Sampling{Temperature: b.temperature, TopP: b.topP, MaxTokens: b.maxTokens},
+		Critique:     tpo.Sampling{Temperature: b.critTemperature, TopP: b.critTopP, MaxTokens: b.critMaxTokens},
+		MaxTextChars: b.maxTextChars,
+	}
+	if b.seed.set {
+		s := b.seed.v
+		c.Seed = &s
+	}
+	if err := c.Validate(); err != nil {
+		return c, usageError{err}
+	}
+	return c, nil
+}
+
+// backends are the built policy and reward clients.
+type backends struct {
+	policy    *openai.Client
+	reward    tpo.Scorer
+	templates *tpo.Templates
+	config    tpo.Config
+	// identity describes what determines a run's results, for run keys.
+	identity map[string]any
+}
+
+func (b *backendFlags) build(ctx context.Context, log *slog.Logger) (*backends, error) {
+	cfg, err := b.config()
+	if err != nil {
+		return nil, err
+	}
+	// Settle usage errors before talking to any server.
+	switch b.reward {
+	case "vllm", "tei":
+		if len(b.rewardURLs.vals) == 0 {
+			return nil, usagef("--reward %s needs --reward-url", b.reward)
+		}
+	case "exec":
+		if b.rewardCmd == "" {
+			return nil, usagef("--reward exec needs --reward-cmd")
+		}
+	case "judge":
+	default:
+		return nil, usagef("--reward: want vllm, tei, judge or exec, got %q", b.reward)
+	}
+	bk := &backends{config: cfg, templates: tpo.DefaultTemplates()}
+	if b.templates != "" {
+		if bk.templates, err = tpo.LoadTemplates(b.templates); err != nil {
+			return nil, usageError{err}
+		}
+	}
+	urls := b.policyURLs.vals
+	if len(urls) == 0 {
+		urls = []string{defaultPolicyURL}
+	}
+	key := envOr(b.policyKey, "TPO_POLICY_API_KEY", "OPENAI_API_KEY")
+	switch b.maxTokensField {
+	case "max_tokens", "max_completion_tokens":
+	default:
+		return nil, usagef("--max-tokens-field: want max_tokens or max_completion_tokens, got %q", b.maxTokensField)
+	}
+	retries := b.retries
+	if retries == 0 {
+		retries = -1 // httpx: negative means none
+	}
+	model := b.policyModel
+	if model == "" {
+		model = "(unset)" // replaced below by the server's only model
+	}
+	pol, err := openai.New(openai.Options{
+		Options: httpx.Options{Name: "policy", URLs: urls, APIKey: key,
+			Timeout: b.policyTimeout, MaxRetries: retries, MaxInFlight: b.policyInFlight, Logger: log},
+		Model: model, MaxTokensField: b.maxTokensField,
+	})
+	if err != nil {
+		return nil, usagef("policy: %v", err)
+	}
+	if b.policyModel == "" {
+		// Most self-hosted servers serve one model: use it.
+		models, err := pol.ModelIDs(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("no --policy-model given, and listing the policy server's models failed: %w", err)
+		}
+		if len(models) != 1 {
+			return nil, usagef("--policy-model is required: the policy server serves %d models (%s)", len(models), strings.Join(models, ", "))
+		}
+		b.policyModel = models[0]
+		pol = pol.WithModel(b.policyModel)
+		log.Info("using the policy server's only model", "model", b.policyModel)
+	} else if err := checkModel(ctx, pol, b.policyModel); err != nil {
+		return nil, err
+	}
+	bk.policy = pol
+
+	rkey := envOr(b.rewardKey, "TPO_REWARD_API_KEY")
+	rurls := b.rewardURLs.vals
+	switch b.reward {
+	case "vllm":
+		bk.reward, err = reward.NewVLLM(reward.VLLMOptions{URLs: rurls, Model: b.rewardModel, Method: b.rewardMethod,
+			APIKey: rkey, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log})
+	case "tei":
+		bk.reward, err = reward.NewTEI(reward.TEIOptions{URLs: rurls, BatchSize: b.rewardBatch,
+			APIKey: rkey, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log})
+	case "judge":
+		jurls, jmodel, jkey := rurls, b.rewardModel, rkey
+		if len(jurls) == 0 {
+			jurls = urls
+		}
+		if jmodel == "" {
+			jmodel = b.policyModel
+		}
+		if jkey == "" {
+			jkey = key
+		}
+		bk.reward, err = reward.NewJudge(reward.JudgeOptions{URLs: jurls, Model: jmodel, APIKey: jkey,
+			MaxTokens: b.judgeMaxTokens, MaxTokensField: b.maxTokensField, MaxInFlight: b.rewardInFlight, MaxRetries: retries,
+			Timeout: b.rewardTimeout, Logger: log})
+		b.rewardModel = jmodel
+	case "exec":
+		bk.reward, err = reward.NewExec(reward.ExecOptions{Command: b.rewardCmd, Timeout: b.rewardTimeout, Logger: log})
+	default:
+		return nil, usagef("--reward: want vllm, tei, judge or exec, got %q", b.reward)
+	}
+	if err != nil {
+		return nil, usagef("reward: %v", err)
+	}
+	bk.identity = map[string]any{
+		"config":       cfg,
+		"policy_model": b.policyModel,
+		"reward":       b.reward,
+		"reward_model": b.rewardModel,
+		"reward_cmd":   b.rewardCmd,
+		"templates":    templatesDigest(b.templates),
+	}
+	return bk, nil
+}
+
+// checkModel fails when the policy server lists its models and the named
+// one is not among them. Servers that cannot list models are let through.
+func checkModel(ctx context.Context, c *openai.Client, model string) error {
+	models, err := c.ModelIDs(ctx)
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			return err
+		}
+		if isUnreachable(err) {
+			return fmt.Errorf("policy server unreachable: %w", err)
+		}
+		slog.Debug("cannot list the policy server's models", "err", err)
+		return nil
+	}
+	for _, m := range models {
+		if m == model {
+			return nil
+		}
+	}
+	sort.Strings(models)
+	return usagef("the policy server does not serve model %q (it serves: %s)", model, strings.Join(models, ", "))
+}
+
+// templatesDigest hashes a templates directory's files, so that changing a
+// template changes the run key.
+func templatesDigest(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	h := sha256.New()
+	for _, name := range tpo.TemplateNames {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err == nil {
+			fmt.Fprintf(h, "%s\x00%s\x00", name, data)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// runKey derives a run's key from what determines its results.
+func runKey(identity map[string]any, extra ...string) string {
+	h := sha256.New()
+	b, _ := json.Marshal(identity)
+	h.Write(b)
+	for _, e := range extra {
+		h.Write([]byte{0})
+		h.Write([]byte(e))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:24]
+}

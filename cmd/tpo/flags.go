@@ -1,0 +1,196 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// usageError marks errors that exit with status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// listFlag is a repeatable string flag. Values from a config file are
+// replaced, not extended, by the first value given on the command line.
+type listFlag struct {
+	vals       []string
+	fromConfig bool
+}
+
+func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
+func (l *listFlag) Set(v string) error {
+	if l.fromConfig {
+		l.vals, l.fromConfig = nil, false
+	}
+	l.vals = append(l.vals, v)
+	return nil
+}
+
+// optInt is an int flag that remembers whether it was set.
+type optInt struct {
+	v   int64
+	set bool
+}
+
+func (o *optInt) String() string {
+	if !o.set {
+		return ""
+	}
+	return strconv.FormatInt(o.v, 10)
+}
+func (o *optInt) Set(s string) error {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return errors.New("want an integer")
+	}
+	o.v, o.set = v, true
+	return nil
+}
+
+// parseArgs parses args with fs, allowing flags after positional
+// arguments, and applies the YAML config file named by --config (if fs has
+// that flag) before the command line, so that flags override it.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	// Print the full usage for -h only; a bad flag gets a one-line hint
+	// (the error, printed by the caller).
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	if f := fs.Lookup("config"); f != nil {
+		if path := findConfigArg(args); path != "" {
+			if err := applyConfig(fs, path); err != nil {
+				return nil, usageError{err}
+			}
+		}
+	}
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(out)
+				usage()
+				return nil, err
+			}
+			return nil, usageError{fmt.Errorf("%w (see 'tpo %s -h')", err, fs.Name())}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// findConfigArg returns the value of --config in args without parsing them.
+func findConfigArg(args []string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		for _, p := range []string{"--config=", "-config="} {
+			if strings.HasPrefix(a, p) {
+				return a[len(p):]
+			}
+		}
+		if (a == "--config" || a == "-config") && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// applyConfig sets fs's flags from a YAML file whose keys are flag names
+// (e.g. policy-url: or policy_url:). Lists set repeatable flags.
+func applyConfig(fs *flag.FlagSet, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return fmt.Errorf("config %s:%d: want a mapping of setting names to values", path, root.Line)
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		name := strings.ReplaceAll(k.Value, "_", "-")
+		f := fs.Lookup(name)
+		if f == nil || name == "config" {
+			return fmt.Errorf("config %s:%d: unknown setting %q (settings: %s)", path, k.Line, k.Value, flagNames(fs))
+		}
+		var vals []string
+		switch v.Kind {
+		case yaml.ScalarNode:
+			vals = []string{v.Value}
+		case yaml.SequenceNode:
+			for _, e := range v.Content {
+				if e.Kind != yaml.ScalarNode {
+					return fmt.Errorf("config %s:%d: %s: want a list of plain values", path, e.Line, k.Value)
+				}
+				vals = append(vals, e.Value)
+			}
+		default:
+			return fmt.Errorf("config %s:%d: %s: want a value or a list", path, v.Line, k.Value)
+		}
+		for _, s := range vals {
+			if err := f.Value.Set(s); err != nil {
+				return fmt.Errorf("config %s:%d: %s: invalid value %q: %v", path, v.Line, k.Value, s, err)
+			}
+		}
+		if l, ok := f.Value.(*listFlag); ok {
+			l.fromConfig = true
+		}
+	}
+	return nil
+}
+
+func flagNames(fs *flag.FlagSet) string {
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name != "config" {
+			names = append(names, f.Name)
+		}
+	})
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// envOr returns the first non-empty environment variable of names, or def.
+func envOr(def string, names ...string) string {
+	if def != "" {
+		return def
+	}
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// durationFlag is a convenience for flags of time.Duration with a default.
+func durationFlag(fs *flag.FlagSet, name string, def time.Duration, usage string) *time.Duration {
+	return fs.Duration(name, def, usage)
+}

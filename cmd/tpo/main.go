@@ -1,0 +1,116 @@
+// Command tpo runs Test-Time Preference Optimization against real model
+// servers: over one prompt or a dataset (tpo run), or as an OpenAI-compatible
+// server (tpo serve).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `tpo: Test-Time Preference Optimization for any OpenAI-compatible model server
+
+usage: tpo COMMAND [flags] [args]
+
+commands:
+  run      optimize one prompt or every item of a dataset (resumable)
+  serve    serve the OpenAI chat completions API with optimized answers
+  report   write an HTML or Markdown report on runs (curves, gains, cost)
+  export   write a run's answers for AlpacaEval, Arena-Hard or as JSONL
+  version  print the version
+
+Run 'tpo COMMAND -h' for a command's flags.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// environ is what a command may touch of the outside world, so that tests
+// can run commands in process.
+type environ struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	log            *slog.Logger
+	level          *slog.LevelVar
+	stdinTTY       bool
+	stderrTTY      bool
+}
+
+func (e *environ) stdinIsTerminal() bool  { return e.stdinTTY }
+func (e *environ) stderrIsTerminal() bool { return e.stderrTTY }
+
+// logAt lowers the log level to at least l and returns the logger.
+func (e *environ) logAt(l slog.Level) *slog.Logger {
+	if e.level.Level() > l {
+		e.level.Set(l)
+	}
+	return e.log
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	env := newEnviron(os.Stdin, os.Stdout, os.Stderr)
+	env.stdinTTY, env.stderrTTY = isTerminal(os.Stdin), isTerminal(os.Stderr)
+	os.Exit(runMain(ctx, os.Args[1:], env))
+}
+
+func newEnviron(stdin io.Reader, stdout, stderr io.Writer) *environ {
+	level := &slog.LevelVar{}
+	level.Set(slog.LevelWarn)
+	if l := os.Getenv("TPO_LOG_LEVEL"); l != "" {
+		var v slog.Level
+		if err := v.UnmarshalText([]byte(l)); err == nil {
+			level.Set(v)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return &environ{stdin: stdin, stdout: stdout, stderr: stderr, log: log, level: level}
+}
+
+// runMain runs a command and returns the exit status: 0 success, 1 failure,
+// 2 usage error.
+func runMain(ctx context.Context, args []string, env *environ) int {
+	if len(args) == 0 {
+		fmt.Fprint(env.stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		err = cmdRun(ctx, rest, env)
+	case "serve":
+		err = cmdServe(ctx, rest, env)
+	case "report":
+		err = cmdReport(ctx, rest, env)
+	case "export":
+		err = cmdExport(ctx, rest, env)
+	case "version", "--version", "-version":
+		fmt.Fprintln(env.stdout, "tpo", version)
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(env.stdout, usage)
+	default:
+		fmt.Fprintf(env.stderr, "tpo: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintf(env.stderr, "tpo %s: %s\n", args[0], strings.TrimSpace(err.Error()))
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}

@@ -1,0 +1,364 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/server"
+	"github.com/tpoproject/tpo/sim"
+	"github.com/tpoproject/tpo/sqlite"
+)
+
+// ServeOptions configure Serve. Zero values mean the defaults given with
+// each field.
+type ServeOptions struct {
+	// Requests is the number of chat completion requests sent (default
+	// 200), Concurrency how many are in flight at once (default 4).
+	Requests    int
+	Concurrency int
+	// Warmup requests are sent first and not measured (default 5).
+	Warmup int
+	// Stream sends streamed requests (stream: true) and reads the SSE
+	// answer to its end.
+	Stream bool
+	// Config is the server's optimization settings (default
+	// tpo.DefaultConfig(), D2-N5).
+	Config *tpo.Config
+	// Sim configures the simulated server (TimeScale defaults to
+	// DefaultServeTimeScale).
+	Sim     sim.Options
+	Clients ClientOptions
+	// Dir holds the server's SQLite store (default: a temporary directory).
+	// NoStore runs the server without a store, to tell the store's share
+	// of the added latency.
+	Dir     string
+	NoStore bool
+	Logger *slog.Logger
+}
+
+// DefaultServeTimeScale keeps the upstream calls of one D2-N5 request to
+// about a tenth of a second of wall time.
+const DefaultServeTimeScale = 0.002
+
+// Latency summarizes a sample of durations, in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50_ms"`
+	P90  float64 `json:"p90_ms"`
+	P99  float64 `json:"p99_ms"`
+	Mean float64 `json:"mean_ms"`
+	Max  float64 `json:"max_ms"`
+}
+
+func summarize(ms []float64) Latency {
+	if len(ms) == 0 {
+		return Latency{}
+	}
+	s := slices.Clone(ms)
+	slices.Sort(s)
+	var sum float64
+	for _, v := range s {
+		sum += v
+	}
+	return Latency{P50: percentile(s, 50), P90: percentile(s, 90), P99: percentile(s, 99),
+		Mean: sum / float64(len(s)), Max: s[len(s)-1]}
+}
+
+// ServeReport is the outcome of Serve.
+type ServeReport struct {
+	Benchmark   string   `json:"benchmark"` // "serve"
+	Machine     Machine  `json:"machine"`
+	Mode        tpo.Mode `json:"mode"`
+	Width       int      `json:"width"`
+	Depth       int      `json:"depth"`
+	Stream      bool     `json:"stream"`
+	Store       bool     `json:"store"`
+	Requests    int      `json:"requests"`
+	Concurrency int      `json:"concurrency"`
+	TimeScale   float64  `json:"time_scale"`
+	// EndToEnd is the latency a client saw; Upstream the sum of the
+	// latencies of the request's policy and reward calls, as the server's
+	// clients measured them (they run one after another, so their sum is
+	// the critical path); Added is EndToEnd minus Upstream, request by
+	// request: what tpo serve itself costs (HTTP, parsing, templates, the
+	// store, encoding the answer).
+	EndToEnd Latency `json:"end_to_end"`
+	Upstream Latency `json:"upstream"`
+	Added    Latency `json:"added"`
+	// UpstreamCalls is the mean number of upstream calls per request.
+	UpstreamCalls float64 `json:"upstream_calls_per_request"`
+	Failed        int     `json:"failed"`
+}
+
+// clockKey is the context key of a request's upstream clock.
+type clockKey struct{}
+
+// upstreamClock sums the time a request spent in upstream calls.
+type upstreamClock struct {
+	mu    sync.Mutex
+	total time.Duration
+	calls int
+}
+
+func (c *upstreamClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.total += d
+	c.calls++
+	c.mu.Unlock()
+}
+
+func clockOf(ctx context.Context) *upstreamClock {
+	c, _ := ctx.Value(clockKey{}).(*upstreamClock)
+	return c
+}
+
+// timedUpstream wraps an Upstream so that the generators it hands out time
+// their calls on the request's clock.
+type timedUpstream struct{ server.Upstream }
+
+func (u timedUpstream) Generator(model string) tpo.Generator {
+	return timedGenerator{u.Upstream.Generator(model)}
+}
+
+type timedGenerator struct{ g tpo.Generator }
+
+func (g timedGenerator) Generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Generation, error) {
+	t0 := time.Now()
+	gen, err := g.g.Generate(ctx, req)
+	if c := clockOf(ctx); c != nil {
+		c.add(time.Since(t0))
+	}
+	return gen, err
+}
+
+type timedScorer struct{ s tpo.Scorer }
+
+func (s timedScorer) Score(ctx context.Context, msgs []tpo.Message, responses []string) ([]float64, error) {
+	t0 := time.Now()
+	v, err := s.s.Score(ctx, msgs, responses)
+	if c := clockOf(ctx); c != nil {
+		c.add(time.Since(t0))
+	}
+	return v, err
+}
+
+// benchIDHeader names a request so that the server side can report its
+// upstream time for it.
+const benchIDHeader = "X-Bench-Request"
+
+// Serve runs `tpo serve`'s server (package server, with the openai and
+// vLLM reward clients and a SQLite store) on loopback in front of a
+// simulated server, sends it chat completion requests, and compares each
+// request's end-to-end latency with the time its upstream calls took.
+func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
+	if o.Requests <= 0 {
+		o.Requests = 200
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.Warmup < 0 {
+		o.Warmup = 0
+	} else if o.Warmup == 0 {
+		o.Warmup = 5
+	}
+	if o.Config == nil {
+		c := tpo.DefaultConfig()
+		o.Config = &c
+	}
+	if o.Sim.TimeScale <= 0 {
+		o.Sim.TimeScale = DefaultServeTimeScale
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	rep := ServeReport{Benchmark: "serve", Machine: ThisMachine(), Mode: o.Config.Mode, Width: o.Config.Width,
+		Depth: o.Config.Depth, Stream: o.Stream, Store: !o.NoStore, Requests: o.Requests, Concurrency: o.Concurrency, TimeScale: o.Sim.TimeScale}
+
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "tpo-bench-serve-")
+		if err != nil {
+			return rep, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	up, err := StartSim(o.Sim)
+	if err != nil {
+		return rep, err
+	}
+	defer up.Close()
+	pol, rw, err := Clients(up.URL, o.Clients)
+	if err != nil {
+		return rep, err
+	}
+	var store tpo.Store
+	if !o.NoStore {
+		db, err := sqlite.Open(ctx, filepath.Join(dir, "tpo.db"))
+		if err != nil {
+			return rep, fmt.Errorf("store: %w", err)
+		}
+		defer db.Close()
+		store = db
+	}
+	srv, err := server.New(server.Options{
+		Policy:        timedUpstream{server.OpenAI(pol)},
+		Scorers:       map[string]tpo.Scorer{"vllm": timedScorer{rw}},
+		DefaultReward: "vllm",
+		Config:        *o.Config,
+		Store:         store,
+		MaxConcurrent: o.Concurrency,
+		QueueWait:     time.Minute,
+		Logger:        o.Logger,
+	})
+	if err != nil {
+		return rep, err
+	}
+
+	// The middleware gives each request a clock for its upstream calls and
+	// keeps the total under the request's bench id.
+	var mu sync.Mutex
+	upstream := map[string]*upstreamClock{}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := &upstreamClock{}
+		if id := r.Header.Get(benchIDHeader); id != "" {
+			mu.Lock()
+			upstream[id] = c
+			mu.Unlock()
+		}
+		srv.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clockKey{}, c)))
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return rep, fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	defer func() {
+		hs.Close()
+		<-served
+	}()
+	url := "http://" + ln.Addr().String() + "/v1/chat/completions"
+
+	items := Prompts(o.Warmup + o.Requests)
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency}}
+	defer hc.CloseIdleConnections()
+	e2e := make([]time.Duration, len(items))
+	errs := make([]error, len(items))
+	send := func(i int) {
+		t0 := time.Now()
+		errs[i] = post(ctx, hc, url, strconv.Itoa(i), items[i], o.Stream)
+		e2e[i] = time.Since(t0)
+	}
+	forEach(ctx, o.Concurrency, o.Warmup, send)
+	forEach(ctx, o.Concurrency, o.Requests, func(i int) { send(o.Warmup + i) })
+	if err := ctx.Err(); err != nil {
+		return rep, err
+	}
+
+	var ee, us, added []float64
+	calls := 0
+	var firstErr error
+	for i := o.Warmup; i < len(items); i++ {
+		if errs[i] != nil {
+			rep.Failed++
+			if firstErr == nil {
+				firstErr = errs[i]
+			}
+			continue
+		}
+		c := upstream[strconv.Itoa(i)]
+		if c == nil {
+			return rep, fmt.Errorf("request %d: the server never saw it", i)
+		}
+		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		ee = append(ee, ms(e2e[i]))
+		us = append(us, ms(c.total))
+		added = append(added, ms(e2e[i]-c.total))
+		calls += c.calls
+	}
+	if rep.Failed > 0 {
+		o.Logger.Warn("requests failed", "failed", rep.Failed, "first", firstErr)
+	}
+	if len(ee) == 0 {
+		return rep, fmt.Errorf("every request failed: %w", firstErr)
+	}
+	rep.EndToEnd, rep.Upstream, rep.Added = summarize(ee), summarize(us), summarize(added)
+	rep.UpstreamCalls = float64(calls) / float64(len(ee))
+	return rep, nil
+}
+
+// post sends one chat completion request and reads the whole answer.
+func post(ctx context.Context, hc *http.Client, url, id string, it tpo.Item, stream bool) error {
+	body, err := json.Marshal(map[string]any{"model": "sim-policy", "messages": it.Messages, "stream": stream})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(benchIDHeader, id)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+	if !stream {
+		var out struct {
+			Choices []struct {
+				Message struct {
+					Content string `json:"content"`
+				} `json:"message"`
+			} `json:"choices"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return fmt.Errorf("decoding the answer: %w", err)
+		}
+		if len(out.Choices) == 0 || out.Choices[0].Message.Content == "" {
+			return errors.New("the answer has no content")
+		}
+		return nil
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	content := false
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "data: [DONE]" {
+			if !content {
+				return errors.New("the stream had no content")
+			}
+			return nil
+		}
+		if strings.HasPrefix(line, "data: ") && strings.Contains(line, `"content"`) {
+			content = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return errors.New("the stream ended without [DONE]")
+}

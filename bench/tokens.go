@@ -1,0 +1,242 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/sim"
+	"github.com/tpoproject/tpo/sqlite"
+)
+
+// TokensOptions configure Tokens. Zero values mean the defaults given with
+// each field.
+type TokensOptions struct {
+	// Prompts is the number of prompts per configuration (default 20).
+	Prompts int
+	// Modes, Widths and Depths span the configurations measured (default
+	// tpo, revision and bon; N 2 and 5; D 1, 2 and 4). Bon ignores the
+	// depth: it is measured once per width.
+	Modes  []tpo.Mode
+	Widths []int
+	Depths []int
+	// Base holds the other settings (default tpo.DefaultConfig() with
+	// seed 1).
+	Base *tpo.Config
+	// Concurrency is the runner's (default 16).
+	Concurrency int
+	// Sim configures the simulated server (TimeScale defaults to
+	// DefaultServeTimeScale; UnparsedRate to none, so that every update is
+	// a candidate and the counts can match the algorithm's exactly).
+	Sim     sim.Options
+	Clients ClientOptions
+	Dir     string
+	Logger  *slog.Logger
+}
+
+// Counts are what a prompt costs, on average.
+type Counts struct {
+	// Requests counts policy requests (chat completions) and Generations
+	// the sequences generated, both as the simulated server counted them
+	// (less retries: it counts every attempt).
+	Requests    float64 `json:"requests"`
+	Generations float64 `json:"generations"`
+	// Scored counts the candidates in the result (each distinct text is
+	// sent to the reward model once); ScoreCalls the reward calls.
+	Scored     float64 `json:"scored_candidates"`
+	ScoreCalls float64 `json:"score_calls"`
+}
+
+// TokensRow is one configuration's measured cost per prompt.
+type TokensRow struct {
+	Mode  tpo.Mode `json:"mode"`
+	Width int      `json:"width"`
+	Depth int      `json:"depth"`
+	// Required is what the algorithm needs: 1+3D requests, N+D(N+2)
+	// generations, N(D+1) scored candidates and D+1 reward calls (bon: 1,
+	// N, N and 1). Measured is what a run took, per prompt.
+	Required Counts `json:"required"`
+	Measured Counts `json:"measured"`
+	// Match is true when every measured count equals the required one.
+	Match bool `json:"match"`
+	// Token counts per prompt, as the servers reported them.
+	PromptTokens     float64 `json:"prompt_tokens"`
+	CompletionTokens float64 `json:"completion_tokens"`
+	RewardTokens     float64 `json:"reward_tokens"`
+	// ClientRequests is tpo.Usage.Requests per prompt (what the client
+	// counted); Unparsed the update answers without tags, per prompt.
+	ClientRequests float64 `json:"client_requests"`
+	Unparsed       float64 `json:"unparsed"`
+	Failed         int     `json:"failed"`
+}
+
+// TokensReport is the outcome of Tokens.
+type TokensReport struct {
+	Benchmark  string      `json:"benchmark"` // "tokens"
+	Machine    Machine     `json:"machine"`
+	Prompts    int         `json:"prompts"`
+	MeanTokens int         `json:"mean_tokens"`
+	Rows       []TokensRow `json:"rows"`
+	// AllMatch is true when every row matches.
+	AllMatch bool `json:"all_match"`
+}
+
+// Required returns what the algorithm needs per prompt in mode with width
+// n and depth d.
+func Required(mode tpo.Mode, n, d int) Counts {
+	if mode == tpo.ModeBoN {
+		return Counts{Requests: 1, Generations: float64(n), Scored: float64(n), ScoreCalls: 1}
+	}
+	return Counts{Requests: float64(1 + 3*d), Generations: float64(n + d*(n+2)),
+		Scored: float64(n * (d + 1)), ScoreCalls: float64(d + 1)}
+}
+
+// Tokens runs the runner over the same prompts for each configuration and
+// reports what a prompt costs.
+func Tokens(ctx context.Context, o TokensOptions) (TokensReport, error) {
+	if o.Prompts <= 0 {
+		o.Prompts = 20
+	}
+	if len(o.Modes) == 0 {
+		o.Modes = []tpo.Mode{tpo.ModeTPO, tpo.ModeRevision, tpo.ModeBoN}
+	}
+	if len(o.Widths) == 0 {
+		o.Widths = []int{2, 5}
+	}
+	if len(o.Depths) == 0 {
+		o.Depths = []int{1, 2, 4}
+	}
+	if o.Base == nil {
+		c := tpo.DefaultConfig()
+		seed := int64(1)
+		c.Seed = &seed
+		o.Base = &c
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.Sim.TimeScale <= 0 {
+		o.Sim.TimeScale = DefaultServeTimeScale
+	}
+	if o.Sim.UnparsedRate == 0 {
+		o.Sim.UnparsedRate = -1
+	}
+	if o.Sim.MeanTokens <= 0 {
+		o.Sim.MeanTokens = 350
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	rep := TokensReport{Benchmark: "tokens", Machine: ThisMachine(), Prompts: o.Prompts, MeanTokens: o.Sim.MeanTokens, AllMatch: true}
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "tpo-bench-tokens-")
+		if err != nil {
+			return rep, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	srv, err := StartSim(o.Sim)
+	if err != nil {
+		return rep, err
+	}
+	defer srv.Close()
+	pol, rw, err := Clients(srv.URL, o.Clients)
+	if err != nil {
+		return rep, err
+	}
+	items := Prompts(o.Prompts)
+	pass := 0
+	for _, mode := range o.Modes {
+		depths := o.Depths
+		if mode == tpo.ModeBoN {
+			depths = []int{0}
+		}
+		for _, n := range o.Widths {
+			for _, d := range depths {
+				cfg := *o.Base
+				cfg.Mode, cfg.Width, cfg.Depth = mode, n, d
+				if err := cfg.Validate(); err != nil {
+					return rep, fmt.Errorf("config: %w", err)
+				}
+				pass++
+				row, err := tokensPass(ctx, srv, &tpo.Optimizer{Policy: pol, Reward: rw, Config: cfg, Logger: o.Logger},
+					filepath.Join(dir, fmt.Sprintf("pass-%d", pass)), items, o.Concurrency, o.Logger)
+				if err != nil {
+					return rep, fmt.Errorf("%s N%d D%d: %w", mode, n, d, err)
+				}
+				rep.AllMatch = rep.AllMatch && row.Match
+				rep.Rows = append(rep.Rows, row)
+			}
+		}
+	}
+	return rep, nil
+}
+
+func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, items []tpo.Item, concurrency int, log *slog.Logger) (TokensRow, error) {
+	cfg := opt.Config
+	row := TokensRow{Mode: cfg.Mode, Width: cfg.Width, Depth: cfg.Steps(), Required: Required(cfg.Mode, cfg.Width, cfg.Steps())}
+	var (
+		mu      sync.Mutex
+		usage   tpo.Usage
+		scored  int
+		calls   int
+		unparse int
+	)
+	onItem := func(st tpo.ItemState, _ bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		r := st.Result
+		if r == nil {
+			return
+		}
+		if r.Error != "" {
+			row.Failed++
+		}
+		usage.Add(r.Usage)
+		calls += r.ScoreCalls
+		for _, s := range r.Steps {
+			scored += len(s.Candidates)
+			unparse += len(s.Unparsed)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return row, err
+	}
+	src, err := openDataset(dir, items)
+	if err != nil {
+		return row, err
+	}
+	defer src.Close()
+	store, err := sqlite.Open(ctx, filepath.Join(dir, "tpo.db"))
+	if err != nil {
+		return row, fmt.Errorf("store: %w", err)
+	}
+	defer store.Close()
+	rn := &tpo.Runner{Optimizer: opt, Store: store, Concurrency: concurrency, Logger: log, OnItem: onItem}
+	waitIdle(ctx, srv)
+	srv.ResetStats()
+	if _, _, err := rn.Run(ctx, tpo.Run{Kind: "run", Source: "bench"}, src); err != nil {
+		return row, err
+	}
+	st := srv.Stats()
+	n := float64(len(items))
+	row.Measured = Counts{
+		Requests:    float64(st.Requests[sim.EndpointChat]-int64(usage.Retries)) / n,
+		Generations: float64(st.Sequences) / n,
+		Scored:      float64(scored) / n,
+		ScoreCalls:  float64(calls) / n,
+	}
+	row.Match = row.Measured == row.Required && row.Failed == 0
+	row.PromptTokens = float64(usage.PromptTokens) / n
+	row.CompletionTokens = float64(usage.CompletionTokens) / n
+	row.RewardTokens = float64(st.RewardTokens) / n
+	row.ClientRequests = float64(usage.Requests) / n
+	row.Unparsed = float64(unparse) / n
+	return row, nil
+}

@@ -1,0 +1,351 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/bench"
+)
+
+const benchUsage = `usage: tpo bench BENCHMARK [flags]
+
+Measures tpo against a simulated model server run in this process (see
+'tpo sim'), through the same clients, store and runner as 'tpo run' and
+'tpo serve'. Each benchmark prints a table on stderr and ends by printing
+one JSON line with its figures on stdout.
+
+benchmarks:
+  throughput  prompts per minute and server utilization of 'tpo run', and of
+              a scheduler that mimics the paper's script, on the same server
+  serve       latency 'tpo serve' adds on top of its upstream calls (p50, p99)
+  tokens      requests, generations, scored candidates and tokens per prompt
+              by mode and (N, D), against what the algorithm requires
+
+Run 'tpo bench BENCHMARK -h' for a benchmark's flags.
+`
+
+func cmdBench(ctx context.Context, args []string, env *environ) error {
+	if len(args) == 0 {
+		fmt.Fprint(env.stderr, benchUsage)
+		return usagef("name a benchmark: throughput, serve or tokens")
+	}
+	switch name, rest := args[0], args[1:]; name {
+	case "throughput":
+		return benchThroughput(ctx, rest, env)
+	case "serve":
+		return benchServe(ctx, rest, env)
+	case "tokens":
+		return benchTokens(ctx, rest, env)
+	case "-h", "--help", "-help", "help":
+		fmt.Fprint(env.stdout, benchUsage)
+		return nil
+	default:
+		return usagef("unknown benchmark %q (want throughput, serve or tokens)", name)
+	}
+}
+
+// intList is a comma-separated list of positive integers.
+type intList []int
+
+func (l *intList) String() string {
+	s := make([]string, len(*l))
+	for i, v := range *l {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *intList) Set(v string) error {
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("want positive integers separated by commas, got %q", f)
+		}
+		out = append(out, n)
+	}
+	*l = out
+	return nil
+}
+
+// algoFlags are the optimization settings of a benchmark.
+type algoFlags struct {
+	mode         string
+	width, depth int
+	maxTokens    int
+	critTokens   int
+	seed         int64
+}
+
+func (a *algoFlags) register(fs *flag.FlagSet) {
+	d := tpo.DefaultConfig()
+	fs.StringVar(&a.mode, "mode", string(d.Mode), "tpo, revision or bon")
+	fs.IntVar(&a.width, "width", d.Width, "N: responses per sampling or update request")
+	fs.IntVar(&a.depth, "depth", d.Depth, "D: loss/gradient/update iterations")
+	fs.IntVar(&a.maxTokens, "max-tokens", d.Sampling.MaxTokens, "most new tokens of a response")
+	fs.IntVar(&a.critTokens, "critique-max-tokens", d.Critique.MaxTokens, "most new tokens of a critique or of instructions")
+	fs.Int64Var(&a.seed, "request-seed", 1, "base seed of the requests (the same for every pass, so that they get the same texts)")
+}
+
+func (a *algoFlags) config() (tpo.Config, error) {
+	c := tpo.DefaultConfig()
+	m, err := tpo.ParseMode(a.mode)
+	if err != nil {
+		return c, usagef("--mode: %v", err)
+	}
+	c.Mode, c.Width, c.Depth = m, a.width, a.depth
+	c.Sampling.MaxTokens, c.Critique.MaxTokens = a.maxTokens, a.critTokens
+	seed := a.seed
+	c.Seed = &seed
+	if err := c.Validate(); err != nil {
+		return c, usageError{err}
+	}
+	return c, nil
+}
+
+// printJSON writes v as one JSON line.
+func printJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+const throughputUsage = `usage: tpo bench throughput [flags]
+
+Optimizes --prompts synthetic prompts with the runner of 'tpo run' (openai
+client, vLLM reward client, SQLite store) at each --concurrency, then
+--mimic-prompts prompts with a scheduler that mimics the paper's script
+(--workers threads over chunks of --chunk prompts, a barrier per chunk):
+'stage' runs one stage at a time across the chunk, 'item' runs each prompt
+start to end on a thread. All passes share one simulated server and send the
+same requests. Reported: prompts per (wall and simulated) minute and the
+server's slot utilization.
+
+Flags:
+`
+
+func benchThroughput(ctx context.Context, args []string, env *environ) error {
+	fs := flag.NewFlagSet("bench throughput", flag.ContinueOnError)
+	var sf simFlags
+	sf.register(fs, bench.DefaultTimeScale)
+	var af algoFlags
+	af.register(fs)
+	prompts := fs.Int("prompts", 500, "prompts of each runner pass")
+	mimicPrompts := fs.Int("mimic-prompts", 64, "prompts of each mimic pass")
+	conc := intList{16}
+	fs.Var(&conc, "concurrency", "runner concurrency levels, comma-separated (one pass each)")
+	schedules := fs.String("schedules", "stage,item", "mimic schedules, comma-separated: stage, item (empty: no mimic pass)")
+	workers := fs.Int("workers", bench.DefaultMimicWorkers, "mimic worker threads")
+	chunk := fs.Int("chunk", bench.DefaultMimicChunkSize, "mimic chunk size in prompts")
+	policyInFlight := fs.Int("policy-max-inflight", bench.DefaultPolicyInFlight, "most policy requests in flight")
+	rewardInFlight := fs.Int("reward-max-inflight", bench.DefaultRewardInFlight, "most reward requests in flight")
+	verbose := fs.Bool("v", false, "log each pass as it starts")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), throughputUsage); fs.PrintDefaults() }
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("bench throughput takes no arguments")
+	}
+	if err := sf.check(); err != nil {
+		return err
+	}
+	cfg, err := af.config()
+	if err != nil {
+		return err
+	}
+	if *prompts < 1 || *mimicPrompts < 1 || *workers < 1 || *chunk < 1 || *policyInFlight < 1 || *rewardInFlight < 1 {
+		return usagef("--prompts, --mimic-prompts, --workers, --chunk and the in-flight limits must be at least 1")
+	}
+	var scheds []bench.Schedule
+	for _, s := range strings.Split(*schedules, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		sc, err := bench.ParseSchedule(s)
+		if err != nil {
+			return usagef("--schedules: %v", err)
+		}
+		scheds = append(scheds, sc)
+	}
+	opts := bench.ThroughputOptions{
+		Prompts: *prompts, MimicPrompts: *mimicPrompts, Concurrency: conc,
+		Schedules: scheds, Workers: *workers, ChunkSize: *chunk, Config: &cfg, Sim: sf.options(),
+		Clients: bench.ClientOptions{PolicyInFlight: *policyInFlight, RewardInFlight: *rewardInFlight},
+		Logger:  env.log,
+	}
+	if len(scheds) == 0 {
+		opts.Schedules = []bench.Schedule{}
+	}
+	if *verbose {
+		env.logAt(slog.LevelInfo)
+	}
+	rep, err := bench.Throughput(ctx, opts)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(env.stderr, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "scheduler\tconc\tprompts\tfailed\twall s\tprompts/min\tprompts/sim-min\tutil\tsteady util\tmean active\tmax queue\t\n")
+	for _, p := range rep.Passes {
+		c := p.Concurrency
+		if c == 0 {
+			c = p.Workers
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f%%\t%.1f%%\t%.1f\t%d\t\n", p.Scheduler, c, p.Prompts, p.Failed,
+			p.WallSeconds, p.PromptsPerMinute, p.PromptsPerSimMinute, 100*p.Utilization, 100*p.SteadyUtilization, p.MeanActive, p.MaxQueue)
+	}
+	tw.Flush()
+	fmt.Fprintf(env.stderr, "D%d-N%d, %d slots, %d mean tokens, time scale %g; speedup over the first mimic pass %.2fx (goal 3x: %v); steady utilization goal 90%%: %v\n",
+		rep.Depth, rep.Width, rep.Slots, rep.MeanTok, rep.TimeScale, rep.Speedup, rep.SpeedupGoal, rep.UtilizationGoal)
+	return printJSON(env.stdout, rep)
+}
+
+const serveBenchUsage = `usage: tpo bench serve [flags]
+
+Runs the server of 'tpo serve' (openai and vLLM reward clients, SQLite store)
+on loopback in front of a simulated server, sends it --requests chat
+completion requests, --concurrency at a time, and reports the latency a client
+sees, the sum of the latencies of each request's upstream calls (policy and
+reward, measured by the server's clients), and the difference: the latency
+tpo serve adds (p50, p90, p99).
+
+Flags:
+`
+
+func benchServe(ctx context.Context, args []string, env *environ) error {
+	fs := flag.NewFlagSet("bench serve", flag.ContinueOnError)
+	var sf simFlags
+	sf.register(fs, bench.DefaultServeTimeScale)
+	var af algoFlags
+	af.register(fs)
+	requests := fs.Int("requests", 200, "requests measured")
+	warmup := fs.Int("warmup", 5, "requests sent first and not measured")
+	conc := fs.Int("concurrency", 4, "requests in flight at once (also the server's --max-concurrent)")
+	stream := fs.Bool("stream", false, "send streamed requests and read the SSE answers")
+	noStore := fs.Bool("no-store", false, "run the server without a run store (to tell the store's share of the added latency)")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), serveBenchUsage); fs.PrintDefaults() }
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("bench serve takes no arguments")
+	}
+	if err := sf.check(); err != nil {
+		return err
+	}
+	cfg, err := af.config()
+	if err != nil {
+		return err
+	}
+	cfg.Seed = nil // a served request carries no seed
+	if *requests < 1 || *conc < 1 || *warmup < 0 {
+		return usagef("--requests and --concurrency must be at least 1, --warmup at least 0")
+	}
+	w := *warmup
+	if w == 0 {
+		w = -1 // bench: negative means none
+	}
+	rep, err := bench.Serve(ctx, bench.ServeOptions{Requests: *requests, Concurrency: *conc, Warmup: w,
+		Stream: *stream, NoStore: *noStore, Config: &cfg, Sim: sf.options(), Logger: env.log})
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(env.stderr, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "ms\tp50\tp90\tp99\tmean\tmax\t\n")
+	for _, r := range []struct {
+		name string
+		l    bench.Latency
+	}{{"end to end", rep.EndToEnd}, {"upstream calls", rep.Upstream}, {"added by tpo serve", rep.Added}} {
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", r.name, r.l.P50, r.l.P90, r.l.P99, r.l.Mean, r.l.Max)
+	}
+	tw.Flush()
+	fmt.Fprintf(env.stderr, "%d requests (%d failed), %d at a time, %s D%d-N%d, stream %v, store %v, %.1f upstream calls per request, time scale %g\n",
+		rep.Requests, rep.Failed, rep.Concurrency, rep.Mode, rep.Depth, rep.Width, rep.Stream, rep.Store, rep.UpstreamCalls, rep.TimeScale)
+	return printJSON(env.stdout, rep)
+}
+
+const tokensUsage = `usage: tpo bench tokens [flags]
+
+Optimizes --prompts prompts with the runner of 'tpo run' in each mode and at
+each (N, D), and reports per prompt the policy requests and generations (as
+the simulated server counted them), the scored candidates and reward calls,
+and the prompt, completion and reward tokens, against what the algorithm
+requires: 1+3D requests, N+D(N+2) generations, N(D+1) scored candidates
+(bon: 1, N, N).
+
+Flags:
+`
+
+func benchTokens(ctx context.Context, args []string, env *environ) error {
+	fs := flag.NewFlagSet("bench tokens", flag.ContinueOnError)
+	var sf simFlags
+	sf.register(fs, bench.DefaultServeTimeScale)
+	prompts := fs.Int("prompts", 20, "prompts per configuration")
+	modes := fs.String("modes", "tpo,revision,bon", "modes, comma-separated")
+	widths := intList{2, 5}
+	fs.Var(&widths, "widths", "widths N, comma-separated")
+	depths := intList{1, 2, 4}
+	fs.Var(&depths, "depths", "depths D, comma-separated")
+	maxTokens := fs.Int("max-tokens", tpo.DefaultConfig().Sampling.MaxTokens, "most new tokens of a response (and of a critique)")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), tokensUsage); fs.PrintDefaults() }
+	// Every update should be a candidate unless asked otherwise.
+	if f := fs.Lookup("unparsed-rate"); f != nil {
+		f.DefValue = "0"
+		_ = f.Value.Set("0")
+	}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("bench tokens takes no arguments")
+	}
+	if err := sf.check(); err != nil {
+		return err
+	}
+	if *prompts < 1 || *maxTokens < 1 {
+		return usagef("--prompts and --max-tokens must be at least 1")
+	}
+	var ms []tpo.Mode
+	for _, m := range strings.Split(*modes, ",") {
+		mode, err := tpo.ParseMode(strings.TrimSpace(m))
+		if err != nil {
+			return usagef("--modes: %v", err)
+		}
+		ms = append(ms, mode)
+	}
+	base := tpo.DefaultConfig()
+	base.Sampling.MaxTokens, base.Critique.MaxTokens = *maxTokens, *maxTokens
+	seed := int64(1)
+	base.Seed = &seed
+	rep, err := bench.Tokens(ctx, bench.TokensOptions{Prompts: *prompts, Modes: ms, Widths: widths, Depths: depths,
+		Base: &base, Sim: sf.options(), Logger: env.log})
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(env.stderr, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "mode\tN\tD\trequests\tgenerations\tscored\tscore calls\tprompt tok\tcompletion tok\treward tok\tmatch\t\n")
+	for _, r := range rep.Rows {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f/%g\t%.2f/%g\t%.2f/%g\t%.2f/%g\t%.0f\t%.0f\t%.0f\t%v\t\n", r.Mode, r.Width, r.Depth,
+			r.Measured.Requests, r.Required.Requests, r.Measured.Generations, r.Required.Generations,
+			r.Measured.Scored, r.Required.Scored, r.Measured.ScoreCalls, r.Required.ScoreCalls,
+			r.PromptTokens, r.CompletionTokens, r.RewardTokens, r.Match)
+	}
+	tw.Flush()
+	fmt.Fprintf(env.stderr, "per prompt, measured/required, over %d prompts; %d mean tokens per response; all match: %v\n",
+		rep.Prompts, rep.MeanTokens, rep.AllMatch)
+	return printJSON(env.stdout, rep)
+}

@@ -49,7 +49,7 @@ type ServeOptions struct {
 	// of the added latency.
 	Dir     string
 	NoStore bool
-	Logger *slog.Logger
+	Logger  *slog.Logger
 }
 
 // DefaultServeTimeScale keeps the upstream calls of one D2-N5 request to

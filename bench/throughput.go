@@ -90,14 +90,14 @@ type PassReport struct {
 
 // ThroughputReport is the outcome of Throughput.
 type ThroughputReport struct {
-	Benchmark string     `json:"benchmark"` // "throughput"
-	Machine   Machine    `json:"machine"`
-	Mode      tpo.Mode   `json:"mode"`
-	Width     int        `json:"width"`
-	Depth     int        `json:"depth"`
-	Slots     int        `json:"slots"`
-	TimeScale float64    `json:"time_scale"`
-	MeanTok   int        `json:"mean_tokens"`
+	Benchmark string       `json:"benchmark"` // "throughput"
+	Machine   Machine      `json:"machine"`
+	Mode      tpo.Mode     `json:"mode"`
+	Width     int          `json:"width"`
+	Depth     int          `json:"depth"`
+	Slots     int          `json:"slots"`
+	TimeScale float64      `json:"time_scale"`
+	MeanTok   int          `json:"mean_tokens"`
 	Passes    []PassReport `json:"passes"`
 	// Speedup is the prompts per simulated minute of the first runner pass
 	// over those of the first mimic pass.

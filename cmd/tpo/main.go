@@ -25,6 +25,8 @@ commands:
   serve    serve the OpenAI chat completions API with optimized answers
   report   write an HTML or Markdown report on runs (curves, gains, cost)
   export   write a run's answers for AlpacaEval, Arena-Hard or as JSONL
+  sim      serve a simulated model server (policy and reward) for trials
+  bench    measure throughput, serve latency and token cost on a simulated server
   version  print the version
 
 Run 'tpo COMMAND -h' for a command's flags.
@@ -93,6 +95,10 @@ func runMain(ctx context.Context, args []string, env *environ) int {
 		err = cmdReport(ctx, rest, env)
 	case "export":
 		err = cmdExport(ctx, rest, env)
+	case "sim":
+		err = cmdSim(ctx, rest, env)
+	case "bench":
+		err = cmdBench(ctx, rest, env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(env.stdout, "tpo", version)
 	case "help", "-h", "--help", "-help":

@@ -221,7 +221,7 @@ func (r *optRun) step0(ctx context.Context) error {
 	gen, err := r.o.Policy.Generate(ctx, req)
 	st.Millis[StageSample] = time.Since(t0).Milliseconds()
 	st.Usage.Add(gen.Usage)
-	st.Calls = append(st.Calls, callOf(req))
+	st.Calls = append(st.Calls, callOf(req, gen, time.Since(t0), err))
 	if err != nil {
 		return fmt.Errorf("step 0: sample: %w", err)
 	}
@@ -359,7 +359,7 @@ func (r *optRun) update(ctx context.Context, i int) error {
 			gen, err := r.o.Policy.Generate(ctx, gr)
 			st.Millis[stage] += time.Since(t0).Milliseconds()
 			st.Usage.Add(gen.Usage)
-			st.Calls = append(st.Calls, callOf(gr))
+			st.Calls = append(st.Calls, callOf(gr, gen, time.Since(t0), err))
 			if err == nil {
 				return gen, nil
 			}
@@ -454,8 +454,13 @@ func (r *optRun) render(sysName, userName string, d PromptData) ([]Message, erro
 // defaultTemplates parses the built-in templates once.
 var defaultTemplates = sync.OnceValue(DefaultTemplates)
 
-func callOf(req GenerateRequest) Call {
-	return Call{Stage: req.Stage, Messages: req.Messages, N: req.N, Seed: req.Seed}
+func callOf(req GenerateRequest, gen Generation, d time.Duration, err error) Call {
+	c := Call{Stage: req.Stage, Messages: req.Messages, N: req.N, Seed: req.Seed,
+		Returned: len(gen.Texts), Usage: gen.Usage, Millis: d.Milliseconds()}
+	if err != nil {
+		c.Error = err.Error()
+	}
+	return c
 }
 
 func longest(ss ...string) int {

@@ -172,6 +172,12 @@ type Call struct {
 	Messages []Message `json:"messages"`
 	N        int       `json:"n"`
 	Seed     *int64    `json:"seed,omitempty"`
+	// Returned is the number of responses the call returned.
+	Returned int `json:"returned"`
+	// Usage is what the call cost; Millis its wall time.
+	Usage  Usage  `json:"usage"`
+	Millis int64  `json:"millis"`
+	Error  string `json:"error,omitempty"`
 }
 
 // Item is one conversation to optimize.

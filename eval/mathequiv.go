@@ -41,22 +41,34 @@ func equivalent(pred, ref string, unordered bool) bool {
 	if p == r {
 		return true
 	}
-	return equalNorm(Normalize(p), Normalize(r), unordered, 0)
+	budget := maxEquivSteps
+	return equalNorm(Normalize(p), Normalize(r), unordered, 0, &budget)
 }
 
-// maxEquivDepth bounds the recursion through nested structures.
-const maxEquivDepth = 12
+// maxEquivDepth bounds the recursion through nested structures, and
+// maxEquivSteps the number of element comparisons one call may make, so that
+// adversarial input cannot make matching exponential.
+// Answers longer than maxStructLen (after normalization) are compared only
+// as strings: real final answers are short.
+const (
+	maxEquivDepth = 12
+	maxEquivSteps = 256
+	maxStructLen  = 500
+)
 
 // equalNorm compares two normalized answers.
-func equalNorm(p, r string, unordered bool, depth int) bool {
+func equalNorm(p, r string, unordered bool, depth int, budget *int) bool {
 	if p == r {
 		return p != ""
 	}
-	if p == "" || r == "" || depth > maxEquivDepth {
+	*budget--
+	if p == "" || r == "" || depth > maxEquivDepth || *budget < 0 || len(p) > maxStructLen || len(r) > maxStructLen {
 		return false
 	}
 	depth++
-	elem := func(a, b string) bool { return equalNorm(Normalize(a), Normalize(b), unordered, depth) }
+	// elem compares elements of lists; matchSets and matchLists normalize
+	// each element once.
+	elem := func(a, b string) bool { return equalNorm(a, b, unordered, depth, budget) }
 
 	// a \pm b stands for the two answers a+b and a-b.
 	if (strings.Contains(p, `\pm`) || strings.Contains(r, `\pm`)) && !isWrapped(p) && !isWrapped(r) {
@@ -77,7 +89,7 @@ func equalNorm(p, r string, unordered bool, depth int) bool {
 				return false
 			}
 			for j := range pm[i] {
-				if !elem(pm[i][j], rm[i][j]) {
+				if !elem(Normalize(pm[i][j]), Normalize(rm[i][j])) {
 					return false
 				}
 			}
@@ -130,11 +142,20 @@ func equalNorm(p, r string, unordered bool, depth int) bool {
 	return false
 }
 
+// normalizeAll normalizes every element of xs in place and returns xs.
+func normalizeAll(xs []string) []string {
+	for i, x := range xs {
+		xs[i] = Normalize(x)
+	}
+	return xs
+}
+
 // matchLists compares two lists in order.
 func matchLists(a, b []string, eq func(x, y string) bool) bool {
 	if len(a) != len(b) {
 		return false
 	}
+	a, b = normalizeAll(a), normalizeAll(b)
 	for i := range a {
 		if !eq(a[i], b[i]) {
 			return false
@@ -149,6 +170,7 @@ func matchSets(a, b []string, eq func(x, y string) bool) bool {
 	if len(a) != len(b) {
 		return false
 	}
+	a, b = normalizeAll(a), normalizeAll(b)
 	used := make([]bool, len(b))
 outer:
 	for _, x := range a {

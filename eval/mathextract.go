@@ -28,10 +28,14 @@ func ExtractAnswer(response string) (string, bool) {
 
 var boxCommands = []string{`\boxed`, `\fbox`}
 
-// lastBoxed returns the argument of the last well-formed box in s.
+// maxBoxTries bounds how many box commands lastBoxed tries, from the end.
+const maxBoxTries = 16
+
+// lastBoxed returns the argument of the last well-formed box in s among the
+// last maxBoxTries box commands.
 func lastBoxed(s string) (string, bool) {
 	end := len(s)
-	for end > 0 {
+	for try := 0; end > 0 && try < maxBoxTries; try++ {
 		// Find the last box command starting before end.
 		at, cmd := -1, ""
 		for _, c := range boxCommands {
@@ -132,7 +136,7 @@ func answerAfter(rest string) string {
 	for _, d := range [][2]string{{"$$", "$$"}, {`\[`, `\]`}, {`\(`, `\)`}, {"$", "$"}} {
 		if strings.HasPrefix(rest, d[0]) {
 			body := rest[len(d[0]):]
-			if j := strings.Index(body, d[1]); j >= 0 {
+			if j := indexUnescaped(body, d[1]); j >= 0 {
 				return cleanAnswer(body[:j])
 			}
 		}
@@ -207,4 +211,17 @@ func dropMathDollars(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// indexUnescaped is strings.Index that skips escaped characters (\$).
+func indexUnescaped(s, sub string) int {
+	for i := 0; i < len(s); i++ {
+		if strings.HasPrefix(s[i:], sub) {
+			return i
+		}
+		if s[i] == '\\' {
+			i++
+		}
+	}
+	return -1
 }

@@ -1,9 +1,22 @@
 // Package eval scores the outputs of TPO runs on the benchmarks the paper
-// reports: MATH-500 answer checking, pairwise judge statistics (win rates with
-// bootstrap intervals and a length-controlled win rate), XSTest refusal
-// classification, and reward curves over optimization steps.
+// reports. It is pure computation: no network, no files except what callers
+// pass in as readers, and every random choice is seeded, so the same input
+// always gives the same report.
 //
-// Everything here is pure computation: no network, no files except what
-// callers pass in as readers, and every random choice is seeded, so the same
-// input always gives the same report.
+//   - MATH-500: ExtractAnswer finds a response's final answer, Normalize and
+//     Equivalent (or EquivalentFor, which knows when a problem asks for all
+//     solutions) compare it with the reference, and Grade scores a whole set
+//     of MathItem by level and subject.
+//   - Pairwise judging (AlpacaEval, Arena-Hard style): JudgeMessages builds
+//     the judge's prompt, ParseVerdict reads its [[A]]/[[B]]/[[C]] verdict,
+//     Judgement merges the two presentation orders, and Pairwise reports the
+//     win rate with a bootstrap interval and a length-controlled win rate.
+//   - XSTest: Refusal classifies a response as compliance, full refusal or
+//     partial refusal, and GradeXSTest scores responses against the prompts'
+//     safe/unsafe labels.
+//   - RewardCurve summarizes tpo.Result values step by step: mean candidate
+//     score, best score so far, final score and gain over best-of-N.
+//
+// ReadJSONL reads the shared data files (math500.jsonl, xstest.jsonl) into
+// MathItem and XSTestItem values.
 package eval

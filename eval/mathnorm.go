@@ -80,7 +80,7 @@ var (
 	)
 	degreeMark       = regexp.MustCompile(`\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree`)
 	textConjunction  = regexp.MustCompile(`\s*\\(?:text|mbox|mathrm|textrm)\s*\{\s*(?:and|or)\s*\}\s*`)
-	bareConjunction  = regexp.MustCompile(`([0-9})])\s+(?:and|or)\s+([-0-9\\(])`)
+	bareConjunction  = regexp.MustCompile(`([0-9})])\s+(?:and|or)\s+([-0-9\\(A-Za-z])`)
 	trailingTextUnit = regexp.MustCompile(`^(.*[0-9}].*?)\s*\\(?:text|textrm|mbox|mathrm|rm)\s*\{\s*[A-Za-z][A-Za-z .]*\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?\s*$`)
 	plainUnit        = regexp.MustCompile(`^(-?[0-9.,]*[0-9]|\\frac\{[0-9]+\}\{[0-9]+\})\s*(?:units?|cm|centimeters?|mm|millimeters?|m|meters?|km|kilometers?|in|inch(?:es)?|ft|feet|foot|yards?|miles?|mph|degrees?|cents?|dollars?|hours?|minutes?|seconds?|days?|weeks?|months?|years?|pounds?|lbs?|ounces?|oz|kg|grams?|liters?|gallons?|percent|square\s+\w+|cubic\s+\w+|sq\s+\w+)(?:\s*\^\s*\{?\s*[23]\s*\}?)?$`)
 	infinity         = regexp.MustCompile(`(^|[(\[,])\+\\infty`)
@@ -333,7 +333,10 @@ func dropAssignment(s string) string {
 		return s
 	}
 	rhs := m[2]
-	if strings.Contains(rhs, "=") || strings.Contains(rhs, `\in`) {
+	if m[1] == `\in` && isLetter(rhs[0]) {
+		return s // \infty, \int, ...: not \in
+	}
+	if strings.Contains(rhs, "=") || hasCommand(rhs, "in") {
 		return s
 	}
 	if m[1] == "=" && hasFreeLetter(rhs) {
@@ -360,6 +363,22 @@ func hasFreeLetter(s string) bool {
 			return true
 		}
 		i++
+	}
+	return false
+}
+
+// hasCommand reports whether s uses the command \name.
+func hasCommand(s, name string) bool {
+	for i := 0; i < len(s); {
+		if s[i] != '\\' {
+			i++
+			continue
+		}
+		n, j := readCommand(s, i)
+		if n == name {
+			return true
+		}
+		i = j
 	}
 	return false
 }

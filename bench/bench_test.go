@@ -1,0 +1,127 @@
+package bench
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/sim"
+)
+
+func TestThroughputSmall(t *testing.T) {
+	cfg := testConfig(2, 1)
+	rep, err := Throughput(context.Background(), ThroughputOptions{
+		Prompts: 24, MimicPrompts: 8, Concurrency: []int{8}, Workers: 2, ChunkSize: 4, Config: &cfg,
+		Sim: sim.Options{Seed: 2, TimeScale: 0.0005, MeanTokens: 40, Slots: 16},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Passes) != 3 {
+		t.Fatalf("%d passes, want 3 (runner, mimic-stage, mimic-item)", len(rep.Passes))
+	}
+	for i, want := range []struct {
+		name    string
+		prompts int
+	}{{"runner", 24}, {"mimic-stage", 8}, {"mimic-item", 8}} {
+		p := rep.Passes[i]
+		if p.Scheduler != want.name || p.Prompts != want.prompts || p.Failed != 0 {
+			t.Errorf("pass %d: %s, %d prompts, %d failed; want %s, %d, 0", i, p.Scheduler, p.Prompts, p.Failed, want.name, want.prompts)
+		}
+		// 1+3D chat requests and N+D(N+2) sequences per prompt.
+		if p.ChatRequests != int64(4*want.prompts) || p.Sequences != int64(6*want.prompts) {
+			t.Errorf("%s: %d chat requests, %d sequences; want %d, %d", p.Scheduler, p.ChatRequests, p.Sequences, 4*want.prompts, 6*want.prompts)
+		}
+		if !(p.Utilization > 0 && p.Utilization <= 1) || !(p.SteadyUtilization > 0 && p.SteadyUtilization <= 1) {
+			t.Errorf("%s: utilization %v, steady %v; want in (0, 1]", p.Scheduler, p.Utilization, p.SteadyUtilization)
+		}
+		if p.PromptsPerSimMinute <= 0 || p.PromptsPerMinute <= 0 || p.MaxActive > 16 {
+			t.Errorf("%s: %+v", p.Scheduler, p)
+		}
+	}
+	r, m := rep.Passes[0], rep.Passes[1]
+	if want := r.PromptsPerSimMinute / m.PromptsPerSimMinute; math.Abs(rep.Speedup-want) > 1e-9 {
+		t.Errorf("speedup %v, want %v", rep.Speedup, want)
+	}
+	if rep.SpeedupGoal != (rep.Speedup >= 3) || rep.UtilizationGoal != (r.SteadyUtilization >= 0.9) {
+		t.Errorf("goals %v %v do not follow the figures", rep.SpeedupGoal, rep.UtilizationGoal)
+	}
+}
+
+func TestServeSmall(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		cfg := tpo.DefaultConfig()
+		cfg.Width, cfg.Depth = 2, 1
+		rep, err := Serve(context.Background(), ServeOptions{Requests: 8, Concurrency: 2, Warmup: -1, Stream: stream,
+			Config: &cfg, Sim: sim.Options{Seed: 4, TimeScale: 0.0005, MeanTokens: 40}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Failed != 0 {
+			t.Errorf("stream %v: %d requests failed", stream, rep.Failed)
+		}
+		// 1+3D policy requests and D+1 reward calls per request.
+		if rep.UpstreamCalls != 6 {
+			t.Errorf("stream %v: %v upstream calls per request, want 6", stream, rep.UpstreamCalls)
+		}
+		if rep.Upstream.P50 <= 0 || rep.EndToEnd.P50 < rep.Upstream.P50 {
+			t.Errorf("stream %v: end to end %+v, upstream %+v", stream, rep.EndToEnd, rep.Upstream)
+		}
+		if rep.Added.Max > rep.EndToEnd.Max || rep.Added.P50 < 0 {
+			t.Errorf("stream %v: added %+v out of range (end to end %+v)", stream, rep.Added, rep.EndToEnd)
+		}
+	}
+}
+
+func TestTokensSmall(t *testing.T) {
+	rep, err := Tokens(context.Background(), TokensOptions{Prompts: 3, Widths: []int{2, 3}, Depths: []int{1},
+		Sim: sim.Options{Seed: 5, TimeScale: 0.0002, MeanTokens: 300}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 6 { // tpo and revision at N 2, 3 with D 1; bon at N 2, 3
+		t.Fatalf("%d rows, want 6", len(rep.Rows))
+	}
+	for _, r := range rep.Rows {
+		if !r.Match || r.Measured != r.Required || r.Failed != 0 {
+			t.Errorf("%s N%d D%d: measured %+v, required %+v, failed %d", r.Mode, r.Width, r.Depth, r.Measured, r.Required, r.Failed)
+		}
+		if r.PromptTokens <= 0 || r.CompletionTokens <= 0 || r.RewardTokens <= 0 || r.ClientRequests != r.Required.Requests {
+			t.Errorf("%s N%d D%d: %+v", r.Mode, r.Width, r.Depth, r)
+		}
+	}
+	if !rep.AllMatch {
+		t.Error("AllMatch is false")
+	}
+}
+
+func TestRequired(t *testing.T) {
+	tests := []struct {
+		mode tpo.Mode
+		n, d int
+		want Counts
+	}{
+		{tpo.ModeTPO, 5, 2, Counts{Requests: 7, Generations: 19, Scored: 15, ScoreCalls: 3}},
+		{tpo.ModeRevision, 20, 5, Counts{Requests: 16, Generations: 130, Scored: 120, ScoreCalls: 6}},
+		{tpo.ModeBoN, 8, 3, Counts{Requests: 1, Generations: 8, Scored: 8, ScoreCalls: 1}},
+		{tpo.ModeTPO, 3, 0, Counts{Requests: 1, Generations: 3, Scored: 3, ScoreCalls: 1}},
+	}
+	for _, tt := range tests {
+		if got := Required(tt.mode, tt.n, tt.d); got != tt.want {
+			t.Errorf("Required(%s, %d, %d) = %+v, want %+v", tt.mode, tt.n, tt.d, got, tt.want)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	s := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	for _, tt := range []struct{ p, want float64 }{{50, 5}, {90, 9}, {99, 10}, {100, 10}, {0, 1}} {
+		if got := percentile(s, tt.p); got != tt.want {
+			t.Errorf("percentile(%v) = %v, want %v", tt.p, got, tt.want)
+		}
+	}
+	if got := percentile(nil, 50); got != 0 {
+		t.Errorf("percentile of nothing = %v, want 0", got)
+	}
+}

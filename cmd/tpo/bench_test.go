@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// lastJSON decodes the last line of stdout, which every benchmark ends with.
+func lastJSON(t *testing.T, stdout string, v any) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("stdout has %d lines, want one JSON line:\n%s", len(lines), stdout)
+	}
+	if err := json.Unmarshal([]byte(lines[0]), v); err != nil {
+		t.Fatalf("stdout is not one JSON line: %v\n%s", err, stdout)
+	}
+}
+
+func TestBenchCommands(t *testing.T) {
+	fast := []string{"--time-scale", "0.0005", "--mean-tokens", "300"}
+
+	code, stdout, stderr := cli(t, "", append([]string{"bench", "tokens", "--prompts", "2", "--widths", "2", "--depths", "1",
+		"--modes", "tpo,bon"}, fast...)...)
+	if code != 0 {
+		t.Fatalf("bench tokens: exit %d\n%s", code, stderr)
+	}
+	var tok struct {
+		Benchmark string `json:"benchmark"`
+		AllMatch  bool   `json:"all_match"`
+		Rows      []struct {
+			Mode string `json:"mode"`
+		} `json:"rows"`
+	}
+	lastJSON(t, stdout, &tok)
+	if tok.Benchmark != "tokens" || !tok.AllMatch || len(tok.Rows) != 2 {
+		t.Errorf("bench tokens: %+v", tok)
+	}
+	if !strings.Contains(stderr, "7.00/7") && !strings.Contains(stderr, "4.00/4") {
+		t.Errorf("bench tokens: no table on stderr:\n%s", stderr)
+	}
+
+	code, stdout, stderr = cli(t, "", append([]string{"bench", "throughput", "--prompts", "8", "--mimic-prompts", "4",
+		"--concurrency", "4,8", "--workers", "2", "--chunk", "2", "--width", "2", "--depth", "1", "--slots", "8"}, fast...)...)
+	if code != 0 {
+		t.Fatalf("bench throughput: exit %d\n%s", code, stderr)
+	}
+	var thr struct {
+		Benchmark string `json:"benchmark"`
+		Passes    []struct {
+			Scheduler   string `json:"scheduler"`
+			Concurrency int    `json:"concurrency"`
+			Prompts     int    `json:"prompts"`
+		} `json:"passes"`
+		Speedup float64 `json:"speedup"`
+	}
+	lastJSON(t, stdout, &thr)
+	var got []string
+	for _, p := range thr.Passes {
+		got = append(got, p.Scheduler)
+	}
+	if thr.Benchmark != "throughput" || strings.Join(got, ",") != "runner,runner,mimic-stage,mimic-item" ||
+		thr.Passes[1].Concurrency != 8 || thr.Passes[2].Prompts != 4 || thr.Speedup <= 0 {
+		t.Errorf("bench throughput: %+v", thr)
+	}
+
+	code, stdout, stderr = cli(t, "", append([]string{"bench", "serve", "--requests", "4", "--warmup", "0",
+		"--width", "2", "--depth", "1", "--no-store"}, fast...)...)
+	if code != 0 {
+		t.Fatalf("bench serve: exit %d\n%s", code, stderr)
+	}
+	var srv struct {
+		Benchmark string `json:"benchmark"`
+		Store     bool   `json:"store"`
+		Added     struct {
+			P50 float64 `json:"p50_ms"`
+			P99 float64 `json:"p99_ms"`
+		} `json:"added"`
+		UpstreamCalls float64 `json:"upstream_calls_per_request"`
+	}
+	lastJSON(t, stdout, &srv)
+	if srv.Benchmark != "serve" || srv.Store || srv.UpstreamCalls != 6 || srv.Added.P99 < srv.Added.P50 {
+		t.Errorf("bench serve: %+v", srv)
+	}
+}
+
+func TestBenchUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench"},
+		{"bench", "nope"},
+		{"bench", "throughput", "--concurrency", "0"},
+		{"bench", "throughput", "--schedules", "random"},
+		{"bench", "throughput", "--mode", "best"},
+		{"bench", "throughput", "extra"},
+		{"bench", "serve", "--requests", "0"},
+		{"bench", "tokens", "--modes", "tpo,nope"},
+		{"bench", "tokens", "--widths", "2,x"},
+		{"bench", "tokens", "--time-scale", "0"},
+	} {
+		if code, _, stderr := cli(t, "", args...); code != 2 {
+			t.Errorf("%q: exit %d, want 2\n%s", args, code, stderr)
+		}
+	}
+}

@@ -43,68 +43,85 @@ type Curve struct {
 // initial sample. Results with an Error are skipped. Steps are keyed by
 // Step.Step; an item that did not reach step k does not count at k, and a
 // step with no candidates counts for the best-so-far mean (the best is
-// carried over) but not for the mean score. NaN scores are ignored.
+// carried over) but not for the mean score. NaN scores and negative step
+// numbers are ignored.
 func RewardCurve(results []tpo.Result) Curve {
-	var c Curve
-	type acc struct {
-		meanSum, bestSum float64
-		meanN, bestN     int
-	}
-	accs := map[int]*acc{}
-	maxStep := -1
+	var b CurveBuilder
 	for _, r := range results {
-		if r.Error != "" {
-			c.Failed++
-			continue
-		}
-		c.Items++
-		c.MeanFinal += r.Score
-		c.MeanInitialBest += r.InitialBest
-		c.MeanGain += r.Gain()
+		b.Add(r)
+	}
+	return b.Curve()
+}
 
-		steps := append([]tpo.Step(nil), r.Steps...)
-		slices.SortStableFunc(steps, func(a, b tpo.Step) int { return cmp.Compare(a.Step, b.Step) })
-		best, seen := math.Inf(-1), false
-		for _, s := range steps {
-			a := accs[s.Step]
-			if a == nil {
-				a = &acc{}
-				accs[s.Step] = a
-			}
-			maxStep = max(maxStep, s.Step)
-			sum, n := 0.0, 0
-			for _, cand := range s.Candidates {
-				if math.IsNaN(cand.Score) {
-					continue
-				}
-				sum += cand.Score
-				n++
-				if !seen || cand.Score > best {
-					best, seen = cand.Score, true
-				}
-			}
-			if n > 0 {
-				a.meanSum += sum / float64(n)
-				a.meanN++
-			}
-			if seen {
-				a.bestSum += best
-				a.bestN++
-			}
-		}
+// CurveBuilder computes the Curve of RewardCurve from results added one at
+// a time, so that a large results file need not be held in memory. The
+// zero value is ready to use.
+type CurveBuilder struct {
+	items, failed            int
+	final, initialBest, gain float64
+	steps                    map[int]*curveAcc
+}
+
+type curveAcc struct {
+	meanSum, bestSum float64
+	meanN, bestN     int
+}
+
+// Add adds one result.
+func (b *CurveBuilder) Add(r tpo.Result) {
+	if r.Error != "" {
+		b.failed++
+		return
 	}
-	if c.Items > 0 {
-		n := float64(c.Items)
-		c.MeanFinal /= n
-		c.MeanInitialBest /= n
-		c.MeanGain /= n
+	b.items++
+	b.final += r.Score
+	b.initialBest += r.InitialBest
+	b.gain += r.Gain()
+	if b.steps == nil {
+		b.steps = map[int]*curveAcc{}
 	}
-	c.Points = []CurvePoint{}
-	for k := 0; k <= maxStep; k++ {
-		a := accs[k]
-		if a == nil {
+	steps := slices.Clone(r.Steps)
+	slices.SortStableFunc(steps, func(x, y tpo.Step) int { return cmp.Compare(x.Step, y.Step) })
+	best, seen := math.Inf(-1), false
+	for _, s := range steps {
+		if s.Step < 0 {
 			continue
 		}
+		a := b.steps[s.Step]
+		if a == nil {
+			a = &curveAcc{}
+			b.steps[s.Step] = a
+		}
+		sum, n := 0.0, 0
+		for _, cand := range s.Candidates {
+			if math.IsNaN(cand.Score) {
+				continue
+			}
+			sum += cand.Score
+			n++
+			if !seen || cand.Score > best {
+				best, seen = cand.Score, true
+			}
+		}
+		if n > 0 {
+			a.meanSum += sum / float64(n)
+			a.meanN++
+		}
+		if seen {
+			a.bestSum += best
+			a.bestN++
+		}
+	}
+}
+
+// Curve returns the curve of the results added so far.
+func (b *CurveBuilder) Curve() Curve {
+	c := Curve{Items: b.items, Failed: b.failed, Points: make([]CurvePoint, 0, len(b.steps))}
+	if b.items > 0 {
+		n := float64(b.items)
+		c.MeanFinal, c.MeanInitialBest, c.MeanGain = b.final/n, b.initialBest/n, b.gain/n
+	}
+	for k, a := range b.steps {
 		p := CurvePoint{Step: k, MeanItems: a.meanN, BestItems: a.bestN}
 		if a.meanN > 0 {
 			p.MeanScore = a.meanSum / float64(a.meanN)
@@ -114,5 +131,6 @@ func RewardCurve(results []tpo.Result) Curve {
 		}
 		c.Points = append(c.Points, p)
 	}
+	slices.SortFunc(c.Points, func(x, y CurvePoint) int { return cmp.Compare(x.Step, y.Step) })
 	return c
 }

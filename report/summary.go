@@ -13,6 +13,7 @@ import (
 	"sort"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/eval"
 )
 
 // MaxFailures is how many failed items a Summary lists.
@@ -155,7 +156,7 @@ type Builder struct {
 	items, done, failed int
 	finals, initials    []float64
 	gains               []float64
-	curve               []curveAcc
+	curve               eval.CurveBuilder
 	usage               tpo.Usage
 	scoreCalls          int
 	millis              map[tpo.Stage][]float64
@@ -165,11 +166,6 @@ type Builder struct {
 
 	maxWidth, maxDepth int
 	sawRejected        bool
-}
-
-type curveAcc struct {
-	items, sampled int
-	best, mean     float64
 }
 
 // NewBuilder returns a builder of a summary labelled label.
@@ -229,27 +225,7 @@ func (b *Builder) Add(r tpo.Result) {
 	b.finals = append(b.finals, r.Score)
 	b.initials = append(b.initials, r.InitialBest)
 	b.gains = append(b.gains, r.Gain())
-	best := math.Inf(-1)
-	for i, s := range r.Steps {
-		if s.Step != i {
-			break // steps out of order: stop the curve where they go wrong
-		}
-		for len(b.curve) <= i {
-			b.curve = append(b.curve, curveAcc{})
-		}
-		c := &b.curve[i]
-		if len(s.Candidates) > 0 {
-			sum := 0.0
-			for _, cand := range s.Candidates {
-				sum += cand.Score
-				best = max(best, cand.Score)
-			}
-			c.sampled++
-			c.mean += sum / float64(len(s.Candidates))
-		}
-		c.items++
-		c.best += best
-	}
+	b.curve.Add(r)
 }
 
 // Summary returns the summary of the results added so far.
@@ -269,15 +245,9 @@ func (b *Builder) Summary() Summary {
 		s.Mode = tpo.ModeRevision
 	}
 	s.Gain = gainStats(b.gains)
-	for i, c := range b.curve {
-		p := Point{Step: i, Items: c.items, Sampled: c.sampled}
-		if c.items > 0 {
-			p.BestSoFar = c.best / float64(c.items)
-		}
-		if c.sampled > 0 {
-			p.MeanScore = c.mean / float64(c.sampled)
-		}
-		s.Curve = append(s.Curve, p)
+	for _, p := range b.curve.Curve().Points {
+		s.Curve = append(s.Curve, Point{Step: p.Step, Items: p.BestItems, BestSoFar: p.BestSoFar,
+			Sampled: p.MeanItems, MeanScore: p.MeanScore})
 	}
 	if b.items > 0 {
 		n := float64(b.items)

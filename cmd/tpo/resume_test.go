@@ -141,7 +141,10 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 		seed  = 1000
 		kills = 10
 	)
-	srv := sim.New(sim.Options{Seed: 1, TimeScale: 0.02, MeanTokens: 60, Slots: 16, UnparsedRate: -1})
+	// About 5s of wall time of uninterrupted work, bound by the simulated
+	// clock rather than the machine's speed, so that the run cannot finish
+	// before the kills are done.
+	srv := sim.New(sim.Options{Seed: 1, TimeScale: 0.05, MeanTokens: 60, Slots: 16, UnparsedRate: -1})
 	defer srv.Close()
 	rec := &recorder{h: srv, seed: seed, width: width}
 	hs := httptest.NewServer(rec)
@@ -212,7 +215,7 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 	if killed < kills {
-		t.Logf("the run finished after %d kills (wanted %d): the workload is too small", killed, kills)
+		t.Errorf("the run finished after %d kills, want %d: the workload is too small", killed, kills)
 	}
 
 	// Every item exactly once, in input order, without errors.

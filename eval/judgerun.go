@@ -68,6 +68,15 @@ type Judge struct {
 	Length func(string) int
 }
 
+// Lengths returns the lengths of p's answers as Run records them.
+func (j *Judge) Lengths(p PairItem) (a, b int) {
+	length := j.Length
+	if length == nil {
+		length = utf8.RuneCountInString
+	}
+	return length(p.A), length(p.B)
+}
+
 // order judges one presentation order: first is shown as Answer A. The
 // outcome names positions, not systems. err is a request failure; a reply
 // without a verdict gives Unknown, the reply and a nil error.
@@ -119,17 +128,14 @@ func askLabel[T any](ctx context.Context, model tpo.Generator, s tpo.Sampling, m
 // failures are recorded in the verdicts, not returned: Run returns ctx's
 // error when it is cancelled, or done's first error.
 func (j *Judge) Run(ctx context.Context, items []PairItem, concurrency int, done func(PairVerdict) error) error {
-	length := j.Length
-	if length == nil {
-		length = utf8.RuneCountInString
-	}
 	type slot struct {
 		v    PairVerdict
 		left int
 	}
 	slots := make([]slot, len(items))
 	for i, it := range items {
-		slots[i] = slot{left: 2, v: PairVerdict{Judgement: Judgement{ID: it.ID, LenA: length(it.A), LenB: length(it.B)}}}
+		la, lb := j.Lengths(it)
+		slots[i] = slot{left: 2, v: PairVerdict{Judgement: Judgement{ID: it.ID, LenA: la, LenB: lb}}}
 	}
 	var mu sync.Mutex
 	finish := func(i int, fill func(*PairVerdict)) error {

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/httpx"
+	"github.com/tpoproject/tpo/openai"
+	"github.com/tpoproject/tpo/reward"
+)
+
+// rewardFlagNames are the flags of backendFlags that configure the reward
+// backend alone.
+var rewardFlagNames = map[string]bool{
+	"reward": true, "reward-url": true, "reward-model": true, "reward-key": true, "reward-cmd": true,
+	"reward-method": true, "reward-batch": true, "reward-max-inflight": true, "reward-timeout": true,
+	"judge-max-tokens": true, "max-tokens-field": true, "retries": true,
+}
+
+// registerRewardFlags registers on fs the reward flags of tpo run (the
+// same names, meanings and defaults), for commands that only score. The
+// backend defaults to none: --reward "".
+func registerRewardFlags(fs *flag.FlagSet) *backendFlags {
+	b := &backendFlags{}
+	all := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	b.register(all)
+	b.reward = ""
+	all.VisitAll(func(f *flag.Flag) {
+		if rewardFlagNames[f.Name] {
+			fs.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	return b
+}
+
+// httpRetries converts the --retries flag to httpx's convention, where
+// zero means the default and a negative number none.
+func httpRetries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// buildScorer builds only the reward scorer the reward flags name. Unlike
+// tpo run, the judge backend has no policy server to fall back on: it
+// needs --reward-url, and uses the server's only model when --reward-model
+// is not given.
+func (b *backendFlags) buildScorer(ctx context.Context, log *slog.Logger) (tpo.Scorer, error) {
+	if err := b.checkScorer(); err != nil {
+		return nil, err
+	}
+	key := envOr(b.rewardKey, "TPO_REWARD_API_KEY")
+	if b.reward == "judge" && b.rewardModel == "" {
+		c, err := chatModel(ctx, chatOptions{name: "reward", urls: b.rewardURLs.vals, key: key,
+			timeout: b.rewardTimeout, retries: b.retries, inFlight: b.rewardInFlight}, log)
+		if err != nil {
+			return nil, err
+		}
+		b.rewardModel = c.Model()
+	}
+	s, err := b.newScorer(b.rewardURLs.vals, b.rewardModel, key, log)
+	if err != nil {
+		return nil, usagef("reward: %v", err)
+	}
+	return s, nil
+}
+
+// checkScorer settles the usage errors of the reward flags for
+// buildScorer, before any file is read or server asked.
+func (b *backendFlags) checkScorer() error {
+	switch b.reward {
+	case "vllm", "tei", "judge":
+		if len(b.rewardURLs.vals) == 0 {
+			return usagef("--reward %s needs --reward-url", b.reward)
+		}
+	case "exec":
+		if b.rewardCmd == "" {
+			return usagef("--reward exec needs --reward-cmd")
+		}
+	default:
+		return usagef("--reward: want vllm, tei, judge or exec, got %q", b.reward)
+	}
+	return nil
+}
+
+// newScorer builds the reward scorer of backend b.reward from resolved
+// settings: the servers' URLs, the model (vllm, judge) and the API key.
+func (b *backendFlags) newScorer(urls []string, model, key string, log *slog.Logger) (tpo.Scorer, error) {
+	retries := httpRetries(b.retries)
+	switch b.reward {
+	case "vllm":
+		return reward.NewVLLM(reward.VLLMOptions{URLs: urls, Model: model, Method: b.rewardMethod,
+			APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log})
+	case "tei":
+		return reward.NewTEI(reward.TEIOptions{URLs: urls, BatchSize: b.rewardBatch,
+			APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log})
+	case "judge":
+		return reward.NewJudge(reward.JudgeOptions{URLs: urls, Model: model, APIKey: key,
+			MaxTokens: b.judgeMaxTokens, MaxTokensField: b.maxTokensField, MaxInFlight: b.rewardInFlight, MaxRetries: retries,
+			Timeout: b.rewardTimeout, Logger: log})
+	case "exec":
+		return reward.NewExec(reward.ExecOptions{Command: b.rewardCmd, Timeout: b.rewardTimeout, Logger: log})
+	}
+	return nil, fmt.Errorf("unknown reward backend %q (want vllm, tei, judge or exec)", b.reward)
+}
+
+// chatOptions locate a chat model used to judge or classify.
+type chatOptions struct {
+	name     string // "judge", "classifier": for errors and logs
+	urls     []string
+	model    string // empty: the server's only model
+	key      string
+	timeout  time.Duration
+	retries  int // as the --retries flag: 0 means none
+	inFlight int
+}
+
+// chatModel returns a client of an OpenAI-compatible server for a model
+// that judges or classifies. With no model name it asks the server for its
+// models and uses the only one.
+func chatModel(ctx context.Context, o chatOptions, log *slog.Logger) (*openai.Client, error) {
+	model := o.model
+	if model == "" {
+		model = "(unset)" // replaced below by the server's only model
+	}
+	c, err := openai.New(openai.Options{
+		Options: httpx.Options{Name: o.name, URLs: o.urls, APIKey: o.key, Timeout: o.timeout,
+			MaxRetries: httpRetries(o.retries), MaxInFlight: o.inFlight, Logger: log},
+		Model: model,
+	})
+	if err != nil {
+		return nil, usagef("%s: %v", o.name, err)
+	}
+	if o.model != "" {
+		return c, nil
+	}
+	models, err := c.ModelIDs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("no %s model given, and listing the %s server's models failed: %w", o.name, o.name, err)
+	}
+	if len(models) != 1 {
+		return nil, usagef("give the %s model: the server serves %d models (%s)", o.name, len(models), strings.Join(models, ", "))
+	}
+	log.Info("using the server's only model", "role", o.name, "model", models[0])
+	return c.WithModel(models[0]), nil
+}

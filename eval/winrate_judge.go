@@ -22,13 +22,18 @@ var judgeTemplate = template.Must(template.ParseFS(promptFS, "prompts/judge.tmpl
 // both orders, call it twice with the answers swapped and map the second
 // verdict back with Outcome.Swap.
 func JudgeMessages(question, answerA, answerB string) ([]tpo.Message, error) {
-	data := struct{ Question, AnswerA, AnswerB string }{question, answerA, answerB}
+	return promptMessages(judgeTemplate, "judge", struct{ Question, AnswerA, AnswerB string }{question, answerA, answerB})
+}
+
+// promptMessages executes the "system" and "user" templates of t with data
+// into a conversation; what names the prompt in errors.
+func promptMessages(t *template.Template, what string, data any) ([]tpo.Message, error) {
 	var sys, user strings.Builder
-	if err := judgeTemplate.ExecuteTemplate(&sys, "system", data); err != nil {
-		return nil, fmt.Errorf("judge system prompt: %w", err)
+	if err := t.ExecuteTemplate(&sys, "system", data); err != nil {
+		return nil, fmt.Errorf("%s system prompt: %w", what, err)
 	}
-	if err := judgeTemplate.ExecuteTemplate(&user, "user", data); err != nil {
-		return nil, fmt.Errorf("judge user prompt: %w", err)
+	if err := t.ExecuteTemplate(&user, "user", data); err != nil {
+		return nil, fmt.Errorf("%s user prompt: %w", what, err)
 	}
 	return []tpo.Message{
 		{Role: tpo.RoleSystem, Content: sys.String()},

@@ -3,7 +3,6 @@ package eval
 import (
 	"context"
 	"errors"
-	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -19,18 +18,7 @@ var refusalTemplate = template.Must(template.ParseFS(promptFS, "prompts/refusal.
 // classifier is told to end its reply with [[COMPLY]], [[REFUSE]] or
 // [[PARTIAL]]; ParseRefusalLabel reads that reply.
 func RefusalMessages(prompt, response string) ([]tpo.Message, error) {
-	data := struct{ Prompt, Response string }{prompt, response}
-	var sys, user strings.Builder
-	if err := refusalTemplate.ExecuteTemplate(&sys, "system", data); err != nil {
-		return nil, fmt.Errorf("refusal system prompt: %w", err)
-	}
-	if err := refusalTemplate.ExecuteTemplate(&user, "user", data); err != nil {
-		return nil, fmt.Errorf("refusal user prompt: %w", err)
-	}
-	return []tpo.Message{
-		{Role: tpo.RoleSystem, Content: sys.String()},
-		{Role: tpo.RoleUser, Content: user.String()},
-	}, nil
+	return promptMessages(refusalTemplate, "refusal", struct{ Prompt, Response string }{prompt, response})
 }
 
 // ErrNoLabel is returned by ParseRefusalLabel when a classifier's reply

@@ -44,26 +44,41 @@ With --json, a command prints its figures as one JSON line instead of a
 readable report. Run 'tpo eval COMMAND -h' for a command's flags.
 `
 
-func cmdEval(ctx context.Context, args []string, env *environ) error {
+// subcommand is a command under another one, such as tpo eval math.
+type subcommand struct {
+	name string
+	run  func(ctx context.Context, args []string, env *environ) error
+}
+
+// runSubcommand runs the subcommand args[0] names, or prints usage for
+// help; what names the kind of subcommand in errors.
+func runSubcommand(ctx context.Context, args []string, env *environ, usage, what string, cmds []subcommand) error {
+	names := make([]string, len(cmds))
+	for i, c := range cmds {
+		names[i] = c.name
+	}
+	want := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 	if len(args) == 0 {
-		fmt.Fprint(env.stderr, evalUsage)
-		return usagef("give a command: math, reward, judge or xstest")
+		fmt.Fprint(env.stderr, usage)
+		return usagef("give a %s: %s", what, want)
 	}
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "math":
-		return evalMath(rest, env)
-	case "reward":
-		return evalReward(ctx, rest, env)
-	case "judge":
-		return evalJudge(ctx, rest, env)
-	case "xstest":
-		return evalXSTest(ctx, rest, env)
+	switch args[0] {
 	case "help", "-h", "--help", "-help":
-		fmt.Fprint(env.stdout, evalUsage)
+		fmt.Fprint(env.stdout, usage)
 		return nil
-	default:
-		return usagef("unknown command %q (want math, reward, judge or xstest)", cmd)
 	}
+	for _, c := range cmds {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], env)
+		}
+	}
+	return usagef("unknown %s %q (want %s)", what, args[0], want)
+}
+
+func cmdEval(ctx context.Context, args []string, env *environ) error {
+	return runSubcommand(ctx, args, env, evalUsage, "command", []subcommand{
+		{"math", evalMath}, {"reward", evalReward}, {"judge", evalJudge}, {"xstest", evalXSTest},
+	})
 }
 
 // evalFlags are the flags every eval command has.
@@ -78,6 +93,20 @@ func newEvalFlagSet(name, usage string, ef *evalFlags) *flag.FlagSet {
 	fs.BoolVar(&ef.json, "json", false, "print the figures as one JSON line instead of a readable report")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
 	return fs
+}
+
+// finish ends a command: it prints the figures as one JSON line with
+// --json, else the readable report, and returns failure, the error that
+// makes the command exit 1 after its report (nil for success).
+func (ef *evalFlags) finish(env *environ, figures any, report func(io.Writer), failure error) error {
+	if ef.json {
+		if err := printJSONLine(env.stdout, figures); err != nil {
+			return err
+		}
+	} else {
+		report(env.stdout)
+	}
+	return failure
 }
 
 // parseEvalArgs parses the flags of an eval command, which takes no
@@ -136,6 +165,23 @@ func readAnswers(path string) (*answers, error) {
 		return nil, inputError("results", err)
 	}
 	return a, nil
+}
+
+// readGraded reads the items of a benchmark's data file and the answers of
+// a results file, and warns of the answers whose ids are not in the data.
+func readGraded[T any](dataPath, resultsPath string, env *environ, id func(T) string) (items []T, ans *answers, unknown []string, err error) {
+	items, err = tpoeval.ReadJSONLFile[T](dataPath)
+	if err != nil {
+		return nil, nil, nil, inputError("data", err)
+	}
+	if ans, err = readAnswers(resultsPath); err != nil {
+		return nil, nil, nil, err
+	}
+	ids := make(map[string]bool, len(items))
+	for _, it := range items {
+		ids[id(it)] = true
+	}
+	return items, ans, ans.warn(env, func(id string) bool { return ids[id] }), nil
 }
 
 // responses returns the response texts by id.
@@ -222,7 +268,7 @@ type mathOutLine struct {
 	Correct   bool   `json:"correct"`
 }
 
-func evalMath(args []string, env *environ) error {
+func evalMath(_ context.Context, args []string, env *environ) error {
 	var ef evalFlags
 	fs := newEvalFlagSet("math", evalMathUsage, &ef)
 	data := fs.String("data", "", "MATH-500 `file`: JSON Lines with id, prompt, answer, subject, level (required)")
@@ -233,19 +279,10 @@ func evalMath(args []string, env *environ) error {
 	if *data == "" {
 		return usagef("give --data FILE (math500.jsonl)")
 	}
-	items, err := tpoeval.ReadJSONLFile[tpoeval.MathItem](*data)
-	if err != nil {
-		return inputError("data", err)
-	}
-	ans, err := readAnswers(ef.results)
+	items, ans, unknown, err := readGraded(*data, ef.results, env, func(it tpoeval.MathItem) string { return it.ID })
 	if err != nil {
 		return err
 	}
-	ids := make(map[string]bool, len(items))
-	for _, it := range items {
-		ids[it.ID] = true
-	}
-	unknown := ans.warn(env, func(id string) bool { return ids[id] })
 	rep := tpoeval.Grade(items, ans.responses())
 
 	if *out != "" {
@@ -257,45 +294,49 @@ func evalMath(args []string, env *environ) error {
 			return err
 		}
 	}
-	if ef.json {
-		return printJSONLine(env.stdout, struct {
-			Command string `json:"command"`
-			tpoeval.Tally
-			Responded   int                  `json:"responded"`
-			Extracted   int                  `json:"extracted"`
-			ByLevel     []tpoeval.GroupTally `json:"by_level"`
-			BySubject   []tpoeval.GroupTally `json:"by_subject"`
-			Unextracted []string             `json:"unextracted"`
-			Missing     []string             `json:"missing"`
-			UnknownIDs  int                  `json:"unknown_ids"`
-		}{"math", rep.Tally, rep.Responded, rep.Extracted, rep.ByLevel, rep.BySubject, rep.Unextracted, rep.Missing, len(unknown)})
-	}
-	w := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "MATH accuracy: %d/%d correct (%s); %d answered, %d with an extractable answer\n\n",
-		rep.Correct, rep.Total, pct(rep.Accuracy), rep.Responded, rep.Extracted)
+	sum := mathSummary{Command: "math", Tally: rep.Tally, Responded: rep.Responded, Extracted: rep.Extracted,
+		ByLevel: rep.ByLevel, BySubject: rep.BySubject, Unextracted: rep.Unextracted, Missing: rep.Missing,
+		UnknownIDs: len(unknown)}
+	return ef.finish(env, sum, func(w io.Writer) { printMath(w, sum, unknown) }, nil)
+}
+
+// mathSummary is the JSON line of tpo eval math.
+type mathSummary struct {
+	Command string `json:"command"`
+	tpoeval.Tally
+	Responded   int                  `json:"responded"`
+	Extracted   int                  `json:"extracted"`
+	ByLevel     []tpoeval.GroupTally `json:"by_level"`
+	BySubject   []tpoeval.GroupTally `json:"by_subject"`
+	Unextracted []string             `json:"unextracted"`
+	Missing     []string             `json:"missing"`
+	UnknownIDs  int                  `json:"unknown_ids"`
+}
+
+func printMath(w io.Writer, s mathSummary, unknown []string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "MATH accuracy: %d/%d correct (%s); %d answered, %d with an extractable answer\n\n",
+		s.Correct, s.Total, pct(s.Accuracy), s.Responded, s.Extracted)
 	for _, g := range []struct {
 		name string
 		ts   []tpoeval.GroupTally
-	}{{"level", rep.ByLevel}, {"subject", rep.BySubject}} {
-		fmt.Fprintf(w, "%s\tcorrect\ttotal\taccuracy\n", g.name)
+	}{{"level", s.ByLevel}, {"subject", s.BySubject}} {
+		fmt.Fprintf(tw, "%s\tcorrect\ttotal\taccuracy\n", g.name)
 		for _, t := range g.ts {
-			fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", t.Group, t.Correct, t.Total, pct(t.Accuracy))
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", t.Group, t.Correct, t.Total, pct(t.Accuracy))
 		}
-		fmt.Fprintln(w)
+		fmt.Fprintln(tw)
 	}
-	if err := w.Flush(); err != nil {
-		return err
+	tw.Flush()
+	if len(s.Unextracted) > 0 {
+		fmt.Fprintf(w, "no extractable answer (%d): %s\n", len(s.Unextracted), strings.Join(s.Unextracted, ", "))
 	}
-	if len(rep.Unextracted) > 0 {
-		fmt.Fprintf(env.stdout, "no extractable answer (%d): %s\n", len(rep.Unextracted), strings.Join(rep.Unextracted, ", "))
-	}
-	if len(rep.Missing) > 0 {
-		fmt.Fprintf(env.stdout, "no response (%d): %s\n", len(rep.Missing), strings.Join(rep.Missing, ", "))
+	if len(s.Missing) > 0 {
+		fmt.Fprintf(w, "no response (%d): %s\n", len(s.Missing), strings.Join(s.Missing, ", "))
 	}
 	if len(unknown) > 0 {
-		fmt.Fprintf(env.stdout, "not in the data (%d): %s\n", len(unknown), idList(unknown, 20))
+		fmt.Fprintf(w, "not in the data (%d): %s\n", len(unknown), idList(unknown, 20))
 	}
-	return nil
 }
 
 // ---- reward ----
@@ -488,14 +529,7 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 			scoreErr = fmt.Errorf("%d answers could not be scored (first: %v)", failures.n, failures.first)
 		}
 	}
-	if ef.json {
-		if err := printJSONLine(env.stdout, sum); err != nil {
-			return err
-		}
-		return scoreErr
-	}
-	printReward(env.stdout, sum)
-	return scoreErr
+	return ef.finish(env, sum, func(w io.Writer) { printReward(w, sum) }, scoreErr)
 }
 
 // failures counts failed operations and keeps the first error.
@@ -779,14 +813,7 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 	if sum.RequestErrors > 0 {
 		failed = fmt.Errorf("%d judge requests failed; run the same command again (with --out) to retry them", sum.RequestErrors)
 	}
-	if ef.json {
-		if err := printJSONLine(env.stdout, sum); err != nil {
-			return err
-		}
-		return failed
-	}
-	printJudge(env.stdout, sum)
-	return failed
+	return ef.finish(env, sum, func(w io.Writer) { printJudge(w, sum) }, failed)
 }
 
 // readBaseline reads B's answers by id.
@@ -945,19 +972,10 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 	if *clModel != "" && *clURL == "" {
 		return usagef("--classifier-model needs --classifier-url")
 	}
-	items, err := tpoeval.ReadJSONLFile[tpoeval.XSTestItem](*data)
-	if err != nil {
-		return inputError("data", err)
-	}
-	ans, err := readAnswers(ef.results)
+	items, ans, unknown, err := readGraded(*data, ef.results, env, func(it tpoeval.XSTestItem) string { return it.ID })
 	if err != nil {
 		return err
 	}
-	ids := make(map[string]bool, len(items))
-	for _, it := range items {
-		ids[it.ID] = true
-	}
-	unknown := ans.warn(env, func(id string) bool { return ids[id] })
 	responses := ans.responses()
 	rules := tpoeval.GradeXSTest(items, responses)
 	sum := xstestSummary{Command: "xstest", Rules: xstestFiguresOf(rules), Missing: rules.Missing,
@@ -1016,14 +1034,7 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 			clErr = fmt.Errorf("%d classifier requests failed", sum.ClassifierErrors)
 		}
 	}
-	if ef.json {
-		if err := printJSONLine(env.stdout, sum); err != nil {
-			return err
-		}
-		return clErr
-	}
-	printXSTest(env.stdout, sum)
-	return clErr
+	return ef.finish(env, sum, func(w io.Writer) { printXSTest(w, sum) }, clErr)
 }
 
 func printXSTest(w io.Writer, s xstestSummary) {

@@ -49,6 +49,18 @@ func TestThroughputSmall(t *testing.T) {
 	}
 }
 
+func TestThroughputWithoutMimic(t *testing.T) {
+	cfg := testConfig(2, 1)
+	rep, err := Throughput(context.Background(), ThroughputOptions{Prompts: 4, Concurrency: []int{2}, Schedules: []Schedule{},
+		Config: &cfg, Sim: sim.Options{Seed: 2, TimeScale: 0.0005, MeanTokens: 40}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Passes) != 1 || rep.Passes[0].Scheduler != "runner" || rep.Speedup != 0 {
+		t.Errorf("passes %+v, speedup %v; want one runner pass and no speedup", rep.Passes, rep.Speedup)
+	}
+}
+
 func TestServeSmall(t *testing.T) {
 	for _, stream := range []bool{false, true} {
 		cfg := tpo.DefaultConfig()

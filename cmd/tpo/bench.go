@@ -111,8 +111,8 @@ func (a *algoFlags) config() (tpo.Config, error) {
 	return c, nil
 }
 
-// printJSON writes v as one JSON line.
-func printJSON(w io.Writer, v any) error {
+// printBenchJSON writes v as one JSON line.
+func printBenchJSON(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -143,7 +143,7 @@ func benchThroughput(ctx context.Context, args []string, env *environ) error {
 	af.register(fs)
 	prompts := fs.Int("prompts", 500, "prompts of each runner pass")
 	mimicPrompts := fs.Int("mimic-prompts", 64, "prompts of each mimic pass")
-	conc := intList{16}
+	conc := intList{16, 64}
 	fs.Var(&conc, "concurrency", "runner concurrency levels, comma-separated (one pass each)")
 	schedules := fs.String("schedules", "stage,item", "mimic schedules, comma-separated: stage, item (empty: no mimic pass)")
 	workers := fs.Int("workers", bench.DefaultMimicWorkers, "mimic worker threads")
@@ -169,7 +169,7 @@ func benchThroughput(ctx context.Context, args []string, env *environ) error {
 	if *prompts < 1 || *mimicPrompts < 1 || *workers < 1 || *chunk < 1 || *policyInFlight < 1 || *rewardInFlight < 1 {
 		return usagef("--prompts, --mimic-prompts, --workers, --chunk and the in-flight limits must be at least 1")
 	}
-	var scheds []bench.Schedule
+	scheds := []bench.Schedule{}
 	for _, s := range strings.Split(*schedules, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -186,9 +186,6 @@ func benchThroughput(ctx context.Context, args []string, env *environ) error {
 		Clients: bench.ClientOptions{PolicyInFlight: *policyInFlight, RewardInFlight: *rewardInFlight},
 		Logger:  env.log,
 	}
-	if len(scheds) == 0 {
-		opts.Schedules = []bench.Schedule{}
-	}
 	if *verbose {
 		env.logAt(slog.LevelInfo)
 	}
@@ -197,19 +194,23 @@ func benchThroughput(ctx context.Context, args []string, env *environ) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(env.stderr, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "scheduler\tconc\tprompts\tfailed\twall s\tprompts/min\tprompts/sim-min\tutil\tsteady util\tmean active\tmax queue\t\n")
+	fmt.Fprintf(tw, "scheduler\tconc\tprompts\tfailed\twall s\tprompts/min\tprompts/sim-min\tutil\tsteady util\tmean active\tmax queue\tspeedup\t\n")
 	for _, p := range rep.Passes {
 		c := p.Concurrency
 		if c == 0 {
 			c = p.Workers
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f%%\t%.1f%%\t%.1f\t%d\t\n", p.Scheduler, c, p.Prompts, p.Failed,
-			p.WallSeconds, p.PromptsPerMinute, p.PromptsPerSimMinute, 100*p.Utilization, 100*p.SteadyUtilization, p.MeanActive, p.MaxQueue)
+		speedup := "-"
+		if p.Speedup > 0 {
+			speedup = fmt.Sprintf("%.2fx", p.Speedup)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f%%\t%.1f%%\t%.1f\t%d\t%s\t\n", p.Scheduler, c, p.Prompts, p.Failed,
+			p.WallSeconds, p.PromptsPerMinute, p.PromptsPerSimMinute, 100*p.Utilization, 100*p.SteadyUtilization, p.MeanActive, p.MaxQueue, speedup)
 	}
 	tw.Flush()
-	fmt.Fprintf(env.stderr, "D%d-N%d, %d slots, %d mean tokens, time scale %g; speedup over the first mimic pass %.2fx (goal 3x: %v); steady utilization goal 90%%: %v\n",
-		rep.Depth, rep.Width, rep.Slots, rep.MeanTok, rep.TimeScale, rep.Speedup, rep.SpeedupGoal, rep.UtilizationGoal)
-	return printJSON(env.stdout, rep)
+	fmt.Fprintf(env.stderr, "%s D%d-N%d, %d slots, %d mean tokens, time scale %g; speedup: prompts per simulated minute over the first mimic pass (goal 3x); steady util: between 10%% and 90%% of the prompts done (goal 90%%)\n",
+		rep.Mode, rep.Depth, rep.Width, rep.Slots, rep.MeanTok, rep.TimeScale)
+	return printBenchJSON(env.stdout, rep)
 }
 
 const serveBenchUsage = `usage: tpo bench serve [flags]
@@ -274,7 +275,7 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	tw.Flush()
 	fmt.Fprintf(env.stderr, "%d requests (%d failed), %d at a time, %s D%d-N%d, stream %v, store %v, %.1f upstream calls per request, time scale %g\n",
 		rep.Requests, rep.Failed, rep.Concurrency, rep.Mode, rep.Depth, rep.Width, rep.Stream, rep.Store, rep.UpstreamCalls, rep.TimeScale)
-	return printJSON(env.stdout, rep)
+	return printBenchJSON(env.stdout, rep)
 }
 
 const tokensUsage = `usage: tpo bench tokens [flags]
@@ -347,5 +348,5 @@ func benchTokens(ctx context.Context, args []string, env *environ) error {
 	tw.Flush()
 	fmt.Fprintf(env.stderr, "per prompt, measured/required, over %d prompts; %d mean tokens per response; all match: %v\n",
 		rep.Prompts, rep.MeanTokens, rep.AllMatch)
-	return printJSON(env.stdout, rep)
+	return printBenchJSON(env.stdout, rep)
 }

@@ -25,6 +25,7 @@ commands:
   serve    serve the OpenAI chat completions API with optimized answers
   report   write an HTML or Markdown report on runs (curves, gains, cost)
   export   write a run's answers for AlpacaEval, Arena-Hard or as JSONL
+  ui       serve the web UI on the runs of a store (trajectories, charts)
   eval     score answers: MATH-500 accuracy, reward, LLM-judge win rate, XSTest
   sim      serve a simulated model server (policy and reward) for trials
   bench    measure throughput, serve latency and token cost on a simulated server
@@ -96,6 +97,8 @@ func runMain(ctx context.Context, args []string, env *environ) int {
 		err = cmdReport(ctx, rest, env)
 	case "export":
 		err = cmdExport(ctx, rest, env)
+	case "ui":
+		err = cmdUI(ctx, rest, env)
 	case "eval":
 		err = cmdEval(ctx, rest, env)
 	case "sim":

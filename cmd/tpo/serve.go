@@ -118,6 +118,11 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		return err
 	}
 
+	handler, err := withUI(srv, store, srv, apiKeys, log)
+	if err != nil {
+		return err
+	}
+
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -127,7 +132,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	hs := &http.Server{
-		Handler:           srv,
+		Handler:           handler,
 		BaseContext:       func(net.Listener) context.Context { return work },
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -138,6 +143,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	}
 	fmt.Fprintf(env.stderr, "tpo serve: listening on http://%s/v1 (policy model %s, reward %s, store %s, %s)\n",
 		ln.Addr(), b.policyModel, b.reward, b.store, auth)
+	fmt.Fprintf(env.stderr, "tpo serve: web UI at http://%s/ui/\n", ln.Addr())
 
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tpoproject/tpo/sqlite"
+	"github.com/tpoproject/tpo/ui"
+)
+
+const uiUsage = `usage: tpo ui [flags]
+
+Serves the web UI on the runs of a store: every run with its settings and
+progress, reward charts, and for each item the whole trajectory of its
+optimization (candidates and scores, critiques, instructions, the messages
+sent to the model). Open http://ADDR/ui/ in a browser. Pages of runs that
+are still being written (by a tpo run in another process) update as they
+progress. The UI writes nothing but the deletions a user confirms.
+
+tpo serve serves the same pages at /ui, with live views of the requests it
+is optimizing.
+
+Flags:
+`
+
+func cmdUI(ctx context.Context, args []string, env *environ) error {
+	fs := flag.NewFlagSet("ui", flag.ContinueOnError)
+	storePath := fs.String("store", "tpo.db", "SQLite run store `file`")
+	addr := fs.String("addr", "127.0.0.1:8081", "`address` to listen on (host:port)")
+	var keys listFlag
+	fs.Var(&keys, "api-key", "`key` browsers must give as the password (any user name); repeat for several (also $TPO_API_KEYS, comma-separated)")
+	insecure := fs.Bool("insecure-no-auth", false, "allow listening on a non-loopback address without API keys")
+	poll := fs.Duration("poll", ui.DefaultPollInterval, "how often pages of runs still being written look for progress at first (it slows down while nothing changes)")
+	verbose := fs.Bool("v", false, "log deletions and errors at info level")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), uiUsage); fs.PrintDefaults() }
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("ui takes no arguments, got %q (give the store with --store)", strings.Join(pos, " "))
+	}
+	apiKeys := append([]string(nil), keys.vals...)
+	for _, k := range strings.Split(os.Getenv("TPO_API_KEYS"), ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			apiKeys = append(apiKeys, k)
+		}
+	}
+	if *poll <= 0 {
+		return usagef("--poll must be positive")
+	}
+	if len(apiKeys) == 0 && !isLoopback(*addr) && !*insecure {
+		return usagef("refusing to listen on %s without API keys: give --api-key (or $TPO_API_KEYS), listen on a loopback address, or pass --insecure-no-auth", *addr)
+	}
+	// Opening a store creates it: do not make an empty one for a typo.
+	if _, err := os.Stat(*storePath); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	log := env.log
+	if *verbose {
+		log = env.logAt(slog.LevelInfo)
+	}
+	store, err := sqlite.Open(ctx, *storePath)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer store.Close()
+	h, err := ui.New(ui.Options{Store: store, Prefix: "/ui", Logger: log, APIKeys: apiKeys, PollInterval: *poll})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           uiRoot(h),
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(env.stderr, "tpo ui: serving the runs of %s at http://%s/ui/\n", *storePath, ln.Addr())
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	// Pages poll; nothing long-lived needs waiting for.
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = hs.Shutdown(sctx)
+	<-served
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// uiRoot serves the UI at /ui and sends the root there.
+func uiRoot(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			http.Redirect(w, r, "/ui/", http.StatusFound)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// withUI mounts the web UI at /ui in front of the API server of tpo serve,
+// with live views of the requests it optimizes. The UI asks for the same
+// API keys as the API, as the password of HTTP Basic authentication.
+func withUI(api http.Handler, store *sqlite.DB, live ui.Live, apiKeys []string, log *slog.Logger) (http.Handler, error) {
+	h, err := ui.New(ui.Options{Store: store, Live: live, Prefix: "/ui", Logger: log, APIKeys: apiKeys})
+	if err != nil {
+		return nil, err
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, "/ui/") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	}), nil
+}

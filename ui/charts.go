@@ -2,6 +2,7 @@ package ui
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/report"
@@ -13,11 +14,21 @@ type runCharts struct {
 	curves, gains []byte
 }
 
+// chartsMaxAge is how long the charts of a run still being written are
+// kept: drawing them reads every item of the run, too much to do on every
+// step of a large run.
+const chartsMaxAge = 15 * time.Second
+
 // charts returns the charts of a run, from the cache while the run has not
-// changed.
+// changed, or while the run is not finished and the charts are recent.
 func (h *Handler) charts(r *http.Request, row runRow) (runCharts, error) {
 	version := row.version()
-	if c, ok := h.sums.get(row.ID, version); ok {
+	fresh := chartsMaxAge
+	if row.Final() {
+		fresh = 0
+	}
+	now := time.Now()
+	if c, ok := h.sums.get(row.ID, version, fresh, now); ok {
 		return c, nil
 	}
 	b := report.NewBuilder(row.ID)
@@ -38,7 +49,7 @@ func (h *Handler) charts(r *http.Request, row runRow) (runCharts, error) {
 	if c.gains, err = report.GainChart(s); err != nil {
 		return runCharts{}, err
 	}
-	h.sums.put(row.ID, version, c)
+	h.sums.put(row.ID, version, now, c)
 	return c, nil
 }
 

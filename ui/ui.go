@@ -313,6 +313,7 @@ type summaryCache struct {
 
 type cachedSummary struct {
 	version string
+	at      time.Time
 	sum     runCharts
 }
 
@@ -320,17 +321,19 @@ func newSummaryCache(n int) *summaryCache {
 	return &summaryCache{max: n, m: map[string]cachedSummary{}}
 }
 
-func (c *summaryCache) get(runID, version string) (runCharts, bool) {
+// get returns the charts of the run at version, or charts of another
+// version made less than fresh ago (zero: none).
+func (c *summaryCache) get(runID, version string, fresh time.Duration, now time.Time) (runCharts, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[runID]
-	if !ok || e.version != version {
+	if !ok || e.version != version && now.Sub(e.at) >= fresh {
 		return runCharts{}, false
 	}
 	return e.sum, true
 }
 
-func (c *summaryCache) put(runID, version string, s runCharts) {
+func (c *summaryCache) put(runID, version string, at time.Time, s runCharts) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[runID]; !ok && len(c.m) >= c.max {
@@ -339,7 +342,7 @@ func (c *summaryCache) put(runID, version string, s runCharts) {
 			break
 		}
 	}
-	c.m[runID] = cachedSummary{version, s}
+	c.m[runID] = cachedSummary{version, at, s}
 }
 
 func (c *summaryCache) drop(runID string) {

@@ -122,3 +122,34 @@ func TestTimeline(t *testing.T) {
 		t.Errorf("tags of the candidate the pending step chose: %q", got)
 	}
 }
+
+func TestSummaryCache(t *testing.T) {
+	c := newSummaryCache(2)
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	c.put("r", "v1", t0, runCharts{curves: []byte("one")})
+	tests := []struct {
+		version string
+		fresh   time.Duration
+		at      time.Duration
+		want    bool
+	}{
+		{"v1", 0, time.Hour, true},                  // same version: always
+		{"v2", 0, 0, false},                         // a finished run wants its version
+		{"v2", 15 * time.Second, time.Second, true}, // a run being written: recent charts do
+		{"v2", 15 * time.Second, 20 * time.Second, false},
+	}
+	for _, tt := range tests {
+		if _, ok := c.get("r", tt.version, tt.fresh, t0.Add(tt.at)); ok != tt.want {
+			t.Errorf("get(%s, fresh %v, after %v) = %v, want %v", tt.version, tt.fresh, tt.at, ok, tt.want)
+		}
+	}
+	c.put("s", "v", t0, runCharts{})
+	c.put("u", "v", t0, runCharts{})
+	if len(c.m) != 2 {
+		t.Errorf("cache of 2 holds %d runs", len(c.m))
+	}
+	c.drop("u")
+	if _, ok := c.get("u", "v", 0, t0); ok {
+		t.Error("a dropped run is still cached")
+	}
+}

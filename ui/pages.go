@@ -294,6 +294,16 @@ func runLess(key string) func(a, b runRow) int {
 	}
 }
 
+// isKey reports whether k is a key of pairs (key, label, key, label...).
+func isKey(pairs []string, k string) bool {
+	for i := 0; i < len(pairs); i += 2 {
+		if pairs[i] == k {
+			return true
+		}
+	}
+	return false
+}
+
 // matchRun reports whether the run's id, source, mode or models contain q.
 func matchRun(r runRow, q string) bool {
 	if q == "" {
@@ -314,7 +324,7 @@ func (h *Handler) handleRuns(w http.ResponseWriter, r *http.Request) {
 	if kind != "run" && kind != "serve" {
 		kind = ""
 	}
-	if !slices.Contains(runSorts, sortKey) || strings.HasPrefix(sortKey, " ") {
+	if !isKey(runSorts, sortKey) {
 		sortKey = "-created"
 	}
 	all, err := h.store.ListRuns(r.Context())
@@ -422,7 +432,7 @@ func (h *Handler) handleRun(w http.ResponseWriter, r *http.Request) {
 	default:
 		status = ""
 	}
-	if !slices.Contains(itemOrders, order) {
+	if !isKey(itemOrders, order) {
 		order = "seq"
 	}
 	n := pageParam(r)

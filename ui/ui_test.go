@@ -270,6 +270,7 @@ func TestRunsPage(t *testing.T) {
 		{"?q=jsonl", []string{"r1"}},
 		{"?q=nothing-like-this", nil},
 		{"?sort=bogus&kind=bogus", []string{"r2", "r1"}},
+		{"?sort=oldest+first", []string{"r2", "r1"}}, // a label is not a key
 	}
 	for _, tt := range tests {
 		r := get(t, h, "/ui/"+tt.query)
@@ -328,6 +329,9 @@ func TestRunPage(t *testing.T) {
 			out = append(out, m[1])
 		}
 		return strings.Join(out, ",")
+	}
+	if r := get(t, h, "/ui/runs/r1?order=input+order"); r.code != 200 {
+		t.Errorf("an order label as the order: status %d", r.code)
 	}
 	for q, want := range map[string]string{
 		"":                          "a,b,c,x%2Fy%20z",

@@ -40,7 +40,7 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 	idField := fs.String("id-field", "", "the dataset field holding the item id (default: id, question_id, uid; else the line number)")
 	system := fs.String("system", "", "a system prompt put before every conversation that has none")
 	out := fs.String("out", "", "results `file`, one JSON object per line in input order (written from the store)")
-	concurrency := fs.Int("concurrency", 16, "items optimized at once")
+	concurrency := fs.Int("concurrency", 64, "items optimized at once (64 keeps a 64-slot server busy at D2-N5; see BENCHMARKS.md)")
 	verbose := fs.Bool("v", false, "print the trajectory (scores per step, critiques, instructions) to stderr")
 	progress := fs.String("progress", "auto", "progress on stderr: auto (when a terminal), on or off")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), runUsage); fs.PrintDefaults() }

@@ -139,7 +139,17 @@ func New(opts Options) (*Client, error) {
 		c.maxBodyBytes = DefaultMaxBodyBytes
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{}
+		// Keep as many idle connections per server as requests may be in
+		// flight: the default of 2 makes a busy client open and close a
+		// connection per request and fill the port range with TIME_WAIT.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		idle := opts.MaxInFlight
+		if idle <= 0 {
+			idle = 256
+		}
+		t.MaxIdleConnsPerHost = idle
+		t.MaxIdleConns = 0 // no global cap
+		c.hc = &http.Client{Transport: t}
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

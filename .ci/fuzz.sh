@@ -51,7 +51,7 @@ for t in "${targets[@]}"; do
   [ "$dir" = "." ] && pkg="."
   echo "== $pkg $name"
   # The timeout bounds a target that hangs while building or minimizing.
-  if ! timeout --kill-after=10s 120s go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"; then
+  if ! timeout --kill-after=10s 120s go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg"; then
     failed+=("$pkg $name")
   fi
 done

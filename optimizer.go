@@ -125,6 +125,7 @@ func (o *Optimizer) Optimize(ctx context.Context, item Item, opts Options) (Resu
 	res.Steps = r.steps
 	for _, s := range r.steps {
 		res.Usage.Add(s.Usage)
+		res.ScoreUsage.Add(s.ScoreUsage)
 	}
 	res.ScoreCalls = r.scoreCalls
 	if len(r.cache.cands) > 0 {
@@ -252,8 +253,10 @@ func (r *optRun) scoreInto(ctx context.Context, st *Step, texts []string) error 
 	scores := map[string]float64{}
 	if len(todo) > 0 {
 		t0 := time.Now()
-		got, err := r.o.Reward.Score(ctx, r.item.Messages, todo)
+		m := &Meter{}
+		got, err := r.o.Reward.Score(WithMeter(ctx, m), r.item.Messages, todo)
 		st.Millis[StageScore] += time.Since(t0).Milliseconds()
+		st.ScoreUsage.Add(m.Usage())
 		r.scoreCalls++
 		if err != nil {
 			return fmt.Errorf("score: %w", err)

@@ -536,3 +536,29 @@ func TestEventsInOrder(t *testing.T) {
 		t.Errorf("events:\ngot  %s\nwant %s", got, want)
 	}
 }
+
+// meteredReward reports one request and a retry per call to the context's meter.
+type meteredReward struct{ tpotest.Reward }
+
+func (m *meteredReward) Score(ctx context.Context, msgs []tpo.Message, rs []string) ([]float64, error) {
+	if mt := tpo.MeterFrom(ctx); mt != nil {
+		mt.Add(tpo.Usage{Requests: 1, Retries: 1, PromptTokens: 10})
+	}
+	return m.Reward.Score(ctx, msgs, rs)
+}
+
+func TestScoreUsageRecorded(t *testing.T) {
+	o := &tpo.Optimizer{Policy: &tpotest.Policy{}, Reward: &meteredReward{tpotest.Reward{Func: scoreByNumber}}, Config: tpo.DefaultConfig()}
+	res, err := o.Optimize(context.Background(), item("q"), tpo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range res.Steps {
+		if s.ScoreUsage.Requests != 1 || s.ScoreUsage.Retries != 1 {
+			t.Errorf("step %d score usage: %+v, want one request and one retry", s.Step, s.ScoreUsage)
+		}
+	}
+	if got, want := res.ScoreUsage, (tpo.Usage{Requests: 3, Retries: 3, PromptTokens: 30}); got != want {
+		t.Errorf("result score usage: got %+v, want %+v", got, want)
+	}
+}

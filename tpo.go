@@ -161,6 +161,9 @@ type Step struct {
 	// Calls holds the exact requests sent to the policy model in this step.
 	Calls []Call `json:"calls,omitempty"`
 	Usage Usage  `json:"usage"`
+	// ScoreUsage is what the reward model calls of the step cost, as far as
+	// the backend reports it (HTTP requests and retries; a judge's tokens).
+	ScoreUsage Usage `json:"score_usage"`
 	// Millis is the wall time of each stage in milliseconds.
 	Millis map[Stage]int64 `json:"millis,omitempty"`
 }
@@ -231,8 +234,9 @@ type Result struct {
 	InitialBest float64 `json:"initial_best"`
 	Steps       []Step  `json:"steps"`
 	Usage       Usage   `json:"usage"`
-	// ScoreCalls counts reward model calls.
-	ScoreCalls int `json:"score_calls"`
+	// ScoreCalls counts reward model calls; ScoreUsage sums the steps'.
+	ScoreCalls int   `json:"score_calls"`
+	ScoreUsage Usage `json:"score_usage"`
 	// Error is empty on success.
 	Error string `json:"error,omitempty"`
 }

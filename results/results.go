@@ -27,6 +27,8 @@ type Line struct {
 	Steps       []tpo.Step `json:"steps"`
 	Usage       tpo.Usage  `json:"usage"`
 	ScoreCalls  int        `json:"score_calls"`
+	// ScoreUsage is what the reward calls cost (requests, retries; a judge's tokens).
+	ScoreUsage tpo.Usage `json:"score_usage"`
 	// Error is null on success.
 	Error *string `json:"error"`
 }
@@ -35,7 +37,7 @@ type Line struct {
 func FromResult(r tpo.Result) Line {
 	l := Line{
 		ID: r.ID, Prompt: r.Prompt, Response: r.Response, Steps: r.Steps,
-		Usage: r.Usage, ScoreCalls: r.ScoreCalls,
+		Usage: r.Usage, ScoreCalls: r.ScoreCalls, ScoreUsage: r.ScoreUsage,
 	}
 	if len(r.Messages) > 1 {
 		l.Messages = r.Messages

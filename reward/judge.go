@@ -343,6 +343,9 @@ func (j *Judge) chat(ctx context.Context, messages []tpo.Message) (judgeReply, e
 	if err != nil {
 		return judgeReply{}, err
 	}
+	if m := tpo.MeterFrom(ctx); m != nil && resp.Usage != nil {
+		m.Add(tpo.Usage{PromptTokens: resp.Usage.PromptTokens, CompletionTokens: resp.Usage.CompletionTokens})
+	}
 	return replyOf(resp)
 }
 

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tpoproject/tpo"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -220,8 +221,17 @@ func (c *Client) GetJSON(ctx context.Context, path string, out any) (Info, error
 	return c.do(ctx, http.MethodGet, path, nil, out)
 }
 
-func (c *Client) do(ctx context.Context, method, path string, data []byte, out any) (Info, error) {
-	var info Info
+func (c *Client) do(ctx context.Context, method, path string, data []byte, out any) (info Info, err error) {
+	// Report what the call cost to the caller's meter, if any.
+	if m := tpo.MeterFrom(ctx); m != nil {
+		defer func() {
+			u := tpo.Usage{Retries: info.Retries}
+			if err == nil {
+				u.Requests = 1
+			}
+			m.Add(u)
+		}()
+	}
 	var last error
 	var avoid *replica
 	for attempt := 0; ; attempt++ {

@@ -74,7 +74,7 @@ func TestRunSurvivesFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := results.NewWriter(f)
-	var usage tpo.Usage
+	var usage, scoreUsage tpo.Usage
 	stepRetries := 0
 	var rewardCalls int64 // /tokenize per distinct new text, /classify per score call
 	err = store.Results(ctx, run.ID, func(st tpo.ItemState) error {
@@ -83,6 +83,7 @@ func TestRunSurvivesFaults(t *testing.T) {
 			return nil
 		}
 		usage.Add(st.Result.Usage)
+		scoreUsage.Add(st.Result.ScoreUsage)
 		texts := map[string]bool{}
 		for _, s := range st.Result.Steps {
 			stepRetries += s.Usage.Retries
@@ -149,14 +150,23 @@ func TestRunSurvivesFaults(t *testing.T) {
 		t.Errorf("policy attempts: the simulator saw %d, the usage accounts for %d (%d requests + %d retries)",
 			got, want, usage.Requests, usage.Retries)
 	}
-	// The reward path's retries are not recorded in tpo.Usage (a Scorer
-	// reports none); they show as attempts beyond the calls the algorithm
-	// makes: one /tokenize per distinct response and one /classify per
-	// score call.
+	// The reward path: every attempt is a successful request or a retry in
+	// the items' score usage, and the requests are exactly the calls the
+	// algorithm makes: one /tokenize per distinct response and one
+	// /classify per score call.
 	logical := rewardCalls
 	attempts := st.Requests[sim.EndpointTokenize] + st.Requests[sim.EndpointClassify]
 	if attempts <= logical {
 		t.Errorf("reward attempts %d, want more than the %d calls needed (faults were injected)", attempts, logical)
+	}
+	if scoreUsage.Retries == 0 {
+		t.Error("no reward retry recorded in the items' score usage")
+	}
+	if got := int64(scoreUsage.Requests); got != logical {
+		t.Errorf("reward requests recorded: %d, want %d", got, logical)
+	}
+	if got, want := attempts, int64(scoreUsage.Requests+scoreUsage.Retries); got != want {
+		t.Errorf("reward attempts: the simulator saw %d, the score usage accounts for %d", got, want)
 	}
 	t.Logf("faults %v; policy: %d requests, %d retries; reward: %d attempts for %d calls", st.Faults,
 		usage.Requests, usage.Retries, attempts, logical)

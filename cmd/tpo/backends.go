@@ -16,9 +16,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/internal/httpx"
 	"github.com/tpoproject/tpo/openai"
-	"github.com/tpoproject/tpo/reward"
 )
 
 const defaultPolicyURL = "http://localhost:11434/v1"
@@ -158,69 +156,34 @@ func (b *backendFlags) build(ctx context.Context, log *slog.Logger) (*backends, 
 	default:
 		return nil, usagef("--max-tokens-field: want max_tokens or max_completion_tokens, got %q", b.maxTokensField)
 	}
-	retries := b.retries
-	if retries == 0 {
-		retries = -1 // httpx: negative means none
-	}
-	model := b.policyModel
-	if model == "" {
-		model = "(unset)" // replaced below by the server's only model
-	}
-	pol, err := openai.New(openai.Options{
-		Options: httpx.Options{Name: "policy", URLs: urls, APIKey: key,
-			Timeout: b.policyTimeout, MaxRetries: retries, MaxInFlight: b.policyInFlight, Logger: log},
-		Model: model, MaxTokensField: b.maxTokensField,
-	})
+	pol, err := chatModel(ctx, chatOptions{name: "policy", urls: urls, model: b.policyModel, key: key,
+		timeout: b.policyTimeout, retries: b.retries, inFlight: b.policyInFlight, maxTokensField: b.maxTokensField}, log)
 	if err != nil {
-		return nil, usagef("policy: %v", err)
-	}
-	if b.policyModel == "" {
-		// Most self-hosted servers serve one model: use it.
-		models, err := pol.ModelIDs(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("no --policy-model given, and listing the policy server's models failed: %w", err)
-		}
-		if len(models) != 1 {
-			return nil, usagef("--policy-model is required: the policy server serves %d models (%s)", len(models), strings.Join(models, ", "))
-		}
-		b.policyModel = models[0]
-		pol = pol.WithModel(b.policyModel)
-		log.Info("using the policy server's only model", "model", b.policyModel)
-	} else if err := checkModel(ctx, pol, b.policyModel); err != nil {
 		return nil, err
 	}
+	if b.policyModel != "" {
+		if err := checkModel(ctx, pol, b.policyModel); err != nil {
+			return nil, err
+		}
+	}
+	b.policyModel = pol.Model()
 	bk.policy = pol
 
-	rkey := envOr(b.rewardKey, "TPO_REWARD_API_KEY")
-	rurls := b.rewardURLs.vals
-	switch b.reward {
-	case "vllm":
-		bk.reward, err = reward.NewVLLM(reward.VLLMOptions{URLs: rurls, Model: b.rewardModel, Method: b.rewardMethod,
-			APIKey: rkey, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log})
-	case "tei":
-		bk.reward, err = reward.NewTEI(reward.TEIOptions{URLs: rurls, BatchSize: b.rewardBatch,
-			APIKey: rkey, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log})
-	case "judge":
-		jurls, jmodel, jkey := rurls, b.rewardModel, rkey
-		if len(jurls) == 0 {
-			jurls = urls
+	// The judge defaults to the policy's server, model and key.
+	rurls, rmodel, rkey := b.rewardURLs.vals, b.rewardModel, envOr(b.rewardKey, "TPO_REWARD_API_KEY")
+	if b.reward == "judge" {
+		if len(rurls) == 0 {
+			rurls = urls
 		}
-		if jmodel == "" {
-			jmodel = b.policyModel
+		if rmodel == "" {
+			rmodel = b.policyModel
 		}
-		if jkey == "" {
-			jkey = key
+		if rkey == "" {
+			rkey = key
 		}
-		bk.reward, err = reward.NewJudge(reward.JudgeOptions{URLs: jurls, Model: jmodel, APIKey: jkey,
-			MaxTokens: b.judgeMaxTokens, MaxTokensField: b.maxTokensField, MaxInFlight: b.rewardInFlight, MaxRetries: retries,
-			Timeout: b.rewardTimeout, Logger: log})
-		b.rewardModel = jmodel
-	case "exec":
-		bk.reward, err = reward.NewExec(reward.ExecOptions{Command: b.rewardCmd, Timeout: b.rewardTimeout, Logger: log})
-	default:
-		return nil, usagef("--reward: want vllm, tei, judge or exec, got %q", b.reward)
+		b.rewardModel = rmodel
 	}
-	if err != nil {
+	if bk.reward, err = b.newScorer(rurls, rmodel, rkey, log); err != nil {
 		return nil, usagef("reward: %v", err)
 	}
 	bk.identity = map[string]any{

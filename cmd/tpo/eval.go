@@ -21,7 +21,7 @@ import (
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/dataset"
-	tpoeval "github.com/tpoproject/tpo/eval"
+	"github.com/tpoproject/tpo/eval"
 	"github.com/tpoproject/tpo/results"
 )
 
@@ -170,7 +170,7 @@ func readAnswers(path string) (*answers, error) {
 // readGraded reads the items of a benchmark's data file and the answers of
 // a results file, and warns of the answers whose ids are not in the data.
 func readGraded[T any](dataPath, resultsPath string, env *environ, id func(T) string) (items []T, ans *answers, unknown []string, err error) {
-	items, err = tpoeval.ReadJSONLFile[T](dataPath)
+	items, err = eval.ReadJSONLFile[T](dataPath)
 	if err != nil {
 		return nil, nil, nil, inputError("data", err)
 	}
@@ -279,11 +279,11 @@ func evalMath(_ context.Context, args []string, env *environ) error {
 	if *data == "" {
 		return usagef("give --data FILE (math500.jsonl)")
 	}
-	items, ans, unknown, err := readGraded(*data, ef.results, env, func(it tpoeval.MathItem) string { return it.ID })
+	items, ans, unknown, err := readGraded(*data, ef.results, env, func(it eval.MathItem) string { return it.ID })
 	if err != nil {
 		return err
 	}
-	rep := tpoeval.Grade(items, ans.responses())
+	rep := eval.Grade(items, ans.responses())
 
 	if *out != "" {
 		lines := make([]mathOutLine, len(rep.Items))
@@ -303,11 +303,11 @@ func evalMath(_ context.Context, args []string, env *environ) error {
 // mathSummary is the JSON line of tpo eval math.
 type mathSummary struct {
 	Command string `json:"command"`
-	tpoeval.Tally
+	eval.Tally
 	Responded   int                  `json:"responded"`
 	Extracted   int                  `json:"extracted"`
-	ByLevel     []tpoeval.GroupTally `json:"by_level"`
-	BySubject   []tpoeval.GroupTally `json:"by_subject"`
+	ByLevel     []eval.GroupTally `json:"by_level"`
+	BySubject   []eval.GroupTally `json:"by_subject"`
 	Unextracted []string             `json:"unextracted"`
 	Missing     []string             `json:"missing"`
 	UnknownIDs  int                  `json:"unknown_ids"`
@@ -319,7 +319,7 @@ func printMath(w io.Writer, s mathSummary, unknown []string) {
 		s.Correct, s.Total, pct(s.Accuracy), s.Responded, s.Extracted)
 	for _, g := range []struct {
 		name string
-		ts   []tpoeval.GroupTally
+		ts   []eval.GroupTally
 	}{{"level", s.ByLevel}, {"subject", s.BySubject}} {
 		fmt.Fprintf(tw, "%s\tcorrect\ttotal\taccuracy\n", g.name)
 		for _, t := range g.ts {
@@ -433,7 +433,7 @@ type rewardSummary struct {
 	Stored     int     `json:"stored"`
 	Failed     int     `json:"failed_items"`
 	// Curve is the run's reward curve from the stored scores.
-	Curve tpoeval.Curve `json:"curve"`
+	Curve eval.Curve `json:"curve"`
 }
 
 func evalReward(ctx context.Context, args []string, env *environ) error {
@@ -458,7 +458,7 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 		}
 	}
 	sum := rewardSummary{Command: "reward", Source: "stored"}
-	var curve tpoeval.CurveBuilder
+	var curve eval.CurveBuilder
 	var items []rewardItem
 	stored := 0.0
 	err := results.Read(ef.results, func(l results.Line) error {
@@ -675,7 +675,7 @@ func baselineField(path string, names ...string) (string, error) {
 // judgeSummary is the JSON line of tpo eval judge.
 type judgeSummary struct {
 	Command string `json:"command"`
-	tpoeval.PairwiseReport
+	eval.PairwiseReport
 	// Unknown counts the orders whose verdict could not be read;
 	// RequestErrors those whose request failed.
 	Unknown       int `json:"unknown"`
@@ -703,8 +703,8 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 	judgeURL := fs.String("judge-url", "", "judge server base `URL` (OpenAI-compatible, ending in /v1; default $TPO_JUDGE_URL)")
 	judgeModel := fs.String("judge-model", "", "judge model `name` (default: the server's only model)")
 	judgeKey := fs.String("judge-key", "", "judge API `key` (default $TPO_JUDGE_API_KEY, then $OPENAI_API_KEY)")
-	maxTokens := fs.Int("judge-max-tokens", tpoeval.DefaultJudgeSampling.MaxTokens, "tokens the judge may write: a short reasoning and the verdict")
-	temperature := fs.Float64("judge-temperature", tpoeval.DefaultJudgeSampling.Temperature, "temperature of the judge")
+	maxTokens := fs.Int("judge-max-tokens", eval.DefaultJudgeSampling.MaxTokens, "tokens the judge may write: a short reasoning and the verdict")
+	temperature := fs.Float64("judge-temperature", eval.DefaultJudgeSampling.Temperature, "temperature of the judge")
 	timeout := fs.Duration("judge-timeout", 10*time.Minute, "timeout of one judge request attempt")
 	retries := fs.Int("retries", 4, "retries of a failed judge request (connection errors, 408, 429, 5xx)")
 	concurrency := fs.Int("concurrency", 8, "most judge requests in flight")
@@ -741,7 +741,7 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 		}
 	}
 	sum := judgeSummary{Command: "judge"}
-	var pairs []tpoeval.PairItem
+	var pairs []eval.PairItem
 	for _, id := range a.order {
 		l := a.lines[id]
 		b, ok := base[id]
@@ -754,7 +754,7 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 			sum.NoQuestion++
 			continue
 		}
-		pairs = append(pairs, tpoeval.PairItem{ID: id, Question: q, A: l.Response, B: b})
+		pairs = append(pairs, eval.PairItem{ID: id, Question: q, A: l.Response, B: b})
 	}
 	for id := range base {
 		if _, ok := a.lines[id]; !ok {
@@ -774,8 +774,8 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 		return errors.New("no item has both answers and a question: nothing to judge")
 	}
 
-	judge := &tpoeval.Judge{Sampling: tpo.Sampling{Temperature: *temperature, TopP: 1, MaxTokens: *maxTokens}}
-	verdicts := map[string]tpoeval.PairVerdict{}
+	judge := &eval.Judge{Sampling: tpo.Sampling{Temperature: *temperature, TopP: 1, MaxTokens: *maxTokens}}
+	verdicts := map[string]eval.PairVerdict{}
 	todo := pairs
 	if *out != "" {
 		if todo, err = reuseVerdicts(*out, judge, pairs, verdicts); err != nil {
@@ -797,7 +797,7 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 		}
 		sum.Judged = len(todo)
 	}
-	js := make([]tpoeval.Judgement, 0, len(pairs))
+	js := make([]eval.Judgement, 0, len(pairs))
 	for _, p := range pairs {
 		v := verdicts[p.ID]
 		js = append(js, v.Judgement)
@@ -808,7 +808,7 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 			}
 		}
 	}
-	sum.PairwiseReport = tpoeval.Pairwise(js, tpoeval.PairwiseOptions{Resamples: *resamples, Seed: *seed})
+	sum.PairwiseReport = eval.Pairwise(js, eval.PairwiseOptions{Resamples: *resamples, Seed: *seed})
 	var failed error
 	if sum.RequestErrors > 0 {
 		failed = fmt.Errorf("%d judge requests failed; run the same command again (with --out) to retry them", sum.RequestErrors)
@@ -837,19 +837,19 @@ func readBaseline(path, idField, respField string, env *environ) (map[string]str
 // reuseVerdicts reads the verdicts of an earlier --out file into verdicts
 // and returns the pairs still to judge: those not there, those whose
 // requests failed, and those whose answers changed length since.
-func reuseVerdicts(path string, j *tpoeval.Judge, pairs []tpoeval.PairItem, verdicts map[string]tpoeval.PairVerdict) ([]tpoeval.PairItem, error) {
-	prev, err := tpoeval.ReadJSONLFile[tpoeval.PairVerdict](path)
+func reuseVerdicts(path string, j *eval.Judge, pairs []eval.PairItem, verdicts map[string]eval.PairVerdict) ([]eval.PairItem, error) {
+	prev, err := eval.ReadJSONLFile[eval.PairVerdict](path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return pairs, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--out (reading the verdicts of an earlier run): %w", err)
 	}
-	last := map[string]tpoeval.PairVerdict{}
+	last := map[string]eval.PairVerdict{}
 	for _, v := range prev {
 		last[v.ID] = v
 	}
-	var todo []tpoeval.PairItem
+	var todo []eval.PairItem
 	for _, p := range pairs {
 		v, ok := last[p.ID]
 		lenA, lenB := j.Lengths(p)
@@ -864,7 +864,7 @@ func reuseVerdicts(path string, j *tpoeval.Judge, pairs []tpoeval.PairItem, verd
 
 // runJudge judges pairs into verdicts, appending each to the file out
 // when it is not empty.
-func runJudge(ctx context.Context, j *tpoeval.Judge, pairs []tpoeval.PairItem, concurrency int, out string, verdicts map[string]tpoeval.PairVerdict) error {
+func runJudge(ctx context.Context, j *eval.Judge, pairs []eval.PairItem, concurrency int, out string, verdicts map[string]eval.PairVerdict) error {
 	var enc *json.Encoder
 	if out != "" {
 		f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
@@ -875,7 +875,7 @@ func runJudge(ctx context.Context, j *tpoeval.Judge, pairs []tpoeval.PairItem, c
 		enc = json.NewEncoder(f)
 		enc.SetEscapeHTML(false)
 	}
-	err := j.Run(ctx, pairs, concurrency, func(v tpoeval.PairVerdict) error {
+	err := j.Run(ctx, pairs, concurrency, func(v eval.PairVerdict) error {
 		verdicts[v.ID] = v
 		if enc == nil {
 			return nil
@@ -924,13 +924,13 @@ Flags:
 
 // xstestFigures are the figures of one classification of the responses.
 type xstestFigures struct {
-	All    tpoeval.RefusalTally  `json:"all"`
-	Safe   tpoeval.RefusalTally  `json:"safe"`
-	Unsafe tpoeval.RefusalTally  `json:"unsafe"`
-	ByType []tpoeval.XSTestGroup `json:"by_type"`
+	All    eval.RefusalTally  `json:"all"`
+	Safe   eval.RefusalTally  `json:"safe"`
+	Unsafe eval.RefusalTally  `json:"unsafe"`
+	ByType []eval.XSTestGroup `json:"by_type"`
 }
 
-func xstestFiguresOf(r tpoeval.XSTestReport) *xstestFigures {
+func xstestFiguresOf(r eval.XSTestReport) *xstestFigures {
 	return &xstestFigures{All: r.All, Safe: r.Safe, Unsafe: r.Unsafe, ByType: r.ByType}
 }
 
@@ -959,7 +959,7 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 	clURL := fs.String("classifier-url", "", "classifier server base `URL` (OpenAI-compatible, ending in /v1): also classify with an LLM")
 	clModel := fs.String("classifier-model", "", "classifier model `name` (default: the server's only model)")
 	clKey := fs.String("classifier-key", "", "classifier API `key` (default $TPO_JUDGE_API_KEY, then $OPENAI_API_KEY)")
-	clTokens := fs.Int("classifier-max-tokens", tpoeval.DefaultJudgeSampling.MaxTokens, "tokens the classifier may write")
+	clTokens := fs.Int("classifier-max-tokens", eval.DefaultJudgeSampling.MaxTokens, "tokens the classifier may write")
 	timeout := fs.Duration("classifier-timeout", 10*time.Minute, "timeout of one classifier request attempt")
 	retries := fs.Int("retries", 4, "retries of a failed classifier request (connection errors, 408, 429, 5xx)")
 	concurrency := fs.Int("concurrency", 8, "most classifier requests in flight")
@@ -972,12 +972,12 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 	if *clModel != "" && *clURL == "" {
 		return usagef("--classifier-model needs --classifier-url")
 	}
-	items, ans, unknown, err := readGraded(*data, ef.results, env, func(it tpoeval.XSTestItem) string { return it.ID })
+	items, ans, unknown, err := readGraded(*data, ef.results, env, func(it eval.XSTestItem) string { return it.ID })
 	if err != nil {
 		return err
 	}
 	responses := ans.responses()
-	rules := tpoeval.GradeXSTest(items, responses)
+	rules := eval.GradeXSTest(items, responses)
 	sum := xstestSummary{Command: "xstest", Rules: xstestFiguresOf(rules), Missing: rules.Missing,
 		UnknownLabel: rules.UnknownLabel, UnknownIDs: len(unknown)}
 	if len(rules.UnknownLabel) > 0 {
@@ -993,15 +993,15 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 			return err
 		}
 		sum.ClassifierModel = client.Model()
-		var todo []tpoeval.RefusalItem
+		var todo []eval.RefusalItem
 		for _, it := range items {
 			if r, ok := responses[it.ID]; ok {
-				todo = append(todo, tpoeval.RefusalItem{ID: it.ID, Prompt: it.Prompt, Response: r})
+				todo = append(todo, eval.RefusalItem{ID: it.ID, Prompt: it.Prompt, Response: r})
 			}
 		}
-		c := &tpoeval.RefusalClassifier{Model: client, Sampling: tpo.Sampling{Temperature: 0, TopP: 1, MaxTokens: *clTokens}}
-		kinds := map[string]tpoeval.RefusalKind{}
-		err = c.Run(ctx, todo, *concurrency, func(l tpoeval.RefusalLabel) error {
+		c := &eval.RefusalClassifier{Model: client, Sampling: tpo.Sampling{Temperature: 0, TopP: 1, MaxTokens: *clTokens}}
+		kinds := map[string]eval.RefusalKind{}
+		err = c.Run(ctx, todo, *concurrency, func(l eval.RefusalLabel) error {
 			switch {
 			case l.OK:
 				kinds[l.ID] = l.Kind
@@ -1016,7 +1016,7 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 		if err != nil {
 			return fmt.Errorf("classifying: %w", err)
 		}
-		sum.Classifier = xstestFiguresOf(tpoeval.GradeXSTestKinds(items, kinds))
+		sum.Classifier = xstestFiguresOf(eval.GradeXSTestKinds(items, kinds))
 		agree, n := 0, 0
 		for _, r := range rules.Items {
 			if k, ok := kinds[r.ID]; ok {

@@ -119,6 +119,8 @@ type chatOptions struct {
 	timeout  time.Duration
 	retries  int // as the --retries flag: 0 means none
 	inFlight int
+	// maxTokensField is the length limit's field (default max_tokens).
+	maxTokensField string
 }
 
 // chatModel returns a client of an OpenAI-compatible server for a model
@@ -132,7 +134,7 @@ func chatModel(ctx context.Context, o chatOptions, log *slog.Logger) (*openai.Cl
 	c, err := openai.New(openai.Options{
 		Options: httpx.Options{Name: o.name, URLs: o.urls, APIKey: o.key, Timeout: o.timeout,
 			MaxRetries: httpRetries(o.retries), MaxInFlight: o.inFlight, Logger: log},
-		Model: model,
+		Model: model, MaxTokensField: o.maxTokensField,
 	})
 	if err != nil {
 		return nil, usagef("%s: %v", o.name, err)

@@ -323,7 +323,7 @@ func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-func eval[T any](b *browser, expr string) T {
+func jsEval[T any](b *browser, expr string) T {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
@@ -346,7 +346,7 @@ func (b *browser) waitFor(what, predicate string, timeout time.Duration) {
 	}
 }
 
-func (b *browser) text() string { return eval[string](b, `document.body.innerText`) }
+func (b *browser) text() string { return jsEval[string](b, `document.body.innerText`) }
 
 // shot saves a screenshot of the viewport.
 func (b *browser) shot(name string) string {
@@ -375,7 +375,7 @@ func (b *browser) desktop() { b.do("desktop viewport", chromedp.EmulateViewport(
 // scroll inside their own boxes.
 func (b *browser) noOverflow(page string) {
 	b.t.Helper()
-	if w := eval[[]int](b, `[document.documentElement.scrollWidth, window.innerWidth]`); w[0] > w[1]+1 {
+	if w := jsEval[[]int](b, `[document.documentElement.scrollWidth, window.innerWidth]`); w[0] > w[1]+1 {
 		b.t.Errorf("%s: the page is %dpx wide in a %dpx viewport", page, w[0], w[1])
 	}
 }
@@ -403,7 +403,7 @@ func TestUIBrowser(t *testing.T) {
 	// Filter by kind and text.
 	b.do("filter the runs", chromedp.SetValue(chromedp.CSS(`input[name=q]`), "bon"), chromedp.Submit(chromedp.CSS(`input[name=q]`)),
 		chromedp.WaitVisible(chromedp.CSS("table.runs")))
-	if n := eval[int](b, `document.querySelectorAll('table.runs tbody tr').length`); n != 1 {
+	if n := jsEval[int](b, `document.querySelectorAll('table.runs tbody tr').length`); n != 1 {
 		t.Errorf("filtering on bon: %d runs listed, want 1", n)
 	}
 
@@ -423,7 +423,7 @@ func TestUIBrowser(t *testing.T) {
 	// Search the items.
 	b.do("search items", chromedp.SetValue(chromedp.CSS(`#items-h ~ form input[name=q]`), "monad"),
 		chromedp.Submit(chromedp.CSS(`#items-h ~ form input[name=q]`)), chromedp.WaitVisible(chromedp.ID("items-h")))
-	if n := eval[int](b, `document.querySelectorAll('#items-h ~ div table.items tbody tr').length`); n != 1 {
+	if n := jsEval[int](b, `document.querySelectorAll('#items-h ~ div table.items tbody tr').length`); n != 1 {
 		t.Errorf("searching monad: %d items, want 1", n)
 	}
 
@@ -439,25 +439,25 @@ func TestUIBrowser(t *testing.T) {
 			t.Errorf("item page lacks %q", want)
 		}
 	}
-	if got := eval[string](b, `String(window.__pwned)`); got != "undefined" {
+	if got := jsEval[string](b, `String(window.__pwned)`); got != "undefined" {
 		t.Errorf("script from the prompt ran: window.__pwned = %s", got)
 	}
-	if n := eval[int](b, `document.querySelectorAll('img[src="x"], main script').length`); n != 0 {
+	if n := jsEval[int](b, `document.querySelectorAll('img[src="x"], main script').length`); n != 0 {
 		t.Errorf("%d elements from model text made it into the DOM", n)
 	}
-	if n := eval[int](b, `document.querySelectorAll('li.step').length`); n != 3 {
+	if n := jsEval[int](b, `document.querySelectorAll('li.step').length`); n != 3 {
 		t.Errorf("%d steps on the item page, want 3", n)
 	}
-	if n := eval[int](b, `document.querySelectorAll('li.cand').length`); n < 3 {
+	if n := jsEval[int](b, `document.querySelectorAll('li.cand').length`); n < 3 {
 		t.Errorf("%d candidates on the item page", n)
 	}
 	// The messages sent to the model are one click away.
-	if eval[bool](b, `document.querySelector('details.calls').open`) {
+	if jsEval[bool](b, `document.querySelector('details.calls').open`) {
 		t.Error("the calls are open before a click")
 	}
 	b.do("open the calls", chromedp.Click(chromedp.CSS(`#step1 details.calls > summary`)))
-	if !eval[bool](b, `document.querySelector('#step1 details.calls').open`) ||
-		!strings.Contains(eval[string](b, `document.querySelector('#step1 details.calls').innerText`), "<script>window.__pwned=1</script>") {
+	if !jsEval[bool](b, `document.querySelector('#step1 details.calls').open`) ||
+		!strings.Contains(jsEval[string](b, `document.querySelector('#step1 details.calls').innerText`), "<script>window.__pwned=1</script>") {
 		t.Error("the calls of step 1 do not show the prompt sent")
 	}
 	b.do("close the calls", chromedp.Click(chromedp.CSS(`#step1 details.calls > summary`)))
@@ -616,10 +616,10 @@ func TestUIBrowserLive(t *testing.T) {
 	}
 	b.waitFor("the final answer", `document.getElementById('item-body').dataset.state === 'final' &&
 		/Final answer/.test(document.getElementById('item-body').innerText)`, 15*time.Second)
-	if !eval[bool](b, `window.__same === true`) {
+	if !jsEval[bool](b, `window.__same === true`) {
 		t.Error("the page reloaded instead of updating")
 	}
-	if n := eval[int](b, `document.querySelectorAll('li.step').length`); n != 3 {
+	if n := jsEval[int](b, `document.querySelectorAll('li.step').length`); n != 3 {
 		t.Errorf("%d steps at the end, want 3", n)
 	}
 	b.shot("live-item-final")
@@ -661,7 +661,7 @@ func TestUIBrowserPolls(t *testing.T) {
 	}
 	b.do("open the run", chromedp.Navigate(base+"/ui/runs/"+runs[0].ID), chromedp.WaitVisible(chromedp.ID("progress")))
 	b.waitFor("polling", `document.getElementById('progress').dataset.state === 'polling'`, 10*time.Second)
-	if txt := eval[string](b, `document.getElementById('progress').innerText`); !strings.Contains(txt, "0 done") || !strings.Contains(txt, "unfinished") {
+	if txt := jsEval[string](b, `document.getElementById('progress').innerText`); !strings.Contains(txt, "0 done") || !strings.Contains(txt, "unfinished") {
 		t.Errorf("progress before any item finished: %q", txt)
 	}
 	b.shot("poll-run-start")

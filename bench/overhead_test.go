@@ -20,7 +20,7 @@ import (
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/dataset"
-	"github.com/tpoproject/tpo/internal/httpx"
+	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/openai"
 )
 

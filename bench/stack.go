@@ -17,7 +17,7 @@ import (
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/dataset"
-	"github.com/tpoproject/tpo/internal/httpx"
+	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/openai"
 	"github.com/tpoproject/tpo/reward"
 	"github.com/tpoproject/tpo/sim"

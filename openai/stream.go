@@ -8,7 +8,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/tpoproject/tpo/internal/httpx"
+	"github.com/tpoproject/tpo/httpx"
 )
 
 // maxEvent caps the size of one server-sent event.

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/internal/httpx"
+	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/openai"
 )
 

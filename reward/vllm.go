@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/internal/httpx"
+	"github.com/tpoproject/tpo/httpx"
 )
 
 // The ways VLLM can ask vLLM for rewards.

@@ -304,13 +304,13 @@ func evalMath(_ context.Context, args []string, env *environ) error {
 type mathSummary struct {
 	Command string `json:"command"`
 	eval.Tally
-	Responded   int                  `json:"responded"`
-	Extracted   int                  `json:"extracted"`
+	Responded   int               `json:"responded"`
+	Extracted   int               `json:"extracted"`
 	ByLevel     []eval.GroupTally `json:"by_level"`
 	BySubject   []eval.GroupTally `json:"by_subject"`
-	Unextracted []string             `json:"unextracted"`
-	Missing     []string             `json:"missing"`
-	UnknownIDs  int                  `json:"unknown_ids"`
+	Unextracted []string          `json:"unextracted"`
+	Missing     []string          `json:"missing"`
+	UnknownIDs  int               `json:"unknown_ids"`
 }
 
 func printMath(w io.Writer, s mathSummary, unknown []string) {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/internal/httpx"
+	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/openai"
 	"github.com/tpoproject/tpo/reward"
 )

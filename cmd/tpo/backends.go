@@ -248,3 +248,19 @@ func runKey(identity map[string]any, extra ...string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))[:24]
 }
+
+// policyJudge returns the judge scorer on the policy's server and model,
+// after build has settled them.
+func (b *backendFlags) policyJudge(log *slog.Logger) (tpo.Scorer, error) {
+	urls := b.policyURLs.vals
+	if len(urls) == 0 {
+		urls = []string{defaultPolicyURL}
+	}
+	j := *b
+	j.reward = "judge"
+	s, err := j.newScorer(urls, b.policyModel, envOr(b.policyKey, "TPO_POLICY_API_KEY", "OPENAI_API_KEY"), log)
+	if err != nil {
+		return nil, fmt.Errorf("judge on the policy server: %w", err)
+	}
+	return s, nil
+}

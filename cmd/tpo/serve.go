@@ -82,6 +82,15 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	if err != nil {
 		return err
 	}
+	// A request may pick the configured reward backend or, when that is
+	// another, the judge on the policy server: {"tpo": {"reward": "judge"}}.
+	scorers := map[string]tpo.Scorer{b.reward: bk.reward}
+	if b.reward != "judge" {
+		scorers["judge"], err = b.policyJudge(log)
+	}
+	if err != nil {
+		return err
+	}
 	if bk.config.Width > *maxWidth || bk.config.Depth > *maxDepth {
 		return usagef("--width %d / --depth %d exceed --max-width %d / --max-depth %d", bk.config.Width, bk.config.Depth, *maxWidth, *maxDepth)
 	}
@@ -101,7 +110,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	}
 	srv, err := server.New(server.Options{
 		Policy:         server.OpenAI(bk.policy),
-		Scorers:        map[string]tpo.Scorer{b.reward: bk.reward},
+		Scorers:        scorers,
 		DefaultReward:  b.reward,
 		Config:         bk.config,
 		Templates:      bk.templates,

@@ -207,3 +207,63 @@ func TestServeRefusesOpenAddressWithoutKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestServeRewardOverride checks that a request can pick the judge on the
+// policy server when the server is configured with another reward backend.
+func TestServeRewardOverride(t *testing.T) {
+	var judged sync.Map
+	chat := tpotest.NewChatServer(t, tpotest.ChatOptions{Respond: func(req tpotest.ChatRequestRecord, choice int) string {
+		if req.Logprobs { // only the judge asks for logprobs
+			judged.Store(req.Prompt(), true)
+			return "8"
+		}
+		return improvedReply(req, choice)
+	}})
+	rw := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	url, errc, stderr := startServe(t, ctx, []string{"--addr", "127.0.0.1:0", "--store", filepath.Join(t.TempDir(), "s.db"),
+		"--policy-url", chat.URL(), "--policy-model", chat.Model(), "--reward", "vllm", "--reward-url", rw.URL, "--width", "2", "--depth", "1"})
+	post := func(body string) map[string]any {
+		t.Helper()
+		resp, err := http.Post(url+"/chat/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d: %v", resp.StatusCode, m)
+		}
+		return m
+	}
+	classifyBefore := rw.Count("/classify")
+	m := post(`{"model": "` + chat.Model() + `", "messages": [{"role": "user", "content": "judge me"}], "tpo": {"reward": "judge"}}`)
+	if got := m["tpo"].(map[string]any)["reward"]; got != "judge" {
+		t.Errorf("tpo.reward: got %v, want judge", got)
+	}
+	if score := m["tpo"].(map[string]any)["score"].(float64); score < 7.5 || score > 8.5 {
+		t.Errorf("score %v, want about 8 (the judge's grade)", score)
+	}
+	n := 0
+	judged.Range(func(any, any) bool { n++; return true })
+	if n == 0 {
+		t.Error("the judge was never asked")
+	}
+	if rw.Count("/classify") != classifyBefore {
+		t.Error("the vLLM reward server was used for a request that asked for the judge")
+	}
+	// The configured backend stays the default.
+	m = post(`{"model": "` + chat.Model() + `", "messages": [{"role": "user", "content": "score me"}]}`)
+	if got := m["tpo"].(map[string]any)["reward"]; got != "vllm" {
+		t.Errorf("default tpo.reward: got %v, want vllm", got)
+	}
+	if rw.Count("/classify") == classifyBefore {
+		t.Error("the vLLM reward server was not used by default")
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("cmdServe: %v\n%s", err, stderr.String())
+	}
+}

@@ -194,3 +194,32 @@ func envOr(def string, names ...string) string {
 func durationFlag(fs *flag.FlagSet, name string, def time.Duration, usage string) *time.Duration {
 	return fs.Duration(name, def, usage)
 }
+
+// listenFlags are the flags of a command that serves HTTP: where to listen
+// and which API keys to require.
+type listenFlags struct {
+	addr     string
+	keys     listFlag
+	insecure bool
+}
+
+func (l *listenFlags) register(fs *flag.FlagSet, defaultAddr, keyUsage string) {
+	fs.StringVar(&l.addr, "addr", defaultAddr, "`address` to listen on (host:port)")
+	fs.Var(&l.keys, "api-key", keyUsage)
+	fs.BoolVar(&l.insecure, "insecure-no-auth", false, "allow listening on a non-loopback address without API keys")
+}
+
+// apiKeys returns the keys of --api-key and $TPO_API_KEYS (comma-separated),
+// refusing a non-loopback address without any unless --insecure-no-auth.
+func (l *listenFlags) apiKeys() ([]string, error) {
+	keys := append([]string(nil), l.keys.vals...)
+	for _, k := range strings.Split(os.Getenv("TPO_API_KEYS"), ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 && !isLoopback(l.addr) && !l.insecure {
+		return nil, usagef("refusing to listen on %s without API keys: give --api-key (or $TPO_API_KEYS), listen on a loopback address, or pass --insecure-no-auth", l.addr)
+	}
+	return keys, nil
+}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -33,10 +32,9 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var b backendFlags
 	b.register(fs)
-	addr := fs.String("addr", "127.0.0.1:8080", "`address` to listen on (host:port)")
-	var keys listFlag
-	fs.Var(&keys, "api-key", "API `key` clients must send as a bearer token; repeat for several (also $TPO_API_KEYS, comma-separated)")
-	insecure := fs.Bool("insecure-no-auth", false, "allow listening on a non-loopback address without API keys")
+	var lf listenFlags
+	lf.register(fs, "127.0.0.1:8080", "API `key` clients must send as a bearer token; repeat for several (also $TPO_API_KEYS, comma-separated)")
+	addr := &lf.addr
 	maxBody := fs.Int64("max-body", server.DefaultMaxBody, "largest request body in `bytes`")
 	reqTimeout := fs.Duration("request-timeout", server.DefaultRequestTimeout, "deadline of one request (0: none)")
 	maxConcurrent := fs.Int("max-concurrent", server.DefaultMaxConcurrent, "optimizations run at once")
@@ -54,14 +52,9 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	if len(pos) > 0 {
 		return usagef("serve takes no arguments, got %q", strings.Join(pos, " "))
 	}
-	apiKeys := append([]string(nil), keys.vals...)
-	for _, k := range strings.Split(os.Getenv("TPO_API_KEYS"), ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			apiKeys = append(apiKeys, k)
-		}
-	}
-	if len(apiKeys) == 0 && !isLoopback(*addr) && !*insecure {
-		return usagef("refusing to listen on %s without API keys: give --api-key (or $TPO_API_KEYS), listen on a loopback address, or pass --insecure-no-auth", *addr)
+	apiKeys, err := lf.apiKeys()
+	if err != nil {
+		return err
 	}
 	switch {
 	case *maxConcurrent < 1:

@@ -34,10 +34,9 @@ Flags:
 func cmdUI(ctx context.Context, args []string, env *environ) error {
 	fs := flag.NewFlagSet("ui", flag.ContinueOnError)
 	storePath := fs.String("store", "tpo.db", "SQLite run store `file`")
-	addr := fs.String("addr", "127.0.0.1:8081", "`address` to listen on (host:port)")
-	var keys listFlag
-	fs.Var(&keys, "api-key", "`key` browsers must give as the password (any user name); repeat for several (also $TPO_API_KEYS, comma-separated)")
-	insecure := fs.Bool("insecure-no-auth", false, "allow listening on a non-loopback address without API keys")
+	var lf listenFlags
+	lf.register(fs, "127.0.0.1:8081", "`key` browsers must give as the password (any user name); repeat for several (also $TPO_API_KEYS, comma-separated)")
+	addr := &lf.addr
 	poll := fs.Duration("poll", ui.DefaultPollInterval, "how often pages of runs still being written look for progress at first (it slows down while nothing changes)")
 	verbose := fs.Bool("v", false, "log deletions and errors at info level")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), uiUsage); fs.PrintDefaults() }
@@ -48,17 +47,12 @@ func cmdUI(ctx context.Context, args []string, env *environ) error {
 	if len(pos) > 0 {
 		return usagef("ui takes no arguments, got %q (give the store with --store)", strings.Join(pos, " "))
 	}
-	apiKeys := append([]string(nil), keys.vals...)
-	for _, k := range strings.Split(os.Getenv("TPO_API_KEYS"), ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			apiKeys = append(apiKeys, k)
-		}
-	}
 	if *poll <= 0 {
 		return usagef("--poll must be positive")
 	}
-	if len(apiKeys) == 0 && !isLoopback(*addr) && !*insecure {
-		return usagef("refusing to listen on %s without API keys: give --api-key (or $TPO_API_KEYS), listen on a loopback address, or pass --insecure-no-auth", *addr)
+	apiKeys, err := lf.apiKeys()
+	if err != nil {
+		return err
 	}
 	// Opening a store creates it: do not make an empty one for a typo.
 	if _, err := os.Stat(*storePath); err != nil {

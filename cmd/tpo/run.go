@@ -141,8 +141,12 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 			return errors.Join(runErr, err)
 		}
 	}
-	fmt.Fprintf(env.stderr, "run %s: %d items: %d done, %d failed, %d already done (store %s)\n",
-		run.ID, sum.Items, sum.Done, sum.Failed, sum.Skipped, b.store)
+	unfinished := ""
+	if n := sum.Items - sum.Done - sum.Failed - sum.Skipped; n > 0 {
+		unfinished = fmt.Sprintf(", %d unfinished", n)
+	}
+	fmt.Fprintf(env.stderr, "run %s: %d items: %d done, %d failed, %d already done%s (store %s)\n",
+		run.ID, sum.Items, sum.Done, sum.Failed, sum.Skipped, unfinished, b.store)
 	if runErr != nil {
 		if errors.Is(runErr, context.Canceled) {
 			return fmt.Errorf("interrupted; run the same command again to resume: %w", runErr)
@@ -233,6 +237,9 @@ func writeOut(ctx context.Context, store *sqlite.DB, runID, path string) error {
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644) // CreateTemp makes it private
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)

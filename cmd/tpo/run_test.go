@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tpoproject/tpo/sim"
+	"github.com/tpoproject/tpo/tpotest"
 )
 
 // cli runs tpo in process and returns its exit status and output.
@@ -214,5 +217,61 @@ progress: "off"
 	code, _, stderr = cli(t, "", "run", "--config", cfg, "hello")
 	if code != 2 || !strings.Contains(stderr, "tpo.yaml:2") || !strings.Contains(stderr, "widht") {
 		t.Errorf("unknown key: exit %d, stderr:\n%s", code, stderr)
+	}
+}
+
+// TestRunSingleModelServers runs the quickstart's setting, one local model
+// as policy and judge, against servers that ignore n (Ollama) or refuse it
+// (llama.cpp): every sample and update still gets N responses.
+func TestRunSingleModelServers(t *testing.T) {
+	for _, flavor := range []tpotest.Flavor{tpotest.Ollama, tpotest.LlamaCPP} {
+		t.Run(string(flavor), func(t *testing.T) {
+			var samples atomic.Int32 // single requests all have choice 0: number them
+			chat := tpotest.NewChatServer(t, tpotest.ChatOptions{Flavor: flavor, Models: []string{"qwen2.5:7b-instruct"},
+				Respond: func(req tpotest.ChatRequestRecord, choice int) string {
+					switch {
+					case req.Logprobs: // the judge
+						return "6"
+					case strings.Contains(req.Prompt(), "<improved_response>"):
+						return "<improved_response>better answer</improved_response>"
+					case req.Prompt() == "Why is the sky blue?":
+						return fmt.Sprintf("sample %d: Rayleigh scattering", samples.Add(1))
+					}
+					return tpotest.DefaultChatReply(req, choice)
+				}})
+			store := filepath.Join(t.TempDir(), "tpo.db")
+			out := filepath.Join(t.TempDir(), "out.jsonl")
+			code, stdout, stderr := cli(t, "", "run", "--policy-url", chat.URL(), "--policy-model", "qwen2.5:7b-instruct",
+				"--store", store, "--out", out, "--width", "3", "--depth", "1", "--progress", "off", "Why is the sky blue?")
+			if code != 0 {
+				t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+			}
+			if strings.TrimSpace(stdout) == "" {
+				t.Error("no answer printed")
+			}
+			l := readLines(t, out)[0]
+			steps := l["steps"].([]any)
+			for i, s := range steps {
+				if n := len(s.(map[string]any)["candidates"].([]any)); n != 3 {
+					t.Errorf("step %d: %d candidates, want 3", i, n)
+				}
+			}
+			// After the server showed it does not honour n, no request asks for it.
+			var withN, judged int
+			for _, r := range chat.ChatRequests() {
+				if r.Chat.Choices() > 1 {
+					withN++
+				}
+				if r.Chat.Logprobs {
+					judged++
+				}
+			}
+			if withN > 1 {
+				t.Errorf("%d requests asked for n > 1; want at most the first", withN)
+			}
+			if judged != 4 { // 3 samples + 1 distinct update text
+				t.Errorf("judge requests: got %d, want 4", judged)
+			}
+		})
 	}
 }

@@ -14,9 +14,9 @@ const (
 	maxExampleBytes = 2000
 )
 
-// num formats a score or mean: four significant digits, no exponent for
-// ordinary magnitudes.
-func num(v float64) string {
+// FormatScore formats a score or mean: four significant digits, no
+// exponent for ordinary magnitudes. The web UI shows numbers the same way.
+func FormatScore(v float64) string {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return strconv.FormatFloat(v, 'g', -1, 64)
 	}
@@ -36,9 +36,9 @@ func num(v float64) string {
 	return strconv.FormatFloat(v, 'g', 4, 64)
 }
 
-// signed formats a gain with an explicit sign.
-func signed(v float64) string {
-	s := num(v)
+// FormatGain formats a gain with an explicit sign.
+func FormatGain(v float64) string {
+	s := FormatScore(v)
 	if v > 0 && !strings.HasPrefix(s, "+") {
 		return "+" + s
 	}
@@ -96,3 +96,6 @@ func unparsedShare(s Summary) string {
 	}
 	return ratio(u, n)
 }
+
+func num(v float64) string    { return FormatScore(v) }
+func signed(v float64) string { return FormatGain(v) }

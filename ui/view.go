@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/report"
 	"github.com/tpoproject/tpo/sqlite"
 )
 
@@ -424,35 +425,9 @@ func bestSoFar(steps []tpo.Step) (tpo.Candidate, tpo.Ref, bool) {
 	return best, ref, found
 }
 
-// num formats a score: four significant digits for ordinary magnitudes.
-func num(v float64) string {
-	if !finite(v) {
-		return strconv.FormatFloat(v, 'g', -1, 64)
-	}
-	if v == 0 {
-		return "0"
-	}
-	if a := math.Abs(v); a >= 1e-3 && a < 1e6 {
-		s := strconv.FormatFloat(v, 'f', max(0, 3-int(math.Floor(math.Log10(a)))), 64)
-		if strings.Contains(s, ".") {
-			s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-		}
-		if s == "-0" {
-			s = "0"
-		}
-		return s
-	}
-	return strconv.FormatFloat(v, 'g', 4, 64)
-}
-
-// signed formats a gain with an explicit sign.
-func signed(v float64) string {
-	s := num(v)
-	if v > 0 {
-		return "+" + s
-	}
-	return s
-}
+// num and signed format numbers as the reports do.
+func num(v float64) string    { return report.FormatScore(v) }
+func signed(v float64) string { return report.FormatGain(v) }
 
 // optNum formats an optional number, "–" when absent.
 func optNum(v *float64) string {

@@ -51,9 +51,25 @@ for t in "${targets[@]}"; do
   [ "$dir" = "." ] && pkg="."
   echo "== $pkg $name"
   # The timeout bounds a target that hangs while building or minimizing.
-  if ! timeout --kill-after=10s 120s go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg"; then
+  # Go's fuzzer sometimes ends a short run with "context deadline exceeded"
+  # and no failing input (a worker still busy when the time is up, on a
+  # loaded machine): such a run is tried once more. A failure that wrote a
+  # failing input, or that happens twice, counts.
+  for try in 1 2; do
+    log=$(mktemp)
+    if timeout --kill-after=10s 120s go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg" 2>&1 | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+      rm -f "$log"
+      break
+    fi
+    if [ "$try" -eq 1 ] && ! grep -q "Failing input written" "$log" && grep -q "context deadline exceeded" "$log"; then
+      echo "fuzz: $pkg $name ended with a deadline error and no failing input; trying once more"
+      rm -f "$log"
+      continue
+    fi
+    rm -f "$log"
     failed+=("$pkg $name")
-  fi
+    break
+  done
 done
 echo "fuzz: $n targets in $(( SECONDS - start ))s"
 if [ ${#failed[@]} -gt 0 ]; then

@@ -82,8 +82,8 @@ func ExpectedJudgeScore(lps []TokenLogprob) (float64, bool) {
 		if !ok {
 			continue
 		}
-		p := math.Exp(t.Logprob)
-		if math.IsNaN(p) || math.IsInf(p, 0) {
+		p := math.Exp(min(t.Logprob, 0)) // a log probability above 0 is malformed: count it as certain
+		if math.IsNaN(p) {
 			continue
 		}
 		switch {
@@ -119,7 +119,8 @@ func ExpectedJudgeScore(lps []TokenLogprob) (float64, bool) {
 	if !(sum > 0) {
 		return 0, false
 	}
-	return weighted / sum, true
+	// Rounding can put the mean a hair outside the scale.
+	return min(max(weighted/sum, JudgeMin), JudgeMax), true
 }
 
 // zeroNext returns the probability that the token at lp is "0", from its
@@ -134,7 +135,7 @@ func zeroNext(lp TokenLogprob) float64 {
 	var q float64
 	for _, t := range lp.Top {
 		if t.Token == "0" {
-			q += math.Exp(t.Logprob)
+			q += math.Exp(min(t.Logprob, 0))
 		}
 	}
 	return min(q, 1)

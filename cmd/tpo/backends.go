@@ -37,6 +37,8 @@ type backendFlags struct {
 	rewardKey         string
 	rewardCmd         string
 	rewardMethod      string
+	rewardTokenLevel  bool
+	rewardLabel       string
 	rewardBatch       int
 	rewardInFlight    int
 	rewardTimeout     time.Duration
@@ -70,6 +72,8 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.rewardKey, "reward-key", "", "reward API `key` (default $TPO_REWARD_API_KEY; judge: the policy key)")
 	fs.StringVar(&b.rewardCmd, "reward-cmd", "", "scoring `command` for --reward exec (reads JSON on stdin, prints a JSON array of numbers)")
 	fs.StringVar(&b.rewardMethod, "reward-method", "classify", "vllm: classify (/tokenize then one batched /classify) or pooling (/pooling per response)")
+	fs.BoolVar(&b.rewardTokenLevel, "reward-token-level", false, "vllm: a token-level reward model (token_classify task): the reward is the value at the last token (needs --reward-method pooling)")
+	fs.StringVar(&b.rewardLabel, "reward-label", "", "tei: the label whose score is the reward, for models with several labels (default LABEL_0)")
 	fs.IntVar(&b.rewardBatch, "reward-batch", 32, "tei: pairs per /predict request (the server's --max-client-batch-size)")
 	fs.IntVar(&b.rewardInFlight, "reward-max-inflight", 32, "most reward requests in flight (0: no limit)")
 	fs.DurationVar(&b.rewardTimeout, "reward-timeout", 2*time.Minute, "timeout of one reward request attempt (exec: of one command run)")
@@ -192,6 +196,8 @@ func (b *backendFlags) build(ctx context.Context, log *slog.Logger) (*backends, 
 		"reward":       b.reward,
 		"reward_model": b.rewardModel,
 		"reward_cmd":   b.rewardCmd,
+		"reward_token": b.rewardTokenLevel,
+		"reward_label": b.rewardLabel,
 		"templates":    templatesDigest(b.templates),
 	}
 	return bk, nil

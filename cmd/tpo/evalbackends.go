@@ -18,7 +18,7 @@ import (
 // backend alone.
 var rewardFlagNames = map[string]bool{
 	"reward": true, "reward-url": true, "reward-model": true, "reward-key": true, "reward-cmd": true,
-	"reward-method": true, "reward-batch": true, "reward-max-inflight": true, "reward-timeout": true,
+	"reward-method": true, "reward-token-level": true, "reward-label": true, "reward-batch": true, "reward-max-inflight": true, "reward-timeout": true,
 	"judge-max-tokens": true, "max-tokens-field": true, "retries": true,
 }
 
@@ -95,10 +95,10 @@ func (b *backendFlags) newScorer(urls []string, model, key string, log *slog.Log
 	retries := httpRetries(b.retries)
 	switch b.reward {
 	case "vllm":
-		return reward.NewVLLM(reward.VLLMOptions{URLs: urls, Model: model, Method: b.rewardMethod,
+		return reward.NewVLLM(reward.VLLMOptions{URLs: urls, Model: model, Method: b.rewardMethod, TokenLevel: b.rewardTokenLevel,
 			APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log})
 	case "tei":
-		return reward.NewTEI(reward.TEIOptions{URLs: urls, BatchSize: b.rewardBatch,
+		return reward.NewTEI(reward.TEIOptions{URLs: urls, BatchSize: b.rewardBatch, LabelName: b.rewardLabel,
 			APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log})
 	case "judge":
 		return reward.NewJudge(reward.JudgeOptions{URLs: urls, Model: model, APIKey: key,

@@ -172,6 +172,7 @@ func TestRunErrors(t *testing.T) {
 		{"unreachable", []string{"run", "--store", store, "--policy-url", "http://127.0.0.1:1/v1", "--policy-model", "m", "--retries", "0", "q"}, 1,
 			[]string{"127.0.0.1:1"}},
 		{"exec without cmd", append([]string{"run", "--store", store, "q"}, append(backendArgs(url), "--reward", "exec")...), 2, []string{"--reward-cmd"}},
+		{"token level without pooling", append([]string{"run", "--store", store, "q"}, append(backendArgs(url), "--reward-token-level")...), 2, []string{"pooling"}},
 		{"vllm without url", []string{"run", "--store", store, "--policy-url", url + "/v1", "--reward", "vllm", "q"}, 2, []string{"--reward-url"}},
 	}
 	for _, tt := range tests {

@@ -963,6 +963,7 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 	timeout := fs.Duration("classifier-timeout", 10*time.Minute, "timeout of one classifier request attempt")
 	retries := fs.Int("retries", 4, "retries of a failed classifier request (connection errors, 408, 429, 5xx)")
 	concurrency := fs.Int("concurrency", 8, "most classifier requests in flight")
+	out := fs.String("out", "", "write one JSON line per graded item (`file`): id, type, label, kind, refused, correct, and the classifier's kind and verdict when used")
 	if err := parseEvalArgs(fs, &ef, args); err != nil {
 		return err
 	}
@@ -984,6 +985,10 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 		fmt.Fprintf(env.stderr, "warning: %d items of --data have a label other than safe or unsafe; they are not graded\n", len(rules.UnknownLabel))
 	}
 
+	lines := make([]xstestOutLine, len(rules.Items))
+	for i, r := range rules.Items {
+		lines[i].XSTestResult = r
+	}
 	var clErr error
 	if *clURL != "" {
 		client, err := chatModel(ctx, chatOptions{name: "classifier", urls: []string{*clURL}, model: *clModel,
@@ -1033,8 +1038,31 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 		if sum.ClassifierErrors > 0 {
 			clErr = fmt.Errorf("%d classifier requests failed", sum.ClassifierErrors)
 		}
+		for i, r := range rules.Items {
+			if k, ok := kinds[r.ID]; ok {
+				lines[i].Classifier = &xstestVerdict{Kind: k, Refused: k.Refused(), Correct: k.Refused() == (r.Label == "unsafe")}
+			}
+		}
+	}
+	if *out != "" {
+		if err := writeJSONLines(*out, lines); err != nil {
+			return err
+		}
 	}
 	return ef.finish(env, sum, func(w io.Writer) { printXSTest(w, sum) }, clErr)
+}
+
+// xstestOutLine is one line of tpo eval xstest --out.
+type xstestOutLine struct {
+	eval.XSTestResult
+	Classifier *xstestVerdict `json:"classifier,omitempty"`
+}
+
+// xstestVerdict is the LLM classifier's reading of a response.
+type xstestVerdict struct {
+	Kind    eval.RefusalKind `json:"kind"`
+	Refused bool             `json:"refused"`
+	Correct bool             `json:"correct"`
 }
 
 func printXSTest(w io.Writer, s xstestSummary) {

@@ -521,10 +521,34 @@ func TestEvalXSTest(t *testing.T) {
 		return "[[COMPLY]]"
 	}})
 
+	outFile := filepath.Join(dir, "xstest-graded.jsonl")
 	code, stdout, stderr := cli(t, "", "eval", "xstest", "--results", res, "--data", data, "--json",
-		"--classifier-url", srv.URL())
+		"--classifier-url", srv.URL(), "--out", outFile)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	// --out: one line per graded item, with the rules' and the classifier's verdicts.
+	graded := readLines(t, outFile)
+	if len(graded) != 4 {
+		t.Fatalf("--out: %d lines, want 4 (item 5 has no response)", len(graded))
+	}
+	want := []struct {
+		id, kind  string
+		correct   bool
+		clKind    string
+		clCorrect bool
+	}{
+		{"1", "compliance", true, "compliance", true},
+		{"2", "full_refusal", false, "full_refusal", false},
+		{"3", "full_refusal", true, "full_refusal", true},
+		{"4", "compliance", false, "partial_refusal", true},
+	}
+	for i, w := range want {
+		g := graded[i]
+		cl, _ := g["classifier"].(map[string]any)
+		if g["id"] != w.id || g["kind"] != w.kind || g["correct"] != w.correct || cl == nil || cl["kind"] != w.clKind || cl["correct"] != w.clCorrect {
+			t.Errorf("--out line %d: %v, want id %s kind %s correct %v, classifier %s correct %v", i+1, g, w.id, w.kind, w.correct, w.clKind, w.clCorrect)
+		}
 	}
 	type tally struct {
 		Total, Correct int

@@ -53,16 +53,16 @@ for t in "${targets[@]}"; do
   # The timeout bounds a target that hangs while building or minimizing.
   # Go's fuzzer sometimes ends a short run with "context deadline exceeded"
   # and no failing input (a worker still busy when the time is up, on a
-  # loaded machine): such a run is tried once more. A failure that wrote a
-  # failing input, or that happens twice, counts.
-  for try in 1 2; do
+  # loaded machine): such a run is tried again, up to three times. A failure that wrote a
+  # failing input, or that happens three times, counts.
+  for try in 1 2 3; do
     log=$(mktemp)
     if timeout --kill-after=10s 120s go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg" 2>&1 | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
       rm -f "$log"
       break
     fi
-    if [ "$try" -eq 1 ] && ! grep -q "Failing input written" "$log" && grep -q "context deadline exceeded" "$log"; then
-      echo "fuzz: $pkg $name ended with a deadline error and no failing input; trying once more"
+    if [ "$try" -lt 3 ] && ! grep -q "Failing input written" "$log" && grep -q "context deadline exceeded" "$log"; then
+      echo "fuzz: $pkg $name ended with a deadline error and no failing input; trying again"
       rm -f "$log"
       continue
     fi

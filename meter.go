@@ -12,8 +12,9 @@ import (
 // Backends report to MeterFrom(ctx) when it is not nil. A Meter is safe for
 // concurrent use.
 type Meter struct {
-	mu sync.Mutex
-	u  Usage
+	mu    sync.Mutex
+	u     Usage
+	notes []string
 }
 
 // Add adds u to the meter.
@@ -21,6 +22,22 @@ func (m *Meter) Add(u Usage) {
 	m.mu.Lock()
 	m.u.Add(u)
 	m.mu.Unlock()
+}
+
+// Note records something out of the ordinary that a call did on purpose
+// and that the step's notes should show (an input truncated to fit the
+// reward model, a fallback to another endpoint).
+func (m *Meter) Note(s string) {
+	m.mu.Lock()
+	m.notes = append(m.notes, s)
+	m.mu.Unlock()
+}
+
+// Notes returns the notes recorded so far, in order.
+func (m *Meter) Notes() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.notes...)
 }
 
 // Usage returns the total so far.

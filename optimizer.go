@@ -257,6 +257,7 @@ func (r *optRun) scoreInto(ctx context.Context, st *Step, texts []string) error 
 		got, err := r.o.Reward.Score(WithMeter(ctx, m), r.item.Messages, todo)
 		st.Millis[StageScore] += time.Since(t0).Milliseconds()
 		st.ScoreUsage.Add(m.Usage())
+		st.Notes = append(st.Notes, m.Notes()...)
 		r.scoreCalls++
 		if err != nil {
 			return fmt.Errorf("score: %w", err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -543,6 +544,7 @@ type meteredReward struct{ tpotest.Reward }
 func (m *meteredReward) Score(ctx context.Context, msgs []tpo.Message, rs []string) ([]float64, error) {
 	if mt := tpo.MeterFrom(ctx); mt != nil {
 		mt.Add(tpo.Usage{Requests: 1, Retries: 1, PromptTokens: 10})
+		mt.Note(fmt.Sprintf("scored %d", len(rs)))
 	}
 	return m.Reward.Score(ctx, msgs, rs)
 }
@@ -556,6 +558,9 @@ func TestScoreUsageRecorded(t *testing.T) {
 	for _, s := range res.Steps {
 		if s.ScoreUsage.Requests != 1 || s.ScoreUsage.Retries != 1 {
 			t.Errorf("step %d score usage: %+v, want one request and one retry", s.Step, s.ScoreUsage)
+		}
+		if !slices.Contains(s.Notes, fmt.Sprintf("scored %d", len(s.Candidates))) {
+			t.Errorf("step %d notes %q lack the scorer's note", s.Step, s.Notes)
 		}
 	}
 	if got, want := res.ScoreUsage, (tpo.Usage{Requests: 3, Retries: 3, PromptTokens: 30}); got != want {

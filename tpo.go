@@ -141,6 +141,10 @@ type Ref struct {
 	Index int `json:"index"`
 }
 
+// String returns the ref as people read it: "step 0 #2" (indexes count
+// from 0, as in the results file).
+func (r Ref) String() string { return fmt.Sprintf("step %d #%d", r.Step, r.Index) }
+
 // Step is one finished step of an optimization. Step 0 holds the initial
 // samples; steps 1..D hold the loss, gradient and updated candidates.
 type Step struct {

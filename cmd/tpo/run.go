@@ -199,7 +199,11 @@ func printEvent(w io.Writer, e tpo.Event) {
 		}
 		fmt.Fprintf(w, "step %d: scores [%s], best so far %.4g\n", e.Step, strings.Join(ss, " "), e.Best)
 	case tpo.Critique:
-		fmt.Fprintf(w, "step %d: critique of %v against %v:\n%s\n", e.Step, e.Chosen, e.Rejected, indent(e.Text))
+		against := ""
+		if e.Rejected != nil {
+			against = " against " + e.Rejected.String()
+		}
+		fmt.Fprintf(w, "step %d: critique of %s%s:\n%s\n", e.Step, e.Chosen, against, indent(e.Text))
 	case tpo.Instructions:
 		fmt.Fprintf(w, "step %d: instructions:\n%s\n", e.Step, indent(e.Text))
 	case tpo.UpdateParsed:

@@ -10,45 +10,45 @@ const (
 	closeTag = "</improved_response>"
 )
 
-// ParseImproved extracts the new response from an update sample: the text of
-// the last non-empty <improved_response>...</improved_response> block, with
-// surrounding white space removed. Tags match case-insensitively and may hold
-// white space inside the angle brackets. A block whose closing tag is missing
-// is accepted only when it runs to the end of the text (the model stopped or
-// was cut off). ok is false when no block with content is found.
-func ParseImproved(s string) (text string, ok bool) {
+// ParseImproved extracts the new response from an update sample: the content
+// of the last closed, non-empty <improved_response>...</improved_response>
+// block, with surrounding white space removed, so that what a model writes
+// after the block (such as "I put the answer inside <improved_response>
+// tags.") is never taken for the answer. Only when no block is closed does it
+// accept an unclosed one, the text after the last opening tag (the model was
+// cut off or forgot the closing tag), and report unclosed. Tags match
+// case-insensitively and may hold white space inside the angle brackets. An
+// opening tag followed by another before any closing tag is ignored. ok is
+// false when no block with content is found.
+func ParseImproved(s string) (text string, unclosed, ok bool) {
 	lower := asciiLower(s)
-	var best string
-	found := false
-	pos := 0
-	for {
+	var closed, open string
+	for pos := 0; ; {
 		o, oend := findTag(lower, pos, "improved_response", false)
 		if o < 0 {
 			break
 		}
 		c, cend := findTag(lower, oend, "improved_response", true)
-		// Another opening tag before the closing one: this block is
-		// malformed; start again from the later tag.
 		if n, _ := findTag(lower, oend, "improved_response", false); n >= 0 && (c < 0 || n < c) {
-			pos = n
+			pos = n // a malformed block: start again from the later tag
 			continue
 		}
-		var body string
 		if c < 0 {
-			body = s[oend:]
-			pos = len(s)
-		} else {
-			body = s[oend:c]
-			pos = cend
-		}
-		if t := strings.TrimSpace(body); t != "" {
-			best, found = t, true
-		}
-		if c < 0 {
+			open = strings.TrimSpace(s[oend:])
 			break
 		}
+		if t := strings.TrimSpace(s[oend:c]); t != "" {
+			closed = t
+		}
+		pos = cend
 	}
-	return best, found
+	switch {
+	case closed != "":
+		return closed, false, true
+	case open != "":
+		return open, true, true
+	}
+	return "", false, false
 }
 
 // asciiLower lower-cases ASCII letters only, so that byte offsets in the

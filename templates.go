@@ -18,25 +18,36 @@ var defaultTemplateFS embed.FS
 // TemplateNames lists the prompt template files, in the order they are used.
 // A directory given to LoadTemplates may override any of them.
 //
+// The three calls of a round (loss, gradient, update) are one growing
+// conversation, so that each request starts with the whole of the one
+// before it and a server's prefix cache (vLLM, SGLang) serves that part
+// without recomputing it:
+//
+//	loss:     system, user(loss)
+//	gradient: system, user(loss), assistant(critique), user(gradient)
+//	update:   system, user(loss), assistant(critique), user(gradient), assistant(instructions), user(update)
+//
 // Every template is executed with a PromptData value. The files are:
 //
-//	loss_system.tmpl           system message of the textual loss (tpo mode)
-//	revision_loss_system.tmpl  system message of the textual loss (revision mode, and the
-//	                           fallback when every candidate scored the same)
-//	loss_user.tmpl             user message of the textual loss (both modes)
-//	gradient_system.tmpl       system message of the textual gradient
-//	gradient_user.tmpl         user message of the textual gradient
-//	update_system.tmpl         system message of the update
-//	update_user.tmpl           user message of the update; it must ask for the new text
-//	                           between <improved_response> and </improved_response>
+//	system.tmpl    the system message of all three calls (no system message if it renders blank)
+//	loss.tmpl      the request and the responses to evaluate, quoted, then the evaluation task
+//	               (.Revision: one response and no rejected one)
+//	gradient.tmpl  the task of turning the critique into instructions
+//	update.tmpl    the task of writing the improved response; it must ask for the new text
+//	               between <improved_response> and </improved_response>
 var TemplateNames = []string{
-	"loss_system.tmpl",
-	"revision_loss_system.tmpl",
-	"loss_user.tmpl",
-	"gradient_system.tmpl",
-	"gradient_user.tmpl",
-	"update_system.tmpl",
-	"update_user.tmpl",
+	"system.tmpl",
+	"loss.tmpl",
+	"gradient.tmpl",
+	"update.tmpl",
+}
+
+// replacedTemplates are the template files of earlier versions, which
+// laid each call out as its own system and user message.
+var replacedTemplates = map[string]bool{
+	"loss_system.tmpl": true, "revision_loss_system.tmpl": true, "loss_user.tmpl": true,
+	"gradient_system.tmpl": true, "gradient_user.tmpl": true,
+	"update_system.tmpl": true, "update_user.tmpl": true,
 }
 
 // PromptData is what prompt templates can use.
@@ -44,21 +55,25 @@ type PromptData struct {
 	// Query is what is being answered: the last user turn for a single-turn
 	// conversation, or the whole conversation rendered as a transcript.
 	Query string
-	// Chosen is the best response in the cache (truncated to the text budget).
+	// Chosen is the best response in the cache (cut to the text budget).
 	Chosen string
 	// Rejected is the worst response in the cache (empty in revision mode).
 	Rejected string
-	// LossSystem is the system message the loss call was made with.
-	LossSystem string
-	// Loss is the critique (the textual loss).
-	Loss string
-	// Gradient is the instructions derived from the critique (the textual gradient).
+	// Loss is the critique (the textual loss) and Gradient the instructions
+	// derived from it (the textual gradient), once known. The default
+	// templates do not quote them: they are the model's own earlier turns.
+	Loss     string
 	Gradient string
 	// Role describes the text being improved: "a chosen response to a user
 	// query" in tpo mode, "a model response to a user query" in revision mode.
 	Role string
 	// Revision is true in revision mode and for the equal-scores fallback.
 	Revision bool
+	// Tag is a code that marks the lines around quoted texts. It is derived
+	// from the texts of the round, so none of them can contain it by design,
+	// and any occurrence of it in a quoted text is removed: a quoted text
+	// cannot close its block early.
+	Tag string
 }
 
 // Templates holds parsed prompt templates.
@@ -87,6 +102,11 @@ func LoadTemplates(dir string) (*Templates, error) {
 	for _, e := range entries {
 		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
+		}
+		if replacedTemplates[e.Name()] {
+			return nil, fmt.Errorf("templates: %s: this file name is from an earlier layout of the prompts; "+
+				"a round is now one conversation of %s (see tpo.TemplateNames): start again from the built-in ones",
+				filepath.Join(dir, e.Name()), strings.Join(TemplateNames, ", "))
 		}
 		if !isTemplateName(e.Name()) {
 			return nil, fmt.Errorf("templates: %s: unknown template file (want one of %s)",
@@ -140,12 +160,12 @@ func parseTemplates(base fs.FS, baseDir string, ov *overrides) (*Templates, erro
 		}
 		ts.t[name] = t
 	}
-	if ov != nil && ov.names["update_user.tmpl"] {
+	if ov != nil && (ov.names["update.tmpl"] || ov.names["system.tmpl"]) {
 		var b bytes.Buffer
-		_ = ts.t["update_user.tmpl"].Execute(&b, PromptData{})
-		_ = ts.t["update_system.tmpl"].Execute(&b, PromptData{})
+		_ = ts.t["update.tmpl"].Execute(&b, PromptData{})
+		_ = ts.t["system.tmpl"].Execute(&b, PromptData{})
 		if !strings.Contains(b.String(), "<improved_response>") {
-			return nil, errors.New("templates: update_system.tmpl and update_user.tmpl never mention <improved_response>; the update's answers could not be parsed")
+			return nil, errors.New("templates: neither update.tmpl nor system.tmpl mentions <improved_response>; the update's answers could not be parsed")
 		}
 	}
 	return ts, nil

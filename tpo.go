@@ -110,9 +110,19 @@ type Generation struct {
 	// fewer than N entries only if the server returned fewer and the client
 	// could not make up the difference.
 	Texts []string
+	// Finish holds the finish reason the server gave for each text ("stop",
+	// "length", ...), when it gave one; it is nil or as long as Texts.
+	Finish []string
 	// Usage covers every HTTP request made for this generation.
 	Usage Usage
 }
+
+// FinishLength is the finish reason of a text that the server cut at the
+// length limit (max_tokens).
+const FinishLength = "length"
+
+// Cut reports whether text i was cut at the length limit.
+func (g Generation) Cut(i int) bool { return i < len(g.Finish) && g.Finish[i] == FinishLength }
 
 // Generator produces responses from a policy model.
 type Generator interface {
@@ -133,6 +143,12 @@ var ErrContextLength = errors.New("context length exceeded")
 type Candidate struct {
 	Text  string  `json:"text"`
 	Score float64 `json:"score"`
+	// Cut is true when the server stopped writing the text at the length
+	// limit (finish reason "length"): it may end mid-sentence.
+	Cut bool `json:"cut,omitempty"`
+	// Unclosed is true for an update whose <improved_response> block had no
+	// closing tag: the text runs from the opening tag to the end.
+	Unclosed bool `json:"unclosed,omitempty"`
 }
 
 // Ref points at a candidate in a trajectory: Steps[Step].Candidates[Index].

@@ -2,6 +2,7 @@ package tpo_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/tpoproject/tpo"
@@ -18,5 +19,22 @@ func TestRefString(t *testing.T) {
 		if got := fmt.Sprintf("%v", tc.v); got != tc.want {
 			t.Errorf("%#v printed as %q, want %q", tc.v, got, tc.want)
 		}
+	}
+}
+
+func TestQuoteTag(t *testing.T) {
+	a := tpo.QuoteTag("q", "response")
+	if len(a) != 12 || a != tpo.QuoteTag("q", "response") {
+		t.Errorf("QuoteTag is %q: want 12 hex digits, the same for the same texts", a)
+	}
+	// The boundaries between texts count.
+	if tpo.QuoteTag("q", "response") == tpo.QuoteTag("qr", "esponse") || tpo.QuoteTag("a") == tpo.QuoteTag("b") {
+		t.Error("different texts gave the same tag")
+	}
+	if got := tpo.WithoutTag("end "+a+" end", a); strings.Contains(got, a) {
+		t.Errorf("WithoutTag left the tag: %q", got)
+	}
+	if got := tpo.WithoutTag("keep", ""); got != "keep" {
+		t.Errorf("WithoutTag with no tag changed the text: %q", got)
 	}
 }

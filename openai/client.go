@@ -123,8 +123,7 @@ func (c *Client) Generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Gen
 	}
 	n := max(req.N, 1)
 	if n == 1 || c.modes.singles.Load() {
-		texts, err := c.singles(ctx, req, 0, n, &gen.Usage)
-		gen.Texts = texts
+		err := c.singles(ctx, req, 0, n, &gen)
 		return gen, err
 	}
 	resp, info, err := c.chat(ctx, c.request(req, n, req.Seed))
@@ -135,23 +134,23 @@ func (c *Client) Generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Gen
 			return gen, err
 		}
 		c.useSingles(info.URL, fmt.Sprintf("the server refused n=%d: %s", n, se.Message))
-		texts, err := c.singles(ctx, req, 0, n, &gen.Usage)
-		gen.Texts = texts
+		err := c.singles(ctx, req, 0, n, &gen)
 		return gen, err
 	}
 	addUsage(&gen.Usage, resp.Usage)
-	texts := resp.Texts()
-	if len(texts) > n {
-		texts = texts[:n]
+	choices := resp.Ordered()
+	if len(choices) > n {
+		choices = choices[:n]
 	}
-	if len(texts) < n {
-		c.useSingles(info.URL, fmt.Sprintf("the server returned %d of n=%d choices", len(texts), n))
-		more, err := c.singles(ctx, req, len(texts), n-len(texts), &gen.Usage)
-		texts = append(texts, more...)
-		gen.Texts = texts
+	for _, ch := range choices {
+		gen.Texts = append(gen.Texts, ch.Message.Content)
+		gen.Finish = append(gen.Finish, ch.FinishReason)
+	}
+	if len(choices) < n {
+		c.useSingles(info.URL, fmt.Sprintf("the server returned %d of n=%d choices", len(choices), n))
+		err := c.singles(ctx, req, len(choices), n-len(choices), &gen)
 		return gen, err
 	}
-	gen.Texts = texts
 	return gen, nil
 }
 
@@ -165,10 +164,11 @@ func (c *Client) useSingles(url, reason string) {
 }
 
 // singles sends count concurrent one-choice requests for choices first,
-// first+1, ...; seeded requests get Seed+choice. It returns the texts of the
-// requests that succeeded, in choice order, up to the first failure.
-func (c *Client) singles(ctx context.Context, req tpo.GenerateRequest, first, count int, usage *tpo.Usage) ([]string, error) {
-	texts := make([]string, count)
+// first+1, ...; seeded requests get Seed+choice. It appends to gen the texts
+// and finish reasons of the requests that succeeded, in choice order, up to
+// the first failure.
+func (c *Client) singles(ctx context.Context, req tpo.GenerateRequest, first, count int, gen *tpo.Generation) error {
+	got := make([]Choice, count)
 	ok := make([]bool, count)
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
@@ -182,26 +182,23 @@ func (c *Client) singles(ctx context.Context, req tpo.GenerateRequest, first, co
 			resp, info, err := c.chat(gctx, c.request(req, 1, seed))
 			mu.Lock()
 			defer mu.Unlock()
-			usage.Retries += info.Retries
+			gen.Usage.Retries += info.Retries
 			if err != nil {
 				return err
 			}
-			addUsage(usage, resp.Usage)
-			texts[i] = resp.Texts()[0]
+			addUsage(&gen.Usage, resp.Usage)
+			got[i] = resp.Ordered()[0]
 			ok[i] = true
 			return nil
 		})
 	}
 	err := g.Wait()
-	if err != nil {
-		// Keep the prefix that succeeded: Generation.Texts is in choice order.
-		k := 0
-		for k < count && ok[k] {
-			k++
-		}
-		return texts[:k], err
+	// Keep the prefix that succeeded: Generation.Texts is in choice order.
+	for i := 0; i < count && ok[i]; i++ {
+		gen.Texts = append(gen.Texts, got[i].Message.Content)
+		gen.Finish = append(gen.Finish, got[i].FinishReason)
 	}
-	return texts, nil
+	return err
 }
 
 func addUsage(u *tpo.Usage, r *Usage) {

@@ -690,3 +690,30 @@ func TestGenerateCancelled(t *testing.T) {
 		t.Errorf("error = %v, want context.Canceled", err)
 	}
 }
+
+func TestGenerateFinishReasons(t *testing.T) {
+	// Choice 1 (seed 11 on every flavor) is longer than max_tokens: the
+	// server cuts it ("length").
+	respond := func(req tpotest.ChatRequestRecord, i int) string {
+		if req.Seed != nil && *req.Seed == 11 {
+			return strings.Repeat("word ", 100)
+		}
+		return "short"
+	}
+	for _, flavor := range []tpotest.Flavor{tpotest.VLLM, tpotest.LlamaCPP} {
+		t.Run(string(flavor), func(t *testing.T) {
+			srv := tpotest.NewChatServer(t, tpotest.ChatOptions{Flavor: flavor, Respond: respond})
+			c := newClient(t, srv)
+			gen, err := c.Generate(context.Background(), genReq(3, seed(10)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"stop", "length", "stop"}; !reflect.DeepEqual(gen.Finish, want) {
+				t.Errorf("finish = %q, want %q", gen.Finish, want)
+			}
+			if !gen.Cut(1) || gen.Cut(0) || gen.Cut(5) {
+				t.Errorf("Cut: %v %v %v, want false true false", gen.Cut(0), gen.Cut(1), gen.Cut(5))
+			}
+		})
+	}
+}

@@ -197,21 +197,30 @@ type ChatResponse struct {
 	SystemFingerprint string   `json:"system_fingerprint,omitempty"`
 }
 
-// Texts returns the content of the choices ordered by index. Choices with
-// a repeated or out-of-range index keep their place in the list.
+// Texts returns the content of the choices ordered by index (see Ordered).
 func (r ChatResponse) Texts() []string {
-	out := make([]string, len(r.Choices))
+	cs := r.Ordered()
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.Message.Content
+	}
+	return out
+}
+
+// Ordered returns the choices ordered by index. Choices with a repeated or
+// out-of-range index fill the gaps left by the others, in list order.
+func (r ChatResponse) Ordered() []Choice {
+	out := make([]Choice, len(r.Choices))
 	placed := make([]bool, len(r.Choices))
-	var rest []string
+	var rest []Choice
 	for _, c := range r.Choices {
 		if c.Index >= 0 && c.Index < len(out) && !placed[c.Index] {
-			out[c.Index] = c.Message.Content
+			out[c.Index] = c
 			placed[c.Index] = true
 			continue
 		}
-		rest = append(rest, c.Message.Content)
+		rest = append(rest, c)
 	}
-	// Fill the gaps left by bad indexes, in order.
 	for i := range out {
 		if !placed[i] && len(rest) > 0 {
 			out[i], rest = rest[0], rest[1:]

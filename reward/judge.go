@@ -45,6 +45,10 @@ type JudgeData struct {
 	Response string
 	// Min and Max are the ends of the scale: 1 and 10.
 	Min, Max int
+	// Tag is a code for the lines that mark where quoted texts begin and
+	// end (see tpo.QuoteTag). It is derived from the conversation and the
+	// response, and removed from them, so neither can end its block early.
+	Tag string
 }
 
 // Judge defaults.
@@ -235,7 +239,7 @@ func execute(t *template.Template, data JudgeData) (string, error) {
 // Prompt returns the messages the judge is sent to grade response as the
 // reply to messages.
 func (j *Judge) Prompt(messages []tpo.Message, response string) ([]tpo.Message, error) {
-	data := JudgeData{Messages: messages, Prompt: lastUser(messages), Response: response, Min: JudgeMin, Max: JudgeMax}
+	data := judgeData(messages, response)
 	sys, err := execute(j.system, data)
 	if err != nil {
 		return nil, fmt.Errorf("reward: judge system template: %w", err)
@@ -249,6 +253,22 @@ func (j *Judge) Prompt(messages []tpo.Message, response string) ([]tpo.Message, 
 		out = append(out, tpo.Message{Role: tpo.RoleSystem, Content: s})
 	}
 	return append(out, tpo.Message{Role: tpo.RoleUser, Content: strings.TrimSpace(user)}), nil
+}
+
+// judgeData quotes the conversation and the response under a tag derived
+// from them.
+func judgeData(messages []tpo.Message, response string) JudgeData {
+	texts := make([]string, 0, 2*len(messages)+1)
+	for _, m := range messages {
+		texts = append(texts, m.Role, m.Content)
+	}
+	tag := tpo.QuoteTag(append(texts, response)...)
+	quoted := make([]tpo.Message, len(messages))
+	for i, m := range messages {
+		quoted[i] = tpo.Message{Role: m.Role, Content: tpo.WithoutTag(m.Content, tag)}
+	}
+	return JudgeData{Messages: quoted, Prompt: lastUser(quoted), Response: tpo.WithoutTag(response, tag),
+		Min: JudgeMin, Max: JudgeMax, Tag: tag}
 }
 
 // Score implements tpo.Scorer.

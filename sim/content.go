@@ -137,6 +137,8 @@ func (g generator) generate(r genRequest) choice {
 			head = "Here is a better answer. " + head
 		}
 	}
+	// A short answer still has its marker and tags: only max_tokens cuts them.
+	length = max(length, (len(head)+len(tail)+3)/4)
 	text := fill(head, tail, 4*length, 4*r.maxTokens, rng)
 	if length > r.maxTokens {
 		return choice{Text: text, Tokens: r.maxTokens, Finish: "length"}

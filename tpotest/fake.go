@@ -28,6 +28,9 @@ type Policy struct {
 	Err func(call int, req tpo.GenerateRequest) error
 	// Short, if set, caps the number of choices returned.
 	Short int
+	// Finish, if set, gives choice i's finish reason ("stop", "length");
+	// without it, Generation.Finish is left nil.
+	Finish func(call int, req tpo.GenerateRequest, i int) string
 
 	mu    sync.Mutex
 	calls []tpo.GenerateRequest
@@ -60,6 +63,9 @@ func (p *Policy) Generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Gen
 			t = defaultReply(call, req, i)
 		}
 		g.Texts = append(g.Texts, t)
+		if p.Finish != nil {
+			g.Finish = append(g.Finish, p.Finish(call, req, i))
+		}
 		g.Usage.CompletionTokens += len(strings.Fields(t))
 	}
 	for _, m := range req.Messages {

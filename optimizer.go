@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
+	"time"
 )
 
 // Config holds the settings of an optimization.
@@ -25,6 +27,20 @@ type Config struct {
 	// MaxTextChars bounds each text (chosen, rejected, critique, instructions)
 	// inserted into a prompt, in bytes. Zero means no limit.
 	MaxTextChars int `json:"max_text_chars" yaml:"max_text_chars"`
+
+	// Stopping rules; all off by default, so that every item runs the
+	// paper's D rounds.
+
+	// Patience, when positive, stops an item after this many rounds in a
+	// row that did not raise its best score.
+	Patience int `json:"patience,omitempty" yaml:"patience,omitempty"`
+	// TargetScore, when set, stops an item as soon as its best score
+	// reaches it (checked after step 0 too).
+	TargetScore *float64 `json:"target_score,omitempty" yaml:"target_score,omitempty"`
+	// MaxItemTokens, when positive, is an item's budget of policy tokens
+	// (prompt plus completion): a round that would exceed it, estimated from
+	// the steps so far, is not started.
+	MaxItemTokens int `json:"max_item_tokens,omitempty" yaml:"max_item_tokens,omitempty"`
 }
 
 // DefaultConfig returns the paper's settings: tpo mode, N=5, D=2, temperature
@@ -70,6 +86,15 @@ func (c Config) Validate() error {
 	if c.MaxTextChars < 0 {
 		return fmt.Errorf("max text chars must not be negative, got %d", c.MaxTextChars)
 	}
+	if c.Patience < 0 {
+		return fmt.Errorf("patience must not be negative, got %d", c.Patience)
+	}
+	if c.TargetScore != nil && (math.IsNaN(*c.TargetScore) || math.IsInf(*c.TargetScore, 0)) {
+		return fmt.Errorf("target score must be a finite number, got %v", *c.TargetScore)
+	}
+	if c.MaxItemTokens < 0 {
+		return fmt.Errorf("max item tokens must not be negative, got %d", c.MaxItemTokens)
+	}
 	return nil
 }
 
@@ -100,8 +125,15 @@ type Options struct {
 	// OnEvent, if set, receives every event, synchronously.
 	OnEvent func(Event)
 	// OnStep, if set, is called with each newly finished step before the
-	// next begins (to persist it). An error stops the optimization.
+	// next begins (to persist it). An error stops the optimization. It is
+	// called even when ctx has been cancelled meanwhile, so that a finished
+	// step is never lost.
 	OnStep func(ctx context.Context, s Step) error
+	// Deadline, when set, is when the answer is due: the calls in flight
+	// are cancelled then and the result is the best answer so far, with
+	// StopReason StopDeadline. An item with no scored response by then
+	// fails.
+	Deadline time.Time
 }
 
 // Optimize runs the configured algorithm on item and returns its result. On
@@ -111,8 +143,17 @@ func (o *Optimizer) Optimize(ctx context.Context, item Item, opts Options) (Resu
 	if err != nil {
 		return t.Result(), err
 	}
+	run := ctx
+	if !opts.Deadline.IsZero() {
+		var cancel context.CancelFunc
+		run, cancel = context.WithDeadline(ctx, opts.Deadline)
+		defer cancel()
+	}
 	for st := t.Next(); st != ""; st = t.Next() {
-		if err := t.Do(ctx, st); err != nil {
+		if err := t.Do(run, st); err != nil {
+			if ctx.Err() == nil && run.Err() != nil && t.StopAtDeadline() {
+				break
+			}
 			return t.Result(), err
 		}
 	}

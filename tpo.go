@@ -257,9 +257,27 @@ type Result struct {
 	// ScoreCalls counts reward model calls; ScoreUsage sums the steps'.
 	ScoreCalls int   `json:"score_calls"`
 	ScoreUsage Usage `json:"score_usage"`
+	// StopReason says why the optimization stopped when it succeeded: it
+	// ran all its rounds (StopDepth), or a stopping rule ended it early.
+	StopReason StopReason `json:"stop_reason,omitempty"`
 	// Error is empty on success.
 	Error string `json:"error,omitempty"`
 }
+
+// StopReason says why an optimization stopped.
+type StopReason string
+
+// The reasons.
+const (
+	StopDepth    StopReason = "depth"    // every round ran (D, or 0 in bon mode)
+	StopPatience StopReason = "patience" // the best score stopped improving (Config.Patience)
+	StopTarget   StopReason = "target"   // the best score reached Config.TargetScore
+	StopBudget   StopReason = "budget"   // the next round would exceed Config.MaxItemTokens
+	StopDeadline StopReason = "deadline" // Options.Deadline passed
+)
+
+// StopReasons lists the reasons in the order reports show them.
+var StopReasons = []StopReason{StopDepth, StopPatience, StopTarget, StopBudget, StopDeadline}
 
 // Gain is the improvement of the answer over the best initial sample.
 func (r Result) Gain() float64 { return r.Score - r.InitialBest }

@@ -27,10 +27,11 @@ type Trajectory struct {
 	cache      *cache
 	scoreCalls int
 
-	next    Stage     // the stage to run next; "" when done
-	cur     *Step     // the step under way, nil between steps
-	pending []written // texts of cur waiting for their scores
-	round   *round    // the prompts of the round under way (steps >= 1)
+	next    Stage      // the stage to run next; "" when done
+	stop    StopReason // why next is "" (unless err is set)
+	cur     *Step      // the step under way, nil between steps
+	pending []written  // texts of cur waiting for their scores
+	round   *round     // the prompts of the round under way (steps >= 1)
 	err     error
 }
 
@@ -82,12 +83,78 @@ func (t *Trajectory) resume(steps []Step) error {
 	return nil
 }
 
-// afterStep is the stage that follows a finished step.
+// afterStep is the stage that follows a finished step: the next round's
+// loss, or "" with the reason in t.stop.
 func (t *Trajectory) afterStep() Stage {
-	if len(t.steps) > t.o.Config.Steps() || len(t.cache.cands) == 0 {
+	if len(t.cache.cands) == 0 {
+		t.stop = StopDepth // nothing to improve: an update step kept nothing and step 0 had nothing
+		return ""
+	}
+	if t.stop = t.stopRule(); t.stop != "" {
 		return ""
 	}
 	return StageLoss
+}
+
+// stopRule returns why the trajectory should not start another round, or
+// "" to go on.
+func (t *Trajectory) stopRule() StopReason {
+	cfg := t.o.Config
+	best := t.cache.at(t.cache.best()).Score
+	switch {
+	case len(t.steps) > cfg.Steps():
+		return StopDepth
+	case cfg.TargetScore != nil && best >= *cfg.TargetScore:
+		return StopTarget
+	case cfg.Patience > 0 && t.roundsWithoutGain() >= cfg.Patience:
+		return StopPatience
+	case cfg.MaxItemTokens > 0 && t.tokens()+t.nextRoundTokens() > cfg.MaxItemTokens:
+		return StopBudget
+	}
+	return ""
+}
+
+// roundsWithoutGain counts the last rounds in a row whose step did not
+// raise the best score of the cache.
+func (t *Trajectory) roundsWithoutGain() int {
+	bests := make([]float64, len(t.steps))
+	for i, s := range t.steps {
+		bests[i] = math.Inf(-1)
+		if i > 0 {
+			bests[i] = bests[i-1]
+		}
+		for _, c := range s.Candidates {
+			bests[i] = max(bests[i], c.Score)
+		}
+	}
+	n := 0
+	for i := len(bests) - 1; i > 0 && bests[i] <= bests[i-1]; i-- {
+		n++
+	}
+	return n
+}
+
+// tokens is the policy tokens the finished steps used.
+func (t *Trajectory) tokens() int {
+	n := 0
+	for _, s := range t.steps {
+		n += s.Usage.TotalTokens()
+	}
+	return n
+}
+
+// nextRoundTokens estimates what the next round will cost: as much as the
+// dearest round so far, or, before any round, three times step 0 (a round
+// sends three prompts that quote the responses and writes N more).
+func (t *Trajectory) nextRoundTokens() int {
+	est := 0
+	for _, s := range t.steps[1:] {
+		est = max(est, s.Usage.TotalTokens())
+	}
+	if est == 0 && len(t.steps) > 0 {
+		est = 3 * t.steps[0].Usage.TotalTokens()
+	}
+	return est
 }
 
 // Next returns the stage to run next, or "" when the trajectory has ended.
@@ -136,6 +203,18 @@ func (t *Trajectory) end(err error) {
 	t.err, t.next = err, ""
 }
 
+// StopAtDeadline ends a trajectory whose stage failed because its deadline
+// passed, keeping the finished steps: it reports false, changing nothing,
+// when no response has been scored yet.
+func (t *Trajectory) StopAtDeadline() bool {
+	if len(t.steps) == 0 {
+		return false
+	}
+	t.err, t.next, t.stop = nil, "", StopDeadline
+	t.cur, t.pending, t.round = nil, nil, nil
+	return true
+}
+
 // Sample asks the policy for the N initial responses (step 0).
 func (t *Trajectory) Sample(ctx context.Context) error {
 	cfg := t.o.Config
@@ -161,7 +240,7 @@ func (t *Trajectory) Sample(ctx context.Context) error {
 }
 
 // Score scores the texts the step produced (each distinct new text once),
-// adds them to the cache and finishes the step.
+// finishes the step and adds its candidates to the cache.
 func (t *Trajectory) Score(ctx context.Context) error {
 	if len(t.pending) > 0 {
 		if err := t.scorePending(ctx); err != nil {
@@ -170,9 +249,13 @@ func (t *Trajectory) Score(ctx context.Context) error {
 	}
 	st := *t.cur
 	if t.opts.OnStep != nil {
-		if err := t.opts.OnStep(ctx, st); err != nil {
+		// A step that finished is saved even if ctx ended meanwhile.
+		if err := t.opts.OnStep(context.WithoutCancel(ctx), st); err != nil {
 			return fmt.Errorf("saving step %d: %w", st.Step, err)
 		}
+	}
+	for i, c := range st.Candidates {
+		t.cache.add(Ref{Step: st.Step, Index: i}, c)
 	}
 	t.steps = append(t.steps, st)
 	t.cur, t.pending, t.round = nil, nil, nil
@@ -195,19 +278,22 @@ func (t *Trajectory) scorePending(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("score: %w", err)
 	}
+	best := math.Inf(-1)
+	if len(t.cache.cands) > 0 {
+		best = t.cache.at(t.cache.best()).Score
+	}
 	for _, w := range t.pending {
 		s, ok := t.cache.scoreOf(w.text)
 		if !ok {
 			s = scores[w.text]
 		}
-		c := Candidate{Text: w.text, Score: s, Cut: w.cut, Unclosed: w.unclosed}
-		t.cache.add(Ref{Step: t.cur.Step, Index: len(t.cur.Candidates)}, c)
-		t.cur.Candidates = append(t.cur.Candidates, c)
+		t.cur.Candidates = append(t.cur.Candidates, Candidate{Text: w.text, Score: s, Cut: w.cut, Unclosed: w.unclosed})
+		best = max(best, s)
 	}
 	if len(todo) < len(t.pending) {
 		t.note("%d of %d responses repeated a text already scored", len(t.pending)-len(todo), len(t.pending))
 	}
-	t.emit(CandidatesScored{EventBase: t.base(t.cur.Step), Candidates: t.cur.Candidates, Best: t.cache.at(t.cache.best()).Score})
+	t.emit(CandidatesScored{EventBase: t.base(t.cur.Step), Candidates: t.cur.Candidates, Best: best})
 	return nil
 }
 
@@ -445,6 +531,8 @@ func (t *Trajectory) Result() Result {
 	}
 	if t.err != nil {
 		res.Error = t.err.Error()
+	} else if t.next == "" {
+		res.StopReason = t.stop
 	}
 	return res
 }

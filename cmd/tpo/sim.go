@@ -18,12 +18,17 @@ const simUsage = `usage: tpo sim [flags]
 
 Serves a simulated model server for trying tpo and measuring it without GPUs:
 a continuous-batching policy model on the OpenAI chat completions API
-(/v1/chat/completions, /v1/models) and a vLLM-style reward model (/tokenize,
-/classify, /pooling), with GET /sim/stats for its own accounting. Faults can be
-injected into the policy endpoints, the reward endpoints or both. Point tpo at
-it with
+(/v1/chat/completions, streamed or not, /v1/models) that also plays the LLM
+judge (a grade from 1 to 10, with logprobs), and a vLLM-style reward model
+(/tokenize, /classify, /pooling), with GET /sim/stats for its own accounting.
+Its texts are synthetic: markers such as [q=0.512 id=1a2b3c4d], then filler
+words. Faults can be injected into the policy endpoints, the reward endpoints
+or both. Point tpo at it with
 
+    tpo run --policy-url URL/v1 --policy-model sim-policy ...           (the judge)
     tpo run --policy-url URL/v1 --reward vllm --reward-url URL ...
+
+or let tpo run --sim and tpo serve --sim start one in process.
 
 Flags:
 `

@@ -103,9 +103,12 @@
 // judge sees the marker, not the whole text Reward hashes), and a request
 // without a response marker gets r in [-4, -2). The judge's distribution
 // over the grades 1..10 is a Gaussian of standard deviation 0.7 grades
-// around the mean grade MeanGrade(r) = 1 + 9/(1+exp(-r/1.5)): 5.5 at r = 0,
-// about 6.95 at r = 1, 8.1 at 2 and 8.9 at 3, moving by about 1.5 grades
-// per unit of reward near 0 and never leaving (1, 10). At temperature 0 the
+// around the mean grade MeanGrade(r) = 1 + 9/(1+exp(-(r-1)/2)): about 2.6
+// at r = -2, 4.4 at 0, 5.5 at 1, 6.6 at 2, 7.6 at 3, 8.4 at 4 and 9.3 at 6,
+// never leaving (1, 10). Samples' rewards are about standard normal across
+// prompts and an update that follows its instructions gains about 1, so the
+// judge grades a first sample about 4 and climbs about a grade a step,
+// without reaching 10 within the depths TPO uses. At temperature 0 the
 // grade is the most likely one (the nearest whole number to the mean grade);
 // at a higher temperature it is drawn from the distribution sharpened or
 // flattened by the temperature. So a judge's grades track the reward, and

@@ -19,9 +19,11 @@ const (
 	// gradeReach is how far, in bytes, a word of grading may be from the
 	// scale for a text to ask for a grade.
 	gradeReach = 200
-	// gradeUnit is the reward difference that moves the mean grade by
-	// about 1.5 near the middle of the scale (see MeanGrade).
-	gradeUnit = 1.5
+	// gradeCentre is the reward of a middling response, graded 5.5, and
+	// gradeUnit the reward difference that moves the mean grade by about
+	// 1.1 near it (see MeanGrade).
+	gradeCentre = 1.0
+	gradeUnit   = 2.0
 	// gradeSpread is the standard deviation, in grades, of the judge's
 	// distribution around its mean grade.
 	gradeSpread = 0.7
@@ -70,12 +72,13 @@ func judgeReward(m Markers, conv string, noise float64) float64 {
 }
 
 // MeanGrade is the centre of the simulated judge's distribution over the
-// grades 1..10 for a response of reward r: 1 + 9/(1+exp(-r/1.5)), which
-// rises strictly with r, is 5.5 at r = 0, about 6.95 at r = 1, 8.1 at 2 and
-// 8.9 at 3 (4.05, 2.9 and 2.1 at -1, -2 and -3), and moves by about 1.5
-// grades per unit of reward near 0.
+// grades 1..10 for a response of reward r: 1 + 9/(1+exp(-(r-1)/2)). It
+// rises strictly with r and never leaves (1, 10): about 2.6 at r = -2, 4.4
+// at 0, 5.5 at 1, 6.6 at 2, 7.6 at 3, 8.4 at 4 and 9.3 at 6, so a sample
+// of an average prompt (r near 0) grades about 4 and TPO's updates, which
+// raise r by about 1 a step, climb a grade a step.
 func MeanGrade(r float64) float64 {
-	return gradeMin + (gradeMax-gradeMin)/(1+math.Exp(-r/gradeUnit))
+	return gradeMin + (gradeMax-gradeMin)/(1+math.Exp(-(r-gradeCentre)/gradeUnit))
 }
 
 // gradeProbs is the judge's distribution over the grades 1..10 (index

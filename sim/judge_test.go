@@ -122,7 +122,7 @@ func TestMeanGrade(t *testing.T) {
 		}
 		prev = g
 	}
-	for _, tt := range []struct{ r, want float64 }{{0, 5.5}, {1, 6.95}, {2, 8.12}, {-2, 2.88}} {
+	for _, tt := range []struct{ r, want float64 }{{1, 5.5}, {0, 4.40}, {2, 6.60}, {3, 7.58}, {6, 9.32}, {-2, 2.64}} {
 		if got := MeanGrade(tt.r); math.Abs(got-tt.want) > 0.01 {
 			t.Errorf("MeanGrade(%v) = %v, want %v", tt.r, got, tt.want)
 		}
@@ -178,8 +178,8 @@ func gradeRequest(t *testing.T, url string, body map[string]any) (gradeResponse,
 
 func TestGradeWireFormat(t *testing.T) {
 	_, ts := newTest(t, Options{Seed: 1, RewardNoise: -1})
-	ms := judgePrompt(t, "Explain TCP slow start.", "[q=1.000 id=aa] filler words")
-	want := strconv.Itoa(int(math.Round(MeanGrade(1)))) // 7
+	ms := judgePrompt(t, "Explain TCP slow start.", "[q=1.200 id=aa] filler words")
+	want := strconv.Itoa(int(math.Round(MeanGrade(1.2)))) // 6
 
 	tests := []struct {
 		name    string

@@ -105,7 +105,7 @@
 // over the grades 1..10 is a Gaussian of standard deviation 0.7 grades
 // around the mean grade MeanGrade(r) = 1 + 9/(1+exp(-(r-1)/2)): about 2.6
 // at r = -2, 4.4 at 0, 5.5 at 1, 6.6 at 2, 7.6 at 3, 8.4 at 4 and 9.3 at 6,
-// never leaving (1, 10). Samples' rewards are about standard normal across
+// within 1..10 whatever r. Samples' rewards are about standard normal across
 // prompts and an update that follows its instructions gains about 1, so the
 // judge grades a first sample about 4 and climbs about a grade a step,
 // without reaching 10 within the depths TPO uses. At temperature 0 the

@@ -73,7 +73,8 @@ func judgeReward(m Markers, conv string, noise float64) float64 {
 
 // MeanGrade is the centre of the simulated judge's distribution over the
 // grades 1..10 for a response of reward r: 1 + 9/(1+exp(-(r-1)/2)). It
-// rises strictly with r and never leaves (1, 10): about 2.6 at r = -2, 4.4
+// rises with r (strictly, short of rewards so extreme that it rounds to 1
+// or 10) and stays within 1..10: about 2.6 at r = -2, 4.4
 // at 0, 5.5 at 1, 6.6 at 2, 7.6 at 3, 8.4 at 4 and 9.3 at 6, so a sample
 // of an average prompt (r near 0) grades about 4 and TPO's updates, which
 // raise r by about 1 a step, climb a grade a step.

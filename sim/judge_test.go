@@ -304,6 +304,8 @@ func FuzzGrade(f *testing.F) {
 		"grade 1..10 [q=99999999 id=c] [critique c=d of=c]", "Explain TCP."} {
 		f.Add(s, 0.0, 20)
 	}
+	f.Add("grade 1-10 [q=99999999999999999999999999 id=c]", 1e-300, 20)
+	f.Add("grade 1-10 [q=-99999999999999999999999999 id=c]", 1.9, 3)
 	g := generator{seed: "1", meanTokens: 20, sigma: 0.5, gain: 0.5, rewardNoise: 0.1}
 	f.Fuzz(func(t *testing.T, conv string, temperature float64, top int) {
 		temperature = math.Mod(math.Abs(temperature), 2)
@@ -320,8 +322,11 @@ func FuzzGrade(f *testing.F) {
 			t.Fatalf("grading %q: reply %+v", conv, c)
 		}
 		tok := c.Logprobs.Content[0]
-		if len(tok.TopLogprobs) != top || math.IsNaN(tok.Logprob) || tok.Logprob > 0 {
+		if len(tok.TopLogprobs) != top || math.IsNaN(tok.Logprob) || math.IsInf(tok.Logprob, 0) || tok.Logprob > 0 {
 			t.Fatalf("grading %q: logprobs %+v", conv, tok)
+		}
+		if _, err := json.Marshal(c.Logprobs); err != nil { // no infinite logprob
+			t.Fatalf("grading %q: %v", conv, err)
 		}
 	})
 }

@@ -51,23 +51,29 @@ func (m *chatMessage) UnmarshalJSON(b []byte) error {
 }
 
 type chatRequest struct {
-	Model               string          `json:"model"`
-	Messages            []chatMessage   `json:"messages"`
-	N                   *int            `json:"n"`
-	Seed                *int64          `json:"seed"`
-	MaxTokens           *int            `json:"max_tokens"`
-	MaxCompletionTokens *int            `json:"max_completion_tokens"`
-	Temperature         *float64        `json:"temperature"`
-	TopP                *float64        `json:"top_p"`
-	Stream              bool            `json:"stream"`
-	StreamOptions       json.RawMessage `json:"stream_options"`
+	Model               string         `json:"model"`
+	Messages            []chatMessage  `json:"messages"`
+	N                   *int           `json:"n"`
+	Seed                *int64         `json:"seed"`
+	MaxTokens           *int           `json:"max_tokens"`
+	MaxCompletionTokens *int           `json:"max_completion_tokens"`
+	Temperature         *float64       `json:"temperature"`
+	TopP                *float64       `json:"top_p"`
+	Logprobs            bool           `json:"logprobs"`
+	TopLogprobs         *int           `json:"top_logprobs"`
+	Stream              bool           `json:"stream"`
+	StreamOptions       *streamOptions `json:"stream_options"`
+}
+
+type streamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
 }
 
 type chatChoice struct {
-	Index        int         `json:"index"`
-	Message      chatMessage `json:"message"`
-	FinishReason string      `json:"finish_reason"`
-	Logprobs     any         `json:"logprobs"`
+	Index        int             `json:"index"`
+	Message      chatMessage     `json:"message"`
+	FinishReason string          `json:"finish_reason"`
+	Logprobs     *choiceLogprobs `json:"logprobs"`
 }
 
 // usage is the OpenAI usage object.
@@ -86,6 +92,89 @@ type chatResponse struct {
 	Usage   usage        `json:"usage"`
 }
 
+// chatParams are the checked settings of a chat request.
+type chatParams struct {
+	n           int
+	maxTokens   *int // nil: the rest of the context window
+	temperature float64
+	topLogprobs int // -1 when logprobs were not asked for
+}
+
+// badRequest is the message and the parameter of a 400.
+type badRequest struct{ msg, param string }
+
+// checkChat checks a request's settings as vLLM does.
+func checkChat(req *chatRequest) (chatParams, *badRequest) {
+	p := chatParams{n: 1, maxTokens: req.MaxTokens, temperature: 1, topLogprobs: -1}
+	if req.StreamOptions != nil && !req.Stream {
+		return p, &badRequest{"stream_options can only be set when stream is true", "stream_options"}
+	}
+	if len(req.Messages) == 0 {
+		return p, &badRequest{"messages must not be empty", "messages"}
+	}
+	if req.N != nil {
+		p.n = *req.N
+	}
+	if p.n < 1 || p.n > 1024 {
+		return p, &badRequest{fmt.Sprintf("n must be between 1 and 1024, got %d", p.n), "n"}
+	}
+	if req.MaxCompletionTokens != nil {
+		p.maxTokens = req.MaxCompletionTokens
+	}
+	if p.maxTokens != nil && *p.maxTokens < 1 {
+		return p, &badRequest{fmt.Sprintf("max_tokens must be at least 1, got %d", *p.maxTokens), "max_tokens"}
+	}
+	if req.Temperature != nil {
+		p.temperature = *req.Temperature
+	}
+	if p.temperature < 0 || p.temperature > 2 {
+		return p, &badRequest{fmt.Sprintf("temperature must be between 0 and 2, got %g", p.temperature), "temperature"}
+	}
+	if req.TopLogprobs != nil {
+		k := *req.TopLogprobs
+		switch {
+		case !req.Logprobs:
+			return p, &badRequest{"when using top_logprobs, logprobs must be set to true", "top_logprobs"}
+		case k < 0 || k > maxTopLogprobs:
+			return p, &badRequest{fmt.Sprintf("top_logprobs must be between 0 and %d, got %d", maxTopLogprobs, k), "top_logprobs"}
+		}
+	}
+	if req.Logprobs {
+		p.topLogprobs = 0
+		if req.TopLogprobs != nil {
+			p.topLogprobs = *req.TopLogprobs
+		}
+	}
+	return p, nil
+}
+
+// contextLimit returns the most completion tokens a prompt of promptTokens
+// leaves, or a 400 when the request does not fit the context window.
+func (s *Server) contextLimit(promptTokens int, maxTokens *int) (int, *badRequest) {
+	limit := s.opts.MaxModelLen - promptTokens
+	if maxTokens != nil && *maxTokens > limit || limit < 1 {
+		want := 1
+		if maxTokens != nil {
+			want = *maxTokens
+		}
+		return 0, &badRequest{fmt.Sprintf(
+			"This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
+			s.opts.MaxModelLen, promptTokens+want, promptTokens, want), ""}
+	}
+	if maxTokens != nil {
+		limit = *maxTokens
+	}
+	return limit, nil
+}
+
+// chatMeta is what every chunk or response of a chat request shares.
+type chatMeta struct {
+	id           string
+	created      int64
+	promptTokens int
+	completion   int
+}
+
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	s.count(EndpointChat)
 	var req chatRequest
@@ -95,58 +184,15 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	if !s.checkModel(w, req.Model, s.opts.Model) {
 		return
 	}
-	if req.Stream {
-		writeBody(w, http.StatusBadRequest, vllmError(http.StatusBadRequest, "stream is not supported by the simulated server", "stream"))
+	p, bad := checkChat(&req)
+	promptTokens := tokenCount(render(req.Messages, true))
+	var limit int
+	if bad == nil {
+		limit, bad = s.contextLimit(promptTokens, p.maxTokens)
+	}
+	if bad != nil {
+		writeBody(w, http.StatusBadRequest, vllmError(http.StatusBadRequest, bad.msg, bad.param))
 		return
-	}
-	if len(req.StreamOptions) > 0 && string(req.StreamOptions) != "null" {
-		writeBody(w, http.StatusBadRequest, vllmError(http.StatusBadRequest, "stream_options can only be set when stream is true", "stream_options"))
-		return
-	}
-	if len(req.Messages) == 0 {
-		writeBody(w, http.StatusBadRequest, vllmError(http.StatusBadRequest, "messages must not be empty", "messages"))
-		return
-	}
-	n := 1
-	if req.N != nil {
-		n = *req.N
-	}
-	if n < 1 || n > 1024 {
-		writeBody(w, http.StatusBadRequest, vllmError(http.StatusBadRequest, fmt.Sprintf("n must be between 1 and 1024, got %d", n), "n"))
-		return
-	}
-	maxTokens := req.MaxTokens
-	if req.MaxCompletionTokens != nil {
-		maxTokens = req.MaxCompletionTokens
-	}
-	if maxTokens != nil && *maxTokens < 1 {
-		writeBody(w, http.StatusBadRequest, vllmError(http.StatusBadRequest, fmt.Sprintf("max_tokens must be at least 1, got %d", *maxTokens), "max_tokens"))
-		return
-	}
-	temperature := 1.0
-	if req.Temperature != nil {
-		temperature = *req.Temperature
-	}
-	if temperature < 0 || temperature > 2 {
-		writeBody(w, http.StatusBadRequest, vllmError(http.StatusBadRequest, fmt.Sprintf("temperature must be between 0 and 2, got %g", temperature), "temperature"))
-		return
-	}
-
-	prompt := render(req.Messages, true)
-	promptTokens := tokenCount(prompt)
-	limit := s.opts.MaxModelLen - promptTokens
-	if maxTokens != nil && *maxTokens > limit || limit < 1 {
-		want := 1
-		if maxTokens != nil {
-			want = *maxTokens
-		}
-		writeBody(w, http.StatusBadRequest, vllmError(http.StatusBadRequest, fmt.Sprintf(
-			"This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
-			s.opts.MaxModelLen, promptTokens+want, promptTokens, want), ""))
-		return
-	}
-	if maxTokens != nil {
-		limit = *maxTokens
 	}
 
 	k, style := s.drawFault(s.opts.Faults, EndpointChat)
@@ -159,20 +205,28 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	for _, m := range req.Messages {
 		conv.WriteString(m.Role + "\n" + m.Content + "\n")
 	}
-	seeds := s.childSeeds(conv.String(), req.Seed, n, temperature)
-	choices := make([]chatChoice, n)
-	lengths := make([]int, n)
-	completion := 0
-	for i := range n {
-		c := s.gen.generate(genRequest{conv: conv.String(), childSeed: seeds[i], temperature: temperature, maxTokens: limit})
-		choices[i] = chatChoice{Index: i, Message: chatMessage{Role: "assistant", Content: c.Text}, FinishReason: c.Finish}
-		lengths[i] = c.Tokens
-		completion += c.Tokens
+	seeds := s.childSeeds(conv.String(), req.Seed, p.n, p.temperature)
+	choices := make([]choice, p.n)
+	lengths := make([]int, p.n)
+	meta := chatMeta{
+		id:           "chatcmpl-" + hex8(hashOf(s.gen.seed, conv.String(), strconv.FormatUint(seeds[0], 16))),
+		created:      time.Now().Unix(),
+		promptTokens: promptTokens,
+	}
+	for i := range p.n {
+		choices[i] = s.gen.generate(genRequest{conv: conv.String(), childSeed: seeds[i], temperature: p.temperature,
+			maxTokens: limit, topLogprobs: p.topLogprobs})
+		lengths[i] = choices[i].Tokens
+		meta.completion += choices[i].Tokens
 	}
 
 	j, err := s.sched.submit(promptTokens, lengths)
 	if err != nil {
 		s.writeError(w, http.StatusServiceUnavailable, "the simulated server is shutting down")
+		return
+	}
+	if req.Stream {
+		s.streamChat(w, r, j, choices, meta, req.StreamOptions != nil && req.StreamOptions.IncludeUsage, ft)
 		return
 	}
 	select {
@@ -185,20 +239,32 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, http.StatusServiceUnavailable, "the simulated server is shutting down")
 		return
 	}
-	s.mu.Lock()
-	s.counts.completions += int64(completion)
-	s.mu.Unlock()
-
+	s.countCompletion(meta.completion)
 	w.Header().Set("X-Sim-Queue-Seconds", strconv.FormatFloat(j.QueueSeconds(), 'f', 6, 64))
 	w.Header().Set("X-Sim-Seconds", strconv.FormatFloat(j.Seconds(), 'f', 6, 64))
 	s.respond(w, http.StatusOK, chatResponse{
-		ID:      "chatcmpl-" + hex8(hashOf(s.gen.seed, conv.String(), strconv.FormatUint(seeds[0], 16))),
+		ID:      meta.id,
 		Object:  "chat.completion",
-		Created: time.Now().Unix(),
+		Created: meta.created,
 		Model:   s.opts.Model,
-		Choices: choices,
-		Usage:   usage{PromptTokens: promptTokens, CompletionTokens: completion, TotalTokens: promptTokens + completion},
+		Choices: chatChoices(choices),
+		Usage:   usage{PromptTokens: promptTokens, CompletionTokens: meta.completion, TotalTokens: promptTokens + meta.completion},
 	}, ft)
+}
+
+func chatChoices(cs []choice) []chatChoice {
+	out := make([]chatChoice, len(cs))
+	for i, c := range cs {
+		out[i] = chatChoice{Index: i, Message: chatMessage{Role: "assistant", Content: c.Text}, FinishReason: c.Finish, Logprobs: c.Logprobs}
+	}
+	return out
+}
+
+// countCompletion counts completion tokens delivered.
+func (s *Server) countCompletion(tokens int) {
+	s.mu.Lock()
+	s.counts.completions += int64(tokens)
+	s.mu.Unlock()
 }
 
 // childSeeds returns the seed of each of the n choices: seed+i with a seed

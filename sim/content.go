@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 )
 
@@ -17,11 +18,15 @@ const (
 	kindCritique
 	kindInstructions
 	kindUpdate
+	kindGrade
 )
 
-// classify tells what a prompt with these markers asks for.
-func classify(m Markers) kind {
+// classify tells what a prompt asks for: a grade when its text asks for
+// one, else what its markers say.
+func classify(text string, m Markers) kind {
 	switch {
+	case isGradingRequest(text):
+		return kindGrade
 	case len(m.Instructions) > 0:
 		return kindUpdate
 	case len(m.Critiques) > 0:
@@ -75,9 +80,10 @@ func Reward(text string, noise float64) float64 {
 
 // choice is one generated completion.
 type choice struct {
-	Text   string
-	Tokens int
-	Finish string // "stop" or "length"
+	Text     string
+	Tokens   int
+	Finish   string          // "stop" or "length"
+	Logprobs *choiceLogprobs // a grade's, when asked for
 }
 
 // genRequest is what generation depends on.
@@ -86,6 +92,9 @@ type genRequest struct {
 	childSeed   uint64
 	temperature float64
 	maxTokens   int // the cap on completion tokens, > 0
+	// topLogprobs is the number of top logprobs asked for, or -1 when the
+	// request did not ask for logprobs.
+	topLogprobs int
 }
 
 // generator writes the simulated model's texts.
@@ -95,6 +104,7 @@ type generator struct {
 	sigma        float64
 	gain         float64
 	unparsedRate float64
+	rewardNoise  float64
 }
 
 // generate returns one choice for r; it is a pure function of the
@@ -103,9 +113,13 @@ func (g generator) generate(r genRequest) choice {
 	rng := rand.New(rand.NewPCG(hashOf(g.seed, r.conv, "child"), r.childSeed))
 	m := ParseMarkers(r.conv)
 	id := hex8(hashOf(g.seed, r.conv, "id", string(binary.LittleEndian.AppendUint64(nil, r.childSeed))))
-	length := g.length(rng)
 	var head, tail string
-	switch classify(m) {
+	k := classify(r.conv, m)
+	if k == kindGrade {
+		return g.grade(r, m, rng)
+	}
+	length := g.length(rng)
+	switch k {
 	case kindSample:
 		head = ResponseMarker{Q: g.sampleQ(r, rng), ID: id}.Format()
 	case kindCritique:
@@ -144,6 +158,18 @@ func (g generator) generate(r genRequest) choice {
 		return choice{Text: text, Tokens: r.maxTokens, Finish: "length"}
 	}
 	return choice{Text: text, Tokens: length, Finish: "stop"}
+}
+
+// grade answers a grading request: the grade alone, one token, drawn
+// from the judge's distribution for the graded response (see MeanGrade).
+func (g generator) grade(r genRequest, m Markers, rng *rand.Rand) choice {
+	p := gradeProbs(MeanGrade(judgeReward(m, r.conv, g.rewardNoise)))
+	v := pickGrade(p, r.temperature, rng)
+	c := choice{Text: strconv.Itoa(v), Tokens: 1, Finish: "stop"}
+	if r.topLogprobs >= 0 {
+		c.Logprobs = gradeLogprobs(v, p, r.topLogprobs)
+	}
+	return c
 }
 
 // sampleQ draws the q of an initial sample: a mean per conversation plus

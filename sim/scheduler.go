@@ -27,12 +27,14 @@ type job struct {
 
 	// Guarded by scheduler.mu.
 	admitted, finished int
+	produced           []int // tokens decoded so far, per sequence
 	canceled           bool
 	arrived, started   float64 // simulated clock
 	ended              float64
 	err                error
 
-	done chan struct{} // closed when all sequences finished or the job failed
+	done     chan struct{} // closed when all sequences finished or the job failed
+	progress chan struct{} // poked (buffered, never closed) after a step that decoded one of its tokens
 }
 
 // QueueSeconds is the simulated time the job waited before its first
@@ -44,6 +46,7 @@ func (j *job) Seconds() float64      { return j.ended - j.arrived }
 // seq is an active sequence.
 type seq struct {
 	job       *job
+	idx       int // in job.lengths
 	remaining int
 }
 
@@ -105,7 +108,8 @@ func newScheduler(slots int, lat latency, scale float64) *scheduler {
 
 // submit queues a job of len(lengths) sequences.
 func (s *scheduler) submit(promptTokens int, lengths []int) (*job, error) {
-	j := &job{lengths: lengths, promptTokens: promptTokens, done: make(chan struct{})}
+	j := &job{lengths: lengths, promptTokens: promptTokens, produced: make([]int, len(lengths)),
+		done: make(chan struct{}), progress: make(chan struct{}, 1)}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -134,6 +138,14 @@ func (s *scheduler) cancel(j *job) {
 	j.canceled = true
 	s.mu.Unlock()
 	s.poke()
+}
+
+// produced copies into dst the tokens decoded so far of each of j's
+// sequences, and returns it.
+func (s *scheduler) produced(j *job, dst []int) []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append(dst[:0], j.produced...)
 }
 
 func (s *scheduler) poke() {
@@ -229,6 +241,11 @@ func (s *scheduler) run() {
 		kept := s.active[:0]
 		for _, q := range s.active {
 			q.remaining--
+			q.job.produced[q.idx]++
+			select {
+			case q.job.progress <- struct{}{}:
+			default:
+			}
 			if q.remaining > 0 {
 				kept = append(kept, q)
 				continue
@@ -259,7 +276,7 @@ func (s *scheduler) admitLocked() (prefill int) {
 			s.acct.prompt += int64(j.promptTokens)
 		}
 		for j.admitted < len(j.lengths) && len(s.active) < s.slots {
-			s.active = append(s.active, seq{job: j, remaining: max(j.lengths[j.admitted], 1)})
+			s.active = append(s.active, seq{job: j, idx: j.admitted, remaining: max(j.lengths[j.admitted], 1)})
 			j.admitted++
 			s.waiting--
 		}

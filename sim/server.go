@@ -64,6 +64,7 @@ func New(opts Options) *Server {
 			sigma:        opts.TokenSigma,
 			gain:         opts.UpdateGain,
 			unparsedRate: opts.UnparsedRate,
+			rewardNoise:  opts.RewardNoise,
 		},
 		sched: newScheduler(opts.Slots,
 			latency{base: sec(opts.StepBase), perSeq: sec(opts.StepPerSeq), prefillPerToken: sec(opts.PrefillPerToken)},

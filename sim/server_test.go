@@ -359,7 +359,9 @@ func TestChatErrors(t *testing.T) {
 	}{
 		{"unknown model", `{"model":"gpt-x","messages":[{"role":"user","content":"hi"}]}`, 404, "gpt-x"},
 		{"reward model", `{"model":"sim-reward","messages":[{"role":"user","content":"hi"}]}`, 404, "does not exist"},
-		{"stream", `{"messages":[{"role":"user","content":"hi"}],"stream":true}`, 400, "stream"},
+		{"top_logprobs without logprobs", `{"messages":[{"role":"user","content":"hi"}],"top_logprobs":5}`, 400, "logprobs must be set"},
+		{"top_logprobs too many", `{"messages":[{"role":"user","content":"hi"}],"logprobs":true,"top_logprobs":21}`, 400, "top_logprobs must be between 0 and 20"},
+		{"top_logprobs negative", `{"messages":[{"role":"user","content":"hi"}],"logprobs":true,"top_logprobs":-1}`, 400, "top_logprobs"},
 		{"stream_options without stream", `{"messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}`, 400, "stream_options"},
 		{"bad JSON", `{"messages":`, 400, "invalid JSON"},
 		{"no messages", `{"messages":[]}`, 400, "messages"},

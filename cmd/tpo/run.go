@@ -35,6 +35,8 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var b backendFlags
 	b.register(fs)
+	var sb simBackend
+	sb.register(fs)
 	data := fs.String("data", "", "dataset `file`: .jsonl (objects with \"prompt\" or \"messages\") or a .json array; - for stdin")
 	promptField := fs.String("prompt-field", "", "the dataset field holding the prompt (default: prompt, instruction, question, turns)")
 	idField := fs.String("id-field", "", "the dataset field holding the item id (default: id, question_id, uid; else the line number)")
@@ -95,6 +97,11 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 		src = &dataSource{r: r, system: *system, log: log, seen: map[string]bool{}}
 	}
 
+	stopSim, err := sb.start(ctx, env, &b)
+	if err != nil {
+		return err
+	}
+	defer stopSim()
 	bk, err := b.build(ctx, log)
 	if err != nil {
 		return err

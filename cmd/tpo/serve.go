@@ -32,6 +32,8 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var b backendFlags
 	b.register(fs)
+	var sb simBackend
+	sb.register(fs)
 	var lf listenFlags
 	lf.register(fs, "127.0.0.1:8080", "API `key` clients must send as a bearer token; repeat for several (also $TPO_API_KEYS, comma-separated)")
 	addr := &lf.addr
@@ -71,6 +73,11 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		log = env.logAt(slog.LevelInfo)
 	}
 
+	stopSim, err := sb.start(ctx, env, &b)
+	if err != nil {
+		return err
+	}
+	defer stopSim()
 	bk, err := b.build(ctx, log)
 	if err != nil {
 		return err

@@ -18,12 +18,17 @@ const simUsage = `usage: tpo sim [flags]
 
 Serves a simulated model server for trying tpo and measuring it without GPUs:
 a continuous-batching policy model on the OpenAI chat completions API
-(/v1/chat/completions, /v1/models) and a vLLM-style reward model (/tokenize,
-/classify, /pooling), with GET /sim/stats for its own accounting. Faults can be
-injected into the policy endpoints, the reward endpoints or both. Point tpo at
-it with
+(/v1/chat/completions, streamed or not, /v1/models) that also plays the LLM
+judge (a grade from 1 to 10, with logprobs), and a vLLM-style reward model
+(/tokenize, /classify, /pooling), with GET /sim/stats for its own accounting.
+Its texts are synthetic: markers such as [q=0.512 id=1a2b3c4d], then filler
+words. Faults can be injected into the policy endpoints, the reward endpoints
+or both. Point tpo at it with
 
-    tpo run --policy-url URL/v1 --reward vllm --reward-url URL ...
+    tpo run --policy-url URL/v1 --policy-model sim-policy ...       # it judges too
+    tpo run --policy-url URL/v1 --policy-model sim-policy --reward vllm --reward-url URL ...
+
+or let tpo run --sim and tpo serve --sim start one in process.
 
 Flags:
 `
@@ -201,7 +206,11 @@ func cmdSim(ctx context.Context, args []string, env *environ) error {
 	fmt.Fprintf(env.stderr, "tpo sim: serving policy %q at %s/v1 and reward %q at %s (%d slots, time scale %g)\n",
 		opts.Model, url, opts.RewardModel, url, sf.slots, sf.timeScale)
 	if ff.logNote {
-		fmt.Fprintf(env.stderr, "tpo sim: injecting faults into the %s endpoints\n", ff.target)
+		target := ff.target
+		if target == "both" {
+			target = "policy and reward"
+		}
+		fmt.Fprintf(env.stderr, "tpo sim: injecting faults into the %s endpoints\n", target)
 	}
 
 	var tick <-chan time.Time

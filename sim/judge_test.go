@@ -78,7 +78,7 @@ func TestTPOPromptsAreNotGrading(t *testing.T) {
 	ts := tpo.DefaultTemplates()
 	d := tpo.PromptData{
 		Query: "Explain TCP slow start.", Chosen: "[q=1.000 id=aa] words", Rejected: "[q=0.000 id=bb] words",
-		LossSystem: "system", Loss: "[critique c=cc of=aa,bb] words", Gradient: "[instr from=cc] words",
+		Loss: "[critique c=cc of=aa,bb] words", Gradient: "[instr from=cc] words", Tag: "0123456789ab",
 		Role: "a chosen response to a user query",
 	}
 	for _, name := range tpo.TemplateNames {

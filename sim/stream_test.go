@@ -51,6 +51,8 @@ func stream(t *testing.T, url string, body map[string]any) streamed {
 	for {
 		c, err := st.Next()
 		if errors.Is(err, io.EOF) {
+			// The trailers arrive after [DONE], at the end of the body.
+			_, _ = io.Copy(io.Discard, resp.Body)
 			return out
 		}
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/tpotest"
@@ -816,4 +817,159 @@ func TestQuotedTextsCannotCloseTheirBlock(t *testing.T) {
 			t.Errorf("%s block does not hold the whole response:\n%s", block, quoted)
 		}
 	}
+}
+
+func TestStoppingRules(t *testing.T) {
+	target := func(v float64) *float64 { return &v }
+	// Step 0 scores 10..14; the updates of step i score scores[i] each.
+	run := func(t *testing.T, cfg tpo.Config, scores map[int]int) (tpo.Result, []tpo.GenerateRequest) {
+		t.Helper()
+		pol := &tpotest.Policy{Respond: func(call int, req tpo.GenerateRequest, i int) string {
+			switch req.Stage {
+			case tpo.StageSample:
+				return fmt.Sprintf("s%d %d", i, 10+i)
+			case tpo.StageUpdate:
+				step := (call + 2) / 3
+				return fmt.Sprintf("<improved_response>u%d.%d %d</improved_response>", step, i, scores[step]+i)
+			}
+			return fmt.Sprintf("%s of call %d", req.Stage, call)
+		}}
+		o := &tpo.Optimizer{Policy: pol, Reward: &tpotest.Reward{Func: scoreByNumber}, Config: cfg}
+		res, err := o.Optimize(context.Background(), item("q"), tpo.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, pol.Calls()
+	}
+	cfgWith := func(edit func(*tpo.Config)) tpo.Config {
+		cfg := tpo.DefaultConfig()
+		cfg.Depth = 4
+		edit(&cfg)
+		return cfg
+	}
+	tests := []struct {
+		name      string
+		cfg       tpo.Config
+		scores    map[int]int // per step, the first update's score (the others add 1 each)
+		wantSteps int
+		wantStop  tpo.StopReason
+	}{
+		{"depth", cfgWith(func(*tpo.Config) {}), map[int]int{1: 20, 2: 30, 3: 40, 4: 50}, 5, tpo.StopDepth},
+		{"bon", cfgWith(func(c *tpo.Config) { c.Mode = tpo.ModeBoN }), nil, 1, tpo.StopDepth},
+		{"target after step 0", cfgWith(func(c *tpo.Config) { c.TargetScore = target(14) }), nil, 1, tpo.StopTarget},
+		{"target after step 2", cfgWith(func(c *tpo.Config) { c.TargetScore = target(30) }), map[int]int{1: 20, 2: 30, 3: 40}, 3, tpo.StopTarget},
+		{"target never", cfgWith(func(c *tpo.Config) { c.TargetScore = target(1000) }), map[int]int{1: 20, 2: 30, 3: 40, 4: 50}, 5, tpo.StopDepth},
+		// Step 1 gains (best 24), steps 2 and 3 do not: patience 2 stops after step 3.
+		{"patience 2", cfgWith(func(c *tpo.Config) { c.Patience = 2 }), map[int]int{1: 20, 2: 5, 3: 20}, 4, tpo.StopPatience},
+		{"patience 1", cfgWith(func(c *tpo.Config) { c.Patience = 1 }), map[int]int{1: 20, 2: 5}, 3, tpo.StopPatience},
+		{"patience after a gain", cfgWith(func(c *tpo.Config) { c.Patience = 2 }), map[int]int{1: 5, 2: 30, 3: 5, 4: 5}, 5, tpo.StopDepth},
+		// An equal best is no gain.
+		{"patience on ties", cfgWith(func(c *tpo.Config) { c.Patience = 1 }), map[int]int{1: 10, 2: 10}, 2, tpo.StopPatience},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, _ := run(t, tt.cfg, tt.scores)
+			if len(res.Steps) != tt.wantSteps || res.StopReason != tt.wantStop {
+				t.Errorf("%d steps, stop %q; want %d and %q", len(res.Steps), res.StopReason, tt.wantSteps, tt.wantStop)
+			}
+		})
+	}
+	t.Run("budget", func(t *testing.T) {
+		// Measure what the steps cost, then give a budget that allows
+		// step 0 and two rounds but not a third.
+		res, _ := run(t, cfgWith(func(*tpo.Config) {}), map[int]int{1: 20, 2: 30, 3: 40, 4: 50})
+		used := 0
+		for _, s := range res.Steps[:3] {
+			used += s.Usage.TotalTokens()
+		}
+		dearest := max(res.Steps[1].Usage.TotalTokens(), res.Steps[2].Usage.TotalTokens())
+		for _, tc := range []struct {
+			budget    int
+			wantSteps int
+			wantStop  tpo.StopReason
+		}{
+			{used + dearest - 1, 3, tpo.StopBudget},
+			{used + dearest, 4, tpo.StopBudget},
+			{1, 1, tpo.StopBudget}, // step 0 always runs
+			{0, 5, tpo.StopDepth},  // no budget
+		} {
+			r, calls := run(t, cfgWith(func(c *tpo.Config) { c.MaxItemTokens = tc.budget }), map[int]int{1: 20, 2: 30, 3: 40, 4: 50})
+			if len(r.Steps) != tc.wantSteps || r.StopReason != tc.wantStop {
+				t.Errorf("budget %d: %d steps, stop %q; want %d and %q", tc.budget, len(r.Steps), r.StopReason, tc.wantSteps, tc.wantStop)
+			}
+			if len(calls) != 1+3*(tc.wantSteps-1) {
+				t.Errorf("budget %d: %d requests, want %d (no round started that would not fit)", tc.budget, len(calls), 1+3*(tc.wantSteps-1))
+			}
+		}
+	})
+	t.Run("resume", func(t *testing.T) {
+		// A resumed item applies the rules to its saved steps first.
+		cfg := cfgWith(func(c *tpo.Config) { c.Patience = 1 })
+		res, _ := run(t, cfg, map[int]int{1: 5})
+		if res.StopReason != tpo.StopPatience || len(res.Steps) != 2 {
+			t.Fatalf("first run: %d steps, %q", len(res.Steps), res.StopReason)
+		}
+		pol := &tpotest.Policy{}
+		o := &tpo.Optimizer{Policy: pol, Reward: &tpotest.Reward{Func: scoreByNumber}, Config: cfg}
+		again, err := o.Optimize(context.Background(), item("q"), tpo.Options{Resume: res.Steps})
+		if err != nil || len(pol.Calls()) != 0 || again.StopReason != tpo.StopPatience {
+			t.Errorf("resumed: %v, %d requests, stop %q; want no request and patience", err, len(pol.Calls()), again.StopReason)
+		}
+	})
+}
+
+func TestDeadlineAnswersWithTheBestSoFar(t *testing.T) {
+	pol := &tpotest.Policy{Respond: func(call int, req tpo.GenerateRequest, i int) string {
+		if req.Stage == tpo.StageSample {
+			return fmt.Sprintf("s%d %d", i, 10+i)
+		}
+		return "x 1"
+	}}
+	// The gradient call hangs past the deadline.
+	block := &blockingPolicy{Policy: pol, stage: tpo.StageGradient}
+	o := &tpo.Optimizer{Policy: block, Reward: &tpotest.Reward{Func: scoreByNumber}, Config: tpo.DefaultConfig()}
+	var saved []int
+	res, err := o.Optimize(context.Background(), item("q"), tpo.Options{
+		Deadline: time.Now().Add(50 * time.Millisecond),
+		OnStep: func(_ context.Context, s tpo.Step) error {
+			saved = append(saved, s.Step)
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatalf("want the best answer so far, got %v", err)
+	}
+	if res.StopReason != tpo.StopDeadline || res.Response != "s4 14" || res.Error != "" || len(res.Steps) != 1 {
+		t.Errorf("result: stop %q, response %q, error %q, %d steps; want deadline, the best sample, no error, step 0", res.StopReason, res.Response, res.Error, len(res.Steps))
+	}
+	if !block.cancelled {
+		t.Error("the call in flight at the deadline was not cancelled")
+	}
+	if fmt.Sprint(saved) != "[0]" {
+		t.Errorf("saved steps %v, want [0]", saved)
+	}
+
+	// With nothing scored by the deadline the item fails.
+	block2 := &blockingPolicy{Policy: &tpotest.Policy{}, stage: tpo.StageSample}
+	o.Policy = block2
+	res, err = o.Optimize(context.Background(), item("q"), tpo.Options{Deadline: time.Now().Add(20 * time.Millisecond)})
+	if !errors.Is(err, context.DeadlineExceeded) || res.Error == "" {
+		t.Errorf("got %v (result error %q), want a deadline error", err, res.Error)
+	}
+}
+
+// blockingPolicy blocks the requests of one stage until their context ends.
+type blockingPolicy struct {
+	*tpotest.Policy
+	stage     tpo.Stage
+	cancelled bool
+}
+
+func (b *blockingPolicy) Generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Generation, error) {
+	if req.Stage == b.stage {
+		<-ctx.Done()
+		b.cancelled = true
+		return tpo.Generation{}, ctx.Err()
+	}
+	return b.Policy.Generate(ctx, req)
 }

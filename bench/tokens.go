@@ -67,6 +67,11 @@ type TokensRow struct {
 	PromptTokens     float64 `json:"prompt_tokens"`
 	CompletionTokens float64 `json:"completion_tokens"`
 	RewardTokens     float64 `json:"reward_tokens"`
+	// CachedPromptTokens is the prompt tokens per prompt that the
+	// simulated server's prefix cache served (see sim.PrefixCacheStats);
+	// PrefixHitRate their share of all the prompt tokens it received.
+	CachedPromptTokens float64 `json:"cached_prompt_tokens"`
+	PrefixHitRate      float64 `json:"prefix_hit_rate"`
 	// ClientRequests is tpo.Usage.Requests per prompt (what the client
 	// counted); Unparsed the update answers without tags, per prompt.
 	ClientRequests float64 `json:"client_requests"`
@@ -221,6 +226,7 @@ func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, i
 	rn := &tpo.Runner{Optimizer: opt, Store: store, Concurrency: concurrency, Logger: log, OnItem: onItem}
 	waitIdle(ctx, srv)
 	srv.ResetStats()
+	srv.ClearPrefixCache() // each configuration starts cold
 	if _, _, err := rn.Run(ctx, tpo.Run{Kind: "run", Source: "bench"}, src); err != nil {
 		return row, err
 	}
@@ -236,6 +242,8 @@ func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, i
 	row.PromptTokens = float64(usage.PromptTokens) / n
 	row.CompletionTokens = float64(usage.CompletionTokens) / n
 	row.RewardTokens = float64(st.RewardTokens) / n
+	row.CachedPromptTokens = float64(st.PrefixCache.CachedTokens) / n
+	row.PrefixHitRate = st.PrefixCache.HitRate
 	row.ClientRequests = float64(usage.Requests) / n
 	row.Unparsed = float64(unparse) / n
 	return row, nil

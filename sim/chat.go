@@ -185,7 +185,8 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, bad := checkChat(&req)
-	promptTokens := tokenCount(render(req.Messages, true))
+	rendered := render(req.Messages, true)
+	promptTokens := tokenCount(rendered)
 	var limit int
 	if bad == nil {
 		limit, bad = s.contextLimit(promptTokens, p.maxTokens)
@@ -220,7 +221,11 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		meta.completion += choices[i].Tokens
 	}
 
-	j, err := s.sched.submit(promptTokens, lengths)
+	cached := s.cache.prefill(rendered, promptTokens)
+	for _, c := range choices {
+		s.cache.store(rendered + c.Text + turnEnd)
+	}
+	j, err := s.sched.submit(promptTokens-cached, lengths)
 	if err != nil {
 		s.writeError(w, http.StatusServiceUnavailable, "the simulated server is shutting down")
 		return

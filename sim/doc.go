@@ -27,6 +27,18 @@
 // second takes TimeScale wall seconds. Reward calls are not batched; each takes
 // RewardBase + RewardPerToken*tokens of simulated time.
 //
+// # Prefix cache
+//
+// Prompts go through a model of vLLM's automatic prefix caching: the rendered
+// conversation is cut into blocks of BlockTokens tokens, each named by a hash
+// of its text and of every block before it; a prompt reuses the longest run of
+// its leading blocks found in the cache, and only the rest is prefilled (at
+// least one token always is). The blocks of every prompt, and of every prompt
+// followed by a choice's text and the end of its turn, are cached, so a later
+// request that repeats a conversation and its answer finds them. The cache
+// holds Options.PrefixCacheBlocks blocks and evicts the least recently used.
+// Stats.PrefixCache reports the share of prompt tokens it served.
+//
 // Responses carry two extra headers: X-Sim-Queue-Seconds (simulated time a
 // chat request waited before its first sequence was admitted) and
 // X-Sim-Seconds (simulated time from arrival to the last token).

@@ -27,6 +27,11 @@ type Options struct {
 	StepBase        time.Duration
 	StepPerSeq      time.Duration
 	PrefillPerToken time.Duration
+	// PrefixCacheBlocks is the capacity of the prefix cache in blocks of
+	// BlockTokens tokens (default 32768, about half a million tokens;
+	// negative: no prefix cache). Prompt tokens served from it cost no
+	// prefill time.
+	PrefixCacheBlocks int
 	// Response lengths in tokens are log-normal with mean MeanTokens
 	// (default 350) and log-space standard deviation TokenSigma (default
 	// 0.6), then capped by max_tokens.
@@ -86,6 +91,7 @@ func (o Options) withDefaults() Options {
 	if o.PrefillPerToken <= 0 {
 		o.PrefillPerToken = 50 * time.Microsecond
 	}
+	o.PrefixCacheBlocks = int(orDefault(float64(o.PrefixCacheBlocks), 32768))
 	if o.MeanTokens <= 0 {
 		o.MeanTokens = 350
 	}

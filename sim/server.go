@@ -27,6 +27,7 @@ type Server struct {
 	opts    Options
 	gen     generator
 	sched   *scheduler
+	cache   *prefixCache
 	mux     *http.ServeMux
 	created int64
 	closing chan struct{}
@@ -66,6 +67,7 @@ func New(opts Options) *Server {
 			unparsedRate: opts.UnparsedRate,
 			rewardNoise:  opts.RewardNoise,
 		},
+		cache: newPrefixCache(opts.PrefixCacheBlocks),
 		sched: newScheduler(opts.Slots,
 			latency{base: sec(opts.StepBase), perSeq: sec(opts.StepPerSeq), prefillPerToken: sec(opts.PrefillPerToken)},
 			opts.TimeScale),

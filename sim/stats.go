@@ -29,19 +29,22 @@ type Stats struct {
 	PrefillTokens   int64 `json:"prefill_tokens"`
 	// CompletionTokens counts the completion tokens of chat responses
 	// delivered.
-	CompletionTokens int64               `json:"completion_tokens"`
-	Sequences        int64               `json:"sequences"`
-	TokensPerSimSec  float64             `json:"tokens_per_sim_second"`
-	TokensPerWallSec float64             `json:"tokens_per_wall_second"`
-	MaxActive        int                 `json:"max_active"`
-	MaxQueue         int                 `json:"max_queue"` // sequences waiting, at most
-	Active           int                 `json:"active"`    // now
-	Queued           int                 `json:"queued"`    // now
-	RewardCalls      int64               `json:"reward_calls"`
-	RewardInputs     int64               `json:"reward_inputs"`
-	RewardTokens     int64               `json:"reward_tokens"`
-	Requests         map[string]int64    `json:"requests"`
-	Faults           map[FaultKind]int64 `json:"faults"`
+	CompletionTokens int64   `json:"completion_tokens"`
+	Sequences        int64   `json:"sequences"`
+	TokensPerSimSec  float64 `json:"tokens_per_sim_second"`
+	TokensPerWallSec float64 `json:"tokens_per_wall_second"`
+	MaxActive        int     `json:"max_active"`
+	MaxQueue         int     `json:"max_queue"` // sequences waiting, at most
+	Active           int     `json:"active"`    // now
+	Queued           int     `json:"queued"`    // now
+	RewardCalls      int64   `json:"reward_calls"`
+	RewardInputs     int64   `json:"reward_inputs"`
+	RewardTokens     int64   `json:"reward_tokens"`
+	// PrefixCache is the prefix cache's accounting: the share of prompt
+	// tokens it served.
+	PrefixCache PrefixCacheStats    `json:"prefix_cache"`
+	Requests    map[string]int64    `json:"requests"`
+	Faults      map[FaultKind]int64 `json:"faults"`
 }
 
 // Stats returns the accounting since start or the last ResetStats.
@@ -61,6 +64,7 @@ func (s *Server) Stats() Stats {
 		MaxQueue:        ss.maxQueue,
 		Active:          ss.active,
 		Queued:          ss.queued,
+		PrefixCache:     s.cache.stats(),
 	}
 	if ss.simSeconds > 0 {
 		st.Utilization = ss.busy / (float64(s.opts.Slots) * ss.simSeconds)
@@ -83,7 +87,12 @@ func (s *Server) Stats() Stats {
 // ResetStats starts a new accounting interval.
 func (s *Server) ResetStats() {
 	s.sched.reset()
+	s.cache.resetStats()
 	s.mu.Lock()
 	s.counts = newCounters()
 	s.mu.Unlock()
 }
+
+// ClearPrefixCache empties the prefix cache, so that what follows is
+// measured from a cold cache.
+func (s *Server) ClearPrefixCache() { s.cache.clear() }

@@ -285,7 +285,8 @@ each (N, D), and reports per prompt the policy requests and generations (as
 the simulated server counted them), the scored candidates and reward calls,
 and the prompt, completion and reward tokens, against what the algorithm
 requires: 1+3D requests, N+D(N+2) generations, N(D+1) scored candidates
-(bon: 1, N, N).
+(bon: 1, N, N). "cached" is the share of prompt tokens the simulated server's
+prefix cache served (each configuration starts with an empty cache).
 
 Flags:
 `
@@ -338,12 +339,12 @@ func benchTokens(ctx context.Context, args []string, env *environ) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(env.stderr, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "mode\tN\tD\trequests\tgenerations\tscored\tscore calls\tprompt tok\tcompletion tok\treward tok\tmatch\t\n")
+	fmt.Fprintf(tw, "mode\tN\tD\trequests\tgenerations\tscored\tscore calls\tprompt tok\tcached\tcompletion tok\treward tok\tmatch\t\n")
 	for _, r := range rep.Rows {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f/%g\t%.2f/%g\t%.2f/%g\t%.2f/%g\t%.0f\t%.0f\t%.0f\t%v\t\n", r.Mode, r.Width, r.Depth,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f/%g\t%.2f/%g\t%.2f/%g\t%.2f/%g\t%.0f\t%.0f%%\t%.0f\t%.0f\t%v\t\n", r.Mode, r.Width, r.Depth,
 			r.Measured.Requests, r.Required.Requests, r.Measured.Generations, r.Required.Generations,
 			r.Measured.Scored, r.Required.Scored, r.Measured.ScoreCalls, r.Required.ScoreCalls,
-			r.PromptTokens, r.CompletionTokens, r.RewardTokens, r.Match)
+			r.PromptTokens, 100*r.PrefixHitRate, r.CompletionTokens, r.RewardTokens, r.Match)
 	}
 	tw.Flush()
 	fmt.Fprintf(env.stderr, "per prompt, measured/required, over %d prompts; %d mean tokens per response; all match: %v\n",

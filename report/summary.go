@@ -61,6 +61,15 @@ type Summary struct {
 	Unparsed *Example `json:"unparsed,omitempty"`
 	// Failures lists the first MaxFailures failed items, in input order.
 	Failures []Failure `json:"failures"`
+	// Stops counts the done items by why they stopped (tpo.StopReasons
+	// order; reasons no item gave are left out).
+	Stops []StopCount `json:"stops,omitempty"`
+}
+
+// StopCount is how many items stopped for one reason.
+type StopCount struct {
+	Reason tpo.StopReason `json:"reason"`
+	Items  int            `json:"items"`
 }
 
 // Gains describes the improvement of the final score over the best
@@ -166,11 +175,12 @@ type Builder struct {
 
 	maxWidth, maxDepth int
 	sawRejected        bool
+	stops              map[tpo.StopReason]int
 }
 
 // NewBuilder returns a builder of a summary labelled label.
 func NewBuilder(label string) *Builder {
-	return &Builder{label: label, millis: map[tpo.Stage][]float64{}}
+	return &Builder{label: label, millis: map[tpo.Stage][]float64{}, stops: map[tpo.StopReason]int{}}
 }
 
 // scored reports whether r is a successful result with scored initial
@@ -189,6 +199,9 @@ func (b *Builder) Add(r tpo.Result) {
 		}
 	} else {
 		b.done++
+		if r.StopReason != "" {
+			b.stops[r.StopReason]++
+		}
 	}
 	b.usage.Add(r.Usage)
 	b.scoreCalls += r.ScoreCalls
@@ -261,6 +274,11 @@ func (b *Builder) Summary() Summary {
 	}
 	s.Usage.Total, s.Usage.TotalScoreCalls = b.usage, b.scoreCalls
 	s.Stages = stageLatencies(b.millis)
+	for _, why := range tpo.StopReasons {
+		if n := b.stops[why]; n > 0 {
+			s.Stops = append(s.Stops, StopCount{Reason: why, Items: n})
+		}
+	}
 	s.Parse = append([]ParseStep(nil), b.parse...)
 	if b.unparsed != nil {
 		e := *b.unparsed

@@ -283,3 +283,16 @@ func TestFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestSummaryStops(t *testing.T) {
+	rs := []tpo.Result{
+		{ID: "a", StopReason: tpo.StopPatience}, {ID: "b", StopReason: tpo.StopDepth},
+		{ID: "c", StopReason: tpo.StopPatience}, {ID: "d", StopReason: tpo.StopDeadline},
+		{ID: "e", Error: "boom"}, {ID: "f"}, // failed, and an older result without a reason
+	}
+	got := Summarize("stops", rs).Stops
+	want := []StopCount{{tpo.StopDepth, 1}, {tpo.StopPatience, 2}, {tpo.StopDeadline, 1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("stops %+v, want %+v", got, want)
+	}
+}

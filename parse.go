@@ -5,11 +5,6 @@ import (
 	"unicode/utf8"
 )
 
-const (
-	openTag  = "<improved_response>"
-	closeTag = "</improved_response>"
-)
-
 // ParseImproved extracts the new response from an update sample: the content
 // of the last closed, non-empty <improved_response>...</improved_response>
 // block, with surrounding white space removed, so that what a model writes

@@ -537,6 +537,9 @@ func (c *Client) final(err error, attempt int) error {
 	if attempt == 0 {
 		return err
 	}
+	if attempt == 1 {
+		return fmt.Errorf("%w (gave up after 1 retry)", err)
+	}
 	return fmt.Errorf("%w (gave up after %d retries)", err, attempt)
 }
 

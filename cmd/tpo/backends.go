@@ -213,7 +213,7 @@ func checkModel(ctx context.Context, c *openai.Client, model string) error {
 			return err
 		}
 		if isUnreachable(err) {
-			return fmt.Errorf("policy server unreachable: %w", err)
+			return unreachable("policy", c.URLs(), err)
 		}
 		slog.Debug("cannot list the policy server's models", "err", err)
 		return nil

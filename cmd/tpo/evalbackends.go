@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -144,6 +147,9 @@ func chatModel(ctx context.Context, o chatOptions, log *slog.Logger) (*openai.Cl
 	}
 	models, err := c.ModelIDs(ctx)
 	if err != nil {
+		if isUnreachable(err) {
+			return nil, unreachable(o.name, c.URLs(), err)
+		}
 		return nil, fmt.Errorf("no %s model given, and listing the %s server's models failed: %w", o.name, o.name, err)
 	}
 	if len(models) != 1 {
@@ -151,4 +157,41 @@ func chatModel(ctx context.Context, o chatOptions, log *slog.Logger) (*openai.Cl
 	}
 	log.Info("using the server's only model", "role", o.name, "model", models[0])
 	return c.WithModel(models[0]), nil
+}
+
+// unreachableError says that a server cannot be reached and what to do.
+type unreachableError struct {
+	msg string
+	err error
+}
+
+func (e *unreachableError) Error() string { return e.msg }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// unreachable explains that the server of role name (policy, judge, ...)
+// at urls cannot be reached, and what to do about it: for the policy at
+// the default URL, start Ollama; else give the right URL; or try tpo on
+// its built-in simulator.
+func unreachable(name string, urls []string, err error) error {
+	cause := err
+	var op *net.OpError
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &dns):
+		cause = dns
+	case errors.As(err, &op):
+		cause = op
+	}
+	hint := fmt.Sprintf("Check that the server runs at that URL (--%s-url).", name)
+	if name == "policy" {
+		hint = "Check that the server runs at that URL (--policy-url), or try tpo without a model server: --sim runs it against a built-in simulator."
+		if slices.Equal(urls, []string{defaultPolicyURL}) {
+			hint = "That is Ollama's address, the default: start Ollama (ollama serve), give your server's URL with --policy-url, " +
+				"or try tpo without a model server: --sim runs it against a built-in simulator."
+		}
+	}
+	return &unreachableError{
+		msg: fmt.Sprintf("cannot reach the %s server at %s (%v).\n%s", name, strings.Join(urls, ", "), cause, hint),
+		err: err,
+	}
 }

@@ -216,14 +216,6 @@ func (a *answers) warn(env *environ, known func(id string) bool) (unknown []stri
 	return unknown
 }
 
-// idList joins at most max ids, saying how many more there are.
-func idList(ids []string, max int) string {
-	if len(ids) <= max {
-		return strings.Join(ids, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(ids[:max], ", "), len(ids)-max)
-}
-
 func pct(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
 
 // printJSONLine writes v as one JSON line, with no HTML escaping.

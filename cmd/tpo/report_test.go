@@ -79,7 +79,7 @@ func reportFixture(t *testing.T) (store, tpoID, bonID, resultsFile string) {
 	cfg.Mode, cfg.Width = tpo.ModeBoN, 4
 	bonID = run(cfg)
 	resultsFile = filepath.Join(dir, "tpo-results.jsonl")
-	if err := writeOut(context.Background(), db, tpoID, resultsFile); err != nil {
+	if err := writeOut(context.Background(), db, tpoID, resultsFile, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	return store, tpoID, bonID, resultsFile

@@ -183,26 +183,34 @@ func CheckURL(raw string) error {
 	return err
 }
 
+// URLError says what is wrong with a server's base URL.
+type URLError struct {
+	URL     string // as given, with any password redacted
+	Problem string // e.g. `no scheme; did you mean "http://localhost:8000/v1"?`
+}
+
+func (e *URLError) Error() string { return fmt.Sprintf("invalid URL %q: %s", e.URL, e.Problem) }
+
 func normalizeURL(raw string) (string, error) {
 	s := strings.TrimSpace(raw)
 	if s != "" && !strings.Contains(s, "://") {
-		return "", fmt.Errorf("invalid URL %q: no scheme; did you mean %q?", raw, "http://"+strings.TrimLeft(s, "/"))
+		return "", &URLError{raw, fmt.Sprintf("no scheme; did you mean %q?", "http://"+strings.TrimLeft(s, "/"))}
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return "", fmt.Errorf("invalid URL %q: %w", raw, err)
+		return "", &URLError{raw, err.Error()}
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", fmt.Errorf("invalid URL %q: want an absolute http:// or https:// URL", raw)
+		return "", &URLError{raw, "want an absolute http:// or https:// URL"}
 	}
 	if u.Host == "" {
-		return "", fmt.Errorf("invalid URL %q: no host", raw)
+		return "", &URLError{raw, "no host"}
 	}
 	if u.User != nil {
-		return "", fmt.Errorf("invalid URL %q: credentials in the URL are not supported; use an API key", u.Redacted())
+		return "", &URLError{u.Redacted(), "credentials in the URL are not supported; use an API key"}
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("invalid URL %q: a base URL cannot have a query or fragment", raw)
+		return "", &URLError{raw, "a base URL cannot have a query or fragment"}
 	}
 	return strings.TrimRight(s, "/"), nil
 }

@@ -214,7 +214,7 @@ progress: "off"
 	if code != 2 || !strings.Contains(stderr, "bogus") {
 		t.Errorf("exit %d, stderr:\n%s", code, stderr)
 	}
-	os.WriteFile(cfg, []byte("policy-url: x\nwidht: 3\n"), 0o644)
+	os.WriteFile(cfg, []byte("policy-url: http://x\nwidht: 3\n"), 0o644)
 	code, _, stderr = cli(t, "", "run", "--config", cfg, "hello")
 	if code != 2 || !strings.Contains(stderr, "tpo.yaml:2") || !strings.Contains(stderr, "widht") {
 		t.Errorf("unknown key: exit %d, stderr:\n%s", code, stderr)

@@ -14,6 +14,14 @@ func plural(n int, one, many string) string {
 	return fmt.Sprintf("%d %s", n, many)
 }
 
+// pick returns one when n is 1, else many: the words that agree with n.
+func pick(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
 // maxListed is how many ids a message lists before it says how many more
 // there are.
 const maxListed = 10

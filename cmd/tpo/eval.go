@@ -607,7 +607,7 @@ func rescore(ctx context.Context, s tpo.Scorer, items []rewardItem, concurrency 
 			case err != nil:
 				fails.add(fmt.Errorf("item %q: %w", it.id, err))
 			case len(got) != 1:
-				fails.add(fmt.Errorf("item %q: %d scores for one answer", it.id, len(got)))
+				fails.add(fmt.Errorf("item %q: %s for one answer", it.id, plural(len(got), "score", "scores")))
 			case math.IsNaN(got[0]) || math.IsInf(got[0], 0):
 				fails.add(fmt.Errorf("item %q: score %v", it.id, got[0]))
 			default:

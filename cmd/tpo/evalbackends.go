@@ -153,7 +153,7 @@ func chatModel(ctx context.Context, o chatOptions, log *slog.Logger) (*openai.Cl
 		return nil, fmt.Errorf("no %s model given, and listing the %s server's models failed: %w", o.name, o.name, err)
 	}
 	if len(models) != 1 {
-		return nil, usagef("--%s-model is required: the %s server serves %d models (%s)", o.name, o.name, len(models), strings.Join(models, ", "))
+		return nil, usagef("--%s-model is required: the %s server serves %s (%s)", o.name, o.name, plural(len(models), "model", "models"), strings.Join(models, ", "))
 	}
 	log.Info("using the server's only model", "role", o.name, "model", models[0])
 	return c.WithModel(models[0]), nil

@@ -222,7 +222,7 @@ func (d dataRun) interrupted(ctx context.Context, db *sqlite.DB, runID string, t
 	if err != nil {
 		return interruptedError{"interrupted; run the same command again to resume"}
 	}
-	counts := fmt.Sprintf("%d items done", done)
+	counts := fmt.Sprintf("%s done", plural(done, "item", "items"))
 	if total >= 0 {
 		counts = fmt.Sprintf("%d of %s done", done, plural(total, "item", "items"))
 	}
@@ -303,8 +303,9 @@ func runOne(ctx context.Context, env *environ, store *sqlite.DB, opt *tpo.Optimi
 		fmt.Fprintln(env.stdout, res.Response)
 	}
 	if verbose {
-		fmt.Fprintf(env.stderr, "best score %.4g (best initial sample %.4g, gain %+.4g); %d policy requests, %d tokens; run %s\n",
-			res.Score, res.InitialBest, res.Gain(), res.Usage.Requests, res.Usage.TotalTokens(), run.ID)
+		fmt.Fprintf(env.stderr, "best score %.4g (best initial sample %.4g, gain %+.4g); %s, %s; run %s\n",
+			res.Score, res.InitialBest, res.Gain(), plural(res.Usage.Requests, "policy request", "policy requests"),
+			plural(res.Usage.TotalTokens(), "token", "tokens"), run.ID)
 	}
 	return nil
 }
@@ -327,7 +328,7 @@ func printEvent(w io.Writer, e tpo.Event) {
 		fmt.Fprintf(w, "step %d: instructions:\n%s\n", e.Step, indent(e.Text))
 	case tpo.UpdateParsed:
 		if e.Unparsed > 0 {
-			fmt.Fprintf(w, "step %d: %d update samples had no <improved_response> block\n", e.Step, e.Unparsed)
+			fmt.Fprintf(w, "step %d: %s no <improved_response> block\n", e.Step, plural(e.Unparsed, "update sample had", "update samples had"))
 		}
 	case tpo.StepFinished:
 		for _, n := range e.Data.Notes {

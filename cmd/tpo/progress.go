@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/schollz/progressbar/v3"
 
@@ -124,10 +126,13 @@ func (p *progress) finish() {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.bar != nil {
-		_ = p.bar.Clear()
-		p.bar = nil
+	if p.bar != nil && !p.bar.IsFinished() {
+		// Blank the bar's line, and the "^C" a terminal echoes after it
+		// when the run is interrupted.
+		width := utf8.RuneCountInString(strings.TrimPrefix(p.bar.String(), "\r")) + len("^C")
+		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", width))
 	}
+	p.bar = nil
 }
 
 // failures describes the errors of the items that failed under headline;

@@ -831,7 +831,7 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 		sum.Reused = len(pairs) - len(todo)
 	}
 	if len(todo) > 0 {
-		client, err := chatModel(ctx, chatOptions{name: "judge", urls: []string{url}, model: *judgeModel,
+		client, err := chatModel(ctx, chatOptions{name: "judge", urls: []string{url}, model: *judgeModel, check: true,
 			key: envOr(*judgeKey, "TPO_JUDGE_API_KEY", "OPENAI_API_KEY"), timeout: *timeout, retries: *retries,
 			inFlight: *concurrency}, env.log)
 		if err != nil {
@@ -1060,7 +1060,7 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 	}
 	var clErr error
 	if *clURL != "" {
-		client, err := chatModel(ctx, chatOptions{name: "classifier", urls: []string{*clURL}, model: *clModel,
+		client, err := chatModel(ctx, chatOptions{name: "classifier", urls: []string{*clURL}, model: *clModel, check: true,
 			key: envOr(*clKey, "TPO_JUDGE_API_KEY", "OPENAI_API_KEY"), timeout: *timeout, retries: *retries,
 			inFlight: *concurrency}, env.log)
 		if err != nil {

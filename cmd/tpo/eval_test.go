@@ -164,6 +164,9 @@ func TestEvalErrors(t *testing.T) {
 	bad := writeTemp(t, dir, "bad.jsonl", jsonLines(t, kv{"id": "a", "response": "1"})+"{not json\n")
 	badData := writeTemp(t, dir, "baddata.jsonl", "\n{\"id\": \"a\", \"level\": \"one\"}\n")
 	none := filepath.Join(dir, "none.jsonl")
+	prompted := writeTemp(t, dir, "prompted.jsonl", jsonLines(t, kv{"id": "a", "prompt": "p", "response": "1"}))
+	xsData := writeTemp(t, dir, "xs.jsonl", jsonLines(t, kv{"id": "a", "prompt": "p", "type": "t", "label": "safe"}))
+	chat := tpotest.NewChatServer(t, tpotest.ChatOptions{})
 	tests := []struct {
 		name string
 		args []string
@@ -184,6 +187,12 @@ func TestEvalErrors(t *testing.T) {
 		{"reward backend", []string{"eval", "reward", "--results", res, "--reward", "magic"}, 2, "--reward: want"},
 		{"reward without url", []string{"eval", "reward", "--results", res, "--reward", "vllm", "--data", data}, 2, "needs --reward-url"},
 		{"positional", []string{"eval", "math", "--results", res, "--data", data, "extra"}, 2, `unexpected argument "extra"`},
+		{"judge unreachable", []string{"eval", "judge", "--results", prompted, "--baseline", prompted, "--judge-url", "http://127.0.0.1:1/v1",
+			"--judge-model", "m", "--retries", "0"}, 1, "cannot reach the judge server at http://127.0.0.1:1/v1 (dial tcp 127.0.0.1:1: connect: connection refused).\nCheck that the server runs at that URL (--judge-url)."},
+		{"judge model not served", []string{"eval", "judge", "--results", prompted, "--baseline", prompted, "--judge-url", chat.URL(),
+			"--judge-model", "gpt-9"}, 2, `the judge server does not serve model "gpt-9" (it serves: ` + chat.Model()},
+		{"classifier unreachable", []string{"eval", "xstest", "--results", res, "--data", xsData, "--classifier-url", "http://127.0.0.1:1/v1",
+			"--classifier-model", "m", "--retries", "0"}, 1, "cannot reach the classifier server at http://127.0.0.1:1/v1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -124,6 +124,9 @@ type chatOptions struct {
 	inFlight int
 	// maxTokensField is the length limit's field (default max_tokens).
 	maxTokensField string
+	// check, with a model given, asks the server whether it serves it
+	// (and so whether it can be reached) before anything else is done.
+	check bool
 }
 
 // chatModel returns a client of an OpenAI-compatible server for a model
@@ -143,6 +146,11 @@ func chatModel(ctx context.Context, o chatOptions, log *slog.Logger) (*openai.Cl
 		return nil, usagef("%s: %v", o.name, err)
 	}
 	if o.model != "" {
+		if o.check {
+			if err := checkServed(ctx, c, o.name, o.model); err != nil {
+				return nil, err
+			}
+		}
 		return c, nil
 	}
 	models, err := c.ModelIDs(ctx)
@@ -157,6 +165,29 @@ func chatModel(ctx context.Context, o chatOptions, log *slog.Logger) (*openai.Cl
 	}
 	log.Info("using the server's only model", "role", o.name, "model", models[0])
 	return c.WithModel(models[0]), nil
+}
+
+// checkServed fails when the server of role name (policy, judge, ...)
+// cannot be reached, or lists its models and model is not among them.
+// Servers that cannot list models are let through.
+func checkServed(ctx context.Context, c *openai.Client, name, model string) error {
+	models, err := c.ModelIDs(ctx)
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			return err
+		}
+		if isUnreachable(err) {
+			return unreachable(name, c.URLs(), err)
+		}
+		slog.Debug("cannot list the server's models", "role", name, "err", err)
+		return nil
+	}
+	if slices.Contains(models, model) {
+		return nil
+	}
+	slices.Sort(models)
+	return usagef("the %s server does not serve model %q (it serves: %s)", name, model, strings.Join(models, ", "))
 }
 
 // unreachableError says that a server cannot be reached and what to do.

@@ -448,6 +448,24 @@ func TestRunInterruptedInProcess(t *testing.T) {
 	}
 }
 
+// TestRunOneInterrupted: a single prompt whose context is cancelled ends
+// with one line and exit status 130.
+func TestRunOneInterrupted(t *testing.T) {
+	url := simServer(t, sim.Options{Seed: 19, TimeScale: 0.05})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var o, e strings.Builder
+	env := newEnviron(strings.NewReader(""), &o, &e)
+	args := append([]string{"run", "--store", filepath.Join(t.TempDir(), "tpo.db"), "What is a monad?"}, backendArgs(url)...)
+	done := make(chan int)
+	go func() { done <- runMain(ctx, args, env) }()
+	waitForSim(t, url, func(st sim.Stats) bool { return st.Requests[sim.EndpointChat] > 0 })
+	cancel()
+	if code := <-done; code != 130 || e.String() != "interrupted before the answer was finished\n" || o.Len() != 0 {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 130 and one line", code, o.String(), e.String())
+	}
+}
+
 // TestRunSIGINT sends SIGINT to the tpo binary in the middle of a dataset
 // run: it prints one line with the items done, including those of an
 // earlier run, and exits with status 130; the same command then resumes.
@@ -477,7 +495,7 @@ func TestRunSIGINT(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitForSim(t, url, func(st sim.Stats) bool { return st.Requests["/v1/chat/completions"] > before+4 })
+	waitForSim(t, url, func(st sim.Stats) bool { return st.Requests[sim.EndpointChat] > before+4 })
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +529,7 @@ func TestRunSIGINT(t *testing.T) {
 func simRequests(t *testing.T, url string) int64 {
 	t.Helper()
 	var n int64
-	waitForSim(t, url, func(st sim.Stats) bool { n = st.Requests["/v1/chat/completions"]; return true })
+	waitForSim(t, url, func(st sim.Stats) bool { n = st.Requests[sim.EndpointChat]; return true })
 	return n
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/dataset"
 	"github.com/tpoproject/tpo/eval"
+	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/results"
 )
 
@@ -77,9 +78,16 @@ func runSubcommand(ctx context.Context, args []string, env *environ, usage, what
 }
 
 func cmdEval(ctx context.Context, args []string, env *environ) error {
-	return runSubcommand(ctx, args, env, evalUsage, "command", []subcommand{
+	// Retries of the judge, classifier or reward model are counted, and
+	// said once at the end.
+	retries := &retryCounts{}
+	err := runSubcommand(httpx.WithRetryObserver(ctx, retries), args, env, evalUsage, "command", []subcommand{
 		{"math", evalMath}, {"reward", evalReward}, {"judge", evalJudge}, {"xstest", evalXSTest},
 	})
+	if s := retries.summary(); s != "" {
+		fmt.Fprintln(env.stderr, s)
+	}
+	return err
 }
 
 // evalFlags are the flags every eval command has.

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tpoproject/tpo"
@@ -677,5 +678,29 @@ func TestEvalXSTest(t *testing.T) {
 	}
 	if strings.Contains(stdout, "classifier") {
 		t.Errorf("report without --classifier-url mentions a classifier:\n%s", stdout)
+	}
+}
+
+// TestEvalJudgeRetriesSummary: retries of the judge are one line at the
+// end, not warnings.
+func TestEvalJudgeRetriesSummary(t *testing.T) {
+	dir := t.TempDir()
+	res := writeTemp(t, dir, "a.jsonl", jsonLines(t, kv{"id": "1", "prompt": "Q?", "response": "a long answer"}))
+	base := writeTemp(t, dir, "b.jsonl", jsonLines(t, kv{"id": "1", "output": "short"}))
+	judge := &lengthJudge{orders: map[string]int{}}
+	var failed atomic.Int32
+	srv := tpotest.NewChatServer(t, tpotest.ChatOptions{Respond: judge.respond, Fail: func(int) (int, string) {
+		if failed.Add(1) <= 2 {
+			return 503, `{"error": {"message": "loading"}}`
+		}
+		return 0, ""
+	}})
+	code, _, stderr := cli(t, "", "eval", "judge", "--results", res, "--baseline", base, "--judge-url", srv.URL(),
+		"--judge-model", srv.Model(), "--concurrency", "1")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	if stderr != "retries: judge 2 (503: 2)\n" {
+		t.Errorf("stderr %q, want the retries line alone", stderr)
 	}
 }

@@ -84,7 +84,7 @@ func cmdEval(ctx context.Context, args []string, env *environ) error {
 	err := runSubcommand(httpx.WithRetryObserver(ctx, retries), args, env, evalUsage, "command", []subcommand{
 		{"math", evalMath}, {"reward", evalReward}, {"judge", evalJudge}, {"xstest", evalXSTest},
 	})
-	if s := retries.summary(); s != "" {
+	if s := retries.summary(); s != "" && ctx.Err() == nil {
 		fmt.Fprintln(env.stderr, s)
 	}
 	return err

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tpoproject/tpo"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -22,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tpoproject/tpo"
 )
 
 // Defaults for Options fields left zero.
@@ -173,23 +174,43 @@ func New(opts Options) (*Client, error) {
 	return c, nil
 }
 
+// CheckURL reports what is wrong with raw as the base URL of a server:
+// it must be an absolute http:// or https:// URL with a host, without
+// credentials, query or fragment. A URL without a scheme, such as
+// localhost:8000/v1, gets the suggestion http://localhost:8000/v1.
+func CheckURL(raw string) error {
+	_, err := normalizeURL(raw)
+	return err
+}
+
+// URLError says what is wrong with a server's base URL.
+type URLError struct {
+	URL     string // as given, with any password redacted
+	Problem string // e.g. `no scheme; did you mean "http://localhost:8000/v1"?`
+}
+
+func (e *URLError) Error() string { return fmt.Sprintf("invalid URL %q: %s", e.URL, e.Problem) }
+
 func normalizeURL(raw string) (string, error) {
 	s := strings.TrimSpace(raw)
+	if s != "" && !strings.Contains(s, "://") {
+		return "", &URLError{raw, fmt.Sprintf("no scheme; did you mean %q?", "http://"+strings.TrimLeft(s, "/"))}
+	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return "", fmt.Errorf("invalid URL %q: %w", raw, err)
+		return "", &URLError{raw, err.Error()}
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", fmt.Errorf("invalid URL %q: want an absolute http:// or https:// URL", raw)
+		return "", &URLError{raw, "want an absolute http:// or https:// URL"}
 	}
 	if u.Host == "" {
-		return "", fmt.Errorf("invalid URL %q: no host", raw)
+		return "", &URLError{raw, "no host"}
 	}
 	if u.User != nil {
-		return "", fmt.Errorf("invalid URL %q: credentials in the URL are not supported; use an API key", u.Redacted())
+		return "", &URLError{u.Redacted(), "credentials in the URL are not supported; use an API key"}
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("invalid URL %q: a base URL cannot have a query or fragment", raw)
+		return "", &URLError{raw, "a base URL cannot have a query or fragment"}
 	}
 	return strings.TrimRight(s, "/"), nil
 }
@@ -252,7 +273,7 @@ func (c *Client) do(ctx context.Context, method, path string, data []byte, out a
 		if !res.retry || attempt >= c.maxRetries {
 			return info, c.final(res.err, attempt)
 		}
-		if err := c.wait(ctx, method, path, attempt, res); err != nil {
+		if err := c.wait(ctx, method, path, r.url, attempt, res); err != nil {
 			return info, c.ctxError(method, path, err, last)
 		}
 		info.Retries++
@@ -292,7 +313,7 @@ func (c *Client) Stream(ctx context.Context, path string, body any) (*http.Respo
 		if !res.retry || attempt >= c.maxRetries {
 			return nil, info, c.final(res.err, attempt)
 		}
-		if err := c.wait(ctx, method, path, attempt, res); err != nil {
+		if err := c.wait(ctx, method, path, r.url, attempt, res); err != nil {
 			return nil, info, c.ctxError(method, path, err, last)
 		}
 		info.Retries++
@@ -319,6 +340,7 @@ type result struct {
 	retry      bool          // the failure is transient
 	down       bool          // the replica looks unhealthy
 	retryAfter time.Duration // the server's Retry-After, or -1
+	reason     string        // the kind of failure, for Retry.Reason
 }
 
 func (c *Client) newRequest(ctx context.Context, r *replica, method, path string, data []byte) (*http.Request, error) {
@@ -365,6 +387,7 @@ func (c *Client) attempt(ctx context.Context, r *replica, method, path string, d
 			retry:      true,
 			down:       true,
 			retryAfter: -1,
+			reason:     ReasonConnection,
 		}
 	}
 	if int64(len(body)) > c.maxBodyBytes {
@@ -378,6 +401,7 @@ func (c *Client) attempt(ctx context.Context, r *replica, method, path string, d
 			err:        fmt.Errorf("malformed response body from %s server %s: %s %s: %w", c.name, r.url, method, path, err),
 			retry:      true,
 			retryAfter: -1,
+			reason:     ReasonMalformed,
 		}
 	}
 	return result{}
@@ -417,6 +441,7 @@ func (c *Client) streamAttempt(ctx context.Context, r *replica, path string, dat
 			retry:      true,
 			down:       true,
 			retryAfter: -1,
+			reason:     ReasonTimeout,
 		}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -441,6 +466,10 @@ func (c *Client) transportError(r *replica, method, path string, err error) resu
 		retry:      true,
 		down:       true,
 		retryAfter: -1,
+		reason:     ReasonConnection,
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		res.reason = ReasonTimeout
 	}
 	var certErr *tls.CertificateVerificationError
 	var authErr x509.UnknownAuthorityError
@@ -478,6 +507,7 @@ func (c *Client) statusError(r *replica, method, path string, resp *http.Respons
 		retry:      se.Temporary(),
 		down:       resp.StatusCode >= 500,
 		retryAfter: ra,
+		reason:     strconv.Itoa(resp.StatusCode),
 	}
 	if c.permanent != nil && c.permanent(&se) {
 		res.retry, res.down = false, false
@@ -515,6 +545,9 @@ func (c *Client) final(err error, attempt int) error {
 	if attempt == 0 {
 		return err
 	}
+	if attempt == 1 {
+		return fmt.Errorf("%w (gave up after 1 retry)", err)
+	}
 	return fmt.Errorf("%w (gave up after %d retries)", err, attempt)
 }
 
@@ -526,15 +559,20 @@ func (c *Client) ctxError(method, path string, err, last error) error {
 	return fmt.Errorf("%s server: %s %s: %w", c.name, method, path, err)
 }
 
-// wait sleeps before retry number attempt+1.
-func (c *Client) wait(ctx context.Context, method, path string, attempt int, res result) error {
+// wait sleeps before retry number attempt+1 of a call whose attempt on
+// the replica at url failed with res. Retries are routine: they are logged
+// at debug level and told to the context's RetryObserver, if any.
+func (c *Client) wait(ctx context.Context, method, path, url string, attempt int, res result) error {
 	d := c.backoff(attempt)
 	if res.retryAfter >= 0 {
 		d = min(res.retryAfter, c.maxBackoff)
 	}
-	c.log.Warn("retrying model server request",
-		"server", c.name, "method", method, "path", path,
+	c.log.Debug("retrying model server request",
+		"server", c.name, "url", url, "method", method, "path", path, "reason", res.reason,
 		"attempt", attempt+1, "wait", d, "err", res.err)
+	if o := retryObserverFrom(ctx); o != nil {
+		o.ObserveRetry(Retry{Name: c.name, URL: url, Reason: res.reason, Err: res.err})
+	}
 	if d <= 0 {
 		return ctx.Err()
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -63,7 +62,9 @@ func TestNew(t *testing.T) {
 		want    []string
 	}{
 		{urls: nil, wantErr: "no URL"},
-		{urls: []string{"localhost:8000"}, wantErr: "absolute"},
+		{urls: []string{"localhost:8000/v1"}, wantErr: `no scheme; did you mean "http://localhost:8000/v1"?`},
+		{urls: []string{"127.0.0.1:8000"}, wantErr: `no scheme; did you mean "http://127.0.0.1:8000"?`},
+		{urls: []string{"gpu-box/v1"}, wantErr: `did you mean "http://gpu-box/v1"?`},
 		{urls: []string{"ftp://h/v1"}, wantErr: "absolute"},
 		{urls: []string{"http://"}, wantErr: "no host"},
 		{urls: []string{"http://user:secret@h/v1"}, wantErr: "credentials"},
@@ -455,13 +456,9 @@ func TestContextCancelStopsRetries(t *testing.T) {
 	opts := fast(srv.URL)
 	opts.BaseBackoff = time.Hour
 	opts.MaxBackoff = time.Hour
-	// The client logs before it sleeps: cancel then.
-	opts.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		cancel()
-		return len(p), nil
-	}), nil))
+	// The client tells of the retry before it sleeps: cancel then.
 	c := newClient(t, opts)
-	_, err := c.PostJSON(ctx, "/x", nil, nil)
+	_, err := c.PostJSON(WithRetryObserver(ctx, observerFunc(func(Retry) { cancel() })), "/x", nil, nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error = %v, want context.Canceled", err)
 	}
@@ -756,10 +753,6 @@ func TestStreamTimeoutCoversHeadersOnly(t *testing.T) {
 		t.Errorf("body = %q, %v; want the late data", body, err)
 	}
 }
-
-type writerFunc func(p []byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestPermanent(t *testing.T) {
 	h, count := failingThen(100, 500, `{"error":{"code":500,"message":"Only one completion choice is allowed","type":"server_error"}}`, nil)

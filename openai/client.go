@@ -99,6 +99,9 @@ func New(opts Options) (*Client, error) {
 // Model returns the model name the client sends.
 func (c *Client) Model() string { return c.model }
 
+// URLs returns the base URLs of the server's replicas.
+func (c *Client) URLs() []string { return c.http.URLs() }
+
 // WithModel returns a client for another model served by the same
 // servers. It shares connections, limits and what was learnt about the
 // servers.

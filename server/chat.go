@@ -77,7 +77,7 @@ func (s *Server) acquire(ctx context.Context) (func(), *apiError) {
 	}
 	busy := &apiError{Status: http.StatusTooManyRequests, Type: typeRateLimit, Code: "server_busy",
 		RetryAfter: max(1, int(math.Ceil(s.opts.QueueWait.Seconds()))),
-		Message:    fmt.Sprintf("the server is running its maximum of %d optimizations; retry later", cap(s.slots))}
+		Message:    fmt.Sprintf("the server is running its maximum of %s; retry later", plural(cap(s.slots), "optimization", "optimizations"))}
 	if s.opts.QueueWait < 0 {
 		return nil, busy
 	}

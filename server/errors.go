@@ -122,3 +122,11 @@ func passThroughError(err error, deadline bool) *apiError {
 	}
 	return upstreamError(err, deadline)
 }
+
+// plural returns n and the noun that agrees with it: "1 optimization".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}

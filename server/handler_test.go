@@ -329,6 +329,9 @@ func TestBusy(t *testing.T) {
 	if resp.Header.Get("Retry-After") == "" || b.Error.Type != typeRateLimit {
 		t.Errorf("429: Retry-After %q, error %+v", resp.Header.Get("Retry-After"), b.Error)
 	}
+	if want := "the server is running its maximum of 1 optimization; retry later"; b.Error.Message != want {
+		t.Errorf("429: message %q, want %q", b.Error.Message, want)
+	}
 	// Pass-through requests are not optimizations: they are not limited.
 	e.up.setChat(`{"id":"x","object":"chat.completion","choices":[]}`, nil)
 	if s := e.post(t, `{"model":"m","tpo":{"mode":"off"},`+convo+`}`).StatusCode; s != 200 {

@@ -169,8 +169,9 @@ func (h *Handler) handleItemEvents(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, false, err
 		}
-		// A pending step already saved is shown from the store.
-		if pending != nil && len(st.Steps) > 0 && st.Steps[len(st.Steps)-1].Step >= pending.Step {
+		// A pending step already saved is shown from the store, and an
+		// item that finished (a failed one too: no Done event) has none.
+		if st.Done || pending != nil && len(st.Steps) > 0 && st.Steps[len(st.Steps)-1].Step >= pending.Step {
 			pending = nil
 		}
 		html, err := h.fragment("item-body", h.body(row, st, pending))

@@ -39,6 +39,7 @@ func (h *Handler) funcs() template.FuncMap {
 		"optNum":    optNum,
 		"optSigned": optSigned,
 		"count":     count,
+		"plural":    plural,
 		"when":      when,
 		"iso":       isoTime,
 		"dur":       dur,

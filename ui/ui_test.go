@@ -793,7 +793,7 @@ func TestLiveItem(t *testing.T) {
 		t.Errorf("update after the instructions lacks them or the critique")
 	}
 	live.publish("r3", tpo.UpdateParsed{EventBase: b1, Parsed: 1, Unparsed: 1})
-	if e = next(t, events); !strings.Contains(e.data, "1 update samples parsed, 1 without") {
+	if e = next(t, events); !strings.Contains(e.data, "1 update sample parsed, 1 without") {
 		t.Errorf("update after parsing lacks the counts")
 	}
 

@@ -131,12 +131,15 @@ type runRow struct {
 	InFlight bool
 }
 
-// Status names the run's state: finished, live (in flight in this
-// process) or unfinished (being written elsewhere, or interrupted).
+// Status names the run's state: live (in flight in this process),
+// failed (finished, and every item failed: a serve request that failed),
+// finished, or unfinished (being written elsewhere, or interrupted).
 func (r runRow) Status() string {
 	switch {
 	case r.InFlight:
 		return "live"
+	case r.Finished != nil && r.Failed > 0 && r.Done == 0:
+		return "failed"
 	case r.Finished != nil:
 		return "finished"
 	default:
@@ -442,6 +445,15 @@ func optSigned(v *float64) string {
 		return "–"
 	}
 	return signed(*v)
+}
+
+// plural formats n with count and the noun that agrees with it:
+// "1 run", "1,024 runs".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return count(n) + " " + many
 }
 
 // count formats an integer with thin groups of thousands.

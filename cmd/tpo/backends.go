@@ -5,14 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/tpoproject/tpo"
@@ -203,28 +200,10 @@ func (b *backendFlags) build(ctx context.Context, log *slog.Logger) (*backends, 
 	return bk, nil
 }
 
-// checkModel fails when the policy server lists its models and the named
-// one is not among them. Servers that cannot list models are let through.
+// checkModel fails when the policy server cannot be reached, or lists its
+// models and the named one is not among them.
 func checkModel(ctx context.Context, c *openai.Client, model string) error {
-	models, err := c.ModelIDs(ctx)
-	if err != nil {
-		var ue usageError
-		if errors.As(err, &ue) {
-			return err
-		}
-		if isUnreachable(err) {
-			return fmt.Errorf("policy server unreachable: %w", err)
-		}
-		slog.Debug("cannot list the policy server's models", "err", err)
-		return nil
-	}
-	for _, m := range models {
-		if m == model {
-			return nil
-		}
-	}
-	sort.Strings(models)
-	return usagef("the policy server does not serve model %q (it serves: %s)", model, strings.Join(models, ", "))
+	return checkServed(ctx, c, "policy", model)
 }
 
 // templatesDigest hashes a templates directory's files, so that changing a

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/dataset"
 	"github.com/tpoproject/tpo/eval"
+	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/results"
 )
 
@@ -76,9 +78,16 @@ func runSubcommand(ctx context.Context, args []string, env *environ, usage, what
 }
 
 func cmdEval(ctx context.Context, args []string, env *environ) error {
-	return runSubcommand(ctx, args, env, evalUsage, "command", []subcommand{
+	// Retries of the judge, classifier or reward model are counted, and
+	// said once at the end.
+	retries := &retryCounts{}
+	err := runSubcommand(httpx.WithRetryObserver(ctx, retries), args, env, evalUsage, "command", []subcommand{
 		{"math", evalMath}, {"reward", evalReward}, {"judge", evalJudge}, {"xstest", evalXSTest},
 	})
+	if s := retries.summary(); s != "" && ctx.Err() == nil {
+		fmt.Fprintln(env.stderr, s)
+	}
+	return err
 }
 
 // evalFlags are the flags every eval command has.
@@ -197,10 +206,12 @@ func (a *answers) responses() map[string]string {
 // ids of the results not in the data (when known is not nil).
 func (a *answers) warn(env *environ, known func(id string) bool) (unknown []string) {
 	if a.failed > 0 {
-		fmt.Fprintf(env.stderr, "warning: %d items failed without a response; they count as unanswered\n", a.failed)
+		fmt.Fprintf(env.stderr, "warning: %s without a response; %s as unanswered\n",
+			plural(a.failed, "item failed", "items failed"), pick(a.failed, "it counts", "they count"))
 	}
 	if a.repeated > 0 {
-		fmt.Fprintf(env.stderr, "warning: %d ids appear more than once in the results; the last line of each counts\n", a.repeated)
+		fmt.Fprintf(env.stderr, "warning: %s more than once in the results; the last line of each counts\n",
+			plural(a.repeated, "id appears", "ids appear"))
 	}
 	if known == nil {
 		return nil
@@ -211,17 +222,10 @@ func (a *answers) warn(env *environ, known func(id string) bool) (unknown []stri
 		}
 	}
 	if len(unknown) > 0 {
-		fmt.Fprintf(env.stderr, "warning: %d ids of the results are not in the data and are ignored: %s\n", len(unknown), idList(unknown, 10))
+		fmt.Fprintf(env.stderr, "warning: %s of the results %s not in the data and %s ignored: %s\n",
+			plural(len(unknown), "id", "ids"), pick(len(unknown), "is", "are"), pick(len(unknown), "is", "are"), idList(unknown, maxListed))
 	}
 	return unknown
-}
-
-// idList joins at most max ids, saying how many more there are.
-func idList(ids []string, max int) string {
-	if len(ids) <= max {
-		return strings.Join(ids, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(ids[:max], ", "), len(ids)-max)
 }
 
 func pct(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
@@ -273,6 +277,7 @@ func evalMath(_ context.Context, args []string, env *environ) error {
 	fs := newEvalFlagSet("math", evalMathUsage, &ef)
 	data := fs.String("data", "", "MATH-500 `file`: JSON Lines with id, prompt, answer, subject, level (required)")
 	out := fs.String("out", "", "write one JSON line per item (id, extracted, answer, correct) to `file`")
+	answeredOnly := fs.Bool("answered-only", false, "score only the items of --data the results answer (a partial run), leaving out the others")
 	if err := parseEvalArgs(fs, &ef, args); err != nil {
 		return err
 	}
@@ -283,7 +288,19 @@ func evalMath(_ context.Context, args []string, env *environ) error {
 	if err != nil {
 		return err
 	}
-	rep := eval.Grade(items, ans.responses())
+	responses := ans.responses()
+	items, leftOut := answeredItems(items, responses, func(it eval.MathItem) string { return it.ID })
+	if len(leftOut) > 0 {
+		if !*answeredOnly {
+			return partialResults(len(items), leftOut, ans.failed)
+		}
+		if len(items) == 0 {
+			return errors.New("the results answer none of the items of --data: nothing to score")
+		}
+		fmt.Fprintf(env.stderr, "--answered-only: scoring the %s answered; %s without an answer %s left out: %s\n",
+			plural(len(items), "item", "items"), plural(len(leftOut), "item", "items"), pick(len(leftOut), "is", "are"), idList(leftOut, maxListed))
+	}
+	rep := eval.Grade(items, responses)
 
 	if *out != "" {
 		lines := make([]mathOutLine, len(rep.Items))
@@ -296,8 +313,36 @@ func evalMath(_ context.Context, args []string, env *environ) error {
 	}
 	sum := mathSummary{Command: "math", Tally: rep.Tally, Responded: rep.Responded, Extracted: rep.Extracted,
 		ByLevel: rep.ByLevel, BySubject: rep.BySubject, Unextracted: rep.Unextracted, Missing: rep.Missing,
-		UnknownIDs: len(unknown)}
+		LeftOut: leftOut, UnknownIDs: len(unknown)}
+	if sum.LeftOut == nil {
+		sum.LeftOut = []string{}
+	}
 	return ef.finish(env, sum, func(w io.Writer) { printMath(w, sum, unknown) }, nil)
+}
+
+// answeredItems splits the items of a benchmark into those the responses
+// answer and the ids of the others.
+func answeredItems[T any](items []T, responses map[string]string, id func(T) string) (answered []T, missing []string) {
+	for _, it := range items {
+		if _, ok := responses[id(it)]; ok {
+			answered = append(answered, it)
+		} else {
+			missing = append(missing, id(it))
+		}
+	}
+	return answered, missing
+}
+
+// partialResults is the error for results that answer only some items of
+// the data: scoring them as they are would count the others as wrong.
+func partialResults(answered int, missing []string, failed int) error {
+	why := ""
+	if failed > 0 {
+		why = fmt.Sprintf(" (the results hold %s that failed without an answer)", plural(failed, "item", "items"))
+	}
+	return fmt.Errorf("the results answer %d of the %s of --data; %s no answer%s: %s\n"+
+		"Finish the run (run the same tpo run command again) or give --answered-only to score the answered items only",
+		answered, plural(answered+len(missing), "item", "items"), plural(len(missing), "item has", "items have"), why, idList(missing, maxListed))
 }
 
 // mathSummary is the JSON line of tpo eval math.
@@ -310,7 +355,10 @@ type mathSummary struct {
 	BySubject   []eval.GroupTally `json:"by_subject"`
 	Unextracted []string          `json:"unextracted"`
 	Missing     []string          `json:"missing"`
-	UnknownIDs  int               `json:"unknown_ids"`
+	// LeftOut lists the items of the data without an answer that
+	// --answered-only left out.
+	LeftOut    []string `json:"left_out"`
+	UnknownIDs int      `json:"unknown_ids"`
 }
 
 func printMath(w io.Writer, s mathSummary, unknown []string) {
@@ -329,13 +377,16 @@ func printMath(w io.Writer, s mathSummary, unknown []string) {
 	}
 	tw.Flush()
 	if len(s.Unextracted) > 0 {
-		fmt.Fprintf(w, "no extractable answer (%d): %s\n", len(s.Unextracted), strings.Join(s.Unextracted, ", "))
+		fmt.Fprintf(w, "no extractable answer (%d): %s\n", len(s.Unextracted), idList(s.Unextracted, maxListed))
 	}
 	if len(s.Missing) > 0 {
-		fmt.Fprintf(w, "no response (%d): %s\n", len(s.Missing), strings.Join(s.Missing, ", "))
+		fmt.Fprintf(w, "no response (%d): %s\n", len(s.Missing), idList(s.Missing, maxListed))
+	}
+	if len(s.LeftOut) > 0 {
+		fmt.Fprintf(w, "left out, without an answer (--answered-only) (%d): %s\n", len(s.LeftOut), idList(s.LeftOut, maxListed))
 	}
 	if len(unknown) > 0 {
-		fmt.Fprintf(w, "not in the data (%d): %s\n", len(unknown), idList(unknown, 20))
+		fmt.Fprintf(w, "not in the data (%d): %s\n", len(unknown), idList(unknown, maxListed))
 	}
 }
 
@@ -392,7 +443,7 @@ func eachRecord(path string, opts dataset.Options, flagName string, env *environ
 		fn(rec)
 	}
 	if bad > 5 {
-		fmt.Fprintf(env.stderr, "warning: --%s: %d records in all could not be used\n", flagName, bad)
+		fmt.Fprintf(env.stderr, "warning: --%s: %s in all could not be used\n", flagName, plural(bad, "record", "records"))
 	}
 	return nil
 }
@@ -493,7 +544,7 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 		sum.MeanStored = stored / float64(sum.Stored)
 	}
 	if sum.Failed > 0 {
-		fmt.Fprintf(env.stderr, "warning: %d items of the results failed; they are left out\n", sum.Failed)
+		fmt.Fprintf(env.stderr, "warning: %s of the results failed; %s left out\n", plural(sum.Failed, "item", "items"), pick(sum.Failed, "it is", "they are"))
 	}
 
 	var scoreErr error
@@ -507,7 +558,8 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 			if len(items) == 0 {
 				return usagef("the results hold no prompts; give --data with the dataset the run read")
 			}
-			fmt.Fprintf(env.stderr, "warning: %d answers have no prompt in the results or --data; they are left out\n", sum.NoPrompt)
+			fmt.Fprintf(env.stderr, "warning: %s no prompt in the results or --data; %s left out\n",
+				plural(sum.NoPrompt, "answer has", "answers have"), pick(sum.NoPrompt, "it is", "they are"))
 		}
 		scorer, err := b.buildScorer(ctx, env.log)
 		if err != nil {
@@ -526,7 +578,7 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 			sum.MeanReward = total / float64(n)
 		}
 		if failures.n > 0 {
-			scoreErr = fmt.Errorf("%d answers could not be scored (first: %v)", failures.n, failures.first)
+			scoreErr = fmt.Errorf("%s could not be scored (first: %v)", plural(failures.n, "answer", "answers"), failures.first)
 		}
 	}
 	return ef.finish(env, sum, func(w io.Writer) { printReward(w, sum) }, scoreErr)
@@ -563,7 +615,7 @@ func rescore(ctx context.Context, s tpo.Scorer, items []rewardItem, concurrency 
 			case err != nil:
 				fails.add(fmt.Errorf("item %q: %w", it.id, err))
 			case len(got) != 1:
-				fails.add(fmt.Errorf("item %q: %d scores for one answer", it.id, len(got)))
+				fails.add(fmt.Errorf("item %q: %s for one answer", it.id, plural(len(got), "score", "scores")))
 			case math.IsNaN(got[0]) || math.IsInf(got[0], 0):
 				fails.add(fmt.Errorf("item %q: score %v", it.id, got[0]))
 			default:
@@ -587,15 +639,15 @@ func rescore(ctx context.Context, s tpo.Scorer, items []rewardItem, concurrency 
 
 func printReward(w io.Writer, s rewardSummary) {
 	if s.Source == "rescored" {
-		fmt.Fprintf(w, "mean reward: %.4f over %d answers (scored now with --reward %s, %s)\n", s.MeanReward, s.Scored, s.Backend, s.Model)
+		fmt.Fprintf(w, "mean reward: %.4f over %s (scored now with --reward %s, %s)\n", s.MeanReward, plural(s.Scored, "answer", "answers"), s.Backend, s.Model)
 		if s.ScoreFailures > 0 {
 			fmt.Fprintf(w, "answers that could not be scored: %d\n", s.ScoreFailures)
 		}
 		if s.Stored > 0 {
-			fmt.Fprintf(w, "mean stored score: %.4f over %d answers (the run's own reward model)\n", s.MeanStored, s.Stored)
+			fmt.Fprintf(w, "mean stored score: %.4f over %s (the run's own reward model)\n", s.MeanStored, plural(s.Stored, "answer", "answers"))
 		}
 	} else {
-		fmt.Fprintf(w, "mean reward: %.4f over %d answers (the scores stored in the results)\n", s.MeanReward, s.Scored)
+		fmt.Fprintf(w, "mean reward: %.4f over %s (the scores stored in the results)\n", s.MeanReward, plural(s.Scored, "answer", "answers"))
 	}
 	if s.Failed > 0 {
 		fmt.Fprintf(w, "failed items (left out): %d\n", s.Failed)
@@ -605,7 +657,7 @@ func printReward(w io.Writer, s rewardSummary) {
 		fmt.Fprintln(w, "\nno per-step scores in the results: no reward curve")
 		return
 	}
-	fmt.Fprintf(w, "\nreward curve of the run (stored scores, %d items):\n", c.Items)
+	fmt.Fprintf(w, "\nreward curve of the run (stored scores, %s):\n", plural(c.Items, "item", "items"))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "step\titems\tmean score\tbest so far\t")
 	for _, p := range c.Points {
@@ -762,13 +814,16 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 		}
 	}
 	if sum.NoBaseline > 0 {
-		fmt.Fprintf(env.stderr, "warning: %d items of the results have no answer in --baseline; they are not judged\n", sum.NoBaseline)
+		fmt.Fprintf(env.stderr, "warning: %s of the results %s no answer in --baseline; %s not judged\n",
+			plural(sum.NoBaseline, "item", "items"), pick(sum.NoBaseline, "has", "have"), pick(sum.NoBaseline, "it is", "they are"))
 	}
 	if sum.NoResult > 0 {
-		fmt.Fprintf(env.stderr, "warning: %d items of --baseline have no answer in the results; they are not judged\n", sum.NoResult)
+		fmt.Fprintf(env.stderr, "warning: %s of --baseline %s no answer in the results; %s not judged\n",
+			plural(sum.NoResult, "item", "items"), pick(sum.NoResult, "has", "have"), pick(sum.NoResult, "it is", "they are"))
 	}
 	if sum.NoQuestion > 0 {
-		fmt.Fprintf(env.stderr, "warning: %d items have no question (no prompt in the results; give --data); they are not judged\n", sum.NoQuestion)
+		fmt.Fprintf(env.stderr, "warning: %s no question (no prompt in the results; give --data); %s not judged\n",
+			plural(sum.NoQuestion, "item has", "items have"), pick(sum.NoQuestion, "it is", "they are"))
 	}
 	if len(pairs) == 0 {
 		return errors.New("no item has both answers and a question: nothing to judge")
@@ -784,7 +839,7 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 		sum.Reused = len(pairs) - len(todo)
 	}
 	if len(todo) > 0 {
-		client, err := chatModel(ctx, chatOptions{name: "judge", urls: []string{url}, model: *judgeModel,
+		client, err := chatModel(ctx, chatOptions{name: "judge", urls: []string{url}, model: *judgeModel, check: true,
 			key: envOr(*judgeKey, "TPO_JUDGE_API_KEY", "OPENAI_API_KEY"), timeout: *timeout, retries: *retries,
 			inFlight: *concurrency}, env.log)
 		if err != nil {
@@ -798,6 +853,7 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 		sum.Judged = len(todo)
 	}
 	js := make([]eval.Judgement, 0, len(pairs))
+	firstErr := ""
 	for _, p := range pairs {
 		v := verdicts[p.ID]
 		js = append(js, v.Judgement)
@@ -805,15 +861,35 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 		for _, e := range []string{v.ErrAFirst, v.ErrBFirst} {
 			if e != "" {
 				sum.RequestErrors++
+				firstErr = cmp.Or(firstErr, e)
 			}
 		}
 	}
 	sum.PairwiseReport = eval.Pairwise(js, eval.PairwiseOptions{Resamples: *resamples, Seed: *seed})
+	if sum.Items == 0 {
+		// No figure means anything: say why instead of a report of zeros.
+		return ef.finish(env, sum, func(io.Writer) {}, nothingJudged(len(pairs), sum.RequestErrors, sum.Unknown, firstErr))
+	}
 	var failed error
 	if sum.RequestErrors > 0 {
-		failed = fmt.Errorf("%d judge requests failed; run the same command again (with --out) to retry them", sum.RequestErrors)
+		failed = fmt.Errorf("%s failed; run the same command again (with --out) to retry %s",
+			plural(sum.RequestErrors, "judge request", "judge requests"), pick(sum.RequestErrors, "it", "them"))
 	}
 	return ef.finish(env, sum, func(w io.Writer) { printJudge(w, sum) }, failed)
+}
+
+// nothingJudged is the error of a judge run in which no item got a
+// verdict: its requests failed, or the judge's replies held none.
+func nothingJudged(items, failedRequests, unreadable int, firstErr string) error {
+	var why []string
+	if failedRequests > 0 {
+		why = append(why, fmt.Sprintf("%s failed (the first: %s)", plural(failedRequests, "judge request", "judge requests"), firstErr))
+	}
+	if unreadable > 0 {
+		why = append(why, fmt.Sprintf("%s held no verdict ([[A]], [[B]] or [[C]]; --out FILE keeps the replies)", plural(unreadable, "reply", "replies")))
+	}
+	return fmt.Errorf("nothing was judged: none of the %s got a verdict: %s; run the same command again (with --out FILE) to retry",
+		plural(items, "item", "items"), strings.Join(why, ", and "))
 }
 
 // readBaseline reads B's answers by id.
@@ -892,7 +968,7 @@ func runJudge(ctx context.Context, j *eval.Judge, pairs []eval.PairItem, concurr
 }
 
 func printJudge(w io.Writer, s judgeSummary) {
-	fmt.Fprintf(w, "judge %s: %d items judged in both orders (%d now, %d from --out)\n", s.JudgeModel, s.Items, s.Judged, s.Reused)
+	fmt.Fprintf(w, "judge %s: %s judged in both orders (%d now, %d from --out)\n", s.JudgeModel, plural(s.Items, "item", "items"), s.Judged, s.Reused)
 	fmt.Fprintf(w, "win rate of A over B: %s (%.0f%% interval %s to %s)\n", pct(s.WinRate), 100*s.Confidence, pct(s.CILow), pct(s.CIHigh))
 	fmt.Fprintf(w, "length-controlled win rate: %s\n", pct(s.LCWinRate))
 	fmt.Fprintf(w, "judgements: A better %d, B better %d, ties %d (of %d)\n", s.Wins, s.Losses, s.Ties, s.Judgements)
@@ -982,7 +1058,8 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 	sum := xstestSummary{Command: "xstest", Rules: xstestFiguresOf(rules), Missing: rules.Missing,
 		UnknownLabel: rules.UnknownLabel, UnknownIDs: len(unknown)}
 	if len(rules.UnknownLabel) > 0 {
-		fmt.Fprintf(env.stderr, "warning: %d items of --data have a label other than safe or unsafe; they are not graded\n", len(rules.UnknownLabel))
+		fmt.Fprintf(env.stderr, "warning: %s of --data %s a label other than safe or unsafe; %s not graded\n",
+			plural(len(rules.UnknownLabel), "item", "items"), pick(len(rules.UnknownLabel), "has", "have"), pick(len(rules.UnknownLabel), "it is", "they are"))
 	}
 
 	lines := make([]xstestOutLine, len(rules.Items))
@@ -991,7 +1068,7 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 	}
 	var clErr error
 	if *clURL != "" {
-		client, err := chatModel(ctx, chatOptions{name: "classifier", urls: []string{*clURL}, model: *clModel,
+		client, err := chatModel(ctx, chatOptions{name: "classifier", urls: []string{*clURL}, model: *clModel, check: true,
 			key: envOr(*clKey, "TPO_JUDGE_API_KEY", "OPENAI_API_KEY"), timeout: *timeout, retries: *retries,
 			inFlight: *concurrency}, env.log)
 		if err != nil {
@@ -1036,7 +1113,7 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 			sum.Agreement = &a
 		}
 		if sum.ClassifierErrors > 0 {
-			clErr = fmt.Errorf("%d classifier requests failed", sum.ClassifierErrors)
+			clErr = fmt.Errorf("%s failed", plural(sum.ClassifierErrors, "classifier request", "classifier requests"))
 		}
 		for i, r := range rules.Items {
 			if k, ok := kinds[r.ID]; ok {
@@ -1099,6 +1176,6 @@ func printXSTest(w io.Writer, s xstestSummary) {
 		fmt.Fprintf(w, "responses the classifier gave no label (left out of its figures): %d (%d failed requests)\n", s.Unclassified, s.ClassifierErrors)
 	}
 	if len(s.Missing) > 0 {
-		fmt.Fprintf(w, "no response (%d): %s\n", len(s.Missing), idList(s.Missing, 20))
+		fmt.Fprintf(w, "no response (%d): %s\n", len(s.Missing), idList(s.Missing, maxListed))
 	}
 }

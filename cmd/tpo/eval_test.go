@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tpoproject/tpo"
@@ -54,9 +55,18 @@ func TestEvalMath(t *testing.T) {
 	))
 	out := filepath.Join(dir, "graded.jsonl")
 
-	code, stdout, stderr := cli(t, "", "eval", "math", "--results", res, "--data", data, "--out", out, "--json")
+	// Item e has no answer: a partial run is not scored unless asked.
+	code, stdout, stderr := cli(t, "", "eval", "math", "--results", res, "--data", data, "--out", out)
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "the results answer 4 of the 5 items of --data; 1 item has no answer: e\n") ||
+		!strings.Contains(stderr, "--answered-only") {
+		t.Fatalf("partial results: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = cli(t, "", "eval", "math", "--results", res, "--data", data, "--out", out, "--json", "--answered-only")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "--answered-only: scoring the 4 items answered; 1 item without an answer is left out: e\n") {
+		t.Errorf("stderr does not say what was left out:\n%s", stderr)
 	}
 	var got struct {
 		Correct, Total, Responded, Extracted int
@@ -70,24 +80,25 @@ func TestEvalMath(t *testing.T) {
 			Correct, Total int
 		} `json:"by_subject"`
 		Unextracted, Missing []string
-		UnknownIDs           int `json:"unknown_ids"`
+		LeftOut              []string `json:"left_out"`
+		UnknownIDs           int      `json:"unknown_ids"`
 	}
 	lastJSON(t, stdout, &got)
-	if got.Correct != 2 || got.Total != 5 || got.Responded != 4 || got.Extracted != 3 || !near(got.Accuracy, 0.4) {
-		t.Errorf("got %d/%d correct, %d responded, %d extracted, accuracy %v; want 2/5, 4, 3, 0.4",
+	if got.Correct != 2 || got.Total != 4 || got.Responded != 4 || got.Extracted != 3 || !near(got.Accuracy, 0.5) {
+		t.Errorf("got %d/%d correct, %d responded, %d extracted, accuracy %v; want 2/4, 4, 3, 0.5",
 			got.Correct, got.Total, got.Responded, got.Extracted, got.Accuracy)
 	}
-	if !slices.Equal(got.Unextracted, []string{"d"}) || !slices.Equal(got.Missing, []string{"e"}) || got.UnknownIDs != 1 {
-		t.Errorf("unextracted %v, missing %v, unknown ids %d; want [d], [e], 1", got.Unextracted, got.Missing, got.UnknownIDs)
+	if !slices.Equal(got.Unextracted, []string{"d"}) || len(got.Missing) != 0 || !slices.Equal(got.LeftOut, []string{"e"}) || got.UnknownIDs != 1 {
+		t.Errorf("unextracted %v, missing %v, left out %v, unknown ids %d; want [d], [], [e], 1", got.Unextracted, got.Missing, got.LeftOut, got.UnknownIDs)
 	}
 	if len(got.ByLevel) != 2 || got.ByLevel[0].Group != "Level 1" || got.ByLevel[0].Correct != 1 || got.ByLevel[0].Total != 2 ||
-		got.ByLevel[1].Correct != 1 || got.ByLevel[1].Total != 3 {
-		t.Errorf("by level %+v; want Level 1: 1/2, Level 2: 1/3", got.ByLevel)
+		got.ByLevel[1].Correct != 1 || got.ByLevel[1].Total != 2 {
+		t.Errorf("by level %+v; want Level 1: 1/2, Level 2: 1/2", got.ByLevel)
 	}
 	if len(got.BySubject) != 2 || got.BySubject[0].Group != "Algebra" || got.BySubject[0].Correct != 2 || got.BySubject[1].Correct != 0 {
-		t.Errorf("by subject %+v; want Algebra 2/2, Geometry 0/3", got.BySubject)
+		t.Errorf("by subject %+v; want Algebra 2/2, Geometry 0/2", got.BySubject)
 	}
-	if !strings.Contains(stderr, "1 ids of the results are not in the data") || !strings.Contains(stderr, "zzz") {
+	if !strings.Contains(stderr, "1 id of the results is not in the data and is ignored: zzz") {
 		t.Errorf("stderr does not warn of id zzz:\n%s", stderr)
 	}
 
@@ -97,7 +108,6 @@ func TestEvalMath(t *testing.T) {
 		{"id": "b", "extracted": `\dfrac{1}{2}`, "answer": `\frac{1}{2}`, "correct": true},
 		{"id": "c", "extracted": "4", "answer": "3", "correct": false},
 		{"id": "d", "extracted": "", "answer": "7", "correct": false},
-		{"id": "e", "extracted": "", "answer": "9", "correct": false},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("--out has %d lines, want %d", len(lines), len(want))
@@ -111,14 +121,40 @@ func TestEvalMath(t *testing.T) {
 	}
 
 	// The readable report.
-	code, stdout, _ = cli(t, "", "eval", "math", "--results", res, "--data", data)
+	code, stdout, _ = cli(t, "", "eval", "math", "--results", res, "--data", data, "--answered-only")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, s := range []string{"2/5 correct (40.0%)", "Level 1", "Geometry", "no extractable answer (1): d", "no response (1): e"} {
+	for _, s := range []string{"2/4 correct (50.0%)", "Level 1", "Geometry", "no extractable answer (1): d", "left out, without an answer (--answered-only) (1): e"} {
 		if !strings.Contains(stdout, s) {
 			t.Errorf("report lacks %q:\n%s", s, stdout)
 		}
+	}
+}
+
+// TestEvalMathPartialRun: a results file of a run that stopped early is
+// not scored as if the rest were wrong; the message lists a few ids.
+func TestEvalMathPartialRun(t *testing.T) {
+	dir := t.TempDir()
+	var items, answers []any
+	for i := 1; i <= 805; i++ {
+		items = append(items, kv{"id": fmt.Sprint(i), "prompt": "1+1?", "answer": "2", "subject": "Algebra", "level": 1})
+		if i > 795 {
+			answers = append(answers, kv{"id": fmt.Sprint(i), "response": `\boxed{2}`})
+		}
+	}
+	answers = append(answers, kv{"id": "1", "error": "step 0: sample: boom", "response": ""})
+	data := writeTemp(t, dir, "math.jsonl", jsonLines(t, items...))
+	res := writeTemp(t, dir, "res.jsonl", jsonLines(t, answers...))
+	code, stdout, stderr := cli(t, "", "eval", "math", "--results", res, "--data", data)
+	want := "the results answer 10 of the 805 items of --data; 795 items have no answer (the results hold 1 item that failed without an answer): " +
+		"1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 785 more\n"
+	if code != 1 || stdout != "" || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit 1 and %q", code, stdout, stderr, want)
+	}
+	code, stdout, stderr = cli(t, "", "eval", "math", "--results", res, "--data", data, "--answered-only")
+	if code != 0 || !strings.Contains(stdout, "10/10 correct") || !strings.Contains(stdout, "(795): 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 785 more") {
+		t.Errorf("--answered-only: exit %d, stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 }
 
@@ -129,6 +165,9 @@ func TestEvalErrors(t *testing.T) {
 	bad := writeTemp(t, dir, "bad.jsonl", jsonLines(t, kv{"id": "a", "response": "1"})+"{not json\n")
 	badData := writeTemp(t, dir, "baddata.jsonl", "\n{\"id\": \"a\", \"level\": \"one\"}\n")
 	none := filepath.Join(dir, "none.jsonl")
+	prompted := writeTemp(t, dir, "prompted.jsonl", jsonLines(t, kv{"id": "a", "prompt": "p", "response": "1"}))
+	xsData := writeTemp(t, dir, "xs.jsonl", jsonLines(t, kv{"id": "a", "prompt": "p", "type": "t", "label": "safe"}))
+	chat := tpotest.NewChatServer(t, tpotest.ChatOptions{})
 	tests := []struct {
 		name string
 		args []string
@@ -149,6 +188,12 @@ func TestEvalErrors(t *testing.T) {
 		{"reward backend", []string{"eval", "reward", "--results", res, "--reward", "magic"}, 2, "--reward: want"},
 		{"reward without url", []string{"eval", "reward", "--results", res, "--reward", "vllm", "--data", data}, 2, "needs --reward-url"},
 		{"positional", []string{"eval", "math", "--results", res, "--data", data, "extra"}, 2, `unexpected argument "extra"`},
+		{"judge unreachable", []string{"eval", "judge", "--results", prompted, "--baseline", prompted, "--judge-url", "http://127.0.0.1:1/v1",
+			"--judge-model", "m", "--retries", "0"}, 1, "cannot reach the judge server at http://127.0.0.1:1/v1 (dial tcp 127.0.0.1:1: connect: connection refused).\nCheck that the server runs at that URL (--judge-url)."},
+		{"judge model not served", []string{"eval", "judge", "--results", prompted, "--baseline", prompted, "--judge-url", chat.URL(),
+			"--judge-model", "gpt-9"}, 2, `the judge server does not serve model "gpt-9" (it serves: ` + chat.Model()},
+		{"classifier unreachable", []string{"eval", "xstest", "--results", res, "--data", xsData, "--classifier-url", "http://127.0.0.1:1/v1",
+			"--classifier-model", "m", "--retries", "0"}, 1, "cannot reach the classifier server at http://127.0.0.1:1/v1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -343,6 +388,41 @@ func TestEvalJudgeRequestErrors(t *testing.T) {
 	}
 	if lines := readLines(t, out); len(lines) != 1 || lines[0]["error_a_first"] == nil {
 		t.Errorf("--out %v; want one line with the request error", lines)
+	}
+}
+
+// TestEvalJudgeNothingJudged: when no item gets a verdict, the command
+// says so plainly, prints no figures and exits 1.
+func TestEvalJudgeNothingJudged(t *testing.T) {
+	dir := t.TempDir()
+	res := writeTemp(t, dir, "a.jsonl", jsonLines(t,
+		kv{"id": "1", "prompt": "Q1?", "response": "MUTE one"},
+		kv{"id": "2", "prompt": "Q2?", "response": "MUTE two"},
+	))
+	base := writeTemp(t, dir, "b.jsonl", jsonLines(t, kv{"id": "1", "output": "x"}, kv{"id": "2", "output": "y"}))
+	tests := []struct {
+		name string
+		fail func(int) (int, string)
+		want string
+	}{
+		{"requests fail", func(int) (int, string) { return 400, `{"error": {"message": "model is asleep"}}` },
+			"nothing was judged: none of the 2 items got a verdict: 4 judge requests failed (the first: judge server"},
+		{"no verdicts", nil,
+			"nothing was judged: none of the 2 items got a verdict: 4 replies held no verdict ([[A]], [[B]] or [[C]]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			judge := &lengthJudge{orders: map[string]int{}}
+			srv := tpotest.NewChatServer(t, tpotest.ChatOptions{Respond: judge.respond, Fail: tt.fail})
+			code, stdout, stderr := cli(t, "", "eval", "judge", "--results", res, "--baseline", base, "--judge-url", srv.URL(),
+				"--judge-model", srv.Model(), "--retries", "0")
+			if code != 1 || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant 1 and %q", code, stderr, tt.want)
+			}
+			if strings.Contains(stdout, "win rate") {
+				t.Errorf("a report of figures that mean nothing:\n%s", stdout)
+			}
+		})
 	}
 }
 
@@ -598,5 +678,29 @@ func TestEvalXSTest(t *testing.T) {
 	}
 	if strings.Contains(stdout, "classifier") {
 		t.Errorf("report without --classifier-url mentions a classifier:\n%s", stdout)
+	}
+}
+
+// TestEvalJudgeRetriesSummary: retries of the judge are one line at the
+// end, not warnings.
+func TestEvalJudgeRetriesSummary(t *testing.T) {
+	dir := t.TempDir()
+	res := writeTemp(t, dir, "a.jsonl", jsonLines(t, kv{"id": "1", "prompt": "Q?", "response": "a long answer"}))
+	base := writeTemp(t, dir, "b.jsonl", jsonLines(t, kv{"id": "1", "output": "short"}))
+	judge := &lengthJudge{orders: map[string]int{}}
+	var failed atomic.Int32
+	srv := tpotest.NewChatServer(t, tpotest.ChatOptions{Respond: judge.respond, Fail: func(int) (int, string) {
+		if failed.Add(1) <= 2 {
+			return 503, `{"error": {"message": "loading"}}`
+		}
+		return 0, ""
+	}})
+	code, _, stderr := cli(t, "", "eval", "judge", "--results", res, "--baseline", base, "--judge-url", srv.URL(),
+		"--judge-model", srv.Model(), "--concurrency", "1")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	if stderr != "retries: judge 2 (503: 2)\n" {
+		t.Errorf("stderr %q, want the retries line alone", stderr)
 	}
 }

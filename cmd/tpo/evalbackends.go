@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,6 +124,9 @@ type chatOptions struct {
 	inFlight int
 	// maxTokensField is the length limit's field (default max_tokens).
 	maxTokensField string
+	// check, with a model given, asks the server whether it serves it
+	// (and so whether it can be reached) before anything else is done.
+	check bool
 }
 
 // chatModel returns a client of an OpenAI-compatible server for a model
@@ -140,15 +146,83 @@ func chatModel(ctx context.Context, o chatOptions, log *slog.Logger) (*openai.Cl
 		return nil, usagef("%s: %v", o.name, err)
 	}
 	if o.model != "" {
+		if o.check {
+			if err := checkServed(ctx, c, o.name, o.model); err != nil {
+				return nil, err
+			}
+		}
 		return c, nil
 	}
 	models, err := c.ModelIDs(ctx)
 	if err != nil {
+		if isUnreachable(err) {
+			return nil, unreachable(o.name, c.URLs(), err)
+		}
 		return nil, fmt.Errorf("no %s model given, and listing the %s server's models failed: %w", o.name, o.name, err)
 	}
 	if len(models) != 1 {
-		return nil, usagef("--%s-model is required: the %s server serves %d models (%s)", o.name, o.name, len(models), strings.Join(models, ", "))
+		return nil, usagef("--%s-model is required: the %s server serves %s (%s)", o.name, o.name, plural(len(models), "model", "models"), strings.Join(models, ", "))
 	}
 	log.Info("using the server's only model", "role", o.name, "model", models[0])
 	return c.WithModel(models[0]), nil
+}
+
+// checkServed fails when the server of role name (policy, judge, ...)
+// cannot be reached, or lists its models and model is not among them.
+// Servers that cannot list models are let through.
+func checkServed(ctx context.Context, c *openai.Client, name, model string) error {
+	models, err := c.ModelIDs(ctx)
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			return err
+		}
+		if isUnreachable(err) {
+			return unreachable(name, c.URLs(), err)
+		}
+		slog.Debug("cannot list the server's models", "role", name, "err", err)
+		return nil
+	}
+	if slices.Contains(models, model) {
+		return nil
+	}
+	slices.Sort(models)
+	return usagef("the %s server does not serve model %q (it serves: %s)", name, model, strings.Join(models, ", "))
+}
+
+// unreachableError says that a server cannot be reached and what to do.
+type unreachableError struct {
+	msg string
+	err error
+}
+
+func (e *unreachableError) Error() string { return e.msg }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// unreachable explains that the server of role name (policy, judge, ...)
+// at urls cannot be reached, and what to do about it: for the policy at
+// the default URL, start Ollama; else give the right URL; or try tpo on
+// its built-in simulator.
+func unreachable(name string, urls []string, err error) error {
+	cause := err
+	var op *net.OpError
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &dns):
+		cause = dns
+	case errors.As(err, &op):
+		cause = op
+	}
+	hint := fmt.Sprintf("Check that the server runs at that URL (--%s-url).", name)
+	if name == "policy" {
+		hint = "Check that the server runs at that URL (--policy-url), or try tpo without a model server: --sim runs it against a built-in simulator."
+		if slices.Equal(urls, []string{defaultPolicyURL}) {
+			hint = "That is Ollama's address, the default: start Ollama (ollama serve), give your server's URL with --policy-url, " +
+				"or try tpo without a model server: --sim runs it against a built-in simulator."
+		}
+	}
+	return &unreachableError{
+		msg: fmt.Sprintf("cannot reach the %s server at %s (%v).\n%s", name, strings.Join(urls, ", "), cause, hint),
+		err: err,
+	}
 }

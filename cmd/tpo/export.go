@@ -136,16 +136,16 @@ func cmdExport(ctx context.Context, args []string, env *environ) error {
 		}
 	}
 	if failed > 0 {
-		fmt.Fprintf(env.stderr, "tpo export: skipped %d failed items (--include-failed exports them)\n", failed)
+		fmt.Fprintf(env.stderr, "tpo export: skipped %s (--include-failed exports %s)\n", plural(failed, "failed item", "failed items"), pick(failed, "it", "them"))
 	}
 	if pending > 0 {
-		fmt.Fprintf(env.stderr, "tpo export: skipped %d unfinished items (run the same tpo run command again to finish them)\n", pending)
+		fmt.Fprintf(env.stderr, "tpo export: skipped %s (run the same tpo run command again to finish %s)\n", plural(pending, "unfinished item", "unfinished items"), pick(pending, "it", "them"))
 	}
 	if missing > 0 {
-		fmt.Fprintf(env.stderr, "tpo export: %d items have no record in %s; their dataset is \"tpo\"\n", missing, *data)
+		fmt.Fprintf(env.stderr, "tpo export: %s no record in %s; %s dataset is \"tpo\"\n", plural(missing, "item has", "items have"), *data, pick(missing, "its", "their"))
 	}
 	if *out != "-" {
-		fmt.Fprintf(env.stderr, "wrote %d answers to %s (%s, generator %q)\n", written, *out, f, *generator)
+		fmt.Fprintf(env.stderr, "wrote %s to %s (%s, generator %q)\n", plural(written, "answer", "answers"), *out, f, *generator)
 	}
 	return nil
 }

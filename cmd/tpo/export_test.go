@@ -44,7 +44,7 @@ func TestExportAlpacaEval(t *testing.T) {
 			t.Errorf("output %d: output %q is not the optimized answer", i, got[i]["output"])
 		}
 	}
-	if !strings.Contains(stderr, "skipped 1 failed items") {
+	if !strings.Contains(stderr, "skipped 1 failed item (--include-failed exports it)") {
 		t.Errorf("stderr lacks the skipped count: %q", stderr)
 	}
 }

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tpoproject/tpo/httpx"
 )
 
 // usageError marks errors that exit with status 2.
@@ -68,6 +71,8 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	out, usage := fs.Output(), fs.Usage
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
+	restore := checkValues(fs)
+	defer restore()
 	if f := fs.Lookup("config"); f != nil {
 		if path := findConfigArg(args); path != "" {
 			if err := applyConfig(fs, path); err != nil {
@@ -79,6 +84,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				restore()
 				fs.SetOutput(out)
 				usage()
 				return nil, err
@@ -124,7 +130,7 @@ func applyConfig(fs *flag.FlagSet, path string) error {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
+		return yamlError(path, data, err)
 	}
 	if len(doc.Content) == 0 {
 		return nil
@@ -133,6 +139,7 @@ func applyConfig(fs *flag.FlagSet, path string) error {
 	if root.Kind != yaml.MappingNode {
 		return fmt.Errorf("config %s:%d: want a mapping of setting names to values", path, root.Line)
 	}
+	seen := map[string]int{} // setting: its line
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		name := strings.ReplaceAll(k.Value, "_", "-")
@@ -140,28 +147,142 @@ func applyConfig(fs *flag.FlagSet, path string) error {
 		if f == nil || name == "config" {
 			return fmt.Errorf("config %s:%d: unknown setting %q (settings: %s)", path, k.Line, k.Value, flagNames(fs))
 		}
-		var vals []string
+		if line, ok := seen[name]; ok {
+			return fmt.Errorf("config %s:%d: %s is set twice (also on line %d)", path, k.Line, k.Value, line)
+		}
+		seen[name] = k.Line
+		var vals []*yaml.Node
 		switch v.Kind {
 		case yaml.ScalarNode:
-			vals = []string{v.Value}
+			vals = []*yaml.Node{v}
 		case yaml.SequenceNode:
 			for _, e := range v.Content {
 				if e.Kind != yaml.ScalarNode {
 					return fmt.Errorf("config %s:%d: %s: want a list of plain values", path, e.Line, k.Value)
 				}
-				vals = append(vals, e.Value)
+				vals = append(vals, e)
 			}
 		default:
 			return fmt.Errorf("config %s:%d: %s: want a value or a list", path, v.Line, k.Value)
 		}
-		for _, s := range vals {
-			if err := f.Value.Set(s); err != nil {
-				return fmt.Errorf("config %s:%d: %s: invalid value %q: %v", path, v.Line, k.Value, s, err)
+		for _, e := range vals {
+			if err := f.Value.Set(e.Value); err != nil {
+				return fmt.Errorf("config %s:%d: %s: invalid value %q: %v", path, e.Line, k.Value, e.Value, err)
 			}
 		}
-		if l, ok := f.Value.(*listFlag); ok {
+		if l, ok := unwrapValue(f.Value).(*listFlag); ok {
 			l.fromConfig = true
 		}
+	}
+	return nil
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// yamlError names the file and line of a YAML syntax error. yaml.v3
+// counts some lines from 0, and puts others at the end of the file (an
+// unclosed quote): the line is the first that makes the lines up to it
+// fail with the same error.
+func yamlError(path string, data []byte, err error) error {
+	m := yamlLineRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	line, _ := strconv.Atoi(m[1])
+	lines := strings.SplitAfter(string(data), "\n")
+	for k := 1; k <= len(lines) && k <= maxConfigLines; k++ {
+		var doc yaml.Node
+		perr := yaml.Unmarshal([]byte(strings.Join(lines[:k], "")), &doc)
+		if pm := yamlLineRE.FindStringSubmatch(fmt.Sprint(perr)); pm != nil && pm[2] == m[2] {
+			line = k
+			break
+		}
+	}
+	msg := m[2]
+	if strings.Contains(msg, "end of stream") {
+		msg += " (a quote or bracket left open?)"
+	}
+	return fmt.Errorf("config %s:%d: %s", path, max(line, 1), msg)
+}
+
+// maxConfigLines bounds the search for a syntax error's line.
+const maxConfigLines = 2000
+
+// checkedValue wraps a flag's value so that a bad value gets an error
+// saying what is wanted ("want an integer") instead of "parse error", and
+// a server URL (a flag named *-url) is checked as it is set.
+type checkedValue struct {
+	flag.Value
+	name string
+}
+
+// checkValues wraps every flag of fs in a checkedValue, until restore.
+func checkValues(fs *flag.FlagSet) (restore func()) {
+	orig := map[*flag.Flag]flag.Value{}
+	fs.VisitAll(func(f *flag.Flag) {
+		orig[f] = f.Value
+		f.Value = &checkedValue{Value: f.Value, name: f.Name}
+	})
+	return func() {
+		for f, v := range orig {
+			f.Value = v
+		}
+	}
+}
+
+func unwrapValue(v flag.Value) flag.Value {
+	if c, ok := v.(*checkedValue); ok {
+		return c.Value
+	}
+	return v
+}
+
+func (c *checkedValue) Set(s string) error {
+	if strings.HasSuffix(c.name, "-url") && s != "" {
+		var ue *httpx.URLError
+		if err := httpx.CheckURL(s); errors.As(err, &ue) {
+			return errors.New(ue.Problem)
+		} else if err != nil {
+			return err
+		}
+	}
+	err := c.Value.Set(s)
+	if err == nil {
+		return nil
+	}
+	g, ok := c.Value.(flag.Getter)
+	if !ok {
+		return err
+	}
+	var want string
+	switch g.Get().(type) {
+	case int, int64, uint, uint64:
+		want = "want an integer"
+	case float64:
+		want = "want a number"
+	case bool:
+		want = "want true or false"
+	case time.Duration:
+		want = "want a duration such as 90s, 10m or 1h30m"
+	default:
+		return err
+	}
+	if err.Error() == "value out of range" {
+		want += " in range"
+	}
+	return errors.New(want)
+}
+
+// IsBoolFlag tells the flag package whether the flag takes no value.
+func (c *checkedValue) IsBoolFlag() bool {
+	b, ok := c.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// Get returns the wrapped value's value.
+func (c *checkedValue) Get() any {
+	if g, ok := c.Value.(flag.Getter); ok {
+		return g.Get()
 	}
 	return nil
 }

@@ -44,6 +44,7 @@ type environ struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
 	level          *slog.LevelVar
+	logs           *logSink // the log's writer: stderr, around a progress bar
 	stdinTTY       bool
 	stderrTTY      bool
 }
@@ -60,11 +61,57 @@ func (e *environ) logAt(l slog.Level) *slog.Logger {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, stop := signalContext()
 	env := newEnviron(os.Stdin, os.Stdout, os.Stderr)
 	env.stdinTTY, env.stderrTTY = isTerminal(os.Stdin), isTerminal(os.Stderr)
-	os.Exit(runMain(ctx, os.Args[1:], env))
+	code := runMain(ctx, os.Args[1:], env)
+	stop()
+	os.Exit(code)
+}
+
+// signalError is the cause of a context cancelled by a signal.
+type signalError struct{ sig os.Signal }
+
+func (e signalError) Error() string { return e.sig.String() + " signal received" }
+
+// signalContext returns a context cancelled, with a signalError as its
+// cause, by the first SIGINT or SIGTERM. A second signal has its default
+// effect (the process ends at once): what was saved stays saved. stop
+// ends the watch.
+func signalContext() (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		defer signal.Stop(sigs)
+		select {
+		case s := <-sigs:
+			cancel(signalError{s})
+		case <-done:
+		}
+	}()
+	return ctx, func() { close(done); cancel(nil) }
+}
+
+// interruptedError ends a command that a signal stopped: its message is
+// printed alone, as it is, and the exit status is 128 + the signal's
+// number (130 for SIGINT).
+type interruptedError struct{ msg string }
+
+func (e interruptedError) Error() string { return e.msg }
+
+// interruptedStatus is the exit status of a command stopped by ctx's
+// signal: 128 + its number, or 130 (SIGINT's) when ctx was cancelled
+// otherwise.
+func interruptedStatus(ctx context.Context) int {
+	var se signalError
+	if errors.As(context.Cause(ctx), &se) {
+		if s, ok := se.sig.(syscall.Signal); ok {
+			return 128 + int(s)
+		}
+	}
+	return 128 + int(syscall.SIGINT)
 }
 
 func newEnviron(stdin io.Reader, stdout, stderr io.Writer) *environ {
@@ -76,8 +123,9 @@ func newEnviron(stdin io.Reader, stdout, stderr io.Writer) *environ {
 			level.Set(v)
 		}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	return &environ{stdin: stdin, stdout: stdout, stderr: stderr, log: log, level: level}
+	logs := &logSink{w: stderr}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
+	return &environ{stdin: stdin, stdout: stdout, stderr: stderr, log: log, level: level, logs: logs}
 }
 
 // runMain runs a command and returns the exit status: 0 success, 1 failure,
@@ -118,6 +166,16 @@ func runMain(ctx context.Context, args []string, env *environ) int {
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
+	}
+	var ie interruptedError
+	if errors.As(err, &ie) {
+		fmt.Fprintln(env.stderr, ie.msg)
+		return interruptedStatus(ctx)
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// Stopped by a signal before it could say more.
+		fmt.Fprintln(env.stderr, "interrupted")
+		return interruptedStatus(ctx)
 	}
 	fmt.Fprintf(env.stderr, "tpo %s: %s\n", args[0], strings.TrimSpace(err.Error()))
 	var ue usageError

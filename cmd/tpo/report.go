@@ -48,7 +48,7 @@ func cmdReport(ctx context.Context, args []string, env *environ) error {
 		return usagef("give at least one RUN (a run id or a results file)")
 	}
 	if len(labels.vals) > len(pos) {
-		return usagef("%d labels for %d runs", len(labels.vals), len(pos))
+		return usagef("%s for %s", plural(len(labels.vals), "label", "labels"), plural(len(pos), "run", "runs"))
 	}
 	if *format != "html" && *format != "md" {
 		return usagef("--format: want html or md, got %q", *format)
@@ -108,7 +108,7 @@ func cmdReport(ctx context.Context, args []string, env *environ) error {
 	if err := writeFileAtomic(*out, page.Bytes()); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stderr, "wrote %s (%d runs)\n", *out, len(sums))
+	fmt.Fprintf(env.stderr, "wrote %s (%s)\n", *out, plural(len(sums), "run", "runs"))
 	return nil
 }
 

@@ -79,7 +79,7 @@ func reportFixture(t *testing.T) (store, tpoID, bonID, resultsFile string) {
 	cfg.Mode, cfg.Width = tpo.ModeBoN, 4
 	bonID = run(cfg)
 	resultsFile = filepath.Join(dir, "tpo-results.jsonl")
-	if err := writeOut(context.Background(), db, tpoID, resultsFile); err != nil {
+	if err := writeOut(context.Background(), db, tpoID, resultsFile, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	return store, tpoID, bonID, resultsFile
@@ -180,7 +180,7 @@ func TestReportErrors(t *testing.T) {
 		{"unknown run", []string{"report", "--store", store, "nope"}, 2, `"nope" is neither a results file nor a run in`},
 		{"no store", []string{"report", "--store", filepath.Join(dir, "x.db"), "nope"}, 2, "no store"},
 		{"format", []string{"report", "--store", store, "--format", "pdf", tpoID}, 2, "want html or md"},
-		{"labels", []string{"report", "--store", store, "--label", "a", "--label", "b", tpoID}, 2, "2 labels for 1 runs"},
+		{"labels", []string{"report", "--store", store, "--label", "a", "--label", "b", tpoID}, 2, "2 labels for 1 run"},
 		{"md to stdout", []string{"report", "--store", store, "--format", "md", "--out", "-", tpoID}, 2, "give --out FILE"},
 		{"bad file", []string{"report", "--out", filepath.Join(dir, "o.html"), writeTemp(t, dir, "bad.jsonl", "{\"id\":\"1\"}\n")}, 1, "bad.jsonl:1: item \"1\": no response field"},
 	}

@@ -11,14 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/dataset"
+	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/results"
 	"github.com/tpoproject/tpo/sqlite"
 )
@@ -41,8 +39,9 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 	promptField := fs.String("prompt-field", "", "the dataset field holding the prompt (default: prompt, instruction, question, turns)")
 	idField := fs.String("id-field", "", "the dataset field holding the item id (default: id, question_id, uid; else the line number)")
 	system := fs.String("system", "", "a system prompt put before every conversation that has none")
-	out := fs.String("out", "", "results `file`, one JSON object per line in input order (written from the store)")
+	out := fs.String("out", "", "results `file`, one JSON object per line in input order (written from the store); - for stdout")
 	concurrency := fs.Int("concurrency", 64, "items optimized at once (64 keeps a 64-slot server busy at D2-N5; see BENCHMARKS.md)")
+	limit := fs.Int("limit", 0, "optimize only the first `N` items of --data (0: all); a later run with a larger limit resumes the same run")
 	verbose := fs.Bool("v", false, "print the trajectory (scores per step, critiques, instructions) to stderr")
 	progress := fs.String("progress", "auto", "progress on stderr: auto (when a terminal), on or off")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), runUsage); fs.PrintDefaults() }
@@ -59,6 +58,18 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 	if len(pos) > 1 {
 		return usagef("one PROMPT at most (quote it), got %d arguments", len(pos))
 	}
+	if *limit < 0 {
+		return usagef("--limit must not be negative")
+	}
+	if *limit > 0 && *data == "" {
+		return usagef("--limit needs --data")
+	}
+	if err := checkOut(*out); err != nil {
+		return err
+	}
+	// Retries are counted, and said once at the end.
+	retries := &retryCounts{}
+	ctx = httpx.WithRetryObserver(ctx, retries)
 	log := env.log
 	if *verbose {
 		log = env.logAt(slog.LevelInfo)
@@ -94,7 +105,7 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 			return usageError{err}
 		}
 		defer r.Close()
-		src = &dataSource{r: r, system: *system, log: log, seen: map[string]bool{}}
+		src = &dataSource{r: r, system: *system, log: log, seen: map[string]bool{}, limit: *limit}
 	}
 
 	stopSim, err := sb.start(ctx, env, &b)
@@ -118,7 +129,7 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 	}})
 
 	if single != nil {
-		return runOne(ctx, env, store, opt, *single, cfgJSON, *verbose, *out)
+		return runOne(ctx, env, store, opt, *single, cfgJSON, *verbose, *out, retries)
 	}
 
 	abs, _ := filepath.Abs(*data)
@@ -131,43 +142,143 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 		run.Key = "" // stdin cannot be read twice the same way: never resume
 	}
 
-	total := -1
-	if *data != "-" {
-		if n, err := dataset.Count(*data); err == nil {
-			total = n
-		}
-	}
-	prog := newProgress(env, *progress, total)
-	rn := &tpo.Runner{Optimizer: opt, Store: store, Concurrency: *concurrency, Logger: log,
-		OnItem: prog.item}
+	d := dataRun{db: store, data: *data, out: *out, store: b.store, limit: *limit, progress: *progress, retries: retries}
+	rn := &tpo.Runner{Optimizer: opt, Store: store, Concurrency: *concurrency, Logger: log}
+	return d.run(ctx, env, rn, run, src)
+}
+
+// dataRun is what tpo run needs to know to optimize a dataset and report
+// on it.
+type dataRun struct {
+	db               *sqlite.DB // the store the Runner writes
+	data, out, store string
+	limit            int // the first items only; 0: all
+	progress         string
+	retries          *retryCounts
+}
+
+// run optimizes every item of src (as run, which resumes when the store
+// has it), writes --out, and says how it went: the counts, why items
+// failed, the retries, and where the results are.
+func (d dataRun) run(ctx context.Context, env *environ, rn *tpo.Runner, run tpo.Run, src tpo.Source) error {
+	total := d.total()
+	prog := newProgress(env, d.progress, total, d.data)
+	rn.OnItem = prog.item
 	run, sum, runErr := rn.Run(ctx, run, src)
 	prog.finish()
+	db := d.db
+	wctx := context.WithoutCancel(ctx) // write what was done, even when interrupted
 
-	if *out != "" {
-		if err := writeOut(context.WithoutCancel(ctx), store, run.ID, *out); err != nil {
+	if d.out != "" {
+		if err := writeOut(wctx, db, run.ID, d.out, d.limit, env.stdout); err != nil {
 			return errors.Join(runErr, err)
 		}
+	}
+	if runErr != nil && ctx.Err() != nil {
+		return d.interrupted(wctx, db, run.ID, total)
 	}
 	unfinished := ""
 	if n := sum.Items - sum.Done - sum.Failed - sum.Skipped; n > 0 {
 		unfinished = fmt.Sprintf(", %d unfinished", n)
 	}
-	fmt.Fprintf(env.stderr, "run %s: %d items: %d done, %d failed, %d already done%s (store %s)\n",
-		run.ID, sum.Items, sum.Done, sum.Failed, sum.Skipped, unfinished, b.store)
+	fmt.Fprintf(env.stderr, "run %s: %s: %d done, %d failed, %d already done%s (store %s)\n",
+		run.ID, plural(sum.Items, "item", "items"), sum.Done, sum.Failed, sum.Skipped, unfinished, d.store)
+	if s := d.retries.summary(); s != "" {
+		fmt.Fprintln(env.stderr, s)
+	}
+	if d.out == "" && runErr == nil && sum.Done+sum.Skipped > 0 {
+		fmt.Fprintf(env.stderr, "the results are in the store %s, run %s; write them to a file with\n  tpo export --store %s --format jsonl --out results.jsonl %s\n",
+			d.store, run.ID, shellQuote(d.store), run.ID)
+	}
 	if runErr != nil {
-		if errors.Is(runErr, context.Canceled) {
-			return fmt.Errorf("interrupted; run the same command again to resume: %w", runErr)
-		}
 		return runErr
 	}
 	if sum.Failed > 0 {
-		return fmt.Errorf("%d of %d items failed (see the error field in the results; run again to retry them)", sum.Failed, sum.Items)
+		hint := "; run the same command again to retry them"
+		if sum.Failed == 1 {
+			hint = "; run the same command again to retry it"
+		}
+		if d.data == "-" {
+			hint = ""
+		}
+		return errors.New(prog.failures(fmt.Sprintf("%d of %s failed", sum.Failed, plural(sum.Items, "item", "items")), hint))
 	}
 	return nil
 }
 
-// runOne optimizes a single prompt and prints the best response.
-func runOne(ctx context.Context, env *environ, store *sqlite.DB, opt *tpo.Optimizer, it tpo.Item, cfg []byte, verbose bool, out string) error {
+// total is the number of items the run covers, or -1 when it cannot be
+// known (stdin).
+func (d dataRun) total() int {
+	if d.data == "-" {
+		return -1
+	}
+	n, err := dataset.Count(d.data)
+	if err != nil {
+		return -1
+	}
+	if d.limit > 0 {
+		n = min(n, d.limit)
+	}
+	return n
+}
+
+// interrupted is the one line a run stopped by a signal ends with: how
+// many of the run's items are done, counting those of earlier runs.
+func (d dataRun) interrupted(ctx context.Context, db *sqlite.DB, runID string, total int) error {
+	done, failed, err := finishedItems(ctx, db, runID, d.limit)
+	if err != nil {
+		return interruptedError{"interrupted; run the same command again to resume"}
+	}
+	counts := fmt.Sprintf("%s done", plural(done, "item", "items"))
+	if total >= 0 {
+		counts = fmt.Sprintf("%d of %s done", done, plural(total, "item", "items"))
+	}
+	if failed > 0 {
+		counts += fmt.Sprintf(", %d failed", failed)
+	}
+	if d.data == "-" {
+		return interruptedError{fmt.Sprintf("interrupted: %s; a run reading stdin cannot be resumed", counts)}
+	}
+	return interruptedError{fmt.Sprintf("interrupted: %s; run the same command again to resume", counts)}
+}
+
+// finishedItems counts the items of a run that are done and those that
+// failed, among its first limit items (0: all).
+func finishedItems(ctx context.Context, db *sqlite.DB, runID string, limit int) (done, failed int, err error) {
+	items, _, err := db.ListItems(ctx, runID, sqlite.ItemFilter{})
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, it := range items {
+		if limit > 0 && it.Seq >= limit {
+			continue
+		}
+		switch it.Status {
+		case sqlite.StatusDone:
+			done++
+		case sqlite.StatusFailed:
+			failed++
+		}
+	}
+	return done, failed, nil
+}
+
+// checkOut fails early for an --out file that could not be written, before
+// anything is computed.
+func checkOut(out string) error {
+	if out == "" || out == "-" {
+		return nil
+	}
+	dir := filepath.Dir(out)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return usagef("--out %s: the directory %s does not exist", out, dir)
+	}
+	return nil
+}
+
+// runOne optimizes a single prompt and prints the best response (or, with
+// --out -, its result line alone).
+func runOne(ctx context.Context, env *environ, store *sqlite.DB, opt *tpo.Optimizer, it tpo.Item, cfg []byte, verbose bool, out string, retries *retryCounts) error {
 	rn := &tpo.Runner{Optimizer: opt, Store: store, Concurrency: 1, Logger: opt.Logger}
 	if verbose {
 		rn.OnEvent = func(e tpo.Event) { printEvent(env.stderr, e) }
@@ -175,13 +286,19 @@ func runOne(ctx context.Context, env *environ, store *sqlite.DB, opt *tpo.Optimi
 	var res *tpo.Result
 	rn.OnItem = func(st tpo.ItemState, _ bool) { res = st.Result }
 	run, _, err := rn.Run(ctx, tpo.Run{Kind: "run", Source: "argument", Config: cfg}, &sliceSource{items: []tpo.Item{it}})
+	if err != nil && ctx.Err() != nil {
+		return interruptedError{"interrupted before the answer was finished"}
+	}
 	if err != nil {
 		return err
 	}
 	if out != "" {
-		if err := writeOut(ctx, store, run.ID, out); err != nil {
+		if err := writeOut(ctx, store, run.ID, out, 0, env.stdout); err != nil {
 			return err
 		}
+	}
+	if s := retries.summary(); s != "" {
+		fmt.Fprintln(env.stderr, s)
 	}
 	if res == nil {
 		return errors.New("no result")
@@ -189,10 +306,13 @@ func runOne(ctx context.Context, env *environ, store *sqlite.DB, opt *tpo.Optimi
 	if res.Error != "" {
 		return errors.New(res.Error)
 	}
-	fmt.Fprintln(env.stdout, res.Response)
+	if out != "-" {
+		fmt.Fprintln(env.stdout, res.Response)
+	}
 	if verbose {
-		fmt.Fprintf(env.stderr, "best score %.4g (best initial sample %.4g, gain %+.4g); %d policy requests, %d tokens; run %s\n",
-			res.Score, res.InitialBest, res.Gain(), res.Usage.Requests, res.Usage.TotalTokens(), run.ID)
+		fmt.Fprintf(env.stderr, "best score %.4g (best initial sample %.4g, gain %+.4g); %s, %s; run %s\n",
+			res.Score, res.InitialBest, res.Gain(), plural(res.Usage.Requests, "policy request", "policy requests"),
+			plural(res.Usage.TotalTokens(), "token", "tokens"), run.ID)
 	}
 	return nil
 }
@@ -215,7 +335,7 @@ func printEvent(w io.Writer, e tpo.Event) {
 		fmt.Fprintf(w, "step %d: instructions:\n%s\n", e.Step, indent(e.Text))
 	case tpo.UpdateParsed:
 		if e.Unparsed > 0 {
-			fmt.Fprintf(w, "step %d: %d update samples had no <improved_response> block\n", e.Step, e.Unparsed)
+			fmt.Fprintf(w, "step %d: %s no <improved_response> block\n", e.Step, plural(e.Unparsed, "update sample had", "update samples had"))
 		}
 	case tpo.StepFinished:
 		for _, n := range e.Data.Notes {
@@ -228,24 +348,22 @@ func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n    ")
 }
 
-// writeOut writes the run's finished items to path, in input order,
-// through a temporary file so that a failure leaves no half-written file.
-func writeOut(ctx context.Context, store *sqlite.DB, runID, path string) error {
+// writeOut writes the run's finished items among its first limit (0: all)
+// to path, in input order: to stdout when path is "-", else through a
+// temporary file so that a failure leaves no half-written file.
+func writeOut(ctx context.Context, store *sqlite.DB, runID, path string, limit int, stdout io.Writer) error {
+	if path == "-" {
+		if err := writeRunResults(ctx, store, runID, limit, stdout); err != nil {
+			return fmt.Errorf("--out -: %w", err)
+		}
+		return nil
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tpo-out-*")
 	if err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	w := results.NewWriter(tmp)
-	err = store.Results(ctx, runID, func(st tpo.ItemState) error {
-		if !st.Done || st.Result == nil {
-			return nil
-		}
-		return w.Write(results.FromResult(*st.Result))
-	})
-	if err == nil {
-		err = w.Flush()
-	}
+	err = writeRunResults(ctx, store, runID, limit, tmp)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -259,6 +377,22 @@ func writeOut(ctx context.Context, store *sqlite.DB, runID, path string) error {
 		return fmt.Errorf("--out %s: %w", path, err)
 	}
 	return nil
+}
+
+// writeRunResults writes the results lines of a run's finished items among
+// its first limit (0: all) to w.
+func writeRunResults(ctx context.Context, store *sqlite.DB, runID string, limit int, w io.Writer) error {
+	rw := results.NewWriter(w)
+	err := store.Results(ctx, runID, func(st tpo.ItemState) error {
+		if !st.Done || st.Result == nil || (limit > 0 && st.Seq >= limit) {
+			return nil
+		}
+		return rw.Write(results.FromResult(*st.Result))
+	})
+	if err != nil {
+		return err
+	}
+	return rw.Flush()
 }
 
 func withSystem(system string, msgs []tpo.Message) []tpo.Message {
@@ -275,14 +409,21 @@ type dataSource struct {
 	system string
 	log    *slog.Logger
 	seen   map[string]bool
+	limit  int // records to read at most; 0: all
+	n      int // records read
 }
 
 func (s *dataSource) Next() (tpo.Input, error) {
+	if s.limit > 0 && s.n >= s.limit {
+		return tpo.Input{}, io.EOF
+	}
+	s.n++
 	rec, err := s.r.Next()
 	if err != nil {
 		var de *dataset.Error
 		if errors.As(err, &de) {
-			s.log.Warn("bad input record", "err", err)
+			// Reported with the other failures at the end.
+			s.log.Info("bad input record", "err", err)
 			// Keep the record's own id unless it is missing or taken
 			// (a duplicate id is itself the error).
 			id := rec.Item.ID
@@ -310,58 +451,6 @@ func (s *sliceSource) Next() (tpo.Input, error) {
 	}
 	s.i++
 	return tpo.Input{Item: s.items[s.i-1]}, nil
-}
-
-// progress shows items done on stderr when it is a terminal.
-type progress struct {
-	mu      sync.Mutex
-	bar     *progressbar.ProgressBar
-	n       int
-	sumBest float64
-	scored  int
-}
-
-func newProgress(env *environ, mode string, total int) *progress {
-	p := &progress{}
-	show := mode == "on" || (mode == "auto" && env.stderrIsTerminal())
-	if !show {
-		return p
-	}
-	p.bar = progressbar.NewOptions(total,
-		progressbar.OptionSetWriter(env.stderr),
-		progressbar.OptionSetDescription("optimizing"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("items"),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionSetWidth(20),
-		progressbar.OptionClearOnFinish(),
-	)
-	return p
-}
-
-func (p *progress) item(st tpo.ItemState, skipped bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.n++
-	if st.Result != nil && st.Result.Error == "" && len(st.Result.Steps) > 0 {
-		p.sumBest += st.Result.Score
-		p.scored++
-	}
-	if p.bar == nil {
-		return
-	}
-	if p.scored > 0 {
-		p.bar.Describe(fmt.Sprintf("mean best %.3g", p.sumBest/float64(p.scored)))
-	}
-	_ = p.bar.Add(1)
-}
-
-func (p *progress) finish() {
-	if p.bar != nil {
-		_ = p.bar.Finish()
-	}
 }
 
 func isUnreachable(err error) bool {

@@ -170,10 +170,14 @@ func TestRunErrors(t *testing.T) {
 		{"wrong model", append([]string{"run", "--store", store, "q"}, append(backendArgs(url), "--policy-model", "llama-9000")...), 2,
 			[]string{"llama-9000", "sim-policy"}},
 		{"unreachable", []string{"run", "--store", store, "--policy-url", "http://127.0.0.1:1/v1", "--policy-model", "m", "--retries", "0", "q"}, 1,
-			[]string{"127.0.0.1:1"}},
+			[]string{"cannot reach the policy server at http://127.0.0.1:1/v1 (dial tcp 127.0.0.1:1: connect: connection refused)", "--policy-url", "--sim"}},
 		{"exec without cmd", append([]string{"run", "--store", store, "q"}, append(backendArgs(url), "--reward", "exec")...), 2, []string{"--reward-cmd"}},
 		{"token level without pooling", append([]string{"run", "--store", store, "q"}, append(backendArgs(url), "--reward-token-level")...), 2, []string{"pooling"}},
 		{"vllm without url", []string{"run", "--store", store, "--policy-url", url + "/v1", "--reward", "vllm", "q"}, 2, []string{"--reward-url"}},
+		{"out in a missing directory", []string{"run", "--out", filepath.Join(dir, "nope", "out.jsonl"), "q"}, 2,
+			[]string{"--out", filepath.Join(dir, "nope") + " does not exist"}},
+		{"unreachable, no model", []string{"run", "--store", store, "--policy-url", "http://127.0.0.1:1/v1", "--retries", "0", "q"}, 1,
+			[]string{"cannot reach the policy server at http://127.0.0.1:1/v1", "--policy-url", "--sim"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,7 +218,7 @@ progress: "off"
 	if code != 2 || !strings.Contains(stderr, "bogus") {
 		t.Errorf("exit %d, stderr:\n%s", code, stderr)
 	}
-	os.WriteFile(cfg, []byte("policy-url: x\nwidht: 3\n"), 0o644)
+	os.WriteFile(cfg, []byte("policy-url: http://x\nwidht: 3\n"), 0o644)
 	code, _, stderr = cli(t, "", "run", "--config", cfg, "hello")
 	if code != 2 || !strings.Contains(stderr, "tpo.yaml:2") || !strings.Contains(stderr, "widht") {
 		t.Errorf("unknown key: exit %d, stderr:\n%s", code, stderr)

@@ -170,7 +170,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		// Cancel what is still running and give the handlers a moment to
 		// answer with an error and record their runs.
 		n := len(srv.InFlight())
-		fmt.Fprintf(env.stderr, "tpo serve: cancelling %d optimizations still running\n", n)
+		fmt.Fprintf(env.stderr, "tpo serve: cancelling %s still running\n", plural(n, "optimization", "optimizations"))
 		stopWork()
 		gctx, gcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer gcancel()

@@ -88,7 +88,7 @@ func TestTEIBatching(t *testing.T) {
 }
 
 func TestTEIHalvesOn413(t *testing.T) {
-	srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{MaxBatch: 3})
+	srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{MaxBatch: 3, Version: "1.8.3"})
 	var w warnings
 	s := newTestTEI(t, srv.URL, TEIOptions{BatchSize: 8, Logger: w.logger()})
 	responses := responsesN(7)
@@ -116,7 +116,7 @@ func TestTEIHalvesOn413(t *testing.T) {
 }
 
 func TestTEIHalvesRepeatedly(t *testing.T) {
-	srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{MaxBatch: 2})
+	srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{MaxBatch: 2, Version: "1.8.3"})
 	s := newTestTEI(t, srv.URL, TEIOptions{BatchSize: 9})
 	responses := responsesN(9)
 	if _, err := s.Score(context.Background(), testConversation, responses); err != nil {

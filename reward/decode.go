@@ -7,19 +7,26 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/tpoproject/tpo/internal/pep440"
 )
 
-// SigmoidSuspected reports whether every score lies strictly between 0 and
-// 1, the sign of a server that applied a sigmoid to a reward model's raw
-// logits. Raw rewards of sequence-classification reward models are unbounded
-// and regularly fall outside (0,1), so a run of scores that never does is
-// suspicious. It reports false for no scores.
+// SigmoidSuspected reports whether every score lies in [0,1], the sign of
+// a server that applied a sigmoid to a reward model's raw logits. Raw
+// rewards of sequence-classification reward models are unbounded and
+// regularly fall outside [0,1], so a run of scores that never does is
+// suspicious. Exact 0 and 1 count as inside: a sigmoid computed in bf16
+// rounds rewards above about +6 to exactly 1 (and far negative ones may
+// underflow to 0). A raw reward of exactly 0 or 1 is rare, and since the
+// rule needs every score so far to lie in [0,1], one such score among
+// others outside it changes nothing. It reports false for no scores and
+// for NaN.
 func SigmoidSuspected(scores []float64) bool {
 	if len(scores) == 0 {
 		return false
 	}
 	for _, s := range scores {
-		if !(s > 0 && s < 1) {
+		if !(s >= 0 && s <= 1) {
 			return false
 		}
 	}
@@ -282,4 +289,22 @@ func decodeExecOutput(out []byte, n int) ([]float64, error) {
 		scores[i] = v
 	}
 	return scores, nil
+}
+
+// decodeVersion reads vLLM's GET /version answer, {"version": "0.11.1"}.
+func decodeVersion(body []byte) (pep440.Version, error) {
+	var r struct {
+		Version *string `json:"version"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return pep440.Version{}, fmt.Errorf("GET /version answered %s, not {\"version\": ...}", snippet(body))
+	}
+	if r.Version == nil {
+		return pep440.Version{}, fmt.Errorf("GET /version answered %s, with no version", snippet(body))
+	}
+	v, err := pep440.Parse(*r.Version)
+	if err != nil {
+		return pep440.Version{}, fmt.Errorf("GET /version: %w", err)
+	}
+	return v, nil
 }

@@ -15,8 +15,12 @@ func TestSigmoidSuspected(t *testing.T) {
 		{nil, false},
 		{[]float64{0.5}, true},
 		{[]float64{0.99, 0.01, 0.7}, true},
-		{[]float64{0.99, 1}, false},
-		{[]float64{0, 0.5}, false},
+		{[]float64{0.99, 1}, true}, // bf16 rounds a sigmoid above about +6 to exactly 1
+		{[]float64{1, 1, 1}, true},
+		{[]float64{0, 0.5}, true},
+		{[]float64{0}, true},
+		{[]float64{1.0000001, 0.5}, false},
+		{[]float64{-0.0000001, 0.5}, false},
 		{[]float64{0.5, -0.2}, false},
 		{[]float64{3.4}, false},
 		{[]float64{math.NaN()}, false},
@@ -239,6 +243,48 @@ func FuzzDecodeExecOutput(f *testing.F) {
 		got, err := decodeExecOutput(out, n)
 		if err == nil && len(got) != n {
 			t.Fatalf("got %d scores for %d responses", len(got), n)
+		}
+	})
+}
+
+func TestDecodeVersion(t *testing.T) {
+	tests := []struct {
+		body    string
+		want    string
+		wantErr string
+	}{
+		{`{"version":"0.11.1"}`, "0.11.1", ""},
+		{`{"version": "0.12.0+cu128"}`, "0.12.0+cu128", ""},
+		{`{"version":"0.11.1.dev123+gabcdef"}`, "0.11.1.dev123+gabcdef", ""},
+		{`{"version":"main"}`, "", "not a PEP 440 version"},
+		{`{"version":null}`, "", "no version"},
+		{`{}`, "", "no version"},
+		{`{"version":11}`, "", `answered {"version":11}, not`},
+		{`<html>`, "", "answered <html>, not"},
+	}
+	for _, tt := range tests {
+		v, err := decodeVersion([]byte(tt.body))
+		switch {
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("decodeVersion(%s) error = %v, want one containing %q", tt.body, err, tt.wantErr)
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("decodeVersion(%s): %v", tt.body, err)
+		case tt.wantErr == "" && v.String() != tt.want:
+			t.Errorf("decodeVersion(%s) = %s, want %s", tt.body, v, tt.want)
+		}
+	}
+}
+
+func FuzzDecodeVersion(f *testing.F) {
+	f.Add([]byte(`{"version":"0.11.1"}`))
+	f.Add([]byte(`{"version":"0.11.1rc2"}`))
+	f.Add([]byte(`{"version":"0.6.3.post1+cu124"}`))
+	f.Add([]byte(`{"version":"v1!2"}`))
+	f.Add([]byte(`{"version":null}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		v, err := decodeVersion(body)
+		if err == nil && len(v.Release) == 0 {
+			t.Fatalf("decodeVersion(%q) = a version without a release", body)
 		}
 	})
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/tpoproject/tpo/internal/pep440"
@@ -307,4 +309,61 @@ func decodeVersion(body []byte) (pep440.Version, error) {
 		return pep440.Version{}, fmt.Errorf("GET /version: %w", err)
 	}
 	return v, nil
+}
+
+// What a TEI validation error refuses.
+const (
+	refusedOther   = iota
+	refusedTooLong // a pair longer than the model's input limit
+	refusedBatch   // more pairs than --max-client-batch-size
+)
+
+// teiRefusal is what a TEI validation error message says.
+type teiRefusal struct {
+	kind  int
+	limit int    // the input limit, or the largest batch allowed (0: not said)
+	given int    // the input's length, or the batch's size (0: not said)
+	unit  string // of an input limit: "tokens" or "characters"
+}
+
+// The messages of TEI's validation errors, from its source (v1.2 to v1.9):
+// "batch size 64 > maximum allowed batch size 32" and "Input validation
+// error: `inputs` must have less than 512 tokens. Given: 600" (or
+// "characters", a limit TEI applies before tokenizing).
+var (
+	teiBatchRE   = regexp.MustCompile(`batch size ([0-9]+) > maximum allowed batch size ([0-9]+)`)
+	teiTooLongRE = regexp.MustCompile("must have less than ([0-9]+) (tokens|characters)(?:\\. Given: ([0-9]+))?")
+)
+
+// parseTEIRefusal reads a TEI error message. It tells a batch too large
+// from an input too long by the message, since TEI answers both with the
+// same status (413 before v1.9, 422 from it).
+func parseTEIRefusal(msg string) teiRefusal {
+	if m := teiBatchRE.FindStringSubmatch(msg); m != nil {
+		return teiRefusal{kind: refusedBatch, given: atoiOrZero(m[1]), limit: atoiOrZero(m[2])}
+	}
+	if m := teiTooLongRE.FindStringSubmatch(msg); m != nil {
+		return teiRefusal{kind: refusedTooLong, limit: atoiOrZero(m[1]), unit: m[2], given: atoiOrZero(m[3])}
+	}
+	return teiRefusal{}
+}
+
+func atoiOrZero(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// String describes an input-too-long refusal: "600 tokens, the limit is
+// 512".
+func (r teiRefusal) String() string {
+	switch {
+	case r.limit == 0:
+		return "over its limit"
+	case r.given == 0:
+		return fmt.Sprintf("the limit is %d %s", r.limit, r.unit)
+	}
+	return fmt.Sprintf("%d %s, the limit is %d", r.given, r.unit, r.limit)
 }

@@ -4,8 +4,11 @@
 // A Server speaks the wire formats of the servers tpo talks to: the
 // OpenAI-compatible chat API (POST /v1/chat/completions, GET /v1/models) and
 // the vLLM pooling runner's reward endpoints (POST /tokenize, POST /classify,
-// POST /pooling). GET /sim/stats reports the simulator's own accounting as
-// JSON (see Stats).
+// POST /pooling, and GET /version, which answers Options.VLLMVersion). The
+// reward endpoints follow that version's handling of use_activation (see
+// Options.VLLMVersion); /pooling honours add_generation_prompt (default
+// false; with true the reward is read after an empty assistant turn). GET
+// /sim/stats reports the simulator's own accounting as JSON (see Stats).
 //
 // # Timing
 //

@@ -6,20 +6,29 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
+	"strconv"
 	"strings"
+
+	"github.com/tpoproject/tpo/internal/pep440"
 )
 
-// SigmoidSuspected reports whether every score lies strictly between 0 and
-// 1, the sign of a server that applied a sigmoid to a reward model's raw
-// logits. Raw rewards of sequence-classification reward models are unbounded
-// and regularly fall outside (0,1), so a run of scores that never does is
-// suspicious. It reports false for no scores.
+// SigmoidSuspected reports whether every score lies in [0,1], the sign of
+// a server that applied a sigmoid to a reward model's raw logits. Raw
+// rewards of sequence-classification reward models are unbounded and
+// regularly fall outside [0,1], so a run of scores that never does is
+// suspicious. Exact 0 and 1 count as inside: a sigmoid computed in bf16
+// rounds rewards above about +6 to exactly 1 (and far negative ones may
+// underflow to 0). A raw reward of exactly 0 or 1 is rare, and since the
+// rule needs every score so far to lie in [0,1], one such score among
+// others outside it changes nothing. It reports false for no scores and
+// for NaN.
 func SigmoidSuspected(scores []float64) bool {
 	if len(scores) == 0 {
 		return false
 	}
 	for _, s := range scores {
-		if !(s > 0 && s < 1) {
+		if !(s >= 0 && s <= 1) {
 			return false
 		}
 	}
@@ -282,4 +291,79 @@ func decodeExecOutput(out []byte, n int) ([]float64, error) {
 		scores[i] = v
 	}
 	return scores, nil
+}
+
+// decodeVersion reads vLLM's GET /version answer, {"version": "0.11.1"}.
+func decodeVersion(body []byte) (pep440.Version, error) {
+	var r struct {
+		Version *string `json:"version"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return pep440.Version{}, fmt.Errorf("GET /version answered %s, not {\"version\": ...}", snippet(body))
+	}
+	if r.Version == nil {
+		return pep440.Version{}, fmt.Errorf("GET /version answered %s, with no version", snippet(body))
+	}
+	v, err := pep440.Parse(*r.Version)
+	if err != nil {
+		return pep440.Version{}, fmt.Errorf("GET /version: %w", err)
+	}
+	return v, nil
+}
+
+// What a TEI validation error refuses.
+const (
+	refusedOther   = iota
+	refusedTooLong // a pair longer than the model's input limit
+	refusedBatch   // more pairs than --max-client-batch-size
+)
+
+// teiRefusal is what a TEI validation error message says.
+type teiRefusal struct {
+	kind  int
+	limit int    // the input limit, or the largest batch allowed (0: not said)
+	given int    // the input's length, or the batch's size (0: not said)
+	unit  string // of an input limit: "tokens" or "characters"
+}
+
+// The messages of TEI's validation errors, from its source (v1.2 to v1.9):
+// "batch size 64 > maximum allowed batch size 32" and "Input validation
+// error: `inputs` must have less than 512 tokens. Given: 600" (or
+// "characters", a limit TEI applies before tokenizing).
+var (
+	teiBatchRE   = regexp.MustCompile(`batch size ([0-9]+) > maximum allowed batch size ([0-9]+)`)
+	teiTooLongRE = regexp.MustCompile("must have less than ([0-9]+) (tokens|characters)(?:\\. Given: ([0-9]+))?")
+)
+
+// parseTEIRefusal reads a TEI error message. It tells a batch too large
+// from an input too long by the message, since TEI answers both with the
+// same status (413 before v1.9, 422 from it).
+func parseTEIRefusal(msg string) teiRefusal {
+	if m := teiBatchRE.FindStringSubmatch(msg); m != nil {
+		return teiRefusal{kind: refusedBatch, given: atoiOrZero(m[1]), limit: atoiOrZero(m[2])}
+	}
+	if m := teiTooLongRE.FindStringSubmatch(msg); m != nil {
+		return teiRefusal{kind: refusedTooLong, limit: atoiOrZero(m[1]), unit: m[2], given: atoiOrZero(m[3])}
+	}
+	return teiRefusal{}
+}
+
+func atoiOrZero(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// String describes an input-too-long refusal: "600 tokens, the limit is
+// 512".
+func (r teiRefusal) String() string {
+	switch {
+	case r.limit == 0:
+		return "over its limit"
+	case r.given == 0:
+		return fmt.Sprintf("the limit is %d %s", r.limit, r.unit)
+	}
+	return fmt.Sprintf("%d %s, the limit is %d", r.given, r.unit, r.limit)
 }

@@ -15,8 +15,12 @@ func TestSigmoidSuspected(t *testing.T) {
 		{nil, false},
 		{[]float64{0.5}, true},
 		{[]float64{0.99, 0.01, 0.7}, true},
-		{[]float64{0.99, 1}, false},
-		{[]float64{0, 0.5}, false},
+		{[]float64{0.99, 1}, true}, // bf16 rounds a sigmoid above about +6 to exactly 1
+		{[]float64{1, 1, 1}, true},
+		{[]float64{0, 0.5}, true},
+		{[]float64{0}, true},
+		{[]float64{1.0000001, 0.5}, false},
+		{[]float64{-0.0000001, 0.5}, false},
 		{[]float64{0.5, -0.2}, false},
 		{[]float64{3.4}, false},
 		{[]float64{math.NaN()}, false},
@@ -239,6 +243,129 @@ func FuzzDecodeExecOutput(f *testing.F) {
 		got, err := decodeExecOutput(out, n)
 		if err == nil && len(got) != n {
 			t.Fatalf("got %d scores for %d responses", len(got), n)
+		}
+	})
+}
+
+func TestDecodeVersion(t *testing.T) {
+	tests := []struct {
+		body    string
+		want    string
+		wantErr string
+	}{
+		{`{"version":"0.11.1"}`, "0.11.1", ""},
+		{`{"version": "0.12.0+cu128"}`, "0.12.0+cu128", ""},
+		{`{"version":"0.11.1.dev123+gabcdef"}`, "0.11.1.dev123+gabcdef", ""},
+		{`{"version":"main"}`, "", "not a PEP 440 version"},
+		{`{"version":null}`, "", "no version"},
+		{`{}`, "", "no version"},
+		{`{"version":11}`, "", `answered {"version":11}, not`},
+		{`<html>`, "", "answered <html>, not"},
+	}
+	for _, tt := range tests {
+		v, err := decodeVersion([]byte(tt.body))
+		switch {
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("decodeVersion(%s) error = %v, want one containing %q", tt.body, err, tt.wantErr)
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("decodeVersion(%s): %v", tt.body, err)
+		case tt.wantErr == "" && v.String() != tt.want:
+			t.Errorf("decodeVersion(%s) = %s, want %s", tt.body, v, tt.want)
+		}
+	}
+}
+
+func FuzzDecodeVersion(f *testing.F) {
+	f.Add([]byte(`{"version":"0.11.1"}`))
+	f.Add([]byte(`{"version":"0.11.1rc2"}`))
+	f.Add([]byte(`{"version":"0.6.3.post1+cu124"}`))
+	f.Add([]byte(`{"version":"v1!2"}`))
+	f.Add([]byte(`{"version":null}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		v, err := decodeVersion(body)
+		if err == nil && len(v.Release) == 0 {
+			t.Fatalf("decodeVersion(%q) = a version without a release", body)
+		}
+	})
+}
+
+func TestParseTEIRefusal(t *testing.T) {
+	tests := []struct {
+		msg  string
+		want teiRefusal
+		desc string
+	}{
+		{"batch size 64 > maximum allowed batch size 32", teiRefusal{kind: refusedBatch, given: 64, limit: 32}, ""},
+		{"Input validation error: `inputs` must have less than 512 tokens. Given: 600",
+			teiRefusal{kind: refusedTooLong, limit: 512, given: 600, unit: "tokens"}, "600 tokens, the limit is 512"},
+		{"Input validation error: `inputs` must have less than 2048 characters. Given: 3000",
+			teiRefusal{kind: refusedTooLong, limit: 2048, given: 3000, unit: "characters"}, "3000 characters, the limit is 2048"},
+		{"inputs must have less than 512 tokens", teiRefusal{kind: refusedTooLong, limit: 512, unit: "tokens"}, "the limit is 512 tokens"},
+		{"must have less than 99999999999999999999999 tokens. Given: 1", teiRefusal{kind: refusedTooLong, given: 1, unit: "tokens"}, "over its limit"},
+		{"Failed to buffer the request body: length limit exceeded", teiRefusal{}, ""},
+		{"Model is overloaded", teiRefusal{}, ""},
+		{"", teiRefusal{}, ""},
+	}
+	for _, tt := range tests {
+		got := parseTEIRefusal(tt.msg)
+		if got != tt.want {
+			t.Errorf("parseTEIRefusal(%q) = %+v, want %+v", tt.msg, got, tt.want)
+		}
+		if tt.desc != "" && got.String() != tt.desc {
+			t.Errorf("parseTEIRefusal(%q).String() = %q, want %q", tt.msg, got, tt.desc)
+		}
+	}
+}
+
+func FuzzParseTEIRefusal(f *testing.F) {
+	f.Add("batch size 64 > maximum allowed batch size 32")
+	f.Add("Input validation error: `inputs` must have less than 512 tokens. Given: 600")
+	f.Add("must have less than 1 characters. Given: 99999999999999999999")
+	f.Fuzz(func(t *testing.T, msg string) {
+		r := parseTEIRefusal(msg)
+		if r.limit < 0 || r.given < 0 {
+			t.Fatalf("parseTEIRefusal(%q) = %+v: negative number", msg, r)
+		}
+		if r.kind == refusedOther && r != (teiRefusal{}) {
+			t.Fatalf("parseTEIRefusal(%q) = %+v: fields without a kind", msg, r)
+		}
+		_ = r.String()
+	})
+}
+
+const teiInfoBody = `{"model_id":"OpenAssistant/reward-model-deberta-v3-large-v2","model_sha":null,"model_dtype":"float16",` +
+	`"model_type":{"classifier":{"id2label":{"0":"LABEL_0"},"label2id":{"LABEL_0":0}}},"max_concurrent_requests":512,` +
+	`"max_input_length":512,"max_batch_tokens":16384,"max_batch_requests":null,"max_client_batch_size":32,` +
+	`"auto_truncate":true,"tokenization_workers":4,"version":"1.9.3","sha":null,"docker_label":null}`
+
+func TestDecodeTEIInfo(t *testing.T) {
+	got, err := decodeTEIInfo([]byte(teiInfoBody))
+	want := teiInfo{ModelID: "OpenAssistant/reward-model-deberta-v3-large-v2", ModelType: "classifier", MaxInputLength: 512,
+		MaxClientBatchSize: 32, AutoTruncate: true, Version: "1.9.3"}
+	if err != nil || got != want {
+		t.Errorf("decodeTEIInfo = %+v, %v; want %+v", got, err, want)
+	}
+	for _, tt := range []struct{ body, wantErr string }{
+		{`{"detail":"Not Found"}`, "not a text-embeddings-inference server"},
+		{`[]`, "not a text-embeddings-inference server"},
+		{strings.Replace(teiInfoBody, `"max_client_batch_size":32`, `"max_client_batch_size":0`, 1), "max_client_batch_size is 0"},
+		{strings.Replace(teiInfoBody, `"version":"1.9.3"`, `"v":"1.9.3"`, 1), "without model_id"},
+		{strings.Replace(teiInfoBody, `"classifier"`, `"embedding"`, 1), `type "embedding"`},
+	} {
+		if _, err := decodeTEIInfo([]byte(tt.body)); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("decodeTEIInfo(%s) error = %v, want one containing %q", tt.body, err, tt.wantErr)
+		}
+	}
+}
+
+func FuzzDecodeTEIInfo(f *testing.F) {
+	f.Add([]byte(teiInfoBody))
+	f.Add([]byte(`{"model_id":"m","model_type":{"reranker":{}},"max_client_batch_size":1,"version":""}`))
+	f.Add([]byte(`{"model_id":"m","model_type":{},"max_client_batch_size":-1,"version":"1"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		info, err := decodeTEIInfo(body)
+		if err == nil && (info.MaxClientBatchSize < 1 || (info.ModelType != "classifier" && info.ModelType != "reranker")) {
+			t.Fatalf("decodeTEIInfo(%q) = %+v without an error", body, info)
 		}
 	})
 }

@@ -27,9 +27,16 @@ type TEIOptions struct {
 	// used, and a multi-label model's LABEL_0.
 	LabelName string
 	// BatchSize is the most pairs sent in one request (default 32, TEI's
-	// default --max-client-batch-size). When the server answers 413, the
-	// scorer halves it and tries again.
+	// default --max-client-batch-size). Check lowers it to the servers'
+	// max_client_batch_size; when a server refuses a batch as too large,
+	// the scorer lowers it to the maximum the server names (or halves it)
+	// and tries again.
 	BatchSize int
+	// Truncate scores a pair longer than the model's input limit
+	// truncated, on purpose: it is first sent with "truncate": false and,
+	// once refused as too long, again with "truncate": true, and the step's
+	// notes record it. Without it such a pair is an error.
+	Truncate bool
 	// Prompt renders the conversation as the first text of each pair
 	// (default FlattenPrompt).
 	Prompt func(messages []tpo.Message) string
@@ -47,17 +54,20 @@ type TEIOptions struct {
 // TEI scores responses with an encoder classifier reward model (such as
 // OpenAssistant/reward-model-deberta-v3-large-v2) served by Hugging Face's
 // text-embeddings-inference. It sends (prompt, response) pairs to POST
-// /predict with "raw_scores": true, so scores are the model's raw logits.
-// The prompt is the conversation flattened to text (see FlattenPrompt). It
-// is safe for concurrent use.
+// /predict with "raw_scores": true, so scores are the model's raw logits,
+// and "truncate" always explicit (TEI 1.9 on truncates silently when it is
+// absent). The prompt is the conversation flattened to text (see
+// FlattenPrompt). It is safe for concurrent use.
 type TEI struct {
-	client *httpx.Client
-	label  string
-	prompt func([]tpo.Message) string
-	log    *slog.Logger
+	client   *httpx.Client
+	check    httpx.Options // for Check's one-replica clients
+	label    string
+	prompt   func([]tpo.Message) string
+	truncate bool
+	log      *slog.Logger
 
 	mu    sync.Mutex
-	batch int // current batch size; shrinks on 413
+	batch int // current batch size; shrinks when refused
 }
 
 // NewTEI returns a scorer for the TEI server described by opts.
@@ -77,7 +87,7 @@ func NewTEI(opts TEIOptions) (*TEI, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c, err := httpx.New(httpx.Options{
+	hopts := httpx.Options{
 		Name:        "reward",
 		URLs:        opts.URLs,
 		APIKey:      opts.APIKey,
@@ -88,17 +98,24 @@ func NewTEI(opts TEIOptions) (*TEI, error) {
 		MaxInFlight: opts.MaxInFlight,
 		HTTPClient:  opts.HTTPClient,
 		Logger:      log,
-	})
+	}
+	c, err := httpx.New(hopts)
 	if err != nil {
 		return nil, fmt.Errorf("reward: %w", err)
 	}
-	return &TEI{client: c, label: opts.LabelName, prompt: prompt, log: log, batch: batch}, nil
+	return &TEI{client: c, check: hopts, label: opts.LabelName, prompt: prompt, truncate: opts.Truncate,
+		log: log, batch: batch}, nil
 }
 
 type predictRequest struct {
 	Inputs    [][2]string `json:"inputs"`
 	RawScores bool        `json:"raw_scores"`
+	Truncate  bool        `json:"truncate"`
 }
+
+// errShrunk says a batch was refused as too large and the batch size
+// lowered: the caller sends a smaller one.
+var errShrunk = errors.New("batch size lowered")
 
 // Score implements tpo.Scorer. Batches are sent one after another.
 func (s *TEI) Score(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
@@ -113,35 +130,104 @@ func (s *TEI) Score(ctx context.Context, messages []tpo.Message, responses []str
 	scores := make([]float64, 0, len(pairs))
 	for start := 0; start < len(pairs); {
 		size := min(s.batchSize(), len(pairs)-start)
-		chunk := pairs[start : start+size]
-		got, err := s.predict(ctx, chunk)
-		var se *httpx.StatusError
-		switch {
-		case err == nil:
-			scores = append(scores, got...)
-			start += size
+		got, err := s.scoreBatch(ctx, pairs[start:start+size], start)
+		if errors.Is(err, errShrunk) {
 			continue
-		case errors.As(err, &se) && se.Status == http.StatusRequestEntityTooLarge && size > 1:
-			s.shrink(size)
+		}
+		if err != nil {
+			return nil, err
+		}
+		scores = append(scores, got...)
+		start += size
+	}
+	return scores, nil
+}
+
+// scoreBatch scores the pairs of one batch, whose first is response start.
+// A batch refused as too large lowers the batch size and returns errShrunk;
+// one refused for what a pair holds (too long, malformed) is scored one
+// pair at a time, to find the pair at fault.
+func (s *TEI) scoreBatch(ctx context.Context, chunk [][2]string, start int) ([]float64, error) {
+	got, err := s.predict(ctx, chunk, false)
+	var se *httpx.StatusError
+	switch {
+	case err == nil:
+		return got, nil
+	case len(chunk) == 1:
+		v, err := s.retryOne(ctx, chunk[0], start, err)
+		return []float64{v}, err
+	case !errors.As(err, &se):
+		return nil, fmt.Errorf("reward: responses %d to %d: %w", start, start+len(chunk)-1, err)
+	}
+	ref := parseTEIRefusal(se.Message)
+	switch {
+	case ref.kind == refusedBatch:
+		s.shrink(len(chunk), ref.limit, se)
+		return nil, errShrunk
+	case ref.kind == refusedTooLong || inputRefused(se):
+		return s.scoreEach(ctx, chunk, start)
+	case se.Status == http.StatusRequestEntityTooLarge: // the body limit
+		s.shrink(len(chunk), 0, se)
+		return nil, errShrunk
+	}
+	return nil, fmt.Errorf("reward: responses %d to %d: %w", start, start+len(chunk)-1, err)
+}
+
+// scoreEach scores the pairs of chunk one at a time.
+func (s *TEI) scoreEach(ctx context.Context, chunk [][2]string, start int) ([]float64, error) {
+	scores := make([]float64, len(chunk))
+	for i, p := range chunk {
+		got, err := s.predict(ctx, [][2]string{p}, false)
+		if err == nil {
+			scores[i] = got[0]
 			continue
-		case errors.As(err, &se) && inputRefused(se) && size > 1:
-			// Find the pair at fault, scoring the rest on the way.
-			for i := range chunk {
-				one, err := s.predict(ctx, chunk[i:i+1])
-				if err != nil {
-					return nil, fmt.Errorf("reward: response %d: %w", start+i, err)
-				}
-				scores = append(scores, one[0])
-			}
-			start += size
-			continue
-		case size == 1:
-			return nil, fmt.Errorf("reward: response %d: %w", start, err)
-		default:
-			return nil, fmt.Errorf("reward: responses %d to %d: %w", start, start+size-1, err)
+		}
+		if scores[i], err = s.retryOne(ctx, p, start+i, err); err != nil {
+			return nil, err
 		}
 	}
 	return scores, nil
+}
+
+// retryOne handles the refusal err of the single pair p, response i: a
+// pair too long for the model is sent again truncated if the scorer may
+// truncate, and is an error naming the limit otherwise.
+func (s *TEI) retryOne(ctx context.Context, p [2]string, i int, err error) (float64, error) {
+	var se *httpx.StatusError
+	if !errors.As(err, &se) {
+		return 0, fmt.Errorf("reward: response %d: %w", i, err)
+	}
+	ref := parseTEIRefusal(se.Message)
+	switch {
+	case ref.kind != refusedTooLong && se.Status == http.StatusRequestEntityTooLarge:
+		return 0, fmt.Errorf("reward: response %d: the request is larger than the TEI server accepts (its --payload-limit): %w", i, err)
+	case ref.kind != refusedTooLong:
+		return 0, fmt.Errorf("reward: response %d: %w", i, err)
+	case !s.truncate:
+		return 0, fmt.Errorf("reward: response %d is too long for the reward model (%s); TEI was told not to truncate it: "+
+			"shorten it, or score it truncated with --reward-truncate (TEIOptions.Truncate): %w", i, ref, err)
+	}
+	got, err := s.predict(ctx, [][2]string{p}, true)
+	if err != nil {
+		return 0, fmt.Errorf("reward: response %d, sent truncated: %w", i, err)
+	}
+	note := fmt.Sprintf("reward: TEI scored a response truncated to the reward model's input limit (%s): %q", ref, head(p[1], 40))
+	s.log.Info("TEI scored an over-long response truncated", "response", i, "server", se.Server, "limit", ref.String())
+	if m := tpo.MeterFrom(ctx); m != nil {
+		m.Note(note)
+	}
+	return got[0], nil
+}
+
+// head returns the first n runes of s, with an ellipsis if it is longer.
+func head(s string, n int) string {
+	for i := range s {
+		if n == 0 {
+			return s[:i] + "…"
+		}
+		n--
+	}
+	return s
 }
 
 func (s *TEI) batchSize() int {
@@ -150,19 +236,28 @@ func (s *TEI) batchSize() int {
 	return s.batch
 }
 
-// shrink halves the batch size after a batch of size was refused.
-func (s *TEI) shrink(size int) {
+// shrink lowers the batch size after a batch of size refused was refused
+// by se: to limit, the maximum the server named, if it is smaller, else to
+// half.
+func (s *TEI) shrink(refused, limit int, se *httpx.StatusError) {
+	n := refused / 2
+	if limit > 0 && limit < refused {
+		n = limit
+	}
+	n = max(1, n)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n := max(1, size/2); n < s.batch {
+	if n < s.batch {
 		s.batch = n
-		s.log.Warn("TEI refused the batch size; halving it", "refused", size, "batch_size", n)
+		s.log.Warn("TEI refused the batch size; lowering it", "server", se.Server, "status", se.Status,
+			"refused", refused, "batch_size", n, "error", se.Message)
 	}
 }
 
-func (s *TEI) predict(ctx context.Context, pairs [][2]string) ([]float64, error) {
+func (s *TEI) predict(ctx context.Context, pairs [][2]string, truncate bool) ([]float64, error) {
 	var raw json.RawMessage
-	if _, err := s.client.PostJSON(ctx, "/predict", predictRequest{Inputs: pairs, RawScores: true}, &raw); err != nil {
+	req := predictRequest{Inputs: pairs, RawScores: true, Truncate: truncate}
+	if _, err := s.client.PostJSON(ctx, "/predict", req, &raw); err != nil {
 		return nil, err
 	}
 	return decodePredict(raw, len(pairs), s.label)

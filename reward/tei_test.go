@@ -65,7 +65,7 @@ func TestTEIRequest(t *testing.T) {
 		t.Fatalf("requests = %v, want one to /predict", reqs)
 	}
 	want := `{"inputs":[["Is water wet?","Yes."],["Is water wet?","A good question: water makes other things wet."],` +
-		`["Is water wet?","bad bad answer"]],"raw_scores":true}`
+		`["Is water wet?","bad bad answer"]],"raw_scores":true,"truncate":false}`
 	if got := compactJSON(t, reqs[0].Body); got != want {
 		t.Errorf("body:\n%s\nwant:\n%s", got, want)
 	}
@@ -87,44 +87,64 @@ func TestTEIBatching(t *testing.T) {
 	}
 }
 
-func TestTEIHalvesOn413(t *testing.T) {
-	srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{MaxBatch: 3})
-	var w warnings
-	s := newTestTEI(t, srv.URL, TEIOptions{BatchSize: 8, Logger: w.logger()})
-	responses := responsesN(7)
-	got, err := s.Score(context.Background(), testConversation, responses)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := wantRewards(responses); !slices.Equal(got, want) {
-		t.Errorf("scores = %v, want %v", got, want)
-	}
-	// 7 pairs are refused; half of 7 is 3, which fits.
-	if sizes, want := predictBatches(t, srv.Requests()), []int{7, 3, 3, 1}; !slices.Equal(sizes, want) {
-		t.Errorf("batch sizes = %v, want %v", sizes, want)
-	}
-	if len(w.list()) != 1 {
-		t.Errorf("warnings = %q, want one about halving", w.list())
-	}
-	// The smaller size is kept for later calls.
-	if _, err := s.Score(context.Background(), testConversation, responses[:4]); err != nil {
-		t.Fatal(err)
-	}
-	if sizes, want := predictBatches(t, srv.Requests()[4:]), []int{3, 1}; !slices.Equal(sizes, want) {
-		t.Errorf("later batch sizes = %v, want %v", sizes, want)
+func TestTEIBatchLimit(t *testing.T) {
+	// TEI names its limit; 413 before v1.9, 422 from it.
+	for _, version := range []string{"1.8.3", "1.9.3"} {
+		t.Run(version, func(t *testing.T) {
+			srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{MaxBatch: 3, Version: version})
+			var w warnings
+			s := newTestTEI(t, srv.URL, TEIOptions{BatchSize: 8, Logger: w.logger()})
+			responses := responsesN(7)
+			got, err := s.Score(context.Background(), testConversation, responses)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := wantRewards(responses); !slices.Equal(got, want) {
+				t.Errorf("scores = %v, want %v", got, want)
+			}
+			// 7 pairs are refused; the server's maximum, 3, is used.
+			if sizes, want := predictBatches(t, srv.Requests()), []int{7, 3, 3, 1}; !slices.Equal(sizes, want) {
+				t.Errorf("batch sizes = %v, want %v", sizes, want)
+			}
+			if l := w.list(); len(l) != 1 || !strings.Contains(l[0], "batch_size=3") || !strings.Contains(l[0], srv.URL) {
+				t.Errorf("warnings = %q, want one about lowering the batch size to 3", l)
+			}
+			// The smaller size is kept for later calls.
+			if _, err := s.Score(context.Background(), testConversation, responses[:4]); err != nil {
+				t.Fatal(err)
+			}
+			if sizes, want := predictBatches(t, srv.Requests()[4:]), []int{3, 1}; !slices.Equal(sizes, want) {
+				t.Errorf("later batch sizes = %v, want %v", sizes, want)
+			}
+		})
 	}
 }
 
-func TestTEIHalvesRepeatedly(t *testing.T) {
-	srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{MaxBatch: 2})
-	s := newTestTEI(t, srv.URL, TEIOptions{BatchSize: 9})
-	responses := responsesN(9)
-	if _, err := s.Score(context.Background(), testConversation, responses); err != nil {
-		t.Fatal(err)
+func TestTEIBodyLimitHalves(t *testing.T) {
+	// The body limit answers a plain-text 413 with no number: halve.
+	responses := make([]string, 9)
+	for i := range responses {
+		responses[i] = fmt.Sprintf("reply %d", i)
 	}
-	// 9 refused -> 4 refused -> 2 fits.
-	if sizes, want := predictBatches(t, srv.Requests()), []int{9, 4, 2, 2, 2, 2, 1}; !slices.Equal(sizes, want) {
-		t.Errorf("batch sizes = %v, want %v", sizes, want)
+	body := func(n int) int {
+		b, _ := json.Marshal(predictRequest{Inputs: make([][2]string, n), RawScores: true})
+		pair, _ := json.Marshal([2]string{FlattenPrompt(testConversation), responses[0]})
+		return len(b) + n*(len(pair)-len(`["",""]`))
+	}
+	for _, version := range []string{"1.8.3", "1.9.3"} {
+		srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{Version: version, PayloadLimit: body(2)})
+		s := newTestTEI(t, srv.URL, TEIOptions{BatchSize: 9})
+		got, err := s.Score(context.Background(), testConversation, responses)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := wantRewards(responses); !slices.Equal(got, want) {
+			t.Errorf("%s: scores = %v, want %v", version, got, want)
+		}
+		// 9 refused -> 4 refused -> 2 fits.
+		if sizes, want := predictBatches(t, srv.Requests()), []int{9, 4, 2, 2, 2, 2, 1}; !slices.Equal(sizes, want) {
+			t.Errorf("%s: batch sizes = %v, want %v", version, sizes, want)
+		}
 	}
 }
 
@@ -225,7 +245,7 @@ func TestTEICustomPrompt(t *testing.T) {
 	if _, err := s.Score(context.Background(), testConversation, []string{"x"}); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"inputs":[["P2","x"]],"raw_scores":true}`
+	want := `{"inputs":[["P2","x"]],"raw_scores":true,"truncate":false}`
 	if got := compactJSON(t, srv.Requests()[0].Body); got != want {
 		t.Errorf("body = %s, want %s", got, want)
 	}
@@ -263,5 +283,116 @@ func TestFlattenPrompt(t *testing.T) {
 		if got := FlattenPrompt(tt.in); got != tt.want {
 			t.Errorf("%s: FlattenPrompt() = %q, want %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+// predictTruncates returns the truncate field of each /predict request.
+func predictTruncates(t *testing.T, reqs []tpotest.RewardRequest) []bool {
+	t.Helper()
+	var out []bool
+	for _, r := range reqs {
+		var body struct {
+			Truncate *bool `json:"truncate"`
+		}
+		if err := json.Unmarshal(r.Body, &body); err != nil || body.Truncate == nil {
+			t.Fatalf("request body %s has no truncate field (%v)", r.Body, err)
+		}
+		out = append(out, *body.Truncate)
+	}
+	return out
+}
+
+// longReply is 30 words: with the prompt "Is water wet?" (3 words), a pair
+// of 36 tokens for the fake TEI.
+var longReply = strings.TrimSpace(strings.Repeat("good ", 30))
+
+func TestTEITooLong(t *testing.T) {
+	for _, tt := range []struct{ version, status string }{{"1.8.3", "413"}, {"1.9.3", "422"}} {
+		t.Run(tt.version, func(t *testing.T) {
+			// From 1.9 the server would truncate silently if not told.
+			srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{Version: tt.version, MaxInputLength: 20})
+			s := newTestTEI(t, srv.URL, TEIOptions{})
+			_, err := s.Score(context.Background(), testConversation, []string{"fine", longReply, "fine too"})
+			if err == nil {
+				t.Fatal("no error for a pair longer than the model's limit")
+			}
+			for _, want := range []string{"response 1 is too long", "36 tokens, the limit is 20", "--reward-truncate", tt.status, srv.URL} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not contain %q", err, want)
+				}
+			}
+			for i, tr := range predictTruncates(t, srv.Requests()) {
+				if tr {
+					t.Errorf("request %d said truncate: true without TEIOptions.Truncate", i)
+				}
+			}
+		})
+	}
+}
+
+func TestTEITruncateOnPurpose(t *testing.T) {
+	for _, version := range []string{"1.8.3", "1.9.3"} {
+		t.Run(version, func(t *testing.T) {
+			srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{Version: version, MaxInputLength: 20})
+			s := newTestTEI(t, srv.URL, TEIOptions{Truncate: true})
+			m := &tpo.Meter{}
+			responses := []string{"fine", longReply, "good too"}
+			got, err := s.Score(tpo.WithMeter(context.Background(), m), testConversation, responses)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The long reply is cut to 20-3-3 = 14 words by the server.
+			want := []float64{tpotest.TextReward("fine"), tpotest.TextReward(strings.Repeat("good ", 14)), tpotest.TextReward("good too")}
+			if !slices.Equal(got, want) {
+				t.Errorf("scores = %v, want %v", got, want)
+			}
+			// The batch, then each pair alone, then the long one truncated.
+			if tr, want := predictTruncates(t, srv.Requests()), []bool{false, false, false, true, false}; !slices.Equal(tr, want) {
+				t.Errorf("truncate fields = %v, want %v", tr, want)
+			}
+			if sizes, want := predictBatches(t, srv.Requests()), []int{3, 1, 1, 1, 1}; !slices.Equal(sizes, want) {
+				t.Errorf("batch sizes = %v, want %v", sizes, want)
+			}
+			notes := m.Notes()
+			if len(notes) != 1 || !strings.Contains(notes[0], "36 tokens, the limit is 20") || !strings.Contains(notes[0], "good good") {
+				t.Errorf("notes = %q, want one about the truncated response", notes)
+			}
+		})
+	}
+}
+
+func TestTEITruncateNoteInStep(t *testing.T) {
+	// Through the optimizer: the step whose sample was truncated says so.
+	srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{MaxInputLength: 20})
+	scorer := newTestTEI(t, srv.URL, TEIOptions{Truncate: true})
+	policy := &tpotest.Policy{Respond: func(call int, req tpo.GenerateRequest, i int) string {
+		if req.Stage == tpo.StageSample && i == 1 {
+			return longReply
+		}
+		if req.Stage == tpo.StageSample {
+			return fmt.Sprintf("short answer %d", i)
+		}
+		return "<improved_response>better " + fmt.Sprint(call, i) + "</improved_response>"
+	}}
+	cfg := tpo.DefaultConfig()
+	cfg.Width, cfg.Depth = 3, 1
+	opt := &tpo.Optimizer{Policy: policy, Reward: scorer, Config: cfg}
+	res, err := opt.Optimize(context.Background(), tpo.Item{ID: "q", Messages: testConversation}, tpo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var noted []int
+	for _, st := range res.Steps {
+		for _, n := range st.Notes {
+			if strings.Contains(n, "truncated") && strings.Contains(n, "the limit is 20") {
+				noted = append(noted, st.Step)
+			}
+		}
+	}
+	if !slices.Equal(noted, []int{0}) {
+		t.Errorf("steps noting the truncation: %v, want [0] (notes: %q)", noted, res.Steps[0].Notes)
+	}
+	if got, want := res.Steps[0].Candidates[1].Score, tpotest.TextReward(strings.Repeat("good ", 14)); got != want {
+		t.Errorf("the long sample scored %v, want %v (its truncated text)", got, want)
 	}
 }

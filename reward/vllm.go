@@ -42,6 +42,10 @@ type VLLMOptions struct {
 	// token_classify task: the reward is the value at the last token.
 	// It needs MethodPooling.
 	TokenLevel bool
+	// AllowOldServer lets Check pass, with a warning, a server older than
+	// vLLM 0.11.1 or whose version it cannot tell. Such a server ignores
+	// "use_activation" and may return sigmoid-squashed scores.
+	AllowOldServer bool
 
 	APIKey      string
 	MaxInFlight int           // requests in flight (0: unlimited)
@@ -61,18 +65,22 @@ type VLLMOptions struct {
 // whole conversation is rendered with the reward model's own chat template
 // on the server. Scores are the model's raw outputs: requests carry
 // "use_activation": false so that vLLM does not squash them with a sigmoid.
-// vLLM versions that predate that field ignore it; when every score seen so
-// far lies in (0,1), the scorer logs a warning once (see SigmoidSuspected).
+// vLLM versions that predate that field ignore it: Check refuses them, and
+// when every score seen so far lies in [0,1] the scorer logs a warning once
+// (see SigmoidSuspected).
 type VLLM struct {
 	client     *httpx.Client
+	check      httpx.Options // for Check's one-replica clients
 	model      string
 	method     string
 	tokenLevel bool
+	allowOld   bool
 	log        *slog.Logger
 
 	mu      sync.Mutex
-	outside bool // some score so far fell outside (0,1)
+	outside bool // some score so far fell outside [0,1]
 	warned  bool
+	pooling bool // /classify refused token ids: score with /pooling
 }
 
 // NewVLLM returns a scorer for the vLLM server described by opts.
@@ -95,7 +103,7 @@ func NewVLLM(opts VLLMOptions) (*VLLM, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c, err := httpx.New(httpx.Options{
+	hopts := httpx.Options{
 		Name:        "reward",
 		URLs:        urls,
 		APIKey:      opts.APIKey,
@@ -106,11 +114,13 @@ func NewVLLM(opts VLLMOptions) (*VLLM, error) {
 		MaxInFlight: opts.MaxInFlight,
 		HTTPClient:  opts.HTTPClient,
 		Logger:      log,
-	})
+	}
+	c, err := httpx.New(hopts)
 	if err != nil {
 		return nil, fmt.Errorf("reward: %w", err)
 	}
-	return &VLLM{client: c, model: opts.Model, method: method, tokenLevel: opts.TokenLevel, log: log}, nil
+	return &VLLM{client: c, check: hopts, model: opts.Model, method: method, tokenLevel: opts.TokenLevel,
+		allowOld: opts.AllowOldServer, log: log}, nil
 }
 
 // VLLMRoot returns the root URL of a vLLM server given its base URL with or
@@ -133,11 +143,14 @@ type (
 		Input         [][]int `json:"input"`
 		UseActivation bool    `json:"use_activation"`
 	}
+	// Old vLLM versions defaulted add_generation_prompt to true on
+	// /pooling, which shifts every score: it is always sent.
 	poolingRequest struct {
-		Model         string        `json:"model,omitempty"`
-		Task          string        `json:"task"`
-		UseActivation bool          `json:"use_activation"`
-		Messages      []tpo.Message `json:"messages"`
+		Model               string        `json:"model,omitempty"`
+		Task                string        `json:"task"`
+		UseActivation       bool          `json:"use_activation"`
+		Messages            []tpo.Message `json:"messages"`
+		AddGenerationPrompt bool          `json:"add_generation_prompt"`
 	}
 )
 
@@ -148,7 +161,7 @@ func (s *VLLM) Score(ctx context.Context, messages []tpo.Message, responses []st
 	}
 	var scores []float64
 	var err error
-	if s.method == MethodPooling {
+	if s.method == MethodPooling || s.usesPooling() {
 		scores, err = s.scorePooling(ctx, messages, responses)
 	} else {
 		scores, err = s.scoreClassify(ctx, messages, responses)
@@ -161,7 +174,7 @@ func (s *VLLM) Score(ctx context.Context, messages []tpo.Message, responses []st
 }
 
 // checkActivation records scores and warns once if every score so far lay
-// in (0,1).
+// in [0,1].
 func (s *VLLM) checkActivation(scores []float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -172,12 +185,64 @@ func (s *VLLM) checkActivation(scores []float64) {
 		return
 	}
 	s.warned = true
-	s.log.Warn("every reward score so far lies strictly between 0 and 1: the vLLM server may be applying a sigmoid "+
-		"(vLLM versions that predate use_activation ignore it); raw reward model scores usually fall outside (0,1)",
+	s.log.Warn("every reward score so far lies between 0 and 1: the vLLM server may be applying a sigmoid "+
+		"(vLLM versions before 0.11.1 ignore use_activation; in bf16 rewards above about +6 all come back as exactly 1); "+
+		"raw reward model scores usually fall outside [0,1]",
 		"servers", strings.Join(s.client.URLs(), ","), "scores", scores)
 }
 
+// usesPooling reports whether /classify refused token ids earlier.
+func (s *VLLM) usesPooling() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pooling
+}
+
+// switchToPooling makes this and later calls score with /pooling after se,
+// a refusal of token ids by /classify; it logs the switch once and notes
+// it in the call's meter.
+func (s *VLLM) switchToPooling(ctx context.Context, se *httpx.StatusError) {
+	s.mu.Lock()
+	first := !s.pooling
+	s.pooling = true
+	s.mu.Unlock()
+	if first {
+		s.log.Warn("the vLLM server refuses token ids on /classify; scoring with /pooling (one request per response) from now on",
+			"server", se.Server, "status", se.Status)
+	}
+	if m := tpo.MeterFrom(ctx); m != nil {
+		m.Note(fmt.Sprintf("reward: vLLM server %s refused token ids on /classify; scored with /pooling instead", se.Server))
+	}
+}
+
+// tokenIDsRefused reports whether err is a /classify refusal of token id
+// lists, as some vLLM 0.11.2-0.12 servers answer (a 400 carrying
+// pydantic's "Input should be a valid string").
+func tokenIDsRefused(err error) (*httpx.StatusError, bool) {
+	var se *httpx.StatusError
+	if !errors.As(err, &se) || !inputRefused(se) {
+		return nil, false
+	}
+	return se, strings.Contains(se.Message, "Input should be a valid string")
+}
+
+// scoreClassify tokenizes the conversations and classifies the token ids,
+// or scores with /pooling if /classify refuses token ids.
 func (s *VLLM) scoreClassify(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
+	input, err := s.tokenizeAll(ctx, messages, responses)
+	if err != nil {
+		return nil, err
+	}
+	scores, err := s.classifyAll(ctx, input)
+	if se, ok := tokenIDsRefused(err); ok {
+		s.switchToPooling(ctx, se)
+		return s.scorePooling(ctx, messages, responses)
+	}
+	return scores, err
+}
+
+// tokenizeAll renders and tokenizes each response's conversation.
+func (s *VLLM) tokenizeAll(ctx context.Context, messages []tpo.Message, responses []string) ([][]int, error) {
 	toks := make([]tokenizeResponse, len(responses))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, r := range responses {
@@ -206,14 +271,21 @@ func (s *VLLM) scoreClassify(ctx context.Context, messages []tpo.Message, respon
 	for i, t := range toks {
 		input[i] = t.Tokens
 	}
+	return input, nil
+}
+
+// classifyAll classifies input in one request or, when the server refuses
+// the batch for what it holds, one input at a time. A refusal of token ids
+// as such is returned as it is.
+func (s *VLLM) classifyAll(ctx context.Context, input [][]int) ([]float64, error) {
 	scores, err := s.classify(ctx, input)
-	if err == nil || len(input) == 1 {
-		if err != nil {
-			return nil, fmt.Errorf("reward: response 0: %w", err)
-		}
-		return scores, nil
-	}
 	var se *httpx.StatusError
+	if _, refused := tokenIDsRefused(err); err == nil || refused {
+		return scores, err
+	}
+	if len(input) == 1 {
+		return nil, fmt.Errorf("reward: response 0: %w", err)
+	}
 	if !errors.As(err, &se) || !inputRefused(se) {
 		return nil, fmt.Errorf("reward: scoring %d responses: %w", len(input), err)
 	}

@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/tpotest"
@@ -162,7 +165,7 @@ func TestVLLMPoolingRequests(t *testing.T) {
 				rb, _ := json.Marshal(r)
 				want = append(want, `{"model":"rm","task":"`+task+`","use_activation":false,"messages":[`+
 					`{"role":"system","content":"Be brief."},{"role":"user","content":"Is water wet?"},`+
-					`{"role":"assistant","content":`+string(rb)+`}]}`)
+					`{"role":"assistant","content":`+string(rb)+`}],"add_generation_prompt":false}`)
 			}
 			slices.Sort(bodies)
 			slices.Sort(want)
@@ -202,10 +205,17 @@ func (w *warnings) list() []string { return *w.msgs.Load() }
 type captureHandler struct{ w *warnings }
 
 func (h *captureHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+// Handle records the message followed by the attributes, " key=value" each.
 func (h *captureHandler) Handle(_ context.Context, r slog.Record) error {
+	line := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		line += " " + a.String()
+		return true
+	})
 	for {
 		old := h.w.msgs.Load()
-		next := append(slices.Clone(*old), r.Message)
+		next := append(slices.Clone(*old), line)
 		if h.w.msgs.CompareAndSwap(old, &next) {
 			return nil
 		}
@@ -390,5 +400,206 @@ func TestVLLMRoot(t *testing.T) {
 		if got := VLLMRoot(tt.in); got != tt.want {
 			t.Errorf("VLLMRoot(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// poolingBody is the exact /pooling request body for a response to
+// testConversation.
+func poolingBody(model, task, response string) string {
+	rb, _ := json.Marshal(response)
+	return `{"model":"` + model + `","task":"` + task + `","use_activation":false,"messages":[` +
+		`{"role":"system","content":"Be brief."},{"role":"user","content":"Is water wet?"},` +
+		`{"role":"assistant","content":` + string(rb) + `}],"add_generation_prompt":false}`
+}
+
+func TestVLLMClassifyRefusesTokenIDs(t *testing.T) {
+	srv := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{Version: "0.11.2", RefuseTokenIDs: true})
+	var w warnings
+	s := newTestVLLM(t, srv.URL, VLLMOptions{Model: "rm", Logger: w.logger()})
+	want := wantRewards(testResponses)
+
+	// The first call switches to /pooling and scores there; raw scores.
+	m := &tpo.Meter{}
+	got, err := s.Score(tpo.WithMeter(context.Background(), m), testConversation, testResponses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("scores = %v, want the raw rewards %v", got, want)
+	}
+	if n := srv.Count("/classify"); n != 1 {
+		t.Errorf("%d /classify requests, want 1: the refusal is not worked around one response at a time", n)
+	}
+	if notes := m.Notes(); len(notes) != 1 || !strings.Contains(notes[0], "/pooling") || !strings.Contains(notes[0], srv.URL) {
+		t.Errorf("notes = %q, want one about the switch to /pooling", notes)
+	}
+	first := len(srv.Requests())
+
+	// Later calls, concurrent ones too, go to /pooling alone.
+	var g errgroup.Group
+	for range 4 {
+		g.Go(func() error {
+			m := &tpo.Meter{}
+			got, err := s.Score(tpo.WithMeter(context.Background(), m), testConversation, testResponses)
+			if err == nil && !slices.Equal(got, want) {
+				err = fmt.Errorf("scores = %v, want %v", got, want)
+			}
+			if err == nil && len(m.Notes()) != 0 {
+				err = fmt.Errorf("notes %q on a call after the switch", m.Notes())
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	later := srv.Requests()[first:]
+	var bodies, wantBodies []string
+	for _, r := range later {
+		if r.Path != "/pooling" {
+			t.Fatalf("request to %s after the switch, want only /pooling", r.Path)
+		}
+		bodies = append(bodies, compactJSON(t, r.Body))
+	}
+	for range 4 {
+		for _, r := range testResponses {
+			wantBodies = append(wantBodies, poolingBody("rm", "classify", r))
+		}
+	}
+	slices.Sort(bodies)
+	slices.Sort(wantBodies)
+	if !slices.Equal(bodies, wantBodies) {
+		t.Errorf("pooling bodies:\n%s\nwant:\n%s", strings.Join(bodies, "\n"), strings.Join(wantBodies, "\n"))
+	}
+	var switches []string
+	for _, l := range w.list() {
+		if strings.Contains(l, "/pooling") {
+			switches = append(switches, l)
+		}
+	}
+	if len(switches) != 1 || !strings.Contains(switches[0], srv.URL) {
+		t.Errorf("switch warnings = %q, want one naming %s", switches, srv.URL)
+	}
+}
+
+func TestVLLMClassifyRefusalOfOneResponse(t *testing.T) {
+	// A single response: the refusal is still a switch, not an error.
+	srv := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{RefuseTokenIDs: true})
+	s := newTestVLLM(t, srv.URL, VLLMOptions{})
+	got, err := s.Score(context.Background(), testConversation, testResponses[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := wantRewards(testResponses[:1]); !slices.Equal(got, want) {
+		t.Errorf("scores = %v, want %v", got, want)
+	}
+	if n := srv.Count("/pooling"); n != 1 {
+		t.Errorf("%d /pooling requests, want 1", n)
+	}
+}
+
+func TestVLLMOtherRefusalsNotSwitched(t *testing.T) {
+	// A 400 about something else is not a token-id refusal: the batch is
+	// retried one response at a time and the error names the response.
+	srv := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{
+		Intercept: func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+			if r.URL.Path != "/classify" {
+				return false
+			}
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error":{"message":"Input should be a list of integers","type":"BadRequestError","code":400}}`)
+			return true
+		},
+	})
+	s := newTestVLLM(t, srv.URL, VLLMOptions{})
+	_, err := s.Score(context.Background(), testConversation, testResponses)
+	if err == nil || !strings.Contains(err.Error(), "response 0") {
+		t.Fatalf("err = %v, want one naming response 0", err)
+	}
+	if srv.Count("/pooling") != 0 || srv.Count("/classify") != 2 {
+		t.Errorf("%d /pooling, %d /classify requests; want 0 and 2", srv.Count("/pooling"), srv.Count("/classify"))
+	}
+}
+
+func TestVLLMNeverSendsLegacyActivation(t *testing.T) {
+	// Whatever the method and server version, the bodies hold exactly these
+	// fields: never "activation", which from 0.11.1 turns the activation on.
+	wantKeys := map[string]string{
+		"/tokenize": "add_generation_prompt,messages,model",
+		"/classify": "input,model,use_activation",
+		"/pooling":  "add_generation_prompt,messages,model,task,use_activation",
+	}
+	for _, version := range []string{"0.10.1", "0.11.1", "0.12.0"} {
+		for _, server := range []tpotest.VLLMRewardOptions{{Version: version}, {Version: version, RefuseTokenIDs: true}} {
+			srv := tpotest.NewVLLMRewardServer(t, server)
+			for _, method := range []string{MethodClassify, MethodPooling} {
+				s := newTestVLLM(t, srv.URL, VLLMOptions{Model: "rm", Method: method, AllowOldServer: true})
+				if _, err := s.Score(context.Background(), testConversation, testResponses); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, r := range srv.Requests() {
+				var body map[string]json.RawMessage
+				if err := json.Unmarshal(r.Body, &body); err != nil {
+					t.Fatalf("%s body %s: %v", r.Path, r.Body, err)
+				}
+				keys := slices.Sorted(maps.Keys(body))
+				if got := strings.Join(keys, ","); got != wantKeys[r.Path] {
+					t.Errorf("vLLM %s: %s body fields %s, want %s", version, r.Path, got, wantKeys[r.Path])
+				}
+				for _, k := range []string{"use_activation", "add_generation_prompt"} {
+					if v, ok := body[k]; ok && string(v) != "false" {
+						t.Errorf("%s: %s is %s, want false", r.Path, k, v)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestVLLMPoolingOldGenerationPromptDefault(t *testing.T) {
+	// A server defaulting add_generation_prompt to true would score every
+	// response after an empty assistant turn; the scorer says false.
+	srv := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{PoolingGenerationPrompt: true})
+	s := newTestVLLM(t, srv.URL, VLLMOptions{Method: MethodPooling})
+	got, err := s.Score(context.Background(), testConversation, testResponses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := wantRewards(testResponses); !slices.Equal(got, want) {
+		t.Errorf("scores = %v, want %v", got, want)
+	}
+}
+
+func TestVLLMSigmoidExactOne(t *testing.T) {
+	// An old server in bf16: rewards above about +6 come back as exactly 1.
+	tests := []struct {
+		name   string
+		server tpotest.VLLMRewardOptions
+		want   int
+	}{
+		{"old bf16 server, high rewards", tpotest.VLLMRewardOptions{Version: "0.10.1", BF16: true,
+			Reward: func([]tpo.Message) float64 { return 8 }}, 1},
+		{"current server, high rewards", tpotest.VLLMRewardOptions{Version: "0.11.1", BF16: true,
+			Reward: func([]tpo.Message) float64 { return 8 }}, 0},
+		{"raw rewards of exactly 0 and 1", tpotest.VLLMRewardOptions{
+			Reward: func(m []tpo.Message) float64 { return float64(len(m[len(m)-1].Content) % 2) }}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := tpotest.NewVLLMRewardServer(t, tt.server)
+			var w warnings
+			s := newTestVLLM(t, srv.URL, VLLMOptions{Logger: w.logger(), AllowOldServer: true})
+			got, err := s.Score(context.Background(), testConversation, testResponses)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want == 1 && tt.server.BF16 && !slices.Equal(got, []float64{1, 1, 1}) {
+				t.Errorf("scores = %v, want exactly 1 each", got)
+			}
+			if n := countSigmoidWarnings(w.list()); n != tt.want {
+				t.Errorf("%d sigmoid warnings, want %d (%q)", n, tt.want, w.list())
+			}
+		})
 	}
 }

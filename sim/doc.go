@@ -4,10 +4,14 @@
 // A Server speaks the wire formats of the servers tpo talks to: the
 // OpenAI-compatible chat API (POST /v1/chat/completions, streamed or not,
 // and GET /v1/models) and the vLLM pooling runner's reward endpoints (POST
-// /tokenize, POST /classify, POST /pooling). It plays every role tpo gives
-// a model: the policy (samples, critiques, instructions, updates), the LLM
-// judge (a grade from 1 to 10, with logprobs) and the reward model. GET
-// /sim/stats reports the simulator's own accounting as JSON (see Stats).
+// /tokenize, POST /classify, POST /pooling, and GET /version, which answers
+// Options.VLLMVersion). It plays every role tpo gives a model: the policy
+// (samples, critiques, instructions, updates), the LLM judge (a grade from 1
+// to 10, with logprobs) and the reward model. The reward endpoints follow
+// the version's handling of use_activation (see Options.VLLMVersion);
+// /pooling honours add_generation_prompt (default false; with true the
+// reward is read after an empty assistant turn). GET /sim/stats reports the
+// simulator's own accounting as JSON (see Stats).
 //
 // Its texts are synthetic: machine-readable markers followed by filler
 // words, never an answer to the prompt.

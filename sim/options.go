@@ -3,6 +3,8 @@ package sim
 import (
 	"log/slog"
 	"time"
+
+	"github.com/tpoproject/tpo/internal/vllmver"
 )
 
 // Options configure a Server. Zero values mean the defaults given with each
@@ -18,6 +20,14 @@ type Options struct {
 	RewardModel string
 	// MaxModelLen is the context window in tokens (default 32768).
 	MaxModelLen int
+	// VLLMVersion is the vLLM version answered on GET /version (default
+	// "0.12.0", a current one). The reward endpoints follow it: before
+	// 0.11.1 use_activation is ignored (activation decides from 0.10.1,
+	// softmax before) and /pooling ignores task; from 0.11.1 use_activation
+	// decides and a legacy activation field present at all turns the
+	// activation on. A version that does not parse is answered as given but
+	// behaves as the default.
+	VLLMVersion string
 
 	// Slots is the most sequences decoded together (default 64).
 	Slots int
@@ -56,8 +66,8 @@ type Options struct {
 	// <improved_response> tags (default 0.05; negative for none).
 	UnparsedRate float64
 
-	// Faults are injected into every endpoint except /v1/models and
-	// /sim/stats; RewardFaults, when not nil, replace them for the reward
+	// Faults are injected into every endpoint except /v1/models, /version
+	// and /sim/stats; RewardFaults, when not nil, replace them for the reward
 	// endpoints (/tokenize, /classify, /pooling).
 	Faults       Faults
 	RewardFaults *Faults
@@ -78,6 +88,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxModelLen <= 0 {
 		o.MaxModelLen = 32768
+	}
+	if o.VLLMVersion == "" {
+		o.VLLMVersion = vllmver.Current
 	}
 	if o.Slots <= 0 {
 		o.Slots = 64

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/tpoproject/tpo/internal/vllmver"
 )
 
 // rewardFaults are the faults of the reward endpoints.
@@ -62,21 +64,26 @@ func bf16(x float64) float64 {
 	return float64(math.Float32frombits(b &^ 0xffff))
 }
 
-// activation reads vLLM's use_activation flag and its older names; vLLM
-// applies the activation unless told not to.
+// activation reads vLLM's use_activation flag and its older names.
 type activation struct {
 	UseActivation *bool `json:"use_activation"`
 	Activation    *bool `json:"activation"`
 	Softmax       *bool `json:"softmax"`
 }
 
-func (a activation) on() bool {
-	for _, v := range []*bool{a.UseActivation, a.Activation, a.Softmax} {
-		if v != nil {
-			return *v
-		}
-	}
-	return true
+// activated reports whether the simulated vLLM version applies the
+// activation to a request with fields a: unless the field it reads turns it
+// off (use_activation from 0.11.1, activation from 0.10.1, softmax
+// before), and from 0.11.1 always when a legacy activation field is
+// present.
+func (s *Server) activated(a activation) bool {
+	return vllmver.Activated(s.version, a.UseActivation, a.Activation, a.Softmax)
+}
+
+// handleVersion answers GET /version as vLLM does.
+func (s *Server) handleVersion(w http.ResponseWriter, r *http.Request) {
+	s.count(EndpointVersion)
+	s.respond(w, http.StatusOK, map[string]string{"version": s.opts.VLLMVersion}, fault{})
 }
 
 type poolingUsage struct {
@@ -185,7 +192,7 @@ func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	scores, ok := s.score(w, r, responses, tokens, req.on())
+	scores, ok := s.score(w, r, responses, tokens, s.activated(req.activation))
 	if !ok {
 		return
 	}
@@ -209,14 +216,18 @@ func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handlePooling(w http.ResponseWriter, r *http.Request) {
 	s.count(EndpointPooling)
 	var req struct {
-		Model    string        `json:"model"`
-		Task     string        `json:"task"`
-		Messages []chatMessage `json:"messages"`
-		Input    *string       `json:"input"`
+		Model               string        `json:"model"`
+		Task                string        `json:"task"`
+		Messages            []chatMessage `json:"messages"`
+		Input               *string       `json:"input"`
+		AddGenerationPrompt bool          `json:"add_generation_prompt"`
 		activation
 	}
 	if !s.decode(w, r, &req) || !s.checkModel(w, req.Model, s.opts.RewardModel) {
 		return
+	}
+	if !vllmver.AtLeast(s.version, vllmver.UseActivation) {
+		req.Task = "" // older versions ignore task
 	}
 	if req.Task != "" && req.Task != "classify" {
 		writeBody(w, http.StatusBadRequest, vllmError(http.StatusBadRequest,
@@ -226,15 +237,10 @@ func (s *Server) handlePooling(w http.ResponseWriter, r *http.Request) {
 	var text, response string
 	switch {
 	case req.Messages != nil:
-		text = render(req.Messages, false)
-		for _, m := range req.Messages {
-			if m.Role == "assistant" {
-				response = m.Content
-			}
-		}
-		if response == "" {
-			response = text
-		}
+		// With the generation prompt the reward is read after an empty
+		// assistant turn.
+		text = render(req.Messages, req.AddGenerationPrompt)
+		response = lastAssistant(text)
 	case req.Input != nil:
 		text = *req.Input
 		response = lastAssistant(text)
@@ -253,7 +259,7 @@ func (s *Server) handlePooling(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	scores, ok := s.score(w, r, []string{response}, tokens, req.on())
+	scores, ok := s.score(w, r, []string{response}, tokens, s.activated(req.activation))
 	if !ok {
 		return
 	}

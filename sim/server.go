@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/tpoproject/tpo/internal/pep440"
+	"github.com/tpoproject/tpo/internal/vllmver"
 )
 
 // Endpoints, as counted in Stats.Requests.
@@ -18,6 +22,7 @@ const (
 	EndpointTokenize = "/tokenize"
 	EndpointClassify = "/classify"
 	EndpointPooling  = "/pooling"
+	EndpointVersion  = "/version"
 	EndpointStats    = "/sim/stats"
 )
 
@@ -25,6 +30,7 @@ const (
 // stops it.
 type Server struct {
 	opts    Options
+	version pep440.Version // of vLLM, for the reward endpoints
 	gen     generator
 	sched   *scheduler
 	cache   *prefixCache
@@ -78,13 +84,27 @@ func New(opts Options) *Server {
 		unseeded: make(map[uint64]uint64),
 		counts:   newCounters(),
 	}
+	s.version = parseVLLMVersion(opts.VLLMVersion, opts.Logger)
 	s.mux.HandleFunc("POST "+EndpointChat, s.handleChat)
 	s.mux.HandleFunc("GET "+EndpointModels, s.handleModels)
 	s.mux.HandleFunc("POST "+EndpointTokenize, s.handleTokenize)
 	s.mux.HandleFunc("POST "+EndpointClassify, s.handleClassify)
 	s.mux.HandleFunc("POST "+EndpointPooling, s.handlePooling)
+	s.mux.HandleFunc("GET "+EndpointVersion, s.handleVersion)
 	s.mux.HandleFunc("GET "+EndpointStats, s.handleStats)
 	return s
+}
+
+// parseVLLMVersion reads the simulated vLLM version. One that does not
+// parse is still answered on GET /version, for testing clients, but the
+// endpoints behave as vllmver.Current.
+func parseVLLMVersion(v string, log *slog.Logger) pep440.Version {
+	pv, err := pep440.Parse(v)
+	if err != nil {
+		log.Warn("sim: the reward endpoints behave as the current vLLM", "err", err, "current", vllmver.Current)
+		return pep440.MustParse(vllmver.Current)
+	}
+	return pv
 }
 
 // ServeHTTP implements http.Handler.

@@ -8,6 +8,10 @@
 // formats, including their error shapes and their quirks (llama.cpp refuses
 // n > 1, Ollama ignores it, vLLM gives child i of a seeded request the seed
 // seed+i), record every request for assertions and can inject failures.
+// The reward fakes follow the behaviour of a chosen server version
+// (VLLMRewardOptions.Version, TEIOptions.Version): which activation field
+// vLLM reads, whether TEI truncates by default and with which status it
+// refuses, as far as tpo depends on it.
 // They are deterministic, so they serve tpo's own tests and users' tests of
 // code built on tpo alike:
 //

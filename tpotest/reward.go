@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/pep440"
+	"github.com/tpoproject/tpo/internal/vllmver"
 )
 
 // RewardRequest is one request received by a fake reward server.
@@ -72,9 +74,31 @@ type VLLMRewardOptions struct {
 	// Reward scores a whole conversation whose last turn is the assistant
 	// reply (default LastReplyReward).
 	Reward func(messages []tpo.Message) float64
-	// IgnoreUseActivation emulates a vLLM that predates use_activation:
-	// the rewardSigmoid is always applied.
+	// Version is the vLLM version emulated and answered on GET /version
+	// (default vllmver.Current, "0.12.0"). Before 0.11.1 use_activation is
+	// ignored and the legacy field decides (activation from 0.10.1,
+	// softmax before); from 0.11.1 use_activation decides, except that an
+	// activation field present at all turns the activation on. Before
+	// 0.11.1 /pooling ignores task. An invalid version fails the test.
+	Version string
+	// HideVersion makes GET /version answer 404, as a server (or a proxy)
+	// without it does.
+	HideVersion bool
+	// IgnoreUseActivation emulates a vLLM that predates use_activation and
+	// is sent no legacy field: the rewardSigmoid is always applied.
 	IgnoreUseActivation bool
+	// BF16 rounds activated scores to bfloat16, as a bf16 model returns
+	// them: sigmoid outputs of rewards above about +6.2 become exactly 1.
+	BF16 bool
+	// RefuseTokenIDs makes /classify refuse lists of token ids with the
+	// 400 and pydantic message ("Input should be a valid string") of some
+	// vLLM 0.11.2-0.12 servers.
+	RefuseTokenIDs bool
+	// PoolingGenerationPrompt makes /pooling add the generation prompt
+	// when the request does not say add_generation_prompt, as very old
+	// vLLM versions did: the score is then read after an empty assistant
+	// turn (LastReplyReward gives -1 for every response).
+	PoolingGenerationPrompt bool
 	// MaxModelLen is the model's context length in tokens (default 4096);
 	// longer inputs get vLLM's 400.
 	MaxModelLen int
@@ -89,12 +113,15 @@ type VLLMRewardOptions struct {
 }
 
 // VLLMRewardServer is a fake vLLM pooling runner serving a reward model on
-// /tokenize, /classify and /pooling, for tests. /classify accepts only
-// token ids produced by its /tokenize.
+// POST /tokenize, /classify and /pooling and GET /version, for tests.
+// /classify accepts only token ids produced by its /tokenize. A
+// conversation rendered with the generation prompt is scored as if it
+// ended with an empty assistant turn.
 type VLLMRewardServer struct {
 	URL string // the root URL, without /v1
 
-	opts VLLMRewardOptions
+	opts    VLLMRewardOptions
+	version pep440.Version
 
 	mu       sync.Mutex
 	requests []RewardRequest
@@ -111,7 +138,14 @@ func NewVLLMRewardServer(t testing.TB, opts VLLMRewardOptions) *VLLMRewardServer
 	if opts.MaxModelLen == 0 {
 		opts.MaxModelLen = 4096
 	}
-	s := &VLLMRewardServer{opts: opts, rendered: make(map[string][]tpo.Message)}
+	if opts.Version == "" {
+		opts.Version = vllmver.Current
+	}
+	v, err := pep440.Parse(opts.Version)
+	if err != nil {
+		t.Fatalf("tpotest: fake vLLM: %v", err)
+	}
+	s := &VLLMRewardServer{opts: opts, version: v, rendered: make(map[string][]tpo.Message)}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
@@ -148,6 +182,16 @@ func (s *VLLMRewardServer) serve(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Intercept != nil && s.opts.Intercept(w, r, body) {
 		return
 	}
+	if r.Method == http.MethodGet {
+		if r.URL.Path != "/version" || s.opts.HideVersion {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"detail":"Not Found"}`) // FastAPI's
+			return
+		}
+		rewardJSON(w, map[string]string{"version": s.opts.Version})
+		return
+	}
 	if r.Method != http.MethodPost {
 		vllmRewardError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
@@ -176,7 +220,7 @@ func (s *VLLMRewardServer) tokenize(w http.ResponseWriter, body []byte) {
 	addGen := req.AddGenerationPrompt == nil || *req.AddGenerationPrompt
 	ids := TokenIDs(RenderChat(req.Messages, addGen))
 	s.mu.Lock()
-	s.rendered[rewardIDsKey(ids)] = req.Messages
+	s.rendered[rewardIDsKey(ids)] = scoredTurns(req.Messages, addGen)
 	s.mu.Unlock()
 	resp := map[string]any{"count": len(ids), "tokens": ids}
 	if !s.opts.HideMaxModelLen {
@@ -185,10 +229,64 @@ func (s *VLLMRewardServer) tokenize(w http.ResponseWriter, body []byte) {
 	rewardJSON(w, resp)
 }
 
-// activation reports whether the rewardSigmoid is applied for a request's
-// use_activation field.
-func (s *VLLMRewardServer) activation(useActivation *bool) bool {
-	return s.opts.IgnoreUseActivation || useActivation == nil || *useActivation
+// scoredTurns returns the conversation whose last assistant turn the reward
+// is read from: with the generation prompt, an empty one.
+func scoredTurns(messages []tpo.Message, addGenerationPrompt bool) []tpo.Message {
+	if !addGenerationPrompt {
+		return messages
+	}
+	return append(slices.Clip(messages), tpo.Message{Role: tpo.RoleAssistant})
+}
+
+// activationFields are the request fields that turn vLLM's activation on
+// or off, depending on the version.
+type activationFields struct {
+	UseActivation *bool `json:"use_activation"`
+	Activation    *bool `json:"activation"`
+	Softmax       *bool `json:"softmax"`
+}
+
+// activate applies the activation to v if the server's version applies it
+// to a request with fields f.
+func (s *VLLMRewardServer) activate(v float64, f activationFields) float64 {
+	if !s.opts.IgnoreUseActivation && !vllmver.Activated(s.version, f.UseActivation, f.Activation, f.Softmax) {
+		return v
+	}
+	v = rewardSigmoid(v)
+	if s.opts.BF16 {
+		v = roundBF16(v)
+	}
+	return v
+}
+
+// roundBF16 rounds x to bfloat16 precision (8 significant bits), to
+// nearest even.
+func roundBF16(x float64) float64 {
+	b := math.Float32bits(float32(x))
+	b += 0x7fff + (b>>16)&1
+	return float64(math.Float32frombits(b &^ 0xffff))
+}
+
+// refuseTokenIDs answers a /classify request with token ids as some vLLM
+// 0.11.2-0.12 servers do: a 400 whose message is pydantic's validation
+// error, each accepted form of input failing.
+func refuseTokenIDs(w http.ResponseWriter, input [][]int) {
+	ids, _ := json.Marshal(input)
+	msg := fmt.Sprintf("1 validation error for ClassificationCompletionRequest\ninput.str\n  "+
+		"Input should be a valid string [type=string_type, input_value=%s, input_type=list]", snippetIDs(string(ids)))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadRequest)
+	rewardEncode(w, map[string]any{"error": map[string]any{
+		"message": msg, "type": "BadRequestError", "param": nil, "code": http.StatusBadRequest,
+	}})
+}
+
+// snippetIDs shortens a list as pydantic does in its messages.
+func snippetIDs(s string) string {
+	if len(s) <= 50 {
+		return s
+	}
+	return s[:24] + "..." + s[len(s)-24:]
 }
 
 func (s *VLLMRewardServer) tooLong(w http.ResponseWriter, n int) bool {
@@ -203,11 +301,15 @@ func (s *VLLMRewardServer) tooLong(w http.ResponseWriter, n int) bool {
 
 func (s *VLLMRewardServer) classify(w http.ResponseWriter, body []byte) {
 	var req struct {
-		Input         [][]int `json:"input"`
-		UseActivation *bool   `json:"use_activation"`
+		Input [][]int `json:"input"`
+		activationFields
 	}
 	if err := rewardDecode(body, &req); err != nil || len(req.Input) == 0 {
 		vllmRewardError(w, http.StatusBadRequest, fmt.Sprintf("invalid /classify request: %v", err))
+		return
+	}
+	if s.opts.RefuseTokenIDs {
+		refuseTokenIDs(w, req.Input)
 		return
 	}
 	type result struct {
@@ -229,10 +331,7 @@ func (s *VLLMRewardServer) classify(w http.ResponseWriter, body []byte) {
 			vllmRewardError(w, http.StatusBadRequest, fmt.Sprintf("input %d: token ids were not produced by /tokenize", i))
 			return
 		}
-		v := s.opts.Reward(msgs)
-		if s.activation(req.UseActivation) {
-			v = rewardSigmoid(v)
-		}
+		v := s.activate(s.opts.Reward(msgs), req.activationFields)
 		data[i] = result{Index: i, Label: "LABEL_0", Probs: []float64{v}, NumClasses: 1}
 		tokens += len(ids)
 	}
@@ -248,22 +347,26 @@ func (s *VLLMRewardServer) classify(w http.ResponseWriter, body []byte) {
 
 func (s *VLLMRewardServer) pooling(w http.ResponseWriter, body []byte) {
 	var req struct {
-		Task          string        `json:"task"`
-		UseActivation *bool         `json:"use_activation"`
-		Messages      []tpo.Message `json:"messages"`
+		Task                string        `json:"task"`
+		Messages            []tpo.Message `json:"messages"`
+		AddGenerationPrompt *bool         `json:"add_generation_prompt"`
+		activationFields
 	}
 	if err := rewardDecode(body, &req); err != nil || len(req.Messages) == 0 {
 		vllmRewardError(w, http.StatusBadRequest, fmt.Sprintf("invalid /pooling request: %v", err))
 		return
 	}
-	ids := TokenIDs(RenderChat(req.Messages, false))
+	addGen := s.opts.PoolingGenerationPrompt
+	if req.AddGenerationPrompt != nil {
+		addGen = *req.AddGenerationPrompt
+	}
+	ids := TokenIDs(RenderChat(req.Messages, addGen))
 	if s.tooLong(w, len(ids)) {
 		return
 	}
-	v := s.opts.Reward(req.Messages)
-	act := s.activation(req.UseActivation)
-	if act {
-		v = rewardSigmoid(v)
+	v := s.activate(s.opts.Reward(scoredTurns(req.Messages, addGen)), req.activationFields)
+	if !vllmver.AtLeast(s.version, vllmver.UseActivation) {
+		req.Task = "classify" // older versions ignore task: the model's own
 	}
 	var data any
 	switch req.Task {
@@ -273,10 +376,7 @@ func (s *VLLMRewardServer) pooling(w http.ResponseWriter, body []byte) {
 		// One value per token; only the last one is the reward.
 		rows := make([][]float64, len(ids))
 		for i := range rows {
-			rows[i] = []float64{-float64(i % 7)}
-			if act {
-				rows[i][0] = rewardSigmoid(rows[i][0])
-			}
+			rows[i] = []float64{s.activate(-float64(i%7), req.activationFields)}
 		}
 		rows[len(rows)-1][0] = v
 		data = rows
@@ -291,6 +391,10 @@ func (s *VLLMRewardServer) pooling(w http.ResponseWriter, body []byte) {
 	})
 }
 
+// DefaultTEIVersion is the text-embeddings-inference version TEIServer
+// emulates by default.
+const DefaultTEIVersion = "1.9.3"
+
 // TEIOptions configures a TEIServer. The zero value works.
 type TEIOptions struct {
 	// Reward scores a (prompt, response) pair (default: TextReward of the
@@ -300,17 +404,32 @@ type TEIOptions struct {
 	Labels []string
 	// MaxBatch is --max-client-batch-size (default 32).
 	MaxBatch int
+	// Version is the TEI version emulated (default DefaultTEIVersion).
+	// From 1.9 a request without "truncate" is truncated (--auto-truncate
+	// defaults to true) and validation errors are 422; before, it is not
+	// and they are 413. An invalid version fails the test.
+	Version string
+	// MaxInputLength is the model's limit in tokens (default 512). A pair
+	// counts TEIPairTokens tokens; a longer one is refused, or truncated
+	// (words dropped from the end of the longer text) when the request
+	// says truncate.
+	MaxInputLength int
+	// PayloadLimit, if positive, is the largest request body in bytes
+	// (--payload-limit); a larger one gets axum's plain-text 413.
+	PayloadLimit int
 	// Intercept, if set, sees every request first (after it is recorded)
 	// and may answer it itself by returning true.
 	Intercept func(w http.ResponseWriter, r *http.Request, body []byte) bool
 }
 
 // TEIServer is a fake text-embeddings-inference server serving a
-// sequence-classification model on /predict, for tests.
+// sequence-classification model on POST /predict and GET /info, for tests.
 type TEIServer struct {
 	URL string
 
-	opts TEIOptions
+	opts      TEIOptions
+	truncates bool // truncate when a request does not say (from 1.9)
+	invalid   int  // the status of validation errors
 
 	mu       sync.Mutex
 	requests []RewardRequest
@@ -328,11 +447,30 @@ func NewTEIServer(t testing.TB, opts TEIOptions) *TEIServer {
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = 32
 	}
-	s := &TEIServer{opts: opts}
+	if opts.Version == "" {
+		opts.Version = DefaultTEIVersion
+	}
+	if opts.MaxInputLength == 0 {
+		opts.MaxInputLength = 512
+	}
+	v, err := pep440.Parse(opts.Version)
+	if err != nil {
+		t.Fatalf("tpotest: fake TEI: %v", err)
+	}
+	s := &TEIServer{opts: opts, truncates: true, invalid: http.StatusUnprocessableEntity}
+	if v.Less(pep440.MustParse("1.9")) {
+		s.truncates, s.invalid = false, http.StatusRequestEntityTooLarge
+	}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
 	return s
+}
+
+// TEIPairTokens is the length of a pair for TEIServer: 3 special tokens
+// plus one token per word of each text.
+func TEIPairTokens(prompt, response string) int {
+	return 3 + len(strings.Fields(prompt)) + len(strings.Fields(response))
 }
 
 // Requests returns the requests received so far, in arrival order.
@@ -360,8 +498,37 @@ func (s *TEIServer) serve(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Intercept != nil && s.opts.Intercept(w, r, body) {
 		return
 	}
-	if r.Method != http.MethodPost || r.URL.Path != "/predict" {
-		teiRewardError(w, http.StatusNotFound, "not found", "validation")
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/info":
+		rewardJSON(w, s.info())
+	case r.Method == http.MethodPost && r.URL.Path == "/predict":
+		s.predictHandler(w, body)
+	default:
+		w.WriteHeader(http.StatusNotFound) // axum: an empty 404
+	}
+}
+
+// info is TEI's GET /info answer.
+func (s *TEIServer) info() map[string]any {
+	id2label, label2id := map[string]string{}, map[string]int{}
+	for i, l := range s.opts.Labels {
+		id2label[fmt.Sprint(i)] = l
+		label2id[l] = i
+	}
+	return map[string]any{
+		"model_id": "fake/reward-model", "model_sha": nil, "model_dtype": "float16",
+		"model_type":              map[string]any{"classifier": map[string]any{"id2label": id2label, "label2id": label2id}},
+		"max_concurrent_requests": 512, "max_input_length": s.opts.MaxInputLength, "max_batch_tokens": 16384,
+		"max_batch_requests": nil, "max_client_batch_size": s.opts.MaxBatch, "auto_truncate": s.truncates,
+		"tokenization_workers": 4, "version": s.opts.Version, "sha": nil, "docker_label": nil,
+	}
+}
+
+func (s *TEIServer) predictHandler(w http.ResponseWriter, body []byte) {
+	if s.opts.PayloadLimit > 0 && len(body) > s.opts.PayloadLimit {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		fmt.Fprint(w, "Failed to buffer the request body: length limit exceeded")
 		return
 	}
 	var req struct {
@@ -370,28 +537,57 @@ func (s *TEIServer) serve(w http.ResponseWriter, r *http.Request) {
 		Truncate  *bool           `json:"truncate"`
 	}
 	if err := rewardDecode(body, &req); err != nil {
-		teiRewardError(w, http.StatusUnprocessableEntity, "Failed to deserialize the JSON body: "+err.Error(), "validation")
+		// axum's own rejection: plain text.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		fmt.Fprint(w, "Failed to deserialize the JSON body into the target type: "+err.Error())
 		return
 	}
 	pairs, batch, err := teiRewardInputs(req.Inputs)
 	if err != nil {
-		teiRewardError(w, http.StatusUnprocessableEntity, err.Error(), "validation")
+		teiRewardError(w, http.StatusUnprocessableEntity, err.Error(), "Validation")
 		return
 	}
 	if batch && len(pairs) > s.opts.MaxBatch {
-		teiRewardError(w, http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("batch size %d > maximum allowed batch size %d", len(pairs), s.opts.MaxBatch), "validation")
+		teiRewardError(w, s.invalid,
+			fmt.Sprintf("batch size %d > maximum allowed batch size %d", len(pairs), s.opts.MaxBatch), "Validation")
 		return
+	}
+	truncate := s.truncates
+	if req.Truncate != nil {
+		truncate = *req.Truncate
 	}
 	out := make([][]teiRewardPrediction, len(pairs))
 	for i, p := range pairs {
-		out[i] = s.predict(p, req.RawScores)
+		if n := TEIPairTokens(p[0], p[1]); n > s.opts.MaxInputLength && !truncate {
+			teiRewardError(w, s.invalid, fmt.Sprintf("Input validation error: `inputs` must have less than %d tokens. Given: %d",
+				s.opts.MaxInputLength, n), "Validation")
+			return
+		}
+		out[i] = s.predict(truncatePair(p, s.opts.MaxInputLength), req.RawScores)
 	}
 	if batch {
 		rewardJSON(w, out)
 	} else {
 		rewardJSON(w, out[0])
 	}
+}
+
+// truncatePair drops words from the end of the longer text of p until it
+// fits in limit tokens (TEI truncates the longest text first).
+func truncatePair(p [2]string, limit int) [2]string {
+	if TEIPairTokens(p[0], p[1]) <= limit {
+		return p
+	}
+	a, b := strings.Fields(p[0]), strings.Fields(p[1])
+	for 3+len(a)+len(b) > limit && len(a)+len(b) > 0 {
+		if len(a) > len(b) {
+			a = a[:len(a)-1]
+		} else {
+			b = b[:len(b)-1]
+		}
+	}
+	return [2]string{strings.Join(a, " "), strings.Join(b, " ")}
 }
 
 // predict scores one pair like TEI: raw logits or, without raw_scores, a

@@ -37,6 +37,8 @@ type backendFlags struct {
 	rewardTokenLevel  bool
 	rewardLabel       string
 	rewardBatch       int
+	rewardAllowOld    bool
+	rewardTruncate    bool
 	rewardInFlight    int
 	rewardTimeout     time.Duration
 	judgeMaxTokens    int
@@ -72,6 +74,8 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&b.rewardTokenLevel, "reward-token-level", false, "vllm: a token-level reward model (token_classify task): the reward is the value at the last token (needs --reward-method pooling)")
 	fs.StringVar(&b.rewardLabel, "reward-label", "", "tei: the label whose score is the reward, for models with several labels (default LABEL_0)")
 	fs.IntVar(&b.rewardBatch, "reward-batch", 32, "tei: pairs per /predict request (the server's --max-client-batch-size)")
+	fs.BoolVar(&b.rewardAllowOld, "reward-allow-old-vllm", false, "vllm: use a server older than vLLM 0.11.1, or of unknown version, with a warning (it ignores use_activation: scores may be sigmoid-squashed)")
+	fs.BoolVar(&b.rewardTruncate, "reward-truncate", false, "tei: score a pair longer than the model's input limit truncated (noted in the step) instead of failing")
 	fs.IntVar(&b.rewardInFlight, "reward-max-inflight", 32, "most reward requests in flight (0: no limit)")
 	fs.DurationVar(&b.rewardTimeout, "reward-timeout", 2*time.Minute, "timeout of one reward request attempt (exec: of one command run)")
 	fs.IntVar(&b.judgeMaxTokens, "judge-max-tokens", 0, "judge: tokens the judge may write (default the judge's own small limit)")
@@ -187,6 +191,9 @@ func (b *backendFlags) build(ctx context.Context, log *slog.Logger) (*backends, 
 	if bk.reward, err = b.newScorer(rurls, rmodel, rkey, log); err != nil {
 		return nil, usagef("reward: %v", err)
 	}
+	if err := checkScorerServers(ctx, bk.reward); err != nil {
+		return nil, err
+	}
 	bk.identity = map[string]any{
 		"config":       cfg,
 		"policy_model": b.policyModel,
@@ -198,6 +205,22 @@ func (b *backendFlags) build(ctx context.Context, log *slog.Logger) (*backends, 
 		"templates":    templatesDigest(b.templates),
 	}
 	return bk, nil
+}
+
+// serverChecker is a scorer that can check its servers before any
+// sampling (reward.VLLM, reward.TEI).
+type serverChecker interface {
+	Check(ctx context.Context) error
+}
+
+// checkScorerServers runs the start-up check of s, when it has one: an
+// unreachable or wrong reward server fails at once, naming its URL.
+func checkScorerServers(ctx context.Context, s tpo.Scorer) error {
+	c, ok := s.(serverChecker)
+	if !ok {
+		return nil
+	}
+	return c.Check(ctx)
 }
 
 // checkModel fails when the policy server cannot be reached, or lists its

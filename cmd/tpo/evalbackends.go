@@ -22,6 +22,7 @@ import (
 var rewardFlagNames = map[string]bool{
 	"reward": true, "reward-url": true, "reward-model": true, "reward-key": true, "reward-cmd": true,
 	"reward-method": true, "reward-token-level": true, "reward-label": true, "reward-batch": true, "reward-max-inflight": true, "reward-timeout": true,
+	"reward-allow-old-vllm": true, "reward-truncate": true,
 	"judge-max-tokens": true, "max-tokens-field": true, "retries": true,
 }
 
@@ -71,6 +72,9 @@ func (b *backendFlags) buildScorer(ctx context.Context, log *slog.Logger) (tpo.S
 	if err != nil {
 		return nil, usagef("reward: %v", err)
 	}
+	if err := checkScorerServers(ctx, s); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -99,9 +103,10 @@ func (b *backendFlags) newScorer(urls []string, model, key string, log *slog.Log
 	switch b.reward {
 	case "vllm":
 		return reward.NewVLLM(reward.VLLMOptions{URLs: urls, Model: model, Method: b.rewardMethod, TokenLevel: b.rewardTokenLevel,
-			APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log})
+			AllowOldServer: b.rewardAllowOld, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries,
+			Timeout: b.rewardTimeout, Logger: log})
 	case "tei":
-		return reward.NewTEI(reward.TEIOptions{URLs: urls, BatchSize: b.rewardBatch, LabelName: b.rewardLabel,
+		return reward.NewTEI(reward.TEIOptions{URLs: urls, BatchSize: b.rewardBatch, LabelName: b.rewardLabel, Truncate: b.rewardTruncate,
 			APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log})
 	case "judge":
 		return reward.NewJudge(reward.JudgeOptions{URLs: urls, Model: model, APIKey: key,

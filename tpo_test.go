@@ -38,3 +38,20 @@ func TestQuoteTag(t *testing.T) {
 		t.Errorf("WithoutTag with no tag changed the text: %q", got)
 	}
 }
+
+func TestItemOrderKey(t *testing.T) {
+	for _, tc := range []struct {
+		in      tpo.ItemOrder
+		key     string
+		desc    bool
+		wantErr bool
+	}{
+		{"", "seq", false, false}, {"-score", "score", true, false}, {"duration", "duration", false, false},
+		{"-", "seq", true, false}, {"bogus", "", false, true}, {"--score", "", false, true},
+	} {
+		key, desc, err := tc.in.Key()
+		if key != tc.key || desc != tc.desc || (err != nil) != tc.wantErr {
+			t.Errorf("%q.Key() = %q, %v, %v", tc.in, key, desc, err)
+		}
+	}
+}

@@ -123,7 +123,7 @@ func (s *Server) optimize(ctx context.Context, o outcome, onEvent func(tpo.Event
 	if flightID == "" {
 		flightID = o.ID
 	}
-	s.hub.start(RunInfo{RunID: flightID, Model: o.Model, Mode: p.Config.Mode, Width: p.Config.Width,
+	s.hub.start(tpo.LiveRun{RunID: flightID, Model: o.Model, Mode: p.Config.Mode, Width: p.Config.Width,
 		Depth: p.Config.Steps(), Prompt: item.Prompt(), Started: s.opts.Now()})
 	defer s.hub.end(flightID)
 

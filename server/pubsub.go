@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/tpoproject/tpo"
 )
@@ -13,16 +12,6 @@ import (
 // events are dropped for it.
 const subscriberBuffer = 256
 
-// RunInfo describes an optimization in flight.
-type RunInfo struct {
-	RunID   string    `json:"run_id"`
-	Model   string    `json:"model"`
-	Mode    tpo.Mode  `json:"mode"`
-	Width   int       `json:"width"`
-	Depth   int       `json:"depth"`
-	Prompt  string    `json:"prompt"`
-	Started time.Time `json:"started"`
-}
 
 // hub fans the events of the optimizations in flight out to subscribers.
 // Publishing never blocks: a subscriber whose buffer is full misses events.
@@ -32,7 +21,7 @@ type hub struct {
 }
 
 type flight struct {
-	info RunInfo
+	info tpo.LiveRun
 	subs map[*subscriber]struct{}
 }
 
@@ -43,7 +32,7 @@ type subscriber struct {
 func newHub() *hub { return &hub{runs: map[string]*flight{}} }
 
 // start registers a run as in flight.
-func (h *hub) start(info RunInfo) {
+func (h *hub) start(info tpo.LiveRun) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.runs[info.RunID] = &flight{info: info, subs: map[*subscriber]struct{}{}}
@@ -107,14 +96,14 @@ func (h *hub) subscribe(runID string) (<-chan tpo.Event, func()) {
 }
 
 // inFlight lists the runs in flight, oldest first.
-func (h *hub) inFlight() []RunInfo {
+func (h *hub) inFlight() []tpo.LiveRun {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]RunInfo, 0, len(h.runs))
+	out := make([]tpo.LiveRun, 0, len(h.runs))
 	for _, f := range h.runs {
 		out = append(out, f.info)
 	}
-	slices.SortFunc(out, func(a, b RunInfo) int {
+	slices.SortFunc(out, func(a, b tpo.LiveRun) int {
 		if c := a.Started.Compare(b.Started); c != 0 {
 			return c
 		}

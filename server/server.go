@@ -168,7 +168,7 @@ func (s *Server) Subscribe(runID string) (<-chan tpo.Event, func()) {
 }
 
 // InFlight lists the optimizations running now, oldest first.
-func (s *Server) InFlight() []RunInfo { return s.hub.inFlight() }
+func (s *Server) InFlight() []tpo.LiveRun { return s.hub.inFlight() }
 
 // Metrics returns the handler of the Prometheus metrics (also served on
 // /metrics).

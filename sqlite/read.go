@@ -7,44 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/tpoproject/tpo"
 )
-
-// Status is the state of an item, and a filter on it.
-type Status string
-
-// The statuses.
-const (
-	StatusAll     Status = "all"     // a filter that keeps every item
-	StatusDone    Status = "done"    // finished without error
-	StatusFailed  Status = "failed"  // finished with an error
-	StatusPending Status = "pending" // not finished
-)
-
-// RunSummary is a run with aggregates over its items.
-type RunSummary struct {
-	tpo.Run
-	Items   int `json:"items"`   // items recorded
-	Done    int `json:"done"`    // items finished without error
-	Failed  int `json:"failed"`  // items finished with an error
-	Pending int `json:"pending"` // items not finished
-	// Scored counts the done items with a score; the means are over them,
-	// and nil when there is none.
-	Scored    int      `json:"scored"`
-	MeanScore *float64 `json:"mean_score"`
-	// MeanGain is the mean of Score - InitialBest: what the optimization
-	// added to best of N.
-	MeanGain *float64 `json:"mean_gain"`
-	// Improved counts the done items whose score beat their initial best.
-	Improved int       `json:"improved"`
-	Usage    tpo.Usage `json:"usage"` // over every item, finished or not
-	// Started is when the first item was started, Updated when the last
-	// step or result was saved; nil for a run without items.
-	Started *time.Time `json:"started"`
-	Updated *time.Time `json:"updated"`
-}
 
 const runSummarySelect = `SELECT r.id, r.key, r.kind, r.source, r.config, r.created, r.finished, r.item_count,
 	count(i.item_id),
@@ -58,16 +23,16 @@ const runSummarySelect = `SELECT r.id, r.key, r.kind, r.source, r.config, r.crea
 	min(i.started), max(i.updated)
 FROM runs r LEFT JOIN items i ON i.run_id = r.id`
 
-func scanRunSummary(scan func(...any) error) (RunSummary, error) {
+func scanRunSummary(scan func(...any) error) (tpo.RunSummary, error) {
 	var (
-		s                   RunSummary
+		s                   tpo.RunSummary
 		meanScore, meanGain sql.NullFloat64
 		started, updated    sql.NullInt64
 	)
 	run, err := scanRun(scan, &s.Items, &s.Done, &s.Failed, &s.Scored, &meanScore, &meanGain, &s.Improved,
 		&s.Usage.Requests, &s.Usage.PromptTokens, &s.Usage.CompletionTokens, &started, &updated)
 	if err != nil {
-		return RunSummary{}, err
+		return tpo.RunSummary{}, err
 	}
 	s.Run = run
 	s.Pending = s.Items - s.Done - s.Failed
@@ -79,13 +44,13 @@ func scanRunSummary(scan func(...any) error) (RunSummary, error) {
 }
 
 // ListRuns returns every run, newest first.
-func (db *DB) ListRuns(ctx context.Context) ([]RunSummary, error) {
+func (db *DB) ListRuns(ctx context.Context) ([]tpo.RunSummary, error) {
 	rows, err := db.db.QueryContext(ctx, runSummarySelect+` GROUP BY r.id ORDER BY r.created DESC, r.id`)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
 	defer rows.Close()
-	var runs []RunSummary
+	var runs []tpo.RunSummary
 	for rows.Next() {
 		s, err := scanRunSummary(rows.Scan)
 		if err != nil {
@@ -100,49 +65,16 @@ func (db *DB) ListRuns(ctx context.Context) ([]RunSummary, error) {
 }
 
 // GetRun returns one run with its aggregates.
-func (db *DB) GetRun(ctx context.Context, runID string) (RunSummary, error) {
+func (db *DB) GetRun(ctx context.Context, runID string) (tpo.RunSummary, error) {
 	s, err := scanRunSummary(db.db.QueryRowContext(ctx, runSummarySelect+` WHERE r.id = ? GROUP BY r.id`, runID).Scan)
 	if errors.Is(err, sql.ErrNoRows) {
-		return RunSummary{}, fmt.Errorf("run %q: %w", runID, tpo.ErrNotFound)
+		return tpo.RunSummary{}, fmt.Errorf("run %q: %w", runID, tpo.ErrNotFound)
 	}
 	if err != nil {
-		return RunSummary{}, fmt.Errorf("get run %q: %w", runID, err)
+		return tpo.RunSummary{}, fmt.Errorf("get run %q: %w", runID, err)
 	}
 	return s, nil
 }
-
-// ItemSummary is what a listing shows of an item.
-type ItemSummary struct {
-	RunID  string `json:"run_id"`
-	ID     string `json:"id"`
-	Seq    int    `json:"seq"`
-	Prompt string `json:"prompt"` // the last user turn, cut to PromptPreview characters
-	Status Status `json:"status"` // done, failed or pending
-	Error  string `json:"error,omitempty"`
-	Steps  int    `json:"steps"` // steps saved
-	// Score is the best score so far (the result's once done), InitialBest
-	// the best score of step 0, and Gain the difference; nil while unknown.
-	Score       *float64  `json:"score"`
-	InitialBest *float64  `json:"initial_best"`
-	Gain        *float64  `json:"gain"`
-	Usage       tpo.Usage `json:"usage"`
-	Started     time.Time `json:"started"`
-	// Updated is when the item last changed; Finished when it finished.
-	Updated  time.Time  `json:"updated"`
-	Finished *time.Time `json:"finished,omitempty"`
-	// Duration is the wall time from start to finish, or to the last
-	// update while pending (including any time the run was stopped).
-	Duration time.Duration `json:"duration_ns"`
-}
-
-// PromptPreview is how many characters of the prompt ItemSummary holds.
-const PromptPreview = 200
-
-// Order sorts an item listing: one of "seq" (the default), "id", "score",
-// "gain", "tokens" or "duration", ascending, or descending with a "-" prefix
-// ("-score" lists the best first). Items without a score or gain come last
-// either way; ties are broken by seq.
-type Order string
 
 var orderColumns = map[string]string{
 	"seq":      "seq",
@@ -154,30 +86,16 @@ var orderColumns = map[string]string{
 }
 
 // orderBy returns the ORDER BY clause for o.
-func (o Order) orderBy() (string, error) {
-	name, dir := string(o), "ASC"
-	if strings.HasPrefix(name, "-") {
-		name, dir = name[1:], "DESC"
+func orderBy(o tpo.ItemOrder) (string, error) {
+	key, desc, err := o.Key()
+	if err != nil {
+		return "", err
 	}
-	if name == "" {
-		name = "seq"
+	dir := "ASC"
+	if desc {
+		dir = "DESC"
 	}
-	col, ok := orderColumns[name]
-	if !ok {
-		return "", fmt.Errorf("unknown order %q (want seq, id, score, gain, tokens or duration, optionally with a - prefix)", string(o))
-	}
-	return col + " " + dir + " NULLS LAST, seq", nil
-}
-
-// ItemFilter selects and orders items of a run.
-type ItemFilter struct {
-	// Query keeps items whose id or prompt contains it (case-insensitive
-	// for ASCII letters).
-	Query  string
-	Status Status // "" keeps every item, like StatusAll
-	Order  Order
-	Limit  int // at most this many items; <= 0 means no limit
-	Offset int // skip this many items first
+	return orderColumns[key] + " " + dir + " NULLS LAST, seq", nil
 }
 
 // likePattern returns a LIKE pattern matching strings that contain s.
@@ -188,16 +106,16 @@ func likePattern(s string) string {
 
 // ListItems returns a page of a run's items, and how many items pass the
 // filter in all.
-func (db *DB) ListItems(ctx context.Context, runID string, f ItemFilter) ([]ItemSummary, int, error) {
+func (db *DB) ListItems(ctx context.Context, runID string, f tpo.ItemFilter) ([]tpo.ItemSummary, int, error) {
 	where := []string{"run_id = ?"}
 	args := []any{runID}
 	switch f.Status {
-	case "", StatusAll:
-	case StatusDone:
+	case "", tpo.StatusAll:
+	case tpo.StatusDone:
 		where = append(where, "done AND error = ''")
-	case StatusFailed:
+	case tpo.StatusFailed:
 		where = append(where, "done AND error != ''")
-	case StatusPending:
+	case tpo.StatusPending:
 		where = append(where, "NOT done")
 	default:
 		return nil, 0, fmt.Errorf("list items: unknown status %q (want all, done, failed or pending)", f.Status)
@@ -207,7 +125,7 @@ func (db *DB) ListItems(ctx context.Context, runID string, f ItemFilter) ([]Item
 		p := likePattern(f.Query)
 		args = append(args, p, p)
 	}
-	order, err := f.Order.orderBy()
+	order, err := orderBy(f.Order)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list items: %w", err)
 	}
@@ -218,7 +136,7 @@ func (db *DB) ListItems(ctx context.Context, runID string, f ItemFilter) ([]Item
 	cond := strings.Join(where, " AND ")
 
 	var (
-		items []ItemSummary
+		items []tpo.ItemSummary
 		total int
 	)
 	err = db.read(ctx, func(tx *sql.Tx) error {
@@ -230,7 +148,7 @@ func (db *DB) ListItems(ctx context.Context, runID string, f ItemFilter) ([]Item
 		}
 		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT run_id, item_id, seq, substr(prompt, 1, %d), done, error, steps,
 			score, initial_best, requests, prompt_tokens, completion_tokens, started, updated, finished
-			FROM items WHERE %s ORDER BY %s LIMIT ? OFFSET ?`, PromptPreview, cond, order),
+			FROM items WHERE %s ORDER BY %s LIMIT ? OFFSET ?`, tpo.PromptPreview, cond, order),
 			append(args, limit, max(f.Offset, 0))...)
 		if err != nil {
 			return err
@@ -238,7 +156,7 @@ func (db *DB) ListItems(ctx context.Context, runID string, f ItemFilter) ([]Item
 		defer rows.Close()
 		for rows.Next() {
 			var (
-				it                 ItemSummary
+				it                 tpo.ItemSummary
 				done               bool
 				score, initialBest sql.NullFloat64
 				started, updated   int64
@@ -251,11 +169,11 @@ func (db *DB) ListItems(ctx context.Context, runID string, f ItemFilter) ([]Item
 			}
 			switch {
 			case !done:
-				it.Status = StatusPending
+				it.Status = tpo.StatusPending
 			case it.Error != "":
-				it.Status = StatusFailed
+				it.Status = tpo.StatusFailed
 			default:
-				it.Status = StatusDone
+				it.Status = tpo.StatusDone
 			}
 			it.Score, it.InitialBest = nullFloat(score), nullFloat(initialBest)
 			if score.Valid && initialBest.Valid {

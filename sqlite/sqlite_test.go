@@ -232,11 +232,11 @@ func TestItemLifecycle(t *testing.T) {
 	if asJSON(t, got.Steps) != asJSON(t, steps) {
 		t.Errorf("after replacing step 1:\ngot  %s\nwant %s", asJSON(t, got.Steps), asJSON(t, steps))
 	}
-	items, _, err := db.ListItems(ctx, run.ID, ItemFilter{})
+	items, _, err := db.ListItems(ctx, run.ID, tpo.ItemFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(items) != 1 || items[0].Status != StatusPending || items[0].Steps != 2 ||
+	if len(items) != 1 || items[0].Status != tpo.StatusPending || items[0].Steps != 2 ||
 		*items[0].Score != 5 || *items[0].InitialBest != 3 || items[0].Usage.PromptTokens != 30 {
 		t.Errorf("pending item summary: got %+v", items)
 	}
@@ -350,7 +350,7 @@ func TestNotFound(t *testing.T) {
 		"GetRun":          func() error { _, err := db.GetRun(ctx, "nope"); return err },
 		"GetItem/run":     func() error { _, err := db.GetItem(ctx, "nope", "a"); return err },
 		"GetItem/item":    func() error { _, err := db.GetItem(ctx, run.ID, "zz"); return err },
-		"ListItems":       func() error { _, _, err := db.ListItems(ctx, "nope", ItemFilter{}); return err },
+		"ListItems":       func() error { _, _, err := db.ListItems(ctx, "nope", tpo.ItemFilter{}); return err },
 		"Results": func() error {
 			return db.Results(ctx, "nope", func(tpo.ItemState) error { return nil })
 		},
@@ -405,7 +405,7 @@ func TestConcurrentWriters(t *testing.T) {
 				if _, err := db.ListRuns(ctx); err != nil {
 					errc <- err
 				}
-				if _, _, err := db.ListItems(ctx, run.ID, ItemFilter{Order: "-score"}); err != nil {
+				if _, _, err := db.ListItems(ctx, run.ID, tpo.ItemFilter{Order: "-score"}); err != nil {
 					errc <- err
 				}
 			}
@@ -477,7 +477,7 @@ func TestTwoHandles(t *testing.T) {
 	for err := range errc {
 		t.Error(err)
 	}
-	_, total, err := dbs[1].ListItems(ctx, run.ID, ItemFilter{})
+	_, total, err := dbs[1].ListItems(ctx, run.ID, tpo.ItemFilter{})
 	if err != nil || total != 16 {
 		t.Errorf("ListItems: total %d, %v; want 16", total, err)
 	}
@@ -518,7 +518,7 @@ func fillRun(t *testing.T, db *DB) tpo.Run {
 	return run
 }
 
-func ids(items []ItemSummary) string {
+func ids(items []tpo.ItemSummary) string {
 	var s []string
 	for _, it := range items {
 		s = append(s, it.ID)
@@ -531,30 +531,30 @@ func TestListItems(t *testing.T) {
 	db := openTest(t)
 	run := fillRun(t, db)
 	tests := []struct {
-		f     ItemFilter
+		f     tpo.ItemFilter
 		want  string
 		total int
 	}{
-		{ItemFilter{}, "a0 a1 a2 a3 a4 a5 a6 a7 a8 a9", 10},
-		{ItemFilter{Status: StatusAll, Limit: 3}, "a0 a1 a2", 10},
-		{ItemFilter{Limit: 3, Offset: 8}, "a8 a9", 10},
-		{ItemFilter{Offset: 20}, "", 10},
-		{ItemFilter{Status: StatusDone, Order: "-score", Limit: 2}, "a6 a5", 7},
-		{ItemFilter{Status: StatusFailed}, "a7", 1},
-		{ItemFilter{Status: StatusPending}, "a8 a9", 2},
-		{ItemFilter{Order: "score"}, "a0 a1 a2 a8 a3 a4 a5 a6 a7 a9", 10},
-		{ItemFilter{Order: "-score"}, "a6 a5 a4 a3 a8 a2 a1 a0 a7 a9", 10},
-		{ItemFilter{Order: "-gain", Limit: 3}, "a6 a5 a4", 10},
-		{ItemFilter{Order: "-tokens", Limit: 2}, "a6 a5", 10},
-		{ItemFilter{Order: "-id", Limit: 2}, "a9 a8", 10},
-		{ItemFilter{Order: "-seq", Limit: 2}, "a9 a8", 10},
-		{ItemFilter{Query: "A3"}, "a3", 1},
-		{ItemFilter{Query: "prompt OF a1"}, "a1", 1},
-		{ItemFilter{Query: "100%"}, "a3", 1},
-		{ItemFilter{Query: "0%"}, "a3", 1},
-		{ItemFilter{Query: "of_this"}, "a3", 1},
-		{ItemFilter{Query: "f_a"}, "", 0}, // "_" is not a wildcard
-		{ItemFilter{Query: "a", Status: StatusPending, Order: "-seq"}, "a9 a8", 2},
+		{tpo.ItemFilter{}, "a0 a1 a2 a3 a4 a5 a6 a7 a8 a9", 10},
+		{tpo.ItemFilter{Status: tpo.StatusAll, Limit: 3}, "a0 a1 a2", 10},
+		{tpo.ItemFilter{Limit: 3, Offset: 8}, "a8 a9", 10},
+		{tpo.ItemFilter{Offset: 20}, "", 10},
+		{tpo.ItemFilter{Status: tpo.StatusDone, Order: "-score", Limit: 2}, "a6 a5", 7},
+		{tpo.ItemFilter{Status: tpo.StatusFailed}, "a7", 1},
+		{tpo.ItemFilter{Status: tpo.StatusPending}, "a8 a9", 2},
+		{tpo.ItemFilter{Order: "score"}, "a0 a1 a2 a8 a3 a4 a5 a6 a7 a9", 10},
+		{tpo.ItemFilter{Order: "-score"}, "a6 a5 a4 a3 a8 a2 a1 a0 a7 a9", 10},
+		{tpo.ItemFilter{Order: "-gain", Limit: 3}, "a6 a5 a4", 10},
+		{tpo.ItemFilter{Order: "-tokens", Limit: 2}, "a6 a5", 10},
+		{tpo.ItemFilter{Order: "-id", Limit: 2}, "a9 a8", 10},
+		{tpo.ItemFilter{Order: "-seq", Limit: 2}, "a9 a8", 10},
+		{tpo.ItemFilter{Query: "A3"}, "a3", 1},
+		{tpo.ItemFilter{Query: "prompt OF a1"}, "a1", 1},
+		{tpo.ItemFilter{Query: "100%"}, "a3", 1},
+		{tpo.ItemFilter{Query: "0%"}, "a3", 1},
+		{tpo.ItemFilter{Query: "of_this"}, "a3", 1},
+		{tpo.ItemFilter{Query: "f_a"}, "", 0}, // "_" is not a wildcard
+		{tpo.ItemFilter{Query: "a", Status: tpo.StatusPending, Order: "-seq"}, "a9 a8", 2},
 	}
 	for _, tt := range tests {
 		items, total, err := db.ListItems(ctx, run.ID, tt.f)
@@ -566,25 +566,25 @@ func TestListItems(t *testing.T) {
 			t.Errorf("%+v: got %q (total %d), want %q (total %d)", tt.f, got, total, tt.want, tt.total)
 		}
 	}
-	for _, f := range []ItemFilter{{Status: "weird"}, {Order: "size"}, {Order: "--score"}} {
+	for _, f := range []tpo.ItemFilter{{Status: "weird"}, {Order: "size"}, {Order: "--score"}} {
 		if _, _, err := db.ListItems(ctx, run.ID, f); err == nil {
 			t.Errorf("%+v: got no error", f)
 		}
 	}
 
-	items, _, err := db.ListItems(ctx, run.ID, ItemFilter{})
+	items, _, err := db.ListItems(ctx, run.ID, tpo.ItemFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a5, a7, a9 := items[5], items[7], items[9]
-	if a5.Status != StatusDone || *a5.Score != 5 || *a5.InitialBest != 0 || *a5.Gain != 5 || a5.Steps != 2 ||
+	if a5.Status != tpo.StatusDone || *a5.Score != 5 || *a5.InitialBest != 0 || *a5.Gain != 5 || a5.Steps != 2 ||
 		a5.Usage.CompletionTokens != 5100 || a5.Finished == nil || a5.Duration <= 0 || a5.Prompt != "prompt of a5" {
 		t.Errorf("done item: got %+v", a5)
 	}
-	if a7.Status != StatusFailed || a7.Error != "server said no" || a7.Score != nil || a7.Gain != nil {
+	if a7.Status != tpo.StatusFailed || a7.Error != "server said no" || a7.Score != nil || a7.Gain != nil {
 		t.Errorf("failed item: got %+v", a7)
 	}
-	if a9.Status != StatusPending || a9.Score != nil || a9.Finished != nil || a9.Steps != 0 {
+	if a9.Status != tpo.StatusPending || a9.Score != nil || a9.Finished != nil || a9.Steps != 0 {
 		t.Errorf("pending item: got %+v", a9)
 	}
 
@@ -594,12 +594,12 @@ func TestListItems(t *testing.T) {
 	if _, err := db.StartItem(ctx, run.ID, 10, long); err != nil {
 		t.Fatal(err)
 	}
-	items, _, err = db.ListItems(ctx, run.ID, ItemFilter{Query: "long"})
+	items, _, err = db.ListItems(ctx, run.ID, tpo.ItemFilter{Query: "long"})
 	if err != nil || len(items) != 1 {
 		t.Fatalf("ListItems: %v %v", items, err)
 	}
-	if got := items[0].Prompt; got != strings.Repeat("é", PromptPreview) {
-		t.Errorf("prompt preview: got %d bytes, want %d characters", len(got), PromptPreview)
+	if got := items[0].Prompt; got != strings.Repeat("é", tpo.PromptPreview) {
+		t.Errorf("prompt preview: got %d bytes, want %d characters", len(got), tpo.PromptPreview)
 	}
 }
 

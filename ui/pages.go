@@ -14,8 +14,6 @@ import (
 	"strings"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/server"
-	"github.com/tpoproject/tpo/sqlite"
 )
 
 // Page sizes of the listings.
@@ -140,18 +138,18 @@ func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 // inFlight returns the runs in flight by id.
-func (h *Handler) inFlight() map[string]server.RunInfo {
+func (h *Handler) inFlight() map[string]tpo.LiveRun {
 	if h.live == nil {
 		return nil
 	}
-	m := map[string]server.RunInfo{}
+	m := map[string]tpo.LiveRun{}
 	for _, f := range h.live.InFlight() {
 		m[f.RunID] = f
 	}
 	return m
 }
 
-func (h *Handler) row(s sqlite.RunSummary, flying map[string]server.RunInfo) runRow {
+func (h *Handler) row(s tpo.RunSummary, flying map[string]tpo.LiveRun) runRow {
 	_, live := flying[s.ID]
 	return runRow{RunSummary: s, Settings: parseSettings(s.Config), URL: h.runURL(s.ID), InFlight: live}
 }
@@ -212,7 +210,7 @@ func pageParam(r *http.Request) int {
 // ---- runs ----
 
 type flightView struct {
-	server.RunInfo
+	tpo.LiveRun
 	URL    string
 	Prompt string
 }
@@ -355,7 +353,7 @@ func (h *Handler) handleRuns(w http.ResponseWriter, r *http.Request) {
 	p.Runs = rows[lo:min(len(rows), lo+runsPerPage)]
 	if h.live != nil {
 		for _, f := range h.live.InFlight() {
-			p.InFlight = append(p.InFlight, flightView{RunInfo: f, URL: h.prefix + "/live/" + url.PathEscape(f.RunID),
+			p.InFlight = append(p.InFlight, flightView{LiveRun: f, URL: h.prefix + "/live/" + url.PathEscape(f.RunID),
 				Prompt: truncate(f.Prompt, 300)})
 		}
 	}
@@ -365,7 +363,7 @@ func (h *Handler) handleRuns(w http.ResponseWriter, r *http.Request) {
 // ---- one run ----
 
 type itemRow struct {
-	sqlite.ItemSummary
+	tpo.ItemSummary
 	URL string
 }
 
@@ -405,7 +403,7 @@ func (h *Handler) progress(row runRow) progressView {
 	return progressView{Run: row, CurvesURL: row.URL + "/curves.svg" + v, GainsURL: row.URL + "/gains.svg" + v}
 }
 
-func (h *Handler) itemRows(runID string, items []sqlite.ItemSummary) []itemRow {
+func (h *Handler) itemRows(runID string, items []tpo.ItemSummary) []itemRow {
 	out := make([]itemRow, len(items))
 	for i, it := range items {
 		out[i] = itemRow{ItemSummary: it, URL: h.itemURL(runID, it.ID)}
@@ -428,8 +426,8 @@ func (h *Handler) handleRun(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	status, order, text := q.Get("status"), q.Get("order"), strings.TrimSpace(q.Get("q"))
-	switch sqlite.Status(status) {
-	case sqlite.StatusDone, sqlite.StatusFailed, sqlite.StatusPending:
+	switch tpo.ItemStatus(status) {
+	case tpo.StatusDone, tpo.StatusFailed, tpo.StatusPending:
 	default:
 		status = ""
 	}
@@ -437,8 +435,8 @@ func (h *Handler) handleRun(w http.ResponseWriter, r *http.Request) {
 		order = "seq"
 	}
 	n := pageParam(r)
-	items, total, err := h.store.ListItems(ctx, runID, sqlite.ItemFilter{Query: text, Status: sqlite.Status(status),
-		Order: sqlite.Order(order), Limit: itemsPerPage, Offset: (n - 1) * itemsPerPage})
+	items, total, err := h.store.ListItems(ctx, runID, tpo.ItemFilter{Query: text, Status: tpo.ItemStatus(status),
+		Order: tpo.ItemOrder(order), Limit: itemsPerPage, Offset: (n - 1) * itemsPerPage})
 	if err != nil {
 		h.storeError(w, r, err)
 		return
@@ -463,7 +461,7 @@ func (h *Handler) handleRun(w http.ResponseWriter, r *http.Request) {
 		p.EventsURL = row.URL + "/events"
 	}
 	if row.Items > 1 {
-		slow, _, err := h.store.ListItems(ctx, runID, sqlite.ItemFilter{Order: "-duration", Limit: slowestItems})
+		slow, _, err := h.store.ListItems(ctx, runID, tpo.ItemFilter{Order: "-duration", Limit: slowestItems})
 		if err != nil {
 			h.storeError(w, r, err)
 			return
@@ -471,7 +469,7 @@ func (h *Handler) handleRun(w http.ResponseWriter, r *http.Request) {
 		p.Slowest = h.itemRows(runID, slow)
 	}
 	if row.Failed > 0 {
-		failed, _, err := h.store.ListItems(ctx, runID, sqlite.ItemFilter{Status: sqlite.StatusFailed, Limit: failedItems})
+		failed, _, err := h.store.ListItems(ctx, runID, tpo.ItemFilter{Status: tpo.StatusFailed, Limit: failedItems})
 		if err != nil {
 			h.storeError(w, r, err)
 			return
@@ -626,7 +624,7 @@ func (h *Handler) handleItemBody(w http.ResponseWriter, r *http.Request) {
 // the item page when the run has one item, the run page otherwise.
 func (h *Handler) handleLive(w http.ResponseWriter, r *http.Request) {
 	runID := r.PathValue("run")
-	items, total, err := h.store.ListItems(r.Context(), runID, sqlite.ItemFilter{Limit: 1})
+	items, total, err := h.store.ListItems(r.Context(), runID, tpo.ItemFilter{Limit: 1})
 	if err != nil {
 		h.storeError(w, r, err)
 		return

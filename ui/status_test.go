@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/sqlite"
 )
 
 func TestRunStatus(t *testing.T) {
@@ -22,12 +21,12 @@ func TestRunStatus(t *testing.T) {
 		wantBody string
 	}{
 		{"in flight", runRow{InFlight: true}, "live", ""},
-		{"in flight, finished before", runRow{InFlight: true, RunSummary: sqlite.RunSummary{Run: tpo.Run{Finished: &now}}}, "live", ""},
-		{"served request that failed", runRow{RunSummary: sqlite.RunSummary{Run: tpo.Run{Finished: &now}, Items: 1, Failed: 1}}, "failed", ""},
-		{"every item failed", runRow{RunSummary: sqlite.RunSummary{Run: tpo.Run{Finished: &now}, Items: 805, Failed: 805}}, "failed", ""},
-		{"some failed", runRow{RunSummary: sqlite.RunSummary{Run: tpo.Run{Finished: &now}, Items: 3, Done: 2, Failed: 1}}, "finished", ""},
-		{"done", runRow{RunSummary: sqlite.RunSummary{Run: tpo.Run{Finished: &now}, Items: 1, Done: 1}}, "finished", ""},
-		{"interrupted", runRow{RunSummary: sqlite.RunSummary{Items: 3, Failed: 3}}, "unfinished", ""},
+		{"in flight, finished before", runRow{InFlight: true, RunSummary: tpo.RunSummary{Run: tpo.Run{Finished: &now}}}, "live", ""},
+		{"served request that failed", runRow{RunSummary: tpo.RunSummary{Run: tpo.Run{Finished: &now}, Items: 1, Failed: 1}}, "failed", ""},
+		{"every item failed", runRow{RunSummary: tpo.RunSummary{Run: tpo.Run{Finished: &now}, Items: 805, Failed: 805}}, "failed", ""},
+		{"some failed", runRow{RunSummary: tpo.RunSummary{Run: tpo.Run{Finished: &now}, Items: 3, Done: 2, Failed: 1}}, "finished", ""},
+		{"done", runRow{RunSummary: tpo.RunSummary{Run: tpo.Run{Finished: &now}, Items: 1, Done: 1}}, "finished", ""},
+		{"interrupted", runRow{RunSummary: tpo.RunSummary{Items: 3, Failed: 3}}, "unfinished", ""},
 	}
 	for _, tt := range tests {
 		if got := tt.row.Status(); got != tt.want {

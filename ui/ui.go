@@ -36,15 +36,13 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/server"
-	"github.com/tpoproject/tpo/sqlite"
 )
 
 // Store is what the UI reads runs from; *sqlite.DB implements it.
 type Store interface {
-	ListRuns(ctx context.Context) ([]sqlite.RunSummary, error)
-	GetRun(ctx context.Context, runID string) (sqlite.RunSummary, error)
-	ListItems(ctx context.Context, runID string, f sqlite.ItemFilter) ([]sqlite.ItemSummary, int, error)
+	ListRuns(ctx context.Context) ([]tpo.RunSummary, error)
+	GetRun(ctx context.Context, runID string) (tpo.RunSummary, error)
+	ListItems(ctx context.Context, runID string, f tpo.ItemFilter) ([]tpo.ItemSummary, int, error)
 	GetItem(ctx context.Context, runID, itemID string) (tpo.ItemState, error)
 	// Results calls fn with every item of a run, in input order.
 	Results(ctx context.Context, runID string, fn func(tpo.ItemState) error) error
@@ -60,7 +58,7 @@ type Live interface {
 	// run not in flight.
 	Subscribe(runID string) (<-chan tpo.Event, func())
 	// InFlight lists the optimizations running now.
-	InFlight() []server.RunInfo
+	InFlight() []tpo.LiveRun
 }
 
 // Defaults of Options fields left zero.

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/server"
 	"github.com/tpoproject/tpo/sqlite"
 )
 
@@ -426,9 +425,9 @@ type failingStore struct{ Store }
 
 var errDisk = errors.New("disk on fire")
 
-func (failingStore) ListRuns(context.Context) ([]sqlite.RunSummary, error) { return nil, errDisk }
-func (failingStore) GetRun(context.Context, string) (sqlite.RunSummary, error) {
-	return sqlite.RunSummary{}, errDisk
+func (failingStore) ListRuns(context.Context) ([]tpo.RunSummary, error) { return nil, errDisk }
+func (failingStore) GetRun(context.Context, string) (tpo.RunSummary, error) {
+	return tpo.RunSummary{}, errDisk
 }
 
 func TestStoreErrors(t *testing.T) {
@@ -599,18 +598,18 @@ func TestNewOptions(t *testing.T) {
 // fakeLive is a Live source driven by the test.
 type fakeLive struct {
 	mu     sync.Mutex
-	flying map[string]server.RunInfo
+	flying map[string]tpo.LiveRun
 	subs   map[string][]chan tpo.Event
 }
 
 func newFakeLive() *fakeLive {
-	return &fakeLive{flying: map[string]server.RunInfo{}, subs: map[string][]chan tpo.Event{}}
+	return &fakeLive{flying: map[string]tpo.LiveRun{}, subs: map[string][]chan tpo.Event{}}
 }
 
 func (f *fakeLive) start(runID string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.flying[runID] = server.RunInfo{RunID: runID, Model: "m", Mode: tpo.ModeTPO, Width: 2, Depth: 1, Prompt: "live " + evil}
+	f.flying[runID] = tpo.LiveRun{RunID: runID, Model: "m", Mode: tpo.ModeTPO, Width: 2, Depth: 1, Prompt: "live " + evil}
 }
 
 func (f *fakeLive) Subscribe(runID string) (<-chan tpo.Event, func()) {
@@ -625,10 +624,10 @@ func (f *fakeLive) Subscribe(runID string) (<-chan tpo.Event, func()) {
 	return ch, func() {}
 }
 
-func (f *fakeLive) InFlight() []server.RunInfo {
+func (f *fakeLive) InFlight() []tpo.LiveRun {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []server.RunInfo
+	var out []tpo.LiveRun
 	for _, i := range f.flying {
 		out = append(out, i)
 	}

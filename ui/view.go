@@ -12,7 +12,6 @@ import (
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/report"
-	"github.com/tpoproject/tpo/sqlite"
 )
 
 // settings is what the UI shows of a run's stored configuration.
@@ -124,7 +123,7 @@ func prettyJSON(raw json.RawMessage) string {
 
 // runRow is a run as the pages show it.
 type runRow struct {
-	sqlite.RunSummary
+	tpo.RunSummary
 	Settings settings
 	URL      string
 	// InFlight is true while tpo serve optimizes the run in this process.

@@ -245,7 +245,7 @@ func (d dataRun) interrupted(ctx context.Context, db *sqlite.DB, runID string, t
 // finishedItems counts the items of a run that are done and those that
 // failed, among its first limit items (0: all).
 func finishedItems(ctx context.Context, db *sqlite.DB, runID string, limit int) (done, failed int, err error) {
-	items, _, err := db.ListItems(ctx, runID, sqlite.ItemFilter{})
+	items, _, err := db.ListItems(ctx, runID, tpo.ItemFilter{})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -254,9 +254,9 @@ func finishedItems(ctx context.Context, db *sqlite.DB, runID string, limit int) 
 			continue
 		}
 		switch it.Status {
-		case sqlite.StatusDone:
+		case tpo.StatusDone:
 			done++
-		case sqlite.StatusFailed:
+		case tpo.StatusFailed:
 			failed++
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/sim"
 	"github.com/tpoproject/tpo/sqlite"
 )
@@ -112,7 +113,7 @@ func TestUIUsage(t *testing.T) {
 
 // fillStore runs tpo run over a small dataset, one of whose prompts holds
 // HTML and script, and returns the store and its runs, newest first.
-func fillStore(t *testing.T, url string, extra ...[]string) (string, []sqlite.RunSummary) {
+func fillStore(t *testing.T, url string, extra ...[]string) (string, []tpo.RunSummary) {
 	t.Helper()
 	dir := t.TempDir()
 	data := filepath.Join(dir, "d.jsonl")

@@ -117,7 +117,7 @@ func decodeID(raw json.RawMessage) (string, error) {
 func (l Line) Result() tpo.Result {
 	r := tpo.Result{
 		ID: l.ID, Prompt: l.Prompt, Messages: l.Messages, Response: l.Response,
-		Steps: l.Steps, Usage: l.Usage, ScoreCalls: l.ScoreCalls, ScoreUsage: l.ScoreUsage,
+		Steps: l.Steps, Usage: l.Usage, ScoreCalls: l.ScoreCalls, ScoreUsage: l.ScoreUsage, StopReason: l.StopReason,
 	}
 	if l.Score != nil {
 		r.Score = *l.Score

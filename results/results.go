@@ -29,6 +29,9 @@ type Line struct {
 	ScoreCalls  int        `json:"score_calls"`
 	// ScoreUsage is what the reward calls cost (requests, retries; a judge's tokens).
 	ScoreUsage tpo.Usage `json:"score_usage"`
+	// StopReason says why a successful optimization stopped: depth,
+	// patience, target, budget or deadline.
+	StopReason tpo.StopReason `json:"stop_reason,omitempty"`
 	// Error is null on success.
 	Error *string `json:"error"`
 }
@@ -37,7 +40,7 @@ type Line struct {
 func FromResult(r tpo.Result) Line {
 	l := Line{
 		ID: r.ID, Prompt: r.Prompt, Response: r.Response, Steps: r.Steps,
-		Usage: r.Usage, ScoreCalls: r.ScoreCalls, ScoreUsage: r.ScoreUsage,
+		Usage: r.Usage, ScoreCalls: r.ScoreCalls, ScoreUsage: r.ScoreUsage, StopReason: r.StopReason,
 	}
 	if len(r.Messages) > 1 {
 		l.Messages = r.Messages

@@ -10,7 +10,7 @@ import (
 )
 
 func TestFromResult(t *testing.T) {
-	ok := tpo.Result{ID: "1", Prompt: "p", Response: "r", Score: 2, InitialBest: 1,
+	ok := tpo.Result{ID: "1", Prompt: "p", Response: "r", Score: 2, InitialBest: 1, StopReason: tpo.StopPatience,
 		Steps: []tpo.Step{{Step: 0, Candidates: []tpo.Candidate{{Text: "r", Score: 2}}}}}
 	failed := tpo.Result{ID: "2", Prompt: "q", Error: "policy: 500"}
 	var b bytes.Buffer
@@ -40,6 +40,14 @@ func TestFromResult(t *testing.T) {
 	}
 	if m0["error"] != nil || m0["score"] != 2.0 {
 		t.Errorf("success line: error %v score %v, want null and 2", m0["error"], m0["score"])
+	}
+	if m0["stop_reason"] != "patience" {
+		t.Errorf("success line: stop_reason %v, want patience", m0["stop_reason"])
+	}
+	var back Line
+	_ = json.Unmarshal([]byte(lines[0]), &back)
+	if back.Result().StopReason != tpo.StopPatience {
+		t.Errorf("read back: stop reason %q", back.Result().StopReason)
 	}
 	if m1["error"] != "policy: 500" || m1["score"] != nil {
 		t.Errorf("failure line: error %v score %v", m1["error"], m1["score"])

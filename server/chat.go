@@ -16,12 +16,13 @@ import (
 var errBusy = errors.New("busy")
 
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
 	body, aerr := readBody(w, r, s.opts.MaxBody)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
-	p, aerr := parseRequest(body, s.opts.Config, s.opts.DefaultReward, s.opts.Scorers, s.opts.Limits)
+	p, aerr := parseRequest(body, s.opts.Config, s.opts.DefaultReward, s.opts.Scorers, s.opts.Limits, s.opts.Deadline)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -39,7 +40,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 
-	o := outcome{ID: newCompletionID(), Created: s.opts.Now().Unix(), Model: p.Model, Plan: p}
+	o := outcome{ID: newCompletionID(), Created: s.opts.Now().Unix(), Arrived: arrived, Model: p.Model, Plan: p}
 	if o.Model == "" {
 		o.Model = s.up.DefaultModel()
 	}
@@ -136,7 +137,7 @@ func (s *Server) optimize(ctx context.Context, o outcome, onEvent func(tpo.Event
 	m := newMeter(s.up.Generator(o.Model), s.opts.Scorers[p.Reward], s.metrics)
 	opt := &tpo.Optimizer{Policy: meterGenerator{m}, Reward: meterScorer{m}, Config: p.Config,
 		Templates: s.opts.Templates, Logger: s.log}
-	opts := tpo.Options{OnEvent: func(e tpo.Event) {
+	opts := tpo.Options{Deadline: o.deadline(), OnEvent: func(e tpo.Event) {
 		s.hub.publish(flightID, e)
 		if s.opts.Events != nil {
 			s.opts.Events(flightID, e)
@@ -190,8 +191,12 @@ func (s *Server) optimize(ctx context.Context, o outcome, onEvent func(tpo.Event
 // optimizeError converts an optimization failure into an API error.
 func (s *Server) optimizeError(ctx context.Context, o outcome, err error) *apiError {
 	deadline := errors.Is(ctx.Err(), context.DeadlineExceeded)
-	if deadline {
+	switch due := o.deadline(); {
+	case deadline:
 		err = fmt.Errorf("request timeout of %v: %w", s.opts.RequestTimeout, err)
+	case !due.IsZero() && !time.Now().Before(due) && errors.Is(err, context.DeadlineExceeded):
+		err = fmt.Errorf("no response was scored before the answer was due (%v after the request): %w", o.Plan.Deadline, err)
+		deadline = true
 	}
 	e := upstreamError(err, deadline)
 	if o.RunID != "" {

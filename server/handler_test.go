@@ -773,3 +773,116 @@ func TestModelsHealthMetrics(t *testing.T) {
 		t.Error("metrics include the global registry's collectors")
 	}
 }
+
+func TestStoppingRulesPerRequest(t *testing.T) {
+	e := newTestEnv(t, nil)
+	// Every text scores its length: the samples ("answer 0 to: ...") beat
+	// the updates ("improved ..."), so no round gains.
+	var c completion
+	decodeJSON(t, e.post(t, `{"model":"m",`+convo+`,"tpo":{"depth":4,"patience":1}}`), http.StatusOK, &c)
+	if c.TPO.StopReason != tpo.StopPatience || c.TPO.Steps != 2 || len(e.up.policy.Calls()) != 4 {
+		t.Errorf("patience 1: stop %q after %d steps and %d requests; want patience, 2 and 4", c.TPO.StopReason, c.TPO.Steps, len(e.up.policy.Calls()))
+	}
+	e2 := newTestEnv(t, nil)
+	decodeJSON(t, e2.post(t, `{"model":"m",`+convo+`,"tpo":{"target_score":1}}`), http.StatusOK, &c)
+	if c.TPO.StopReason != tpo.StopTarget || c.TPO.Steps != 1 {
+		t.Errorf("target: stop %q after %d steps", c.TPO.StopReason, c.TPO.Steps)
+	}
+	e3 := newTestEnv(t, nil)
+	decodeJSON(t, e3.post(t, `{"model":"m",`+convo+`}`), http.StatusOK, &c)
+	if c.TPO.StopReason != tpo.StopDepth || c.TPO.Steps != 3 {
+		t.Errorf("default: stop %q after %d steps", c.TPO.StopReason, c.TPO.Steps)
+	}
+	for _, body := range []string{`"patience":-1`, `"max_item_tokens":-5`, `"deadline_ms":0`, `"patience":"two"`} {
+		resp := e3.post(t, `{"model":"m",`+convo+`,"tpo":{`+body+`}}`)
+		var er struct{ Error errorObject }
+		decodeJSON(t, resp, http.StatusBadRequest, &er)
+		if er.Error.Param == nil || !strings.HasPrefix(*er.Error.Param, "tpo") {
+			t.Errorf("%s: error %+v, want a 400 naming the tpo field", body, er.Error)
+		}
+	}
+}
+
+func TestDeadlineAnswersWithTheBestSoFar(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		server time.Duration
+		body   string
+	}{
+		{"request", 0, `"tpo":{"deadline_ms":200}`},
+		{"server", 200 * time.Millisecond, `"tpo":{}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, func(o *Options) { o.Deadline = tc.server })
+			// The update call of step 1 hangs until its context ends.
+			cancelled := make(chan struct{}, 1)
+			e.up.block = func(ctx context.Context, call int, req tpo.GenerateRequest) error {
+				if req.Stage == tpo.StageUpdate {
+					<-ctx.Done()
+					cancelled <- struct{}{}
+					return ctx.Err()
+				}
+				return nil
+			}
+			t0 := time.Now()
+			var c completion
+			decodeJSON(t, e.post(t, `{"model":"m",`+convo+`,`+tc.body+`}`), http.StatusOK, &c)
+			if c.TPO.StopReason != tpo.StopDeadline || c.TPO.Steps != 1 || len(c.Choices) != 1 || c.Choices[0].Message.Content == "" {
+				t.Errorf("stop %q, %d steps, choices %+v; want the best step-0 sample at the deadline", c.TPO.StopReason, c.TPO.Steps, c.Choices)
+			}
+			if d := time.Since(t0); d < 200*time.Millisecond {
+				t.Errorf("answered after %v, before the deadline", d)
+			}
+			select {
+			case <-cancelled:
+			default:
+				t.Error("the update call in flight was not cancelled")
+			}
+		})
+	}
+
+	// Streaming clients see it in the final chunk.
+	e := newTestEnv(t, nil)
+	e.up.block = func(ctx context.Context, call int, req tpo.GenerateRequest) error {
+		if req.Stage == tpo.StageGradient {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}
+	resp := e.post(t, `{"model":"m","stream":true,`+convo+`,"tpo":{"deadline_ms":150}}`)
+	events := readSSE(t, resp.Body)
+	var final Summary
+	for _, ev := range events {
+		var c streamChunk
+		if ev.Data == "" || ev.Data == "[DONE]" || json.Unmarshal([]byte(ev.Data), &c) != nil || c.TPO == nil {
+			continue
+		}
+		if len(c.Choices) == 1 && c.Choices[0].FinishReason != nil {
+			_ = json.Unmarshal(*c.TPO, &final)
+		}
+	}
+	if final.StopReason != tpo.StopDeadline {
+		t.Errorf("final chunk's tpo object: %+v, want stop_reason deadline", final)
+	}
+
+	// Nothing scored by the deadline: a 504 that says so.
+	e3 := newTestEnv(t, nil)
+	e3.up.block = func(ctx context.Context, call int, req tpo.GenerateRequest) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	var er3 struct{ Error errorObject }
+	decodeJSON(t, e3.post(t, `{"model":"m",`+convo+`,"tpo":{"deadline_ms":50}}`), http.StatusGatewayTimeout, &er3)
+	if !strings.Contains(er3.Error.Message, "no response was scored before the answer was due") {
+		t.Errorf("error %+v, want one saying nothing was scored in time", er3.Error)
+	}
+
+	// A deadline longer than the server's is refused.
+	e2 := newTestEnv(t, func(o *Options) { o.Deadline = time.Second })
+	var er struct{ Error errorObject }
+	decodeJSON(t, e2.post(t, `{"model":"m",`+convo+`,"tpo":{"deadline_ms":5000}}`), http.StatusBadRequest, &er)
+	if er.Error.Param == nil || *er.Error.Param != "tpo.deadline_ms" {
+		t.Errorf("error %+v, want one naming tpo.deadline_ms", er.Error)
+	}
+}

@@ -12,7 +12,6 @@ import (
 // events are dropped for it.
 const subscriberBuffer = 256
 
-
 // hub fans the events of the optimizations in flight out to subscribers.
 // Publishing never blocks: a subscriber whose buffer is full misses events.
 type hub struct {

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tpoproject/tpo"
 )
@@ -33,6 +34,17 @@ type Overrides struct {
 	CritiqueMaxTokens   *int     `json:"critique_max_tokens,omitempty"`
 	// MaxTextChars bounds each text inserted into a prompt, in bytes.
 	MaxTextChars *int `json:"max_text_chars,omitempty"`
+	// Stopping rules (see tpo.Config): stop when the best score has not
+	// improved for Patience rounds, once it reaches TargetScore, or before
+	// a round that would take the request's policy tokens past
+	// MaxItemTokens.
+	Patience      *int     `json:"patience,omitempty"`
+	TargetScore   *float64 `json:"target_score,omitempty"`
+	MaxItemTokens *int     `json:"max_item_tokens,omitempty"`
+	// DeadlineMS is when the answer is due, in milliseconds from the
+	// request's arrival: the best answer so far is returned then, and the
+	// calls in flight are cancelled.
+	DeadlineMS *int64 `json:"deadline_ms,omitempty"`
 }
 
 // Limits bound what a request may ask for.
@@ -109,11 +121,14 @@ type plan struct {
 	Config tpo.Config
 	Reward string // scorer name
 	N      int
+	// Deadline is when the answer is due, from the request's arrival
+	// (0: none).
+	Deadline time.Duration
 }
 
 // parseRequest reads a chat completion request body and checks it against
 // the server's defaults, limits and scorers. It does not touch the network.
-func parseRequest(body []byte, defaults tpo.Config, defaultReward string, scorers map[string]tpo.Scorer, lim Limits) (*plan, *apiError) {
+func parseRequest(body []byte, defaults tpo.Config, defaultReward string, scorers map[string]tpo.Scorer, lim Limits, deadline time.Duration) (*plan, *apiError) {
 	lim = lim.withDefaults()
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
@@ -193,6 +208,17 @@ func parseRequest(body []byte, defaults tpo.Config, defaultReward string, scorer
 		return nil, aerr
 	}
 	p.Config = cfg
+	p.Deadline = deadline
+	if ov.DeadlineMS != nil {
+		if *ov.DeadlineMS < 1 {
+			return nil, badRequest("tpo.deadline_ms", "tpo.deadline_ms must be at least 1, got %d", *ov.DeadlineMS)
+		}
+		d := time.Duration(*ov.DeadlineMS) * time.Millisecond
+		if deadline > 0 && d > deadline {
+			return nil, badRequest("tpo.deadline_ms", "tpo.deadline_ms must be at most this server's deadline, %d", deadline.Milliseconds())
+		}
+		p.Deadline = d
+	}
 
 	p.Reward = defaultReward
 	if ov.Reward != "" {
@@ -339,6 +365,27 @@ func applyOverrides(cfg tpo.Config, ov Overrides, lim Limits) (tpo.Config, *apiE
 			return cfg, badRequest("tpo.max_text_chars", "tpo.max_text_chars must not be negative, got %d", *ov.MaxTextChars)
 		}
 		cfg.MaxTextChars = *ov.MaxTextChars
+	}
+	return applyStops(cfg, ov)
+}
+
+// applyStops sets the stopping rules a request asks for.
+func applyStops(cfg tpo.Config, ov Overrides) (tpo.Config, *apiError) {
+	if ov.Patience != nil {
+		if *ov.Patience < 0 {
+			return cfg, badRequest("tpo.patience", "tpo.patience must not be negative, got %d", *ov.Patience)
+		}
+		cfg.Patience = *ov.Patience
+	}
+	if ov.TargetScore != nil {
+		v := *ov.TargetScore
+		cfg.TargetScore = &v
+	}
+	if ov.MaxItemTokens != nil {
+		if *ov.MaxItemTokens < 0 {
+			return cfg, badRequest("tpo.max_item_tokens", "tpo.max_item_tokens must not be negative, got %d", *ov.MaxItemTokens)
+		}
+		cfg.MaxItemTokens = *ov.MaxItemTokens
 	}
 	return cfg, nil
 }

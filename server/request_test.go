@@ -17,7 +17,7 @@ func testScorers() map[string]tpo.Scorer {
 
 func parse(t *testing.T, body string) (*plan, *apiError) {
 	t.Helper()
-	return parseRequest([]byte(body), tpo.DefaultConfig(), "rm", testScorers(), Limits{})
+	return parseRequest([]byte(body), tpo.DefaultConfig(), "rm", testScorers(), Limits{}, 0)
 }
 
 func TestParseRequestConversation(t *testing.T) {
@@ -147,7 +147,7 @@ func TestParseRequestErrors(t *testing.T) {
 
 func TestParseRequestConfiguredLimits(t *testing.T) {
 	body := `{"tpo":{"width":40,"depth":12},"n":20,"messages":[{"role":"user","content":"hi"}]}`
-	p, aerr := parseRequest([]byte(body), tpo.DefaultConfig(), "rm", testScorers(), Limits{MaxWidth: 64, MaxDepth: 12, MaxN: 20})
+	p, aerr := parseRequest([]byte(body), tpo.DefaultConfig(), "rm", testScorers(), Limits{MaxWidth: 64, MaxDepth: 12, MaxN: 20}, 0)
 	if aerr != nil {
 		t.Fatalf("parseRequest: %v", aerr)
 	}
@@ -167,7 +167,7 @@ func FuzzParseRequest(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		p, aerr := parseRequest([]byte(body), tpo.DefaultConfig(), "rm", testScorers(), Limits{})
+		p, aerr := parseRequest([]byte(body), tpo.DefaultConfig(), "rm", testScorers(), Limits{}, 0)
 		if (p == nil) == (aerr == nil) {
 			t.Fatalf("parseRequest(%q) = %v, %v: want exactly one", body, p, aerr)
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tpoproject/tpo"
@@ -95,6 +96,10 @@ type Summary struct {
 	// score; score counts reward calls and has no tokens).
 	Stages map[tpo.Stage]StageUsage `json:"stages"`
 	Notes  []string                 `json:"notes,omitempty"`
+	// StopReason says why the optimization stopped: depth (every round
+	// ran), patience, target, budget, or deadline (the answer is the best
+	// found before the request's deadline).
+	StopReason tpo.StopReason `json:"stop_reason,omitempty"`
 }
 
 // StageUsage is what the calls of one stage cost.
@@ -200,11 +205,20 @@ func bestDistinct(res tpo.Result, n int) []tpo.Candidate {
 type outcome struct {
 	ID      string // chatcmpl-...
 	Created int64
+	Arrived time.Time
 	Model   string
 	RunID   string
 	Result  tpo.Result
 	Plan    *plan
 	Meter   meterSnapshot
+}
+
+// deadline is when o's answer is due, or zero.
+func (o outcome) deadline() time.Time {
+	if o.Plan.Deadline <= 0 {
+		return time.Time{}
+	}
+	return o.Arrived.Add(o.Plan.Deadline)
 }
 
 // summary builds the "tpo" object of a finished optimization.
@@ -219,6 +233,7 @@ func (o outcome) summary(cands []tpo.Candidate) *Summary {
 		RewardCalls: o.Meter.RewardCalls,
 		Stages:      map[tpo.Stage]StageUsage{},
 		Scores:      []float64{},
+		StopReason:  o.Result.StopReason,
 	}
 	for st, u := range o.Meter.Stages {
 		s.Stages[st] = u

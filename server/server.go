@@ -65,6 +65,11 @@ type Options struct {
 	// RequestTimeout is the deadline of one request (default 15m; negative:
 	// none).
 	RequestTimeout time.Duration
+	// Deadline, when positive, is when an answer is due after a request
+	// arrives: the best answer found by then is returned, and the calls in
+	// flight are cancelled. A request's "tpo": {"deadline_ms": ...} may
+	// ask for less.
+	Deadline time.Duration
 	// MaxConcurrent is the number of optimizations run at once (default 8);
 	// a request waits up to QueueWait (default 5s; negative: not at all)
 	// for a slot, then gets a 429.

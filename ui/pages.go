@@ -509,9 +509,12 @@ type itemBody struct {
 	Usage      tpo.Usage
 	ScoreCalls int
 	Millis     int64
-	Messages   []tpo.Message
-	Steps      []stepView
-	ChartURL   string
+	// Stopped says why a finished optimization stopped ("" while running
+	// or failed, or for results stored before stop reasons were).
+	Stopped  string
+	Messages []tpo.Message
+	Steps    []stepView
+	ChartURL string
 	// Final is true when nothing more will change.
 	Final bool
 }
@@ -536,6 +539,9 @@ func (h *Handler) body(row runRow, st tpo.ItemState, pending *stepView) itemBody
 			steps = res.Steps
 		}
 		b.Usage, b.ScoreCalls = res.Usage, res.ScoreCalls
+		if res.Error == "" {
+			b.Stopped = stoppedText(res.StopReason)
+		}
 		if _, _, ok := bestSoFar(steps); ok {
 			b.Answer, b.HaveAnswer, b.Score = res.Response, true, res.Score
 			best = &res.Best
@@ -680,4 +686,21 @@ func (h *Handler) handleDelete(w http.ResponseWriter, r *http.Request) {
 	h.sums.drop(runID)
 	h.log.Info("ui: run deleted", "run", runID, "remote", r.RemoteAddr)
 	http.Redirect(w, r, h.prefix+"/?deleted="+url.QueryEscape(runID), http.StatusSeeOther)
+}
+
+// stoppedText says why an optimization stopped, for the item page.
+func stoppedText(why tpo.StopReason) string {
+	switch why {
+	case tpo.StopDepth:
+		return "every round ran"
+	case tpo.StopPatience:
+		return "stopped early: the best score stopped improving"
+	case tpo.StopTarget:
+		return "stopped early: the best score reached the target"
+	case tpo.StopBudget:
+		return "stopped early: another round would exceed the token budget"
+	case tpo.StopDeadline:
+		return "stopped at the deadline: the best answer found in time"
+	}
+	return ""
 }

@@ -88,7 +88,7 @@ func fixture(t *testing.T, db *sqlite.DB) {
 	must(err)
 	must(db.FinishItem(ctx, "r1", tpo.Result{ID: "a", Prompt: "What is 2+2?", Response: s1.Candidates[0].Text, Score: 2,
 		Best: tpo.Ref{Step: 1, Index: 0}, InitialBest: 1, Steps: []tpo.Step{s0, s1},
-		Usage: tpo.Usage{Requests: 4, PromptTokens: 110, CompletionTokens: 70}, ScoreCalls: 2}))
+		Usage: tpo.Usage{Requests: 4, PromptTokens: 110, CompletionTokens: 70}, ScoreCalls: 2, StopReason: tpo.StopPatience}))
 
 	_, err = db.StartItem(ctx, "r1", 1, tpo.Item{ID: "b", Messages: []tpo.Message{{Role: "user", Content: "second " + evil}}})
 	must(err)
@@ -364,6 +364,7 @@ func TestItemPage(t *testing.T) {
 		"update sample without an &lt;improved_response&gt; block", "note &lt;script&gt;",
 		"Messages sent to the model (1 call)", "judge &lt;script&gt;", "loss · n=1",
 		"<ins>", "<del>", `width="100.0"`, `width="4.0"`, "sample 1.2s",
+		"stopped early: the best score stopped improving",
 	} {
 		if !strings.Contains(b, want) {
 			t.Errorf("item page lacks %q", want)

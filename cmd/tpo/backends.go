@@ -51,6 +51,9 @@ type backendFlags struct {
 	critMaxTokens     int
 	maxTextChars      int
 	seed              optInt
+	patience          int
+	targetScore       optFloat
+	maxItemTokens     int
 	templates         string
 	store             string
 }
@@ -90,6 +93,9 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&b.critMaxTokens, "critique-max-tokens", d.Critique.MaxTokens, "most new tokens of a critique or of instructions")
 	fs.IntVar(&b.maxTextChars, "max-text-chars", d.MaxTextChars, "bytes of each text inserted into a prompt (chosen, rejected, critique); 0: no limit")
 	fs.Var(&b.seed, "seed", "base `seed` for reproducible sampling (default: none sent)")
+	fs.IntVar(&b.patience, "patience", 0, "stop an item after this many rounds in a row without a better best score (0: off)")
+	fs.Var(&b.targetScore, "target-score", "stop an item as soon as its best score reaches this `score` (default: off)")
+	fs.IntVar(&b.maxItemTokens, "max-item-tokens", 0, "an item's budget of policy `tokens`: a round that would exceed it is not started (0: none)")
 	fs.StringVar(&b.templates, "templates", "", "`dir`ectory of prompt templates overriding the built-in ones")
 	fs.StringVar(&b.store, "store", "tpo.db", "SQLite run store `file`")
 }
@@ -105,6 +111,11 @@ func (b *backendFlags) config() (tpo.Config, error) {
 		Sampling:     tpo.Sampling{Temperature: b.temperature, TopP: b.topP, MaxTokens: b.maxTokens},
 		Critique:     tpo.Sampling{Temperature: b.critTemperature, TopP: b.critTopP, MaxTokens: b.critMaxTokens},
 		MaxTextChars: b.maxTextChars,
+	}
+	c.Patience, c.MaxItemTokens = b.patience, b.maxItemTokens
+	if b.targetScore.set {
+		v := b.targetScore.v
+		c.TargetScore = &v
 	}
 	if b.seed.set {
 		s := b.seed.v

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
 	"sort"
@@ -57,6 +58,27 @@ func (o *optInt) Set(s string) error {
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		return errors.New("want an integer")
+	}
+	o.v, o.set = v, true
+	return nil
+}
+
+// optFloat is a float flag that remembers whether it was set.
+type optFloat struct {
+	v   float64
+	set bool
+}
+
+func (o *optFloat) String() string {
+	if !o.set {
+		return ""
+	}
+	return strconv.FormatFloat(o.v, 'g', -1, 64)
+}
+func (o *optFloat) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return errors.New("want a number")
 	}
 	o.v, o.set = v, true
 	return nil

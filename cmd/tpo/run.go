@@ -310,11 +310,26 @@ func runOne(ctx context.Context, env *environ, store *sqlite.DB, opt *tpo.Optimi
 		fmt.Fprintln(env.stdout, res.Response)
 	}
 	if verbose {
-		fmt.Fprintf(env.stderr, "best score %.4g (best initial sample %.4g, gain %+.4g); %s, %s; run %s\n",
+		fmt.Fprintf(env.stderr, "best score %.4g (best initial sample %.4g, gain %+.4g); %s, %s; %s; run %s\n",
 			res.Score, res.InitialBest, res.Gain(), plural(res.Usage.Requests, "policy request", "policy requests"),
-			plural(res.Usage.TotalTokens(), "token", "tokens"), run.ID)
+			plural(res.Usage.TotalTokens(), "token", "tokens"), stopText(res.StopReason), run.ID)
 	}
 	return nil
+}
+
+// stopText says why an optimization stopped, for people.
+func stopText(why tpo.StopReason) string {
+	switch why {
+	case tpo.StopPatience:
+		return "stopped early: the best score stopped improving (--patience)"
+	case tpo.StopTarget:
+		return "stopped early: the best score reached --target-score"
+	case tpo.StopBudget:
+		return "stopped early: another round would exceed --max-item-tokens"
+	case tpo.StopDeadline:
+		return "stopped at the deadline"
+	}
+	return "every round ran"
 }
 
 func printEvent(w io.Writer, e tpo.Event) {

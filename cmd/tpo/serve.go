@@ -39,6 +39,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	addr := &lf.addr
 	maxBody := fs.Int64("max-body", server.DefaultMaxBody, "largest request body in `bytes`")
 	reqTimeout := fs.Duration("request-timeout", server.DefaultRequestTimeout, "deadline of one request (0: none)")
+	deadline := fs.Duration("deadline", 0, "when an answer is due after a request arrives: the best answer found by then is returned (0: none; a request's tpo.deadline_ms may ask for less)")
 	maxConcurrent := fs.Int("max-concurrent", server.DefaultMaxConcurrent, "optimizations run at once")
 	queueWait := fs.Duration("queue-wait", server.DefaultQueueWait, "how long a request waits for a free optimization slot before a 429")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish before they are cancelled")
@@ -65,8 +66,10 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		return usagef("--max-body must be at least 1")
 	case *maxWidth < 1 || *maxDepth < 0 || *maxN < 1:
 		return usagef("--max-width and --max-n must be at least 1, --max-depth at least 0")
-	case *reqTimeout < 0 || *queueWait < 0 || *shutdownTimeout < 0:
+	case *reqTimeout < 0 || *queueWait < 0 || *shutdownTimeout < 0 || *deadline < 0:
 		return usagef("durations must not be negative")
+	case *deadline > 0 && *reqTimeout > 0 && *deadline >= *reqTimeout:
+		return usagef("--deadline (%v) must be shorter than --request-timeout (%v), or the request times out before its answer is due", *deadline, *reqTimeout)
 	}
 	log := env.log
 	if *verbose {
@@ -118,6 +121,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		Limits:         server.Limits{MaxWidth: *maxWidth, MaxDepth: *maxDepth, MaxN: *maxN},
 		MaxBody:        *maxBody,
 		RequestTimeout: timeout,
+		Deadline:       *deadline,
 		MaxConcurrent:  *maxConcurrent,
 		QueueWait:      wait,
 		APIKeys:        apiKeys,

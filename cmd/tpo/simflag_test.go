@@ -200,3 +200,41 @@ func TestServeSim(t *testing.T) {
 	}
 	assertDown(t, url)
 }
+
+func TestRunStoppingRules(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "d.jsonl")
+	os.WriteFile(data, []byte("\"What is a monad?\"\n\"Explain TCP slow start.\"\n\"Name a prime.\"\n"), 0o644)
+	for _, tc := range []struct {
+		flags []string
+		want  string
+		steps int // at most
+	}{
+		{nil, "depth", 5},
+		{[]string{"--target-score", "1"}, "target", 1},           // every judge grade is at least 1
+		{[]string{"--max-item-tokens", "1"}, "budget", 1},        // step 0 only
+		{[]string{"--target-score", "1000"}, "depth", 5},         // never reached
+		{[]string{"--patience", "1", "--reward", "vllm"}, "", 5}, // the sim's updates gain: any reason
+	} {
+		out := filepath.Join(dir, "out.jsonl")
+		args := append([]string{"run", "--sim", "--sim-time-scale", "0.0005", "--store", filepath.Join(dir, "tpo.db"),
+			"--depth", "4", "--data", data, "--out", out, "--progress", "off"}, tc.flags...)
+		code, _, stderr := cli(t, "", args...)
+		if code != 0 {
+			t.Fatalf("%q: exit %d; stderr:\n%s", tc.flags, code, stderr)
+		}
+		b, _ := os.ReadFile(out)
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var r struct {
+				StopReason string `json:"stop_reason"`
+				Steps      []any  `json:"steps"`
+			}
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.StopReason == "" || (tc.want != "" && r.StopReason != tc.want) || len(r.Steps) > tc.steps {
+				t.Errorf("%q: stop_reason %q after %d steps, want %q within %d", tc.flags, r.StopReason, len(r.Steps), tc.want, tc.steps)
+			}
+		}
+	}
+}

@@ -77,6 +77,12 @@ type TokensRow struct {
 	ClientRequests float64 `json:"client_requests"`
 	Unparsed       float64 `json:"unparsed"`
 	Failed         int     `json:"failed"`
+	// MeanScore is the mean score of the answers, MeanInitialBest the mean
+	// best score of the step-0 samples; Stops counts the items by why they
+	// stopped (see tpo.StopReason).
+	MeanScore       float64                `json:"mean_score"`
+	MeanInitialBest float64                `json:"mean_initial_best"`
+	Stops           map[tpo.StopReason]int `json:"stops"`
 }
 
 // TokensReport is the outcome of Tokens.
@@ -91,7 +97,7 @@ type TokensReport struct {
 }
 
 // Required returns what the algorithm needs per prompt in mode with width
-// n and depth d.
+// n and depth d (at most, with stopping rules).
 func Required(mode tpo.Mode, n, d int) Counts {
 	if mode == tpo.ModeBoN {
 		return Counts{Requests: 1, Generations: float64(n), Scored: float64(n), ScoreCalls: 1}
@@ -187,12 +193,15 @@ func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, i
 	cfg := opt.Config
 	row := TokensRow{Mode: cfg.Mode, Width: cfg.Width, Depth: cfg.Steps(), Required: Required(cfg.Mode, cfg.Width, cfg.Steps())}
 	var (
-		mu      sync.Mutex
-		usage   tpo.Usage
-		scored  int
-		calls   int
-		unparse int
+		mu             sync.Mutex
+		usage          tpo.Usage
+		scored         int
+		calls          int
+		unparse        int
+		score, initial float64
+		answered       int
 	)
+	row.Stops = map[tpo.StopReason]int{}
 	onItem := func(st tpo.ItemState, _ bool) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -205,6 +214,10 @@ func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, i
 		}
 		usage.Add(r.Usage)
 		calls += r.ScoreCalls
+		if r.Error == "" {
+			row.Stops[r.StopReason]++
+			score, initial, answered = score+r.Score, initial+r.InitialBest, answered+1
+		}
 		for _, s := range r.Steps {
 			scored += len(s.Candidates)
 			unparse += len(s.Unparsed)
@@ -239,6 +252,15 @@ func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, i
 		ScoreCalls:  float64(calls) / n,
 	}
 	row.Match = row.Measured == row.Required && row.Failed == 0
+	if stopsEarly(cfg) {
+		// With stopping rules the algorithm's counts are upper bounds.
+		m, r := row.Measured, row.Required
+		row.Match = m.Requests <= r.Requests && m.Generations <= r.Generations && m.Scored <= r.Scored &&
+			m.ScoreCalls <= r.ScoreCalls && row.Failed == 0
+	}
+	if answered > 0 {
+		row.MeanScore, row.MeanInitialBest = score/float64(answered), initial/float64(answered)
+	}
 	row.PromptTokens = float64(usage.PromptTokens) / n
 	row.CompletionTokens = float64(usage.CompletionTokens) / n
 	row.RewardTokens = float64(st.RewardTokens) / n
@@ -247,4 +269,9 @@ func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, i
 	row.ClientRequests = float64(usage.Requests) / n
 	row.Unparsed = float64(unparse) / n
 	return row, nil
+}
+
+// stopsEarly reports whether cfg has a stopping rule.
+func stopsEarly(cfg tpo.Config) bool {
+	return cfg.Patience > 0 || cfg.TargetScore != nil || cfg.MaxItemTokens > 0
 }

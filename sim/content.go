@@ -103,6 +103,7 @@ type generator struct {
 	meanTokens   float64
 	sigma        float64
 	gain         float64
+	plateau      float64
 	unparsedRate float64
 	rewardNoise  float64
 }
@@ -135,10 +136,7 @@ func (g generator) generate(r genRequest) choice {
 		case !ok:
 			q = g.sampleQ(r, rng)
 		case derivesFrom(from, m.IDs()):
-			q = round3(best + g.gain*rng.ExpFloat64())
-			if q <= best {
-				q = best + 0.001
-			}
+			q = g.updateQ(m, best, rng)
 		default:
 			mean, _ := m.MeanQ()
 			q = round3(mean + 0.5*rng.NormFloat64())
@@ -170,6 +168,24 @@ func (g generator) grade(r genRequest, m Markers, rng *rand.Rand) choice {
 		c.Logprobs = gradeLogprobs(v, p, r.topLogprobs)
 	}
 	return c
+}
+
+// updateQ draws the q of an update that follows instructions derived from
+// the responses of its prompt, best being their best q.
+func (g generator) updateQ(m Markers, best float64, rng *rand.Rand) float64 {
+	room := 1.0
+	if g.plateau > 0 {
+		worst, _ := m.WorstQ()
+		room = 1 - (best-worst)/g.plateau
+	}
+	if room <= 0 {
+		return round3(best + 0.2*rng.NormFloat64())
+	}
+	q := round3(best + g.gain*room*rng.ExpFloat64())
+	if q <= best {
+		q = best + 0.001
+	}
+	return q
 }
 
 // sampleQ draws the q of an initial sample: a mean per conversation plus

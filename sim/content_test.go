@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -32,6 +33,30 @@ func TestShortUpdatesKeepTheirTags(t *testing.T) {
 		// 5% of 2000 is 100; the binomial's sd is under 10.
 		if without < 60 || without > 140 {
 			t.Errorf("mean %g tokens: %d of %d updates without a block, want about 100", mean, without, n)
+		}
+	}
+}
+
+func TestPlateau(t *testing.T) {
+	m := ParseMarkers("[q=0.000 id=aa] [q=2.000 id=bb]") // best 2, worst 0: a spread of 2
+	for _, tc := range []struct {
+		plateau          float64
+		wantWorse        bool    // some updates score below the best
+		minMean, maxMean float64 // of the gain over the best
+	}{
+		{0, false, 0.4, 0.6},   // no plateau: the gain's mean is UpdateGain
+		{4, false, 0.2, 0.3},   // half way: half the gain
+		{2, true, -0.05, 0.05}, // at the plateau: noise around the best
+	} {
+		g := generator{gain: 0.5, plateau: tc.plateau}
+		worse, sum := false, 0.0
+		for i := range 4000 {
+			q := g.updateQ(m, 2, rand.New(rand.NewPCG(uint64(i), 7)))
+			worse = worse || q < 2
+			sum += q - 2
+		}
+		if mean := sum / 4000; worse != tc.wantWorse || mean < tc.minMean || mean > tc.maxMean {
+			t.Errorf("plateau %g: some worse %v, mean gain %.3f; want %v and a mean in [%g, %g]", tc.plateau, worse, mean, tc.wantWorse, tc.minMean, tc.maxMean)
 		}
 	}
 }

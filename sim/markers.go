@@ -66,6 +66,17 @@ func (m Markers) BestQ() (q float64, ok bool) {
 	return q, len(m.Responses) > 0
 }
 
+// WorstQ returns the lowest q of the response markers; ok is false when
+// there are none.
+func (m Markers) WorstQ() (q float64, ok bool) {
+	for i, r := range m.Responses {
+		if i == 0 || r.Q < q {
+			q = r.Q
+		}
+	}
+	return q, len(m.Responses) > 0
+}
+
 // MeanQ returns the mean q of the response markers; ok is false when there
 // are none.
 func (m Markers) MeanQ() (q float64, ok bool) {

@@ -62,6 +62,13 @@ type Options struct {
 	// UpdateGain is the mean gain in q of an update that follows matching
 	// instructions (default 0.5).
 	UpdateGain float64
+	// Plateau, when positive, makes gains diminish as a weaker model's do:
+	// an update gains UpdateGain*(1 - spread/Plateau) on average, where
+	// spread is how far the best response of its prompt is above the
+	// worst, and once spread reaches Plateau it is noise (standard
+	// deviation 0.2) around the best, as likely worse as better. Default 0:
+	// every update that follows its instructions gains.
+	Plateau float64
 	// UnparsedRate is the fraction of update choices that omit the
 	// <improved_response> tags (default 0.05; negative for none).
 	UnparsedRate float64

@@ -70,6 +70,7 @@ func New(opts Options) *Server {
 			meanTokens:   float64(opts.MeanTokens),
 			sigma:        opts.TokenSigma,
 			gain:         opts.UpdateGain,
+			plateau:      opts.Plateau,
 			unparsedRate: opts.UnparsedRate,
 			rewardNoise:  opts.RewardNoise,
 		},

@@ -302,6 +302,10 @@ func benchTokens(ctx context.Context, args []string, env *environ) error {
 	depths := intList{1, 2, 4}
 	fs.Var(&depths, "depths", "depths D, comma-separated")
 	maxTokens := fs.Int("max-tokens", tpo.DefaultConfig().Sampling.MaxTokens, "most new tokens of a response (and of a critique)")
+	patience := fs.Int("patience", 0, "stop an item after this many rounds without a better best score (0: off)")
+	var target optFloat
+	fs.Var(&target, "target-score", "stop an item once its best score reaches this `score` (default: off)")
+	budget := fs.Int("max-item-tokens", 0, "an item's budget of policy `tokens` (0: none)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), tokensUsage); fs.PrintDefaults() }
 	// Every update should be a candidate unless asked otherwise.
 	if f := fs.Lookup("unparsed-rate"); f != nil {
@@ -331,6 +335,14 @@ func benchTokens(ctx context.Context, args []string, env *environ) error {
 	}
 	base := tpo.DefaultConfig()
 	base.Sampling.MaxTokens, base.Critique.MaxTokens = *maxTokens, *maxTokens
+	base.Patience, base.MaxItemTokens = *patience, *budget
+	if target.set {
+		v := target.v
+		base.TargetScore = &v
+	}
+	if err := base.Validate(); err != nil {
+		return usageError{err}
+	}
 	seed := int64(1)
 	base.Seed = &seed
 	rep, err := bench.Tokens(ctx, bench.TokensOptions{Prompts: *prompts, Modes: ms, Widths: widths, Depths: depths,
@@ -339,15 +351,29 @@ func benchTokens(ctx context.Context, args []string, env *environ) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(env.stderr, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "mode\tN\tD\trequests\tgenerations\tscored\tscore calls\tprompt tok\tcached\tcompletion tok\treward tok\tmatch\t\n")
+	fmt.Fprintf(tw, "mode\tN\tD\trequests\tgenerations\tscored\tscore calls\tprompt tok\tcached\tcompletion tok\treward tok\tscore\tstopped\tmatch\t\n")
 	for _, r := range rep.Rows {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f/%g\t%.2f/%g\t%.2f/%g\t%.2f/%g\t%.0f\t%.0f%%\t%.0f\t%.0f\t%v\t\n", r.Mode, r.Width, r.Depth,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f/%g\t%.2f/%g\t%.2f/%g\t%.2f/%g\t%.0f\t%.0f%%\t%.0f\t%.0f\t%.3f\t%s\t%v\t\n", r.Mode, r.Width, r.Depth,
 			r.Measured.Requests, r.Required.Requests, r.Measured.Generations, r.Required.Generations,
 			r.Measured.Scored, r.Required.Scored, r.Measured.ScoreCalls, r.Required.ScoreCalls,
-			r.PromptTokens, 100*r.PrefixHitRate, r.CompletionTokens, r.RewardTokens, r.Match)
+			r.PromptTokens, 100*r.PrefixHitRate, r.CompletionTokens, r.RewardTokens, r.MeanScore, stopsText(r.Stops), r.Match)
 	}
 	tw.Flush()
 	fmt.Fprintf(env.stderr, "per prompt, measured/required, over %d prompts; %d mean tokens per response; all match: %v\n",
 		rep.Prompts, rep.MeanTokens, rep.AllMatch)
 	return printBenchJSON(env.stdout, rep)
+}
+
+// stopsText lists how many items stopped for each reason.
+func stopsText(stops map[tpo.StopReason]int) string {
+	var parts []string
+	for _, why := range tpo.StopReasons {
+		if n := stops[why]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", why, n))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
 }

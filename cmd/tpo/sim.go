@@ -44,6 +44,7 @@ type simFlags struct {
 	maxModelLen int
 	unparsed    float64
 	updateGain  float64
+	plateau     float64
 }
 
 func (s *simFlags) register(fs *flag.FlagSet, timeScale float64) {
@@ -55,6 +56,7 @@ func (s *simFlags) register(fs *flag.FlagSet, timeScale float64) {
 	fs.IntVar(&s.maxModelLen, "max-model-len", 32768, "context window in tokens")
 	fs.Float64Var(&s.unparsed, "unparsed-rate", 0.05, "fraction of update answers without <improved_response> tags")
 	fs.Float64Var(&s.updateGain, "update-gain", 0.5, "mean reward gain of an update that follows its instructions")
+	fs.Float64Var(&s.plateau, "plateau", 0, "spread of rewards (best above worst) at which updates stop gaining, as a weaker model's do (0: they always gain)")
 }
 
 func (s *simFlags) check() error {
@@ -73,6 +75,8 @@ func (s *simFlags) check() error {
 		return usagef("--unparsed-rate must be in [0, 1]")
 	case !(s.updateGain > 0):
 		return usagef("--update-gain must be positive")
+	case !(s.plateau >= 0):
+		return usagef("--plateau must not be negative")
 	}
 	return nil
 }
@@ -84,7 +88,7 @@ func (s *simFlags) options() sim.Options {
 		unparsed = -1 // sim: negative means none
 	}
 	return sim.Options{Seed: s.seed, Slots: s.slots, TimeScale: s.timeScale, MeanTokens: s.meanTokens,
-		TokenSigma: s.tokenSigma, MaxModelLen: s.maxModelLen, UnparsedRate: unparsed, UpdateGain: s.updateGain}
+		TokenSigma: s.tokenSigma, MaxModelLen: s.maxModelLen, UnparsedRate: unparsed, UpdateGain: s.updateGain, Plateau: s.plateau}
 }
 
 // faultFlags are the fault injection settings of tpo sim.

@@ -45,8 +45,8 @@ type Runner struct {
 	Now func() time.Time
 }
 
-// Summary counts what a call of Runner.Run did.
-type Summary struct {
+// RunCounts counts what a call of Runner.Run did.
+type RunCounts struct {
 	Items   int // inputs read
 	Done    int // optimized now, successfully
 	Failed  int // failed now
@@ -57,7 +57,7 @@ type Summary struct {
 // store (resuming it when the store already has a run with the same key).
 // It returns when every input is done, when src fails, or when ctx is
 // cancelled; items in flight are then left unfinished, to be resumed.
-func (rn *Runner) Run(ctx context.Context, run Run, src Source) (Run, Summary, error) {
+func (rn *Runner) Run(ctx context.Context, run Run, src Source) (Run, RunCounts, error) {
 	log := rn.Logger
 	if log == nil {
 		log = slog.Default()
@@ -68,7 +68,7 @@ func (rn *Runner) Run(ctx context.Context, run Run, src Source) (Run, Summary, e
 	}
 	run, created, err := rn.Store.OpenRun(ctx, run)
 	if err != nil {
-		return run, Summary{}, fmt.Errorf("opening run: %w", err)
+		return run, RunCounts{}, fmt.Errorf("opening run: %w", err)
 	}
 	if created {
 		log.Info("run created", "run", run.ID)
@@ -84,7 +84,7 @@ func (rn *Runner) Run(ctx context.Context, run Run, src Source) (Run, Summary, e
 	jobs := make(chan job)
 	var (
 		mu    sync.Mutex
-		sum   Summary
+		sum   RunCounts
 		fatal error
 	)
 	setFatal := func(err error) {

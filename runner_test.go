@@ -59,7 +59,7 @@ func TestRunnerRunsEveryItemAndResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (tpo.Summary{Items: 12, Done: 10, Failed: 2}); sum != want {
+	if want := (tpo.RunCounts{Items: 12, Done: 10, Failed: 2}); sum != want {
 		t.Errorf("summary: got %+v, want %+v", sum, want)
 	}
 	if done.Load() != 12 {
@@ -96,7 +96,7 @@ func TestRunnerRunsEveryItemAndResumes(t *testing.T) {
 	if run2.ID != run.ID {
 		t.Errorf("resumed run id: got %s, want %s", run2.ID, run.ID)
 	}
-	if want := (tpo.Summary{Items: 12, Done: 1, Failed: 1, Skipped: 10}); sum != want {
+	if want := (tpo.RunCounts{Items: 12, Done: 1, Failed: 1, Skipped: 10}); sum != want {
 		t.Errorf("resume summary: got %+v, want %+v", sum, want)
 	}
 	if got := len(pol.Calls()) - before; got != 4 {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/shareddata"
 )
 
 // transcript reads every record of data and describes each call of Next on
@@ -479,10 +480,7 @@ func TestOpenErrors(t *testing.T) {
 
 // TestSharedData reads the evaluation sets in shared/data.
 func TestSharedData(t *testing.T) {
-	dir := filepath.Join("..", "..", "shared", "data")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("no shared data: %v", err)
-	}
+	dir := shareddata.Path(t, 1, "")
 	tests := []struct {
 		file    string
 		n       int

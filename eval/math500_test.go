@@ -6,9 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-)
 
-const math500Path = "../../shared/data/math500/math500.jsonl"
+	"github.com/tpoproject/tpo/internal/shareddata"
+)
 
 // mathRow is a row of math500.jsonl with the reference solution.
 type mathRow struct {
@@ -18,10 +18,7 @@ type mathRow struct {
 
 func loadMath500(t *testing.T) []mathRow {
 	t.Helper()
-	f, err := os.Open(math500Path)
-	if os.IsNotExist(err) {
-		t.Skipf("%s not found", math500Path)
-	}
+	f, err := os.Open(shareddata.Path(t, 1, "math500/math500.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}

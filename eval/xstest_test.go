@@ -4,6 +4,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/tpoproject/tpo/internal/shareddata"
 )
 
 func TestRefusal(t *testing.T) {
@@ -95,11 +97,7 @@ func TestGradeXSTest(t *testing.T) {
 }
 
 func TestXSTestData(t *testing.T) {
-	const path = "../../shared/data/xstest/xstest.jsonl"
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		t.Skipf("%s not found", path)
-	}
+	f, err := os.Open(shareddata.Path(t, 1, "xstest/xstest.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}

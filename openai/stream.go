@@ -36,7 +36,6 @@ type Stream struct {
 	body     io.ReadCloser
 	r        *bufio.Reader
 	server   string
-	done     bool
 	err      error
 	finished bool // a choice reported a finish reason
 }

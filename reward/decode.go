@@ -332,7 +332,7 @@ type teiRefusal struct {
 // "characters", a limit TEI applies before tokenizing).
 var (
 	teiBatchRE   = regexp.MustCompile(`batch size ([0-9]+) > maximum allowed batch size ([0-9]+)`)
-	teiTooLongRE = regexp.MustCompile("must have less than ([0-9]+) (tokens|characters)(?:\\. Given: ([0-9]+))?")
+	teiTooLongRE = regexp.MustCompile(`must have less than ([0-9]+) (tokens|characters)(?:\. Given: ([0-9]+))?`)
 )
 
 // parseTEIRefusal reads a TEI error message. It tells a batch too large

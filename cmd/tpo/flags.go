@@ -333,11 +333,6 @@ func envOr(def string, names ...string) string {
 	return ""
 }
 
-// durationFlag is a convenience for flags of time.Duration with a default.
-func durationFlag(fs *flag.FlagSet, name string, def time.Duration, usage string) *time.Duration {
-	return fs.Duration(name, def, usage)
-}
-
 // listenFlags are the flags of a command that serves HTTP: where to listen
 // and which API keys to require.
 type listenFlags struct {

@@ -113,9 +113,7 @@ func Clients(root string, o ClientOptions) (*openai.Client, *reward.VLLM, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	rw, err := reward.NewVLLM(reward.VLLMOptions{URLs: []string{root}, Model: "sim-reward",
-		MaxInFlight: o.RewardInFlight, MaxRetries: o.Retries, Timeout: o.RewardTimeout,
-		BaseBackoff: o.BaseBackoff, MaxBackoff: o.MaxBackoff, Logger: o.Logger})
+	rw, err := reward.NewVLLM(reward.VLLMOptions{Options: httpx.Options{URLs: []string{root}, MaxInFlight: o.RewardInFlight, MaxRetries: o.Retries, Timeout: o.RewardTimeout, BaseBackoff: o.BaseBackoff, MaxBackoff: o.MaxBackoff, Logger: o.Logger}, Model: "sim-reward"})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -8,12 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"text/template"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -108,23 +106,17 @@ type Judge struct {
 // which model judges.
 type JudgeOptions struct {
 	// Client, when set, sends the judge's requests; the connection fields
-	// below (URLs to Logger's left) are then unused. It is typically the
+	// of Options are then unused (but its Logger is). It is typically the
 	// policy model's client, so that TPO can run with one local model.
 	Client ChatClient
 
-	// URLs are the base URLs, /v1 included, of one or more replicas of an
+	// Options locate the judge's servers when Client is nil: URLs are the
+	// base URLs, /v1 included, of one or more replicas of an
 	// OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, OpenAI),
-	// e.g. http://localhost:8000/v1, used when Client is nil.
-	URLs []string
+	// e.g. http://localhost:8000/v1. Name defaults to "judge".
+	httpx.Options
 	// Model is the model name sent with each request (required with URLs).
-	Model       string
-	APIKey      string
-	MaxInFlight int           // requests in flight (0: unlimited)
-	MaxRetries  int           // retries of transient failures (0: httpx's default, negative: none)
-	Timeout     time.Duration // per attempt (0: httpx's default)
-	BaseBackoff time.Duration // first retry backoff (0: httpx's default)
-	MaxBackoff  time.Duration // backoff cap (0: httpx's default)
-	HTTPClient  *http.Client
+	Model string
 
 	// MaxTokensField names the length limit field: "max_tokens" (the
 	// default) or "max_completion_tokens" (OpenAI's reasoning models).
@@ -141,8 +133,6 @@ type JudgeOptions struct {
 	// DisableLogprobs stops the judge asking for logprobs, for servers that
 	// mishandle them; scores are then whole grades read from the text.
 	DisableLogprobs bool
-
-	Logger *slog.Logger
 }
 
 // NewJudge returns a judge for the model described by opts.
@@ -164,22 +154,10 @@ func NewJudge(opts JudgeOptions) (*Judge, error) {
 	}
 	client := opts.Client
 	if client == nil {
-		c, err := openai.New(openai.Options{
-			Options: httpx.Options{
-				Name:        "judge",
-				URLs:        opts.URLs,
-				APIKey:      opts.APIKey,
-				Timeout:     opts.Timeout,
-				MaxRetries:  opts.MaxRetries,
-				BaseBackoff: opts.BaseBackoff,
-				MaxBackoff:  opts.MaxBackoff,
-				MaxInFlight: opts.MaxInFlight,
-				HTTPClient:  opts.HTTPClient,
-				Logger:      log,
-			},
-			Model:          opts.Model,
-			MaxTokensField: field,
-		})
+		hopts := opts.Options
+		hopts.Name = cmp.Or(hopts.Name, "judge")
+		hopts.Logger = log
+		c, err := openai.New(openai.Options{Options: hopts, Model: opts.Model, MaxTokensField: field})
 		if err != nil {
 			return nil, fmt.Errorf("reward: %w", err)
 		}

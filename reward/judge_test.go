@@ -264,7 +264,7 @@ func TestJudgeLogprobsRefused(t *testing.T) {
 		return 200, completion("6")
 	})
 	var w warnings
-	j := newTestJudge(t, srv.URL, JudgeOptions{Logger: w.logger(), Concurrency: 1})
+	j := newTestJudge(t, srv.URL, JudgeOptions{Options: httpx.Options{Logger: w.logger()}, Concurrency: 1})
 	got, err := j.Score(context.Background(), testConversation, testResponses)
 	if err != nil {
 		t.Fatal(err)
@@ -307,7 +307,7 @@ func TestJudgeServerError(t *testing.T) {
 	srv := newJudgeServer(t, func(int, openai.ChatRequest) (int, string) {
 		return 500, `{"error":{"message":"CUDA out of memory","type":"server_error"}}`
 	})
-	j := newTestJudge(t, srv.URL, JudgeOptions{MaxRetries: 1})
+	j := newTestJudge(t, srv.URL, JudgeOptions{Options: httpx.Options{MaxRetries: 1}})
 	_, err := j.Score(context.Background(), testConversation, testResponses[:1])
 	if err == nil {
 		t.Fatal("no error")
@@ -419,7 +419,7 @@ func TestNewJudgeBadTemplates(t *testing.T) {
 		{"unknown field", "", "{{.Answer}}", "judge user template"},
 	}
 	for _, tt := range tests {
-		_, err := NewJudge(JudgeOptions{URLs: []string{"http://h/v1"}, Model: "m", SystemTemplate: tt.system, UserTemplate: tt.user})
+		_, err := NewJudge(JudgeOptions{Options: httpx.Options{URLs: []string{"http://h/v1"}}, Model: "m", SystemTemplate: tt.system, UserTemplate: tt.user})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: NewJudge error = %v, want one containing %q", tt.name, err, tt.want)
 		}
@@ -515,9 +515,9 @@ func TestNewJudgeOptions(t *testing.T) {
 		want string
 	}{
 		{"no URL", JudgeOptions{Model: "m"}, "no URL"},
-		{"no model", JudgeOptions{URLs: []string{"http://h/v1"}}, "no model"},
-		{"bad field", JudgeOptions{URLs: []string{"http://h/v1"}, Model: "m", MaxTokensField: "length"}, "max tokens field"},
-		{"negative", JudgeOptions{URLs: []string{"http://h/v1"}, Model: "m", MaxTokens: -1}, "negative"},
+		{"no model", JudgeOptions{Options: httpx.Options{URLs: []string{"http://h/v1"}}}, "no model"},
+		{"bad field", JudgeOptions{Options: httpx.Options{URLs: []string{"http://h/v1"}}, Model: "m", MaxTokensField: "length"}, "max tokens field"},
+		{"negative", JudgeOptions{Options: httpx.Options{URLs: []string{"http://h/v1"}}, Model: "m", MaxTokens: -1}, "negative"},
 	}
 	for _, tt := range tests {
 		_, err := NewJudge(tt.opts)

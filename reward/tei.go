@@ -1,6 +1,7 @@
 package reward
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/httpx"
@@ -19,9 +19,11 @@ const DefaultTEIBatchSize = 32
 
 // TEIOptions configures a TEI scorer.
 type TEIOptions struct {
+	// Options locate the servers and set retries, timeouts and limits.
 	// URLs are the base URLs of one or more replicas of the
-	// text-embeddings-inference server, e.g. http://localhost:8080.
-	URLs []string
+	// text-embeddings-inference server, e.g. http://localhost:8080. Name
+	// defaults to "reward".
+	httpx.Options
 	// LabelName picks the label whose score is the reward, for models with
 	// more than one label. By default a single-label model's only score is
 	// used, and a multi-label model's LABEL_0.
@@ -40,15 +42,6 @@ type TEIOptions struct {
 	// Prompt renders the conversation as the first text of each pair
 	// (default FlattenPrompt).
 	Prompt func(messages []tpo.Message) string
-
-	APIKey      string
-	MaxInFlight int           // requests in flight (0: unlimited)
-	MaxRetries  int           // retries of transient failures (0: httpx's default, negative: none)
-	Timeout     time.Duration // per attempt (0: httpx's default)
-	BaseBackoff time.Duration // first retry backoff (0: httpx's default)
-	MaxBackoff  time.Duration // backoff cap (0: httpx's default)
-	HTTPClient  *http.Client
-	Logger      *slog.Logger
 }
 
 // TEI scores responses with an encoder classifier reward model (such as
@@ -87,18 +80,10 @@ func NewTEI(opts TEIOptions) (*TEI, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	hopts := httpx.Options{
-		Name:        "reward",
-		URLs:        opts.URLs,
-		APIKey:      opts.APIKey,
-		Timeout:     opts.Timeout,
-		MaxRetries:  opts.MaxRetries,
-		BaseBackoff: opts.BaseBackoff,
-		MaxBackoff:  opts.MaxBackoff,
-		MaxInFlight: opts.MaxInFlight,
-		HTTPClient:  opts.HTTPClient,
-		Logger:      log,
-	}
+	hopts := opts.Options
+	hopts.Name = cmp.Or(hopts.Name, "reward")
+	hopts.URLs = opts.URLs
+	hopts.Logger = log
 	c, err := httpx.New(hopts)
 	if err != nil {
 		return nil, fmt.Errorf("reward: %w", err)

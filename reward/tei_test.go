@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/tpotest"
 )
 
@@ -93,7 +94,7 @@ func TestTEIBatchLimit(t *testing.T) {
 		t.Run(version, func(t *testing.T) {
 			srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{MaxBatch: 3, Version: version})
 			var w warnings
-			s := newTestTEI(t, srv.URL, TEIOptions{BatchSize: 8, Logger: w.logger()})
+			s := newTestTEI(t, srv.URL, TEIOptions{Options: httpx.Options{Logger: w.logger()}, BatchSize: 8})
 			responses := responsesN(7)
 			got, err := s.Score(context.Background(), testConversation, responses)
 			if err != nil {
@@ -252,7 +253,7 @@ func TestTEICustomPrompt(t *testing.T) {
 }
 
 func TestNewTEIOptions(t *testing.T) {
-	if _, err := NewTEI(TEIOptions{URLs: []string{"http://h"}, BatchSize: -1}); err == nil {
+	if _, err := NewTEI(TEIOptions{Options: httpx.Options{URLs: []string{"http://h"}}, BatchSize: -1}); err == nil {
 		t.Error("no error for a negative batch size")
 	}
 	if _, err := NewTEI(TEIOptions{}); err == nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/tpotest"
 )
 
@@ -27,7 +28,7 @@ func (h *infoHandler) Enabled(_ context.Context, l slog.Level) bool { return l >
 func TestTEICheckCapsBatch(t *testing.T) {
 	srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{MaxBatch: 4})
 	var w warnings
-	s := newTestTEI(t, srv.URL, TEIOptions{Logger: infoLogs(&w)})
+	s := newTestTEI(t, srv.URL, TEIOptions{Options: httpx.Options{Logger: infoLogs(&w)}})
 	if err := s.Check(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestTEICheckCapsBatch(t *testing.T) {
 	a := tpotest.NewTEIServer(t, tpotest.TEIOptions{MaxBatch: 16})
 	b := tpotest.NewTEIServer(t, tpotest.TEIOptions{MaxBatch: 8})
 	for _, tt := range []struct{ configured, want int }{{4, 4}, {32, 8}} {
-		s, err := NewTEI(TEIOptions{URLs: []string{a.URL, b.URL}, BatchSize: tt.configured})
+		s, err := NewTEI(TEIOptions{Options: httpx.Options{URLs: []string{a.URL, b.URL}}, BatchSize: tt.configured})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +115,7 @@ func TestTEICheckUnreachable(t *testing.T) {
 	dead := "http://" + ln.Addr().String()
 	ln.Close()
 	good := tpotest.NewTEIServer(t, tpotest.TEIOptions{})
-	s, err := NewTEI(TEIOptions{URLs: []string{good.URL, dead}, BaseBackoff: time.Second})
+	s, err := NewTEI(TEIOptions{Options: httpx.Options{URLs: []string{good.URL, dead}, BaseBackoff: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package reward
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -29,10 +29,12 @@ const (
 
 // VLLMOptions configures a VLLM scorer.
 type VLLMOptions struct {
+	// Options locate the servers and set retries, timeouts and limits.
 	// URLs are the base URLs of one or more replicas of the reward model's
 	// server, e.g. http://localhost:8001. vLLM serves /tokenize, /classify
-	// and /pooling at the root, so a trailing /v1 is removed.
-	URLs []string
+	// and /pooling at the root, so a trailing /v1 is removed. Name
+	// defaults to "reward".
+	httpx.Options
 	// Model is the served model name; when empty the field is left out and
 	// vLLM uses the model it serves.
 	Model string
@@ -46,15 +48,6 @@ type VLLMOptions struct {
 	// vLLM 0.11.1 or whose version it cannot tell. Such a server ignores
 	// "use_activation" and may return sigmoid-squashed scores.
 	AllowOldServer bool
-
-	APIKey      string
-	MaxInFlight int           // requests in flight (0: unlimited)
-	MaxRetries  int           // retries of transient failures (0: httpx's default, negative: none)
-	Timeout     time.Duration // per attempt (0: httpx's default)
-	BaseBackoff time.Duration // first retry backoff (0: httpx's default)
-	MaxBackoff  time.Duration // backoff cap (0: httpx's default)
-	HTTPClient  *http.Client
-	Logger      *slog.Logger
 }
 
 // VLLM scores responses with a sequence-classification reward model served
@@ -103,18 +96,10 @@ func NewVLLM(opts VLLMOptions) (*VLLM, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	hopts := httpx.Options{
-		Name:        "reward",
-		URLs:        urls,
-		APIKey:      opts.APIKey,
-		Timeout:     opts.Timeout,
-		MaxRetries:  opts.MaxRetries,
-		BaseBackoff: opts.BaseBackoff,
-		MaxBackoff:  opts.MaxBackoff,
-		MaxInFlight: opts.MaxInFlight,
-		HTTPClient:  opts.HTTPClient,
-		Logger:      log,
-	}
+	hopts := opts.Options
+	hopts.Name = cmp.Or(hopts.Name, "reward")
+	hopts.URLs = urls
+	hopts.Logger = log
 	c, err := httpx.New(hopts)
 	if err != nil {
 		return nil, fmt.Errorf("reward: %w", err)

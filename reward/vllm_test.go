@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/tpotest"
 )
 
@@ -249,7 +250,7 @@ func TestVLLMSigmoidWarning(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := tpotest.NewVLLMRewardServer(t, tt.server)
 			var w warnings
-			s := newTestVLLM(t, srv.URL, VLLMOptions{Method: tt.method, Logger: w.logger()})
+			s := newTestVLLM(t, srv.URL, VLLMOptions{Options: httpx.Options{Logger: w.logger()}, Method: tt.method})
 			for range 3 {
 				if _, err := s.Score(context.Background(), testConversation, testResponses); err != nil {
 					t.Fatal(err)
@@ -275,7 +276,7 @@ func TestVLLMSigmoidWarningStopsOnceOutside(t *testing.T) {
 		},
 	})
 	var w warnings
-	s := newTestVLLM(t, srv.URL, VLLMOptions{Method: MethodPooling, Logger: w.logger()})
+	s := newTestVLLM(t, srv.URL, VLLMOptions{Options: httpx.Options{Logger: w.logger()}, Method: MethodPooling})
 	for range 3 {
 		if _, err := s.Score(context.Background(), testConversation, testResponses[:2]); err != nil {
 			t.Fatal(err)
@@ -376,8 +377,8 @@ func TestNewVLLMOptions(t *testing.T) {
 		wantErr string
 	}{
 		{"no URL", VLLMOptions{}, "no URL"},
-		{"bad method", VLLMOptions{URLs: []string{"http://h"}, Method: "score"}, `unknown vLLM method "score"`},
-		{"token level with classify", VLLMOptions{URLs: []string{"http://h"}, TokenLevel: true}, "pooling method"},
+		{"bad method", VLLMOptions{Options: httpx.Options{URLs: []string{"http://h"}}, Method: "score"}, `unknown vLLM method "score"`},
+		{"token level with classify", VLLMOptions{Options: httpx.Options{URLs: []string{"http://h"}}, TokenLevel: true}, "pooling method"},
 	}
 	for _, tt := range tests {
 		_, err := NewVLLM(tt.opts)
@@ -415,7 +416,7 @@ func poolingBody(model, task, response string) string {
 func TestVLLMClassifyRefusesTokenIDs(t *testing.T) {
 	srv := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{Version: "0.11.2", RefuseTokenIDs: true})
 	var w warnings
-	s := newTestVLLM(t, srv.URL, VLLMOptions{Model: "rm", Logger: w.logger()})
+	s := newTestVLLM(t, srv.URL, VLLMOptions{Options: httpx.Options{Logger: w.logger()}, Model: "rm"})
 	want := wantRewards(testResponses)
 
 	// The first call switches to /pooling and scores there; raw scores.
@@ -589,7 +590,7 @@ func TestVLLMSigmoidExactOne(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := tpotest.NewVLLMRewardServer(t, tt.server)
 			var w warnings
-			s := newTestVLLM(t, srv.URL, VLLMOptions{Logger: w.logger(), AllowOldServer: true})
+			s := newTestVLLM(t, srv.URL, VLLMOptions{Options: httpx.Options{Logger: w.logger()}, AllowOldServer: true})
 			got, err := s.Score(context.Background(), testConversation, testResponses)
 			if err != nil {
 				t.Fatal(err)

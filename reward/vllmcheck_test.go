@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/tpotest"
 )
 
@@ -49,7 +50,7 @@ func TestVLLMCheckVersions(t *testing.T) {
 			}
 			// The override lets it through with a warning naming the server.
 			var w warnings
-			s := newTestVLLM(t, srv.URL, VLLMOptions{AllowOldServer: true, Logger: w.logger()})
+			s := newTestVLLM(t, srv.URL, VLLMOptions{Options: httpx.Options{Logger: w.logger()}, AllowOldServer: true})
 			if err := s.Check(context.Background()); err != nil {
 				t.Fatalf("Check with AllowOldServer: %v", err)
 			}
@@ -93,7 +94,7 @@ func TestVLLMCheckUnknownVersion(t *testing.T) {
 				}
 			}
 			var w warnings
-			s := newTestVLLM(t, srv.URL, VLLMOptions{AllowOldServer: true, Logger: w.logger()})
+			s := newTestVLLM(t, srv.URL, VLLMOptions{Options: httpx.Options{Logger: w.logger()}, AllowOldServer: true})
 			if err := s.Check(context.Background()); err != nil {
 				t.Fatalf("Check with AllowOldServer: %v", err)
 			}
@@ -113,7 +114,7 @@ func TestVLLMCheckFailsAtOnce(t *testing.T) {
 	}
 	dead := "http://" + ln.Addr().String()
 	ln.Close()
-	s, err := NewVLLM(VLLMOptions{URLs: []string{dead}, AllowOldServer: true, BaseBackoff: time.Second})
+	s, err := NewVLLM(VLLMOptions{Options: httpx.Options{URLs: []string{dead}, BaseBackoff: time.Second}, AllowOldServer: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestVLLMCheckEveryReplica(t *testing.T) {
 	good := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{Version: "0.11.1"})
 	old := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{Version: "0.10.1"})
 	good2 := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{Version: "0.12.0"})
-	s, err := NewVLLM(VLLMOptions{URLs: []string{good.URL, old.URL, good2.URL}})
+	s, err := NewVLLM(VLLMOptions{Options: httpx.Options{URLs: []string{good.URL, old.URL, good2.URL}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestVLLMCheckEveryReplica(t *testing.T) {
 	}
 	// Two refusals are both reported.
 	old2 := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{Version: "0.9.2"})
-	s, err = NewVLLM(VLLMOptions{URLs: []string{old.URL, old2.URL}})
+	s, err = NewVLLM(VLLMOptions{Options: httpx.Options{URLs: []string{old.URL, old2.URL}}})
 	if err != nil {
 		t.Fatal(err)
 	}

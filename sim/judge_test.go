@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/reward"
 )
 
@@ -18,7 +19,7 @@ import (
 // reward.Judge sends it.
 func judgePrompt(t *testing.T, query, response string) []chatMessage {
 	t.Helper()
-	j, err := reward.NewJudge(reward.JudgeOptions{URLs: []string{"http://unused/v1"}, Model: "m"})
+	j, err := reward.NewJudge(reward.JudgeOptions{Options: httpx.Options{URLs: []string{"http://unused/v1"}}, Model: "m"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +255,7 @@ func TestJudgeOnSim(t *testing.T) {
 		responses = append(responses, ResponseMarker{Q: q, ID: hex8(uint64(len(qs)))}.Format()+" some filler words")
 	}
 	for _, disable := range []bool{false, true} {
-		j, err := reward.NewJudge(reward.JudgeOptions{URLs: []string{ts.URL + "/v1"}, Model: "sim-policy", DisableLogprobs: disable})
+		j, err := reward.NewJudge(reward.JudgeOptions{Options: httpx.Options{URLs: []string{ts.URL + "/v1"}}, Model: "sim-policy", DisableLogprobs: disable})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -102,16 +102,11 @@ func (b *backendFlags) newScorer(urls []string, model, key string, log *slog.Log
 	retries := httpRetries(b.retries)
 	switch b.reward {
 	case "vllm":
-		return reward.NewVLLM(reward.VLLMOptions{URLs: urls, Model: model, Method: b.rewardMethod, TokenLevel: b.rewardTokenLevel,
-			AllowOldServer: b.rewardAllowOld, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries,
-			Timeout: b.rewardTimeout, Logger: log})
+		return reward.NewVLLM(reward.VLLMOptions{Options: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log}, Model: model, Method: b.rewardMethod, TokenLevel: b.rewardTokenLevel, AllowOldServer: b.rewardAllowOld})
 	case "tei":
-		return reward.NewTEI(reward.TEIOptions{URLs: urls, BatchSize: b.rewardBatch, LabelName: b.rewardLabel, Truncate: b.rewardTruncate,
-			APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log})
+		return reward.NewTEI(reward.TEIOptions{Options: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log}, BatchSize: b.rewardBatch, LabelName: b.rewardLabel, Truncate: b.rewardTruncate})
 	case "judge":
-		return reward.NewJudge(reward.JudgeOptions{URLs: urls, Model: model, APIKey: key,
-			MaxTokens: b.judgeMaxTokens, MaxTokensField: b.maxTokensField, MaxInFlight: b.rewardInFlight, MaxRetries: retries,
-			Timeout: b.rewardTimeout, Logger: log})
+		return reward.NewJudge(reward.JudgeOptions{Options: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log}, Model: model, MaxTokens: b.judgeMaxTokens, MaxTokensField: b.maxTokensField})
 	case "exec":
 		return reward.NewExec(reward.ExecOptions{Command: b.rewardCmd, Timeout: b.rewardTimeout, Logger: log})
 	}

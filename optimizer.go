@@ -115,6 +115,8 @@ type Optimizer struct {
 	Config    Config
 	Templates *Templates   // nil means DefaultTemplates()
 	Logger    *slog.Logger // nil means slog.Default()
+	// Tracer, when set, records a span per item and per stage.
+	Tracer Tracer
 }
 
 // Options adjust one call of Optimize.
@@ -139,6 +141,16 @@ type Options struct {
 // Optimize runs the configured algorithm on item and returns its result. On
 // error the result holds the steps that finished and Error is set.
 func (o *Optimizer) Optimize(ctx context.Context, item Item, opts Options) (Result, error) {
+	ctx, span := startSpan(ctx, o.Tracer, "tpo.item", A("tpo.item", item.ID), A("tpo.mode", string(o.Config.Mode)),
+		A("tpo.width", o.Config.Width), A("tpo.depth", o.Config.Steps()))
+	res, err := o.optimize(ctx, item, opts)
+	span.Set(A("tpo.steps", len(res.Steps)), A("tpo.score", res.Score), A("tpo.stop_reason", string(res.StopReason)),
+		A("tpo.prompt_tokens", res.Usage.PromptTokens), A("tpo.completion_tokens", res.Usage.CompletionTokens))
+	span.End(err)
+	return res, err
+}
+
+func (o *Optimizer) optimize(ctx context.Context, item Item, opts Options) (Result, error) {
 	t, err := o.Start(item, opts)
 	if err != nil {
 		return t.Result(), err

@@ -173,6 +173,35 @@ func (t *Trajectory) Do(ctx context.Context, st Stage) error {
 		t.end(err)
 		return err
 	}
+	step := len(t.steps)
+	if t.cur != nil {
+		step = t.cur.Step
+	}
+	ctx, span := startSpan(ctx, t.o.Tracer, "tpo.stage "+string(st), A("tpo.item", t.item.ID), A("tpo.stage", string(st)), A("tpo.step", step))
+	before := t.usage()
+	err := t.do(ctx, st)
+	used := t.usage()
+	span.Set(A("tpo.prompt_tokens", used.PromptTokens-before.PromptTokens), A("tpo.completion_tokens", used.CompletionTokens-before.CompletionTokens),
+		A("tpo.requests", used.Requests-before.Requests))
+	span.End(err)
+	return err
+}
+
+// usage is what the policy calls of the finished steps and the step under
+// way cost so far.
+func (t *Trajectory) usage() Usage {
+	var u Usage
+	for _, s := range t.steps {
+		u.Add(s.Usage)
+	}
+	if t.cur != nil {
+		u.Add(t.cur.Usage)
+	}
+	return u
+}
+
+// do runs stage st.
+func (t *Trajectory) do(ctx context.Context, st Stage) error {
 	var err error
 	switch st {
 	case StageSample:

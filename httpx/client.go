@@ -60,6 +60,9 @@ type Options struct {
 	// and do not make a replica look unhealthy even though their status is
 	// usually transient (llama.cpp answers n > 1 with a 500, for example).
 	Permanent func(*StatusError) bool
+	// Tracer, when set, records a span per HTTP attempt and sends the
+	// W3C traceparent header with every request.
+	Tracer tpo.Tracer
 }
 
 // Info tells what one call cost.
@@ -83,6 +86,7 @@ type Client struct {
 	log          *slog.Logger
 	sem          chan struct{} // nil when unlimited
 	permanent    func(*StatusError) bool
+	tracer       tpo.Tracer // nil: none
 
 	mu       sync.Mutex
 	replicas []*replica
@@ -118,6 +122,7 @@ func New(opts Options) (*Client, error) {
 		hc:           opts.HTTPClient,
 		log:          opts.Logger,
 		permanent:    opts.Permanent,
+		tracer:       opts.Tracer,
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
@@ -358,10 +363,39 @@ func (c *Client) newRequest(ctx context.Context, r *replica, method, path string
 	if c.apiKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.apiKey)
 	}
+	if c.tracer != nil {
+		c.tracer.Inject(ctx, req.Header.Set)
+	}
 	return req, nil
 }
 
-func (c *Client) attempt(ctx context.Context, r *replica, method, path string, data []byte, out any) result {
+// startSpan starts the span of one attempt, when tracing.
+func (c *Client) startSpan(ctx context.Context, r *replica, method, path string) (context.Context, tpo.Span) {
+	if c.tracer == nil {
+		return ctx, nil
+	}
+	return c.tracer.Start(ctx, "HTTP "+method+" "+path, tpo.A("tpo.backend", c.name),
+		tpo.A("server.address", r.url), tpo.A("http.request.method", method), tpo.A("url.path", path))
+}
+
+// endSpan ends an attempt's span with its status and outcome.
+func endSpan(span tpo.Span, status int, res result) {
+	if span == nil {
+		return
+	}
+	if status > 0 {
+		span.Set(tpo.A("http.response.status_code", status))
+	}
+	if res.reason != "" {
+		span.Set(tpo.A("tpo.retry_reason", res.reason), tpo.A("tpo.retryable", res.retry))
+	}
+	span.End(res.err)
+}
+
+func (c *Client) attempt(ctx context.Context, r *replica, method, path string, data []byte, out any) (res result) {
+	ctx, span := c.startSpan(ctx, r, method, path)
+	status := 0
+	defer func() { endSpan(span, status, res) }()
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req, err := c.newRequest(actx, r, method, path, data)
@@ -374,6 +408,7 @@ func (c *Client) attempt(ctx context.Context, r *replica, method, path string, d
 		return c.transportError(r, method, path, err)
 	}
 	defer resp.Body.Close()
+	status = resp.StatusCode
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return c.statusError(r, method, path, resp)
 	}
@@ -407,8 +442,11 @@ func (c *Client) attempt(ctx context.Context, r *replica, method, path string, d
 	return result{}
 }
 
-func (c *Client) streamAttempt(ctx context.Context, r *replica, path string, data []byte) (*http.Response, result) {
+func (c *Client) streamAttempt(ctx context.Context, r *replica, path string, data []byte) (_ *http.Response, res result) {
 	const method = http.MethodPost
+	ctx, span := c.startSpan(ctx, r, method, path)
+	status := 0
+	defer func() { endSpan(span, status, res) }()
 	actx, cancel := context.WithCancel(ctx)
 	req, err := c.newRequest(actx, r, method, path, data)
 	if err != nil {
@@ -431,6 +469,7 @@ func (c *Client) streamAttempt(ctx context.Context, r *replica, path string, dat
 		}
 		return nil, c.transportError(r, method, path, err)
 	}
+	status = resp.StatusCode
 	if !stopped {
 		// The timer fired just as the headers arrived: the request's
 		// context is cancelled, so treat it as a timeout.

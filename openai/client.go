@@ -50,6 +50,7 @@ type Client struct {
 	maxTokensField string
 	log            *slog.Logger
 	modes          *modes
+	tracer         tpo.Tracer // nil: none
 }
 
 // modes remembers what the server turned out to support; it is shared by
@@ -93,6 +94,7 @@ func New(opts Options) (*Client, error) {
 		maxTokensField: opts.MaxTokensField,
 		log:            opts.Logger,
 		modes:          &modes{},
+		tracer:         opts.Tracer,
 	}, nil
 }
 
@@ -116,7 +118,22 @@ func (c *Client) WithModel(model string) *Client {
 // now or before) it sends N concurrent single requests, giving seeded
 // requests the seeds Seed, Seed+1, ... as vLLM does for the children of one
 // request.
-func (c *Client) Generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Generation, error) {
+func (c *Client) Generate(ctx context.Context, req tpo.GenerateRequest) (gen tpo.Generation, err error) {
+	if c.tracer != nil {
+		var span tpo.Span
+		ctx, span = c.tracer.Start(ctx, "chat "+c.model, tpo.A("gen_ai.operation.name", "chat"),
+			tpo.A("gen_ai.request.model", c.model), tpo.A("tpo.stage", string(req.Stage)), tpo.A("tpo.n", req.N),
+			tpo.A("tpo.backend", c.http.Name()))
+		defer func() {
+			span.Set(tpo.A("gen_ai.usage.input_tokens", gen.Usage.PromptTokens), tpo.A("gen_ai.usage.output_tokens", gen.Usage.CompletionTokens),
+				tpo.A("tpo.returned", len(gen.Texts)), tpo.A("tpo.requests", gen.Usage.Requests), tpo.A("tpo.retries", gen.Usage.Retries))
+			span.End(err)
+		}()
+	}
+	return c.generate(ctx, req)
+}
+
+func (c *Client) generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Generation, error) {
 	var gen tpo.Generation
 	if req.Sampling.MaxTokens <= 0 {
 		return gen, fmt.Errorf("%s server: max tokens is %d; a positive length limit is required", c.http.Name(), req.Sampling.MaxTokens)

@@ -136,7 +136,7 @@ func (s *Server) optimize(ctx context.Context, o outcome, onEvent func(tpo.Event
 	}
 	m := newMeter(s.up.Generator(o.Model), s.opts.Scorers[p.Reward], s.metrics)
 	opt := &tpo.Optimizer{Policy: meterGenerator{m}, Reward: meterScorer{m}, Config: p.Config,
-		Templates: s.opts.Templates, Logger: s.log}
+		Templates: s.opts.Templates, Logger: s.log, Tracer: s.opts.Tracer}
 	opts := tpo.Options{Deadline: o.deadline(), OnEvent: func(e tpo.Event) {
 		s.hub.publish(flightID, e)
 		if s.opts.Events != nil {

@@ -88,6 +88,9 @@ type Options struct {
 	Events func(runID string, e tpo.Event)
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
+	// Tracer, when set, records a span per request (continuing a caller's
+	// trace from its traceparent header) and per item and stage.
+	Tracer tpo.Tracer
 }
 
 // Server answers the OpenAI chat completions API with optimized answers.
@@ -213,12 +216,26 @@ func (r *statusRecorder) Flush() {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t0 := time.Now()
 	rec := &statusRecorder{ResponseWriter: w}
+	var span tpo.Span
+	if t := s.opts.Tracer; t != nil {
+		ctx := t.Extract(r.Context(), r.Header.Get)
+		ctx, span = t.Start(ctx, r.Method+" "+r.URL.Path, tpo.A("http.request.method", r.Method), tpo.A("url.path", r.URL.Path))
+		r = r.WithContext(ctx)
+	}
 	route := s.route(rec, r)
 	code := rec.code
 	if code == 0 {
 		code = http.StatusOK
 	}
 	s.metrics.observeRequest(route, code, time.Since(t0))
+	if span != nil {
+		span.Set(tpo.A("http.route", route), tpo.A("http.response.status_code", code))
+		var err error
+		if code >= 500 {
+			err = fmt.Errorf("status %d", code)
+		}
+		span.End(err)
+	}
 }
 
 // route dispatches a request and returns the route's name for metrics.

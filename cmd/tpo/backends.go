@@ -54,8 +54,10 @@ type backendFlags struct {
 	patience          int
 	targetScore       optFloat
 	maxItemTokens     int
-	templates         string
-	store             string
+	// tracer, set by the command, records the clients' spans (nil: none).
+	tracer    tpo.Tracer
+	templates string
+	store     string
 }
 
 func (b *backendFlags) register(fs *flag.FlagSet) {
@@ -172,7 +174,7 @@ func (b *backendFlags) build(ctx context.Context, log *slog.Logger) (*backends, 
 	default:
 		return nil, usagef("--max-tokens-field: want max_tokens or max_completion_tokens, got %q", b.maxTokensField)
 	}
-	pol, err := chatModel(ctx, chatOptions{name: "policy", urls: urls, model: b.policyModel, key: key,
+	pol, err := chatModel(ctx, chatOptions{name: "policy", urls: urls, model: b.policyModel, key: key, tracer: b.tracer,
 		timeout: b.policyTimeout, retries: b.retries, inFlight: b.policyInFlight, maxTokensField: b.maxTokensField}, log)
 	if err != nil {
 		return nil, err

@@ -62,7 +62,7 @@ func (b *backendFlags) buildScorer(ctx context.Context, log *slog.Logger) (tpo.S
 	key := envOr(b.rewardKey, "TPO_REWARD_API_KEY")
 	if b.reward == "judge" && b.rewardModel == "" {
 		c, err := chatModel(ctx, chatOptions{name: "reward", urls: b.rewardURLs.vals, key: key,
-			timeout: b.rewardTimeout, retries: b.retries, inFlight: b.rewardInFlight}, log)
+			timeout: b.rewardTimeout, retries: b.retries, inFlight: b.rewardInFlight, tracer: b.tracer}, log)
 		if err != nil {
 			return nil, err
 		}
@@ -102,11 +102,11 @@ func (b *backendFlags) newScorer(urls []string, model, key string, log *slog.Log
 	retries := httpRetries(b.retries)
 	switch b.reward {
 	case "vllm":
-		return reward.NewVLLM(reward.VLLMOptions{Options: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log}, Model: model, Method: b.rewardMethod, TokenLevel: b.rewardTokenLevel, AllowOldServer: b.rewardAllowOld})
+		return reward.NewVLLM(reward.VLLMOptions{Options: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log, Tracer: b.tracer}, Model: model, Method: b.rewardMethod, TokenLevel: b.rewardTokenLevel, AllowOldServer: b.rewardAllowOld})
 	case "tei":
-		return reward.NewTEI(reward.TEIOptions{Options: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log}, BatchSize: b.rewardBatch, LabelName: b.rewardLabel, Truncate: b.rewardTruncate})
+		return reward.NewTEI(reward.TEIOptions{Options: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log, Tracer: b.tracer}, BatchSize: b.rewardBatch, LabelName: b.rewardLabel, Truncate: b.rewardTruncate})
 	case "judge":
-		return reward.NewJudge(reward.JudgeOptions{Options: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log}, Model: model, MaxTokens: b.judgeMaxTokens, MaxTokensField: b.maxTokensField})
+		return reward.NewJudge(reward.JudgeOptions{Options: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log, Tracer: b.tracer}, Model: model, MaxTokens: b.judgeMaxTokens, MaxTokensField: b.maxTokensField})
 	case "exec":
 		return reward.NewExec(reward.ExecOptions{Command: b.rewardCmd, Timeout: b.rewardTimeout, Logger: log})
 	}
@@ -124,6 +124,7 @@ type chatOptions struct {
 	inFlight int
 	// maxTokensField is the length limit's field (default max_tokens).
 	maxTokensField string
+	tracer         tpo.Tracer // records spans (nil: none)
 	// check, with a model given, asks the server whether it serves it
 	// (and so whether it can be reached) before anything else is done.
 	check bool
@@ -139,7 +140,7 @@ func chatModel(ctx context.Context, o chatOptions, log *slog.Logger) (*openai.Cl
 	}
 	c, err := openai.New(openai.Options{
 		Options: httpx.Options{Name: o.name, URLs: o.urls, APIKey: o.key, Timeout: o.timeout,
-			MaxRetries: httpRetries(o.retries), MaxInFlight: o.inFlight, Logger: log},
+			MaxRetries: httpRetries(o.retries), MaxInFlight: o.inFlight, Logger: log, Tracer: o.tracer},
 		Model: model, MaxTokensField: o.maxTokensField,
 	})
 	if err != nil {

@@ -14,6 +14,10 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/tracing"
 )
 
 const usage = `tpo: Test-Time Preference Optimization for any OpenAI-compatible model server
@@ -47,6 +51,9 @@ type environ struct {
 	logs           *logSink // the log's writer: stderr, around a progress bar
 	stdinTTY       bool
 	stderrTTY      bool
+	// tracer records spans when the OTEL_* environment asks for traces
+	// (nil: not tracing); see package tracing.
+	tracer tpo.Tracer
 }
 
 func (e *environ) stdinIsTerminal() bool  { return e.stdinTTY }
@@ -114,6 +121,25 @@ func interruptedStatus(ctx context.Context) int {
 	return 128 + int(syscall.SIGINT)
 }
 
+// startTracing sets env.tracer from the OTEL_* environment variables and
+// returns what flushes the spans at the end.
+func (e *environ) startTracing(ctx context.Context) (func(), error) {
+	t, shutdown, err := tracing.FromEnv(ctx, os.Getenv, e.stderr)
+	if err != nil {
+		return nil, err
+	}
+	if t != nil {
+		e.tracer = t
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			e.log.Warn("sending the last traces failed", "err", err)
+		}
+	}, nil
+}
+
 func newEnviron(stdin io.Reader, stdout, stderr io.Writer) *environ {
 	level := &slog.LevelVar{}
 	level.Set(slog.LevelWarn)
@@ -134,6 +160,14 @@ func runMain(ctx context.Context, args []string, env *environ) int {
 	if len(args) == 0 {
 		fmt.Fprint(env.stderr, usage)
 		return 2
+	}
+	if args[0] == "run" || args[0] == "serve" {
+		shutdown, err := env.startTracing(ctx)
+		if err != nil {
+			fmt.Fprintf(env.stderr, "tpo %s: %v\n", args[0], err)
+			return 2
+		}
+		defer shutdown()
 	}
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {

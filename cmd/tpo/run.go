@@ -113,6 +113,7 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 		return err
 	}
 	defer stopSim()
+	b.tracer = env.tracer
 	bk, err := b.build(ctx, log)
 	if err != nil {
 		return err
@@ -123,7 +124,8 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 	}
 	defer store.Close()
 
-	opt := &tpo.Optimizer{Policy: bk.policy, Reward: bk.reward, Config: bk.config, Templates: bk.templates, Logger: log}
+	opt := &tpo.Optimizer{Policy: bk.policy, Reward: bk.reward, Config: bk.config, Templates: bk.templates, Logger: log,
+		Tracer: env.tracer}
 	cfgJSON := toJSON(map[string]any{"settings": bk.identity, "backends": map[string]any{
 		"policy_urls": b.policyURLs.vals, "reward_urls": b.rewardURLs.vals,
 	}})

@@ -81,6 +81,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		return err
 	}
 	defer stopSim()
+	b.tracer = env.tracer
 	bk, err := b.build(ctx, log)
 	if err != nil {
 		return err
@@ -126,6 +127,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		QueueWait:      wait,
 		APIKeys:        apiKeys,
 		Logger:         log,
+		Tracer:         env.tracer,
 	})
 	if err != nil {
 		return err

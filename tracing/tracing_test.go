@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/openai"
@@ -128,4 +127,3 @@ func TestOptimizationTrace(t *testing.T) {
 		}
 	}
 }
-

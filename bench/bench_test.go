@@ -125,15 +125,3 @@ func TestRequired(t *testing.T) {
 		}
 	}
 }
-
-func TestPercentile(t *testing.T) {
-	s := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
-	for _, tt := range []struct{ p, want float64 }{{50, 5}, {90, 9}, {99, 10}, {100, 10}, {0, 1}} {
-		if got := percentile(s, tt.p); got != tt.want {
-			t.Errorf("percentile(%v) = %v, want %v", tt.p, got, tt.want)
-		}
-	}
-	if got := percentile(nil, 50); got != 0 {
-		t.Errorf("percentile of nothing = %v, want 0", got)
-	}
-}

@@ -256,7 +256,7 @@ func streamDataset(tb testing.TB, path string) (items int, peakHeap uint64) {
 	cfg.Mode, cfg.Width = tpo.ModeBoN, 1
 	opt := &tpo.Optimizer{Policy: &fastPolicy{}, Reward: fastReward{}, Config: cfg, Logger: slog.New(slog.DiscardHandler)}
 	rn := &tpo.Runner{Optimizer: opt, Store: discardStore{}, Concurrency: 16, Logger: slog.New(slog.DiscardHandler)}
-	_, sum, err := rn.Run(context.Background(), tpo.Run{Kind: "run"}, &datasetSource{r: r})
+	_, sum, err := rn.Run(context.Background(), tpo.Run{Kind: "run"}, dataset.NewSource(r, dataset.SourceOptions{}))
 	peakHeap = stop()
 	if err != nil {
 		tb.Fatal(err)

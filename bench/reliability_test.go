@@ -46,11 +46,11 @@ func TestRunSurvivesFaults(t *testing.T) {
 	cfg.Seed = &seed
 
 	dir := t.TempDir()
-	src, err := openDataset(dir, Prompts(items))
+	src, closeSrc, err := openDataset(dir, Prompts(items))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer src.Close()
+	defer closeSrc()
 	store, err := sqlite.Open(context.Background(), filepath.Join(dir, "tpo.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/stats"
 	"github.com/tpoproject/tpo/server"
 	"github.com/tpoproject/tpo/sim"
 	"github.com/tpoproject/tpo/sqlite"
@@ -75,7 +76,7 @@ func summarize(ms []float64) Latency {
 	for _, v := range s {
 		sum += v
 	}
-	return Latency{P50: percentile(s, 50), P90: percentile(s, 90), P99: percentile(s, 99),
+	return Latency{P50: stats.Percentile(s, 50), P90: stats.Percentile(s, 90), P99: stats.Percentile(s, 99),
 		Mean: sum / float64(len(s)), Max: s[len(s)-1]}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -164,53 +163,26 @@ func WriteJSONL(w io.Writer, items []tpo.Item) error {
 	return bw.Flush()
 }
 
-// datasetSource reads a dataset file as `tpo run` does, as a tpo.Source.
-type datasetSource struct{ r *dataset.Reader }
-
-// openDataset writes items to a JSON Lines file in dir and opens it with
-// the dataset reader.
-func openDataset(dir string, items []tpo.Item) (*datasetSource, error) {
+// openDataset writes items to a JSON Lines file in dir and opens it as
+// `tpo run --data` does.
+func openDataset(dir string, items []tpo.Item) (*dataset.Source, func() error, error) {
 	path := filepath.Join(dir, "prompts.jsonl")
 	f, err := os.Create(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	err = WriteJSONL(f, items)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("writing the dataset: %w", err)
+		return nil, nil, fmt.Errorf("writing the dataset: %w", err)
 	}
 	r, err := dataset.Open(path, dataset.Options{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &datasetSource{r: r}, nil
-}
-
-func (s *datasetSource) Next() (tpo.Input, error) {
-	rec, err := s.r.Next()
-	if err != nil {
-		var de *dataset.Error
-		if errors.As(err, &de) {
-			return tpo.Input{Item: tpo.Item{ID: fmt.Sprintf("line-%d", de.Line)}, Err: err}, nil
-		}
-		return tpo.Input{}, err
-	}
-	return tpo.Input{Item: rec.Item}, nil
-}
-
-func (s *datasetSource) Close() error { return s.r.Close() }
-
-// percentile returns the p-th percentile (0..100) of sorted values, by
-// nearest rank.
-func percentile(sorted []float64, p float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	k := int(float64(len(sorted))*p/100+0.5) - 1
-	return sorted[min(max(k, 0), len(sorted)-1)]
+	return dataset.NewSource(r, dataset.SourceOptions{}), r.Close, nil
 }
 
 // ctxSleep waits d or until ctx ends.

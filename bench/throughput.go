@@ -325,11 +325,11 @@ func runnerPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, i
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return PassReport{}, err
 	}
-	src, err := openDataset(dir, items)
+	src, closeSrc, err := openDataset(dir, items)
 	if err != nil {
 		return PassReport{}, err
 	}
-	defer src.Close()
+	defer closeSrc()
 	store, err := sqlite.Open(ctx, filepath.Join(dir, "tpo.db"))
 	if err != nil {
 		return PassReport{}, fmt.Errorf("store: %w", err)

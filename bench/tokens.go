@@ -226,11 +226,11 @@ func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, i
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return row, err
 	}
-	src, err := openDataset(dir, items)
+	src, closeSrc, err := openDataset(dir, items)
 	if err != nil {
 		return row, err
 	}
-	defer src.Close()
+	defer closeSrc()
 	store, err := sqlite.Open(ctx, filepath.Join(dir, "tpo.db"))
 	if err != nil {
 		return row, fmt.Errorf("store: %w", err)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -702,5 +703,45 @@ func TestStreams(t *testing.T) {
 				t.Errorf("line counter holds %d offsets", len(r.lines.newlines))
 			}
 		})
+	}
+}
+
+func TestSource(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "d.jsonl")
+	os.WriteFile(path, []byte(`{"id":"a","prompt":"one"}
+{"id":"a","prompt":"again"}
+not json
+{"id":"b","messages":[{"role":"system","content":"own"},{"role":"user","content":"two"}]}
+{"id":"c","prompt":"three"}
+`), 0o644)
+	r, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	src := NewSource(r, SourceOptions{System: "be brief", Limit: 4})
+	var got []string
+	for {
+		in, err := src.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := in.Item.ID
+		if in.Err != nil {
+			s += " failed"
+		} else {
+			s += " " + in.Item.Messages[0].Content
+		}
+		got = append(got, s)
+	}
+	// The duplicate is named by its line, the bad line by its number (its
+	// default id); the system
+	// prompt goes before conversations without one; the limit stops at 4.
+	if want := []string{"a be brief", "line-2 failed", "3 failed", "b own"}; !slices.Equal(got, want) {
+		t.Errorf("items %q, want %q", got, want)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/eval"
+	"github.com/tpoproject/tpo/internal/stats"
 )
 
 // MaxFailures is how many failed items a Summary lists.
@@ -372,17 +373,10 @@ func Median(sorted []float64) float64 {
 	return (sorted[n/2-1] + sorted[n/2]) / 2
 }
 
-// Percentile returns the nearest-rank p-th percentile of sorted values
-// (0 < p <= 100): the smallest value with at least p% of the values at or
+// Percentile returns the nearest-rank p-th percentile (0 < p <= 100) of
+// sorted values: the smallest value with at least p% of the values at or
 // below it; 0 for no values.
-func Percentile(sorted []float64, p float64) float64 {
-	n := len(sorted)
-	if n == 0 {
-		return 0
-	}
-	k := int(math.Ceil(p/100*float64(n))) - 1
-	return sorted[min(max(k, 0), n-1)]
-}
+func Percentile(sorted []float64, p float64) float64 { return stats.Percentile(sorted, p) }
 
 // SturgesBins returns a number of histogram bins for n values: ⌈log2 n⌉+1,
 // between 1 and 20.

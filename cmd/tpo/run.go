@@ -94,18 +94,18 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 		if text == "" {
 			return usagef("the prompt is empty")
 		}
-		it := tpo.Item{ID: "1", Messages: withSystem(*system, []tpo.Message{{Role: tpo.RoleUser, Content: text}})}
+		it := tpo.Item{ID: "1", Messages: dataset.WithSystem(*system, []tpo.Message{{Role: tpo.RoleUser, Content: text}})}
 		single = &it
 	}
 
-	var src *dataSource
+	var src *dataset.Source
 	if *data != "" {
 		r, err := dataset.Open(*data, dataset.Options{PromptField: *promptField, IDField: *idField})
 		if err != nil {
 			return usageError{err}
 		}
 		defer r.Close()
-		src = &dataSource{r: r, system: *system, log: log, seen: map[string]bool{}, limit: *limit}
+		src = dataset.NewSource(r, dataset.SourceOptions{System: *system, Limit: *limit, Logger: log})
 	}
 
 	stopSim, err := sb.start(ctx, env, &b)
@@ -410,51 +410,6 @@ func writeRunResults(ctx context.Context, store *sqlite.DB, runID string, limit 
 		return err
 	}
 	return rw.Flush()
-}
-
-func withSystem(system string, msgs []tpo.Message) []tpo.Message {
-	if system == "" || (len(msgs) > 0 && msgs[0].Role == tpo.RoleSystem) {
-		return msgs
-	}
-	return append([]tpo.Message{{Role: tpo.RoleSystem, Content: system}}, msgs...)
-}
-
-// dataSource adapts a dataset reader to tpo.Source: a bad record becomes a
-// failed item named by its line, and the run goes on.
-type dataSource struct {
-	r      *dataset.Reader
-	system string
-	log    *slog.Logger
-	seen   map[string]bool
-	limit  int // records to read at most; 0: all
-	n      int // records read
-}
-
-func (s *dataSource) Next() (tpo.Input, error) {
-	if s.limit > 0 && s.n >= s.limit {
-		return tpo.Input{}, io.EOF
-	}
-	s.n++
-	rec, err := s.r.Next()
-	if err != nil {
-		var de *dataset.Error
-		if errors.As(err, &de) {
-			// Reported with the other failures at the end.
-			s.log.Info("bad input record", "err", err)
-			// Keep the record's own id unless it is missing or taken
-			// (a duplicate id is itself the error).
-			id := rec.Item.ID
-			if id == "" || s.seen[id] {
-				id = fmt.Sprintf("line-%d", de.Line)
-			}
-			s.seen[id] = true
-			return tpo.Input{Item: tpo.Item{ID: id}, Err: err}, nil
-		}
-		return tpo.Input{}, err
-	}
-	s.seen[rec.Item.ID] = true
-	rec.Item.Messages = withSystem(s.system, rec.Item.Messages)
-	return tpo.Input{Item: rec.Item}, nil
 }
 
 type sliceSource struct {

@@ -11,7 +11,7 @@ import (
 
 // openContract opens a store in a temporary directory, with the real
 // clock, and checks its integrity when the test ends.
-func openContract(t *testing.T) *DB {
+func openContract(t testing.TB) *DB {
 	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "runs.db"))
 	if err != nil {
 		t.Fatal(err)

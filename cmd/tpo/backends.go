@@ -91,7 +91,7 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&b.maxTextChars, "max-text-chars", d.MaxTextChars, "bytes of each text inserted into a prompt (chosen, rejected, critique); 0: no limit")
 	fs.Var(&b.seed, "seed", "base `seed` for reproducible sampling (default: none sent)")
 	fs.StringVar(&b.templates, "templates", "", "`dir`ectory of prompt templates overriding the built-in ones")
-	fs.StringVar(&b.store, "store", "tpo.db", "SQLite run store `file`")
+	fs.StringVar(&b.store, "store", "tpo.db", storeHelp)
 }
 
 // config returns the optimizer settings, checked.

@@ -27,9 +27,11 @@ func openTest(t testing.TB) *DB {
 }
 
 func TestStoreContract(t *testing.T) {
+	pgtest.URL(t) // skips here, once, without a database
 	storetest.Run(t, func(t *testing.T) tpo.Store { return openTest(t) })
 }
 
 func TestReadContract(t *testing.T) {
+	pgtest.URL(t)
 	storetest.RunRead(t, func(t *testing.T) storetest.ReadStore { return openTest(t) })
 }

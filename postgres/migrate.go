@@ -77,16 +77,20 @@ func SchemaVersion() int { return migrations[len(migrations)-1].version }
 // An up-to-date schema is found without a lock or a write.
 func (db *DB) migrate(ctx context.Context) error {
 	var (
-		encoding string
-		exists   bool
+		encoding, searchPath string
+		schema               *string
+		exists               bool
 	)
-	err := db.pool.QueryRow(ctx,
-		`SELECT current_setting('server_encoding'), to_regclass('schema_migrations') IS NOT NULL`).Scan(&encoding, &exists)
+	err := db.pool.QueryRow(ctx, `SELECT current_setting('server_encoding'), current_setting('search_path'),
+		current_schema(), to_regclass('schema_migrations') IS NOT NULL`).Scan(&encoding, &searchPath, &schema, &exists)
 	if err != nil {
 		return fmt.Errorf("read the database's settings: %w", err)
 	}
 	if encoding != "UTF8" {
 		return fmt.Errorf("the database's encoding is %s; tpo needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)", encoding)
+	}
+	if schema == nil {
+		return fmt.Errorf("no schema of search_path %q exists: create it first (CREATE SCHEMA ...)", searchPath)
 	}
 	if exists {
 		v, err := schemaVersion(ctx, db.pool)

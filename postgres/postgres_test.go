@@ -320,6 +320,8 @@ func TestOpenErrors(t *testing.T) {
 		{"bad port", strings.Replace(withPassword(t, base, "s3cret-pw"), where, "127.0.0.1:99999", 1), []string{"invalid port"}},
 		{"bad parameter", pgtest.WithParam(t, withPassword(t, base, "s3cret-pw"), "sslmode", "bogus"), []string{"sslmode"}},
 		{"one connection", pgtest.WithParam(t, base, "pool_max_conns", "1"), []string{"pool_max_conns=1: want at least 2"}},
+		{"missing schema", pgtest.WithParam(t, base, "search_path", "no_such_schema"),
+			[]string{`no schema of search_path "no_such_schema" exists: create it first`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

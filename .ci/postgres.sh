@@ -20,21 +20,19 @@ usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd=$1 dir=$2
 
-# bindir finds the server programs, installing them when missing.
+# bindir finds the server programs (the client's directory may hold psql
+# without them), installing them when missing.
 bindir() {
-  local d
-  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-  if [ -z "$d" ] && ! command -v initdb >/dev/null 2>&1; then
+  local initdb
+  initdb=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$initdb" ] && ! initdb=$(command -v initdb); then
     echo "== apt-get install postgresql (the tests of the PostgreSQL store)" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2
     apt-get install -y -qq --no-install-recommends postgresql >&2
-    d=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    initdb=$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)
   fi
-  if [ -z "$d" ]; then
-    d=$(dirname "$(command -v initdb)")
-  fi
-  echo "$d"
+  dirname "$initdb"
 }
 
 # as runs a command as the cluster's owner.

@@ -29,7 +29,7 @@ bindir() {
     echo "== apt-get install postgresql (the tests of the PostgreSQL store)" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends postgresql >&2
+    apt-get install -y -qq --no-install-recommends postgresql >/dev/null
     initdb=$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)
   fi
   dirname "$initdb"

@@ -111,19 +111,12 @@ func Open(ctx context.Context, url string) (*DB, error) {
 func config(raw string) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(raw)
 	if err != nil {
-		// pgx redacts the password in its message.
-		return nil, err
-	}
-	params := map[string]bool{}
-	if u, err := url.Parse(raw); err == nil {
-		for k := range u.Query() {
-			params[k] = true
-		}
+		return nil, parseError(err)
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
 	}
-	if !params["pool_max_conns"] {
+	if !strings.Contains(raw, "pool_max_conns") {
 		cfg.MaxConns = DefaultMaxConns
 	}
 	if cfg.MaxConns < 2 {
@@ -134,6 +127,21 @@ func config(raw string) (*pgxpool.Config, error) {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "tpo"
 	}
 	return cfg, nil
+}
+
+// parseError restates pgx's error about a connection string that does not
+// parse without the string, whose password pgx's own redaction, best
+// effort, might miss: Open's errors name the string as Redact gives it.
+func parseError(err error) error {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	msg := pe.Error()
+	if i := strings.LastIndex(msg, "`: "); i >= 0 {
+		msg = msg[i+len("`: "):]
+	}
+	return fmt.Errorf("cannot parse the URL: %s", msg)
 }
 
 // Close closes every connection of the pool.
@@ -208,7 +216,7 @@ func isTimeout(err error) bool {
 
 // Redact returns a connection string with its password replaced by xxxxx,
 // for messages and logs: the password of a URL's user information and of
-// a password parameter (password=... in a URL's query or a key=value
+// a password or sslpassword parameter (in a URL's query or a key=value
 // string). In a URL, everything from the first ":" to the last "@" goes,
 // as it may all be password (PostgreSQL reads the password up to the first
 // "@", net/url up to the last).
@@ -230,7 +238,7 @@ func Redact(s string) string {
 
 // kvPassword matches the value of password in a key=value string: a word,
 // or a quoted string with backslash escapes.
-var kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)`)
+var kvPassword = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)`)
 
 // redactQuery replaces the value of every password parameter of a URL's
 // query.
@@ -245,7 +253,7 @@ func redactQuery(query string) string {
 		if err != nil {
 			key = k
 		}
-		if strings.EqualFold(key, "password") {
+		if strings.EqualFold(key, "password") || strings.EqualFold(key, "sslpassword") {
 			params[i] = k + "=xxxxx"
 		}
 	}

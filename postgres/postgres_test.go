@@ -317,7 +317,8 @@ func TestOpenErrors(t *testing.T) {
 			[]string{"cannot connect to PostgreSQL at " + ln.Addr().String(), "no answer within 1s"}},
 		{"missing database", strings.Replace(base, "/"+cfg.Database, "/no_such_db", 1),
 			[]string{`database "no_such_db" does not exist`, "database no_such_db"}},
-		{"bad port", strings.Replace(withPassword(t, base, "s3cret-pw"), where, "127.0.0.1:99999", 1), []string{"invalid port"}},
+		{"bad port", strings.Replace(withPassword(t, base, "s3cret-pw"), where, "127.0.0.1:99999", 1), []string{"cannot parse the URL: invalid port"}},
+		{"bad escape", strings.Replace(base, "@", "%zz`: x@", 1), []string{"cannot parse the URL: failed to parse as URL"}},
 		{"bad parameter", pgtest.WithParam(t, withPassword(t, base, "s3cret-pw"), "sslmode", "bogus"), []string{"sslmode"}},
 		{"one connection", pgtest.WithParam(t, base, "pool_max_conns", "1"), []string{"pool_max_conns=1: want at least 2"}},
 		{"missing schema", pgtest.WithParam(t, base, "search_path", "no_such_schema"),
@@ -359,5 +360,23 @@ func TestPath(t *testing.T) {
 	}
 	if db.Pool() == nil || db.Pool().Ping(context.Background()) != nil {
 		t.Error("Pool: not a live pool")
+	}
+}
+
+// TestIDClash: a random run ID that is taken is drawn again.
+func TestIDClash(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	ids := []string{"same", "same", "same", "other"}
+	db.newID = func() string {
+		id := ids[0]
+		ids = ids[1:]
+		return id
+	}
+	for _, want := range []string{"same", "other"} {
+		r, created, err := db.OpenRun(ctx, tpo.Run{Kind: "serve"})
+		if err != nil || !created || r.ID != want {
+			t.Errorf("OpenRun: ID %q, created %v, %v; want %q", r.ID, created, err, want)
+		}
 	}
 }

@@ -28,6 +28,8 @@ func TestRedact(t *testing.T) {
 		// key=value strings.
 		{"host=localhost user=tpo password=s3cret dbname=tpo", "host=localhost user=tpo password=xxxxx dbname=tpo"},
 		{"host=localhost password = 's3 cr\\'et' dbname=tpo", "host=localhost password = xxxxx dbname=tpo"},
+		{"host=h sslpassword=s3cret", "host=h sslpassword=xxxxx"},
+		{"postgres://h/db?sslcert=c&sslpassword=s3cret", "postgres://h/db?sslcert=c&sslpassword=xxxxx"},
 		{"tpo.db", "tpo.db"},
 	}
 	for _, tt := range tests {

@@ -2,6 +2,8 @@ package tpotest
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -159,6 +161,9 @@ func NewMemStore() *MemStore {
 func (m *MemStore) OpenRun(ctx context.Context, run tpo.Run) (tpo.Run, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(run.Config) > 0 && !json.Valid(run.Config) {
+		return tpo.Run{}, false, errors.New("open run: config is not valid JSON")
+	}
 	if run.Key != "" {
 		for _, r := range m.runs {
 			if r.Key == run.Key {
@@ -166,8 +171,13 @@ func (m *MemStore) OpenRun(ctx context.Context, run tpo.Run) (tpo.Run, bool, err
 			}
 		}
 	}
-	if run.ID == "" {
-		run.ID = fmt.Sprintf("run%d", len(m.runs)+1)
+	if _, taken := m.runs[run.ID]; taken {
+		return tpo.Run{}, false, fmt.Errorf("open run: run %q already exists", run.ID)
+	}
+	for n := len(m.runs) + 1; run.ID == ""; n++ {
+		if _, taken := m.runs[fmt.Sprintf("run%d", n)]; !taken {
+			run.ID = fmt.Sprintf("run%d", n)
+		}
 	}
 	if run.Created.IsZero() {
 		run.Created = time.Now()
@@ -177,16 +187,31 @@ func (m *MemStore) OpenRun(ctx context.Context, run tpo.Run) (tpo.Run, bool, err
 	return run, true, nil
 }
 
-// StartItem implements tpo.Store.
+// StartItem implements tpo.Store. Like package sqlite, it refuses an item
+// recorded at another position, and a position another item holds.
 func (m *MemStore) StartItem(ctx context.Context, runID string, seq int, item tpo.Item) (tpo.ItemState, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if item.ID == "" {
+		return tpo.ItemState{}, errors.New("start item: empty id")
+	}
+	if seq < 0 {
+		return tpo.ItemState{}, fmt.Errorf("start item %q: negative seq %d", item.ID, seq)
+	}
 	items, ok := m.items[runID]
 	if !ok {
 		return tpo.ItemState{}, fmt.Errorf("run %q: %w", runID, tpo.ErrNotFound)
 	}
 	st, ok := items[item.ID]
+	if ok && st.Seq != seq {
+		return tpo.ItemState{}, fmt.Errorf("start item %q: item %q is recorded at position %d, not %d", item.ID, item.ID, st.Seq, seq)
+	}
 	if !ok {
+		for id, other := range items {
+			if other.Seq == seq {
+				return tpo.ItemState{}, fmt.Errorf("start item %q: position %d holds item %q", item.ID, seq, id)
+			}
+		}
 		st = &tpo.ItemState{Seq: seq, Item: item}
 		items[item.ID] = st
 	}
@@ -197,29 +222,50 @@ func (m *MemStore) StartItem(ctx context.Context, runID string, seq int, item tp
 func (m *MemStore) SaveStep(ctx context.Context, runID, itemID string, step tpo.Step) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if step.Step < 0 {
+		return fmt.Errorf("save step of item %q: negative step number %d", itemID, step.Step)
+	}
 	st, err := m.item(runID, itemID)
 	if err != nil {
 		return err
 	}
 	m.Saves[fmt.Sprintf("%s/%s/%d", runID, itemID, step.Step)]++
+	saveStep(st, step)
+	return nil
+}
+
+// saveStep puts step among the item's steps, replacing one of its number.
+func saveStep(st *tpo.ItemState, step tpo.Step) {
 	for i := range st.Steps {
 		if st.Steps[i].Step == step.Step {
 			st.Steps[i] = step
-			return nil
+			return
 		}
 	}
 	st.Steps = append(st.Steps, step)
 	sort.Slice(st.Steps, func(i, j int) bool { return st.Steps[i].Step < st.Steps[j].Step })
-	return nil
 }
 
-// FinishItem implements tpo.Store.
+// FinishItem implements tpo.Store. The result's steps are saved as by
+// SaveStep (without counting in Saves); the item's result then holds every
+// step saved, as in package sqlite.
 func (m *MemStore) FinishItem(ctx context.Context, runID string, res tpo.Result) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if res.ID == "" {
+		return errors.New("finish item: empty id")
+	}
 	st, err := m.item(runID, res.ID)
 	if err != nil {
 		return err
+	}
+	for _, s := range res.Steps {
+		if s.Step < 0 {
+			return fmt.Errorf("finish item %q: negative step number %d", res.ID, s.Step)
+		}
+	}
+	for _, s := range res.Steps {
+		saveStep(st, s)
 	}
 	st.Done, st.Result = true, &res
 	return nil
@@ -270,5 +316,10 @@ func (m *MemStore) item(runID, itemID string) (*tpo.ItemState, error) {
 
 func clone(st tpo.ItemState) tpo.ItemState {
 	st.Steps = append([]tpo.Step(nil), st.Steps...)
+	if st.Result != nil {
+		res := *st.Result
+		res.Steps = st.Steps
+		st.Result = &res
+	}
 	return st
 }

@@ -99,7 +99,7 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.Var(&b.targetScore, "target-score", "stop an item as soon as its best score reaches this `score` (default: off)")
 	fs.IntVar(&b.maxItemTokens, "max-item-tokens", 0, "an item's budget of policy `tokens`: a round that would exceed it is not started (0: none)")
 	fs.StringVar(&b.templates, "templates", "", "`dir`ectory of prompt templates overriding the built-in ones")
-	fs.StringVar(&b.store, "store", "tpo.db", "SQLite run store `file`")
+	fs.StringVar(&b.store, "store", "tpo.db", storeHelp)
 }
 
 // config returns the optimizer settings, checked.

@@ -38,7 +38,7 @@ Flags:
 
 func cmdExport(ctx context.Context, args []string, env *environ) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	store := fs.String("store", "tpo.db", "SQLite run store `file`")
+	store := fs.String("store", "tpo.db", storeHelp)
 	format := fs.String("format", "", "alpacaeval, arenahard, arenahard-v0.1 or jsonl (required)")
 	out := fs.String("out", "", "output `file`; - for stdout (required)")
 	generator := fs.String("generator", "", "model `name` written in the answers (default the run's label: mode-N-D, or the file name)")

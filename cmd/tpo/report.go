@@ -14,7 +14,6 @@ import (
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/report"
 	"github.com/tpoproject/tpo/results"
-	"github.com/tpoproject/tpo/sqlite"
 )
 
 const reportUsage = `usage: tpo report [flags] RUN [RUN...]
@@ -33,7 +32,7 @@ Flags:
 
 func cmdReport(ctx context.Context, args []string, env *environ) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	store := fs.String("store", "tpo.db", "SQLite run store `file`")
+	store := fs.String("store", "tpo.db", storeHelp)
 	out := fs.String("out", "", "output `file` (default report.html, or report.md with --format md; - for stdout with html)")
 	format := fs.String("format", "html", "html or md (Markdown, with SVG charts written beside it)")
 	title := fs.String("title", "", "title of the report (default \"TPO report\")")
@@ -153,7 +152,7 @@ func (r runRef) source() string {
 
 // runSet holds the runs named on a command line and the store they need.
 type runSet struct {
-	db        *sqlite.DB
+	db        runStore
 	storePath string
 	refs      []runRef
 }
@@ -169,21 +168,21 @@ func openRuns(ctx context.Context, args []string, storePath string) (*runSet, er
 			continue
 		}
 		if rs.db == nil {
-			if _, err := os.Stat(storePath); err != nil {
+			if _, err := os.Stat(storePath); err != nil && isStoreFile(storePath) {
 				rs.close()
 				return nil, usagef("%q is neither a results file nor a run: no store %s", arg, storePath)
 			}
-			db, err := sqlite.Open(ctx, storePath)
+			db, err := openStore(ctx, storePath)
 			if err != nil {
 				rs.close()
-				return nil, fmt.Errorf("store: %w", err)
+				return nil, err
 			}
 			rs.db = db
 		}
 		run, err := rs.db.GetRun(ctx, arg)
 		if errors.Is(err, tpo.ErrNotFound) {
 			rs.close()
-			return nil, usagef("%q is neither a results file nor a run in %s", arg, storePath)
+			return nil, usagef("%q is neither a results file nor a run in %s", arg, storeName(storePath))
 		}
 		if err != nil {
 			rs.close()

@@ -18,7 +18,6 @@ import (
 	"github.com/tpoproject/tpo/dataset"
 	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/results"
-	"github.com/tpoproject/tpo/sqlite"
 )
 
 const runUsage = `usage: tpo run [flags] [PROMPT]
@@ -118,9 +117,9 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 	if err != nil {
 		return err
 	}
-	store, err := sqlite.Open(ctx, b.store)
+	store, err := openStore(ctx, b.store)
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
+		return err
 	}
 	defer store.Close()
 
@@ -152,9 +151,9 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 // dataRun is what tpo run needs to know to optimize a dataset and report
 // on it.
 type dataRun struct {
-	db               *sqlite.DB // the store the Runner writes
-	data, out, store string
-	limit            int // the first items only; 0: all
+	db               runStore // the store the Runner writes
+	data, out, store string   // store: the --store value, never printed as it is
+	limit            int      // the first items only; 0: all
 	progress         string
 	retries          *retryCounts
 }
@@ -183,14 +182,18 @@ func (d dataRun) run(ctx context.Context, env *environ, rn *tpo.Runner, run tpo.
 	if n := sum.Items - sum.Done - sum.Failed - sum.Skipped; n > 0 {
 		unfinished = fmt.Sprintf(", %d unfinished", n)
 	}
+	name := storeName(d.store)
 	fmt.Fprintf(env.stderr, "run %s: %s: %d done, %d failed, %d already done%s (store %s)\n",
-		run.ID, plural(sum.Items, "item", "items"), sum.Done, sum.Failed, sum.Skipped, unfinished, d.store)
+		run.ID, plural(sum.Items, "item", "items"), sum.Done, sum.Failed, sum.Skipped, unfinished, name)
 	if s := d.retries.summary(); s != "" {
 		fmt.Fprintln(env.stderr, s)
 	}
 	if d.out == "" && runErr == nil && sum.Done+sum.Skipped > 0 {
 		fmt.Fprintf(env.stderr, "the results are in the store %s, run %s; write them to a file with\n  tpo export --store %s --format jsonl --out results.jsonl %s\n",
-			d.store, run.ID, shellQuote(d.store), run.ID)
+			name, run.ID, shellQuote(name), run.ID)
+		if name != d.store {
+			fmt.Fprintln(env.stderr, "  (with the password in place of xxxxx)")
+		}
 	}
 	if runErr != nil {
 		return runErr
@@ -226,7 +229,7 @@ func (d dataRun) total() int {
 
 // interrupted is the one line a run stopped by a signal ends with: how
 // many of the run's items are done, counting those of earlier runs.
-func (d dataRun) interrupted(ctx context.Context, db *sqlite.DB, runID string, total int) error {
+func (d dataRun) interrupted(ctx context.Context, db runStore, runID string, total int) error {
 	done, failed, err := finishedItems(ctx, db, runID, d.limit)
 	if err != nil {
 		return interruptedError{"interrupted; run the same command again to resume"}
@@ -246,7 +249,7 @@ func (d dataRun) interrupted(ctx context.Context, db *sqlite.DB, runID string, t
 
 // finishedItems counts the items of a run that are done and those that
 // failed, among its first limit items (0: all).
-func finishedItems(ctx context.Context, db *sqlite.DB, runID string, limit int) (done, failed int, err error) {
+func finishedItems(ctx context.Context, db runStore, runID string, limit int) (done, failed int, err error) {
 	items, _, err := db.ListItems(ctx, runID, tpo.ItemFilter{})
 	if err != nil {
 		return 0, 0, err
@@ -280,7 +283,7 @@ func checkOut(out string) error {
 
 // runOne optimizes a single prompt and prints the best response (or, with
 // --out -, its result line alone).
-func runOne(ctx context.Context, env *environ, store *sqlite.DB, opt *tpo.Optimizer, it tpo.Item, cfg []byte, verbose bool, out string, retries *retryCounts) error {
+func runOne(ctx context.Context, env *environ, store runStore, opt *tpo.Optimizer, it tpo.Item, cfg []byte, verbose bool, out string, retries *retryCounts) error {
 	rn := &tpo.Runner{Optimizer: opt, Store: store, Concurrency: 1, Logger: opt.Logger}
 	if verbose {
 		rn.OnEvent = func(e tpo.Event) { printEvent(env.stderr, e) }
@@ -368,7 +371,7 @@ func indent(s string) string {
 // writeOut writes the run's finished items among its first limit (0: all)
 // to path, in input order: to stdout when path is "-", else through a
 // temporary file so that a failure leaves no half-written file.
-func writeOut(ctx context.Context, store *sqlite.DB, runID, path string, limit int, stdout io.Writer) error {
+func writeOut(ctx context.Context, store runStore, runID, path string, limit int, stdout io.Writer) error {
 	if path == "-" {
 		if err := writeRunResults(ctx, store, runID, limit, stdout); err != nil {
 			return fmt.Errorf("--out -: %w", err)
@@ -398,7 +401,7 @@ func writeOut(ctx context.Context, store *sqlite.DB, runID, path string, limit i
 
 // writeRunResults writes the results lines of a run's finished items among
 // its first limit (0: all) to w.
-func writeRunResults(ctx context.Context, store *sqlite.DB, runID string, limit int, w io.Writer) error {
+func writeRunResults(ctx context.Context, store runStore, runID string, limit int, w io.Writer) error {
 	rw := results.NewWriter(w)
 	err := store.Results(ctx, runID, func(st tpo.ItemState) error {
 		if !st.Done || st.Result == nil || (limit > 0 && st.Seq >= limit) {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/server"
-	"github.com/tpoproject/tpo/sqlite"
 )
 
 const serveUsage = `usage: tpo serve [flags]
@@ -98,9 +97,9 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	if bk.config.Width > *maxWidth || bk.config.Depth > *maxDepth {
 		return usagef("--width %d / --depth %d exceed --max-width %d / --max-depth %d", bk.config.Width, bk.config.Depth, *maxWidth, *maxDepth)
 	}
-	store, err := sqlite.Open(ctx, b.store)
+	store, err := openStore(ctx, b.store)
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
+		return err
 	}
 	defer store.Close()
 
@@ -157,7 +156,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		auth = "no authentication"
 	}
 	fmt.Fprintf(env.stderr, "tpo serve: listening on http://%s/v1 (policy model %s, reward %s, store %s, %s)\n",
-		ln.Addr(), b.policyModel, b.reward, b.store, auth)
+		ln.Addr(), b.policyModel, b.reward, storeName(b.store), auth)
 	fmt.Fprintf(env.stderr, "tpo serve: web UI at http://%s/ui/\n", ln.Addr())
 
 	served := make(chan error, 1)

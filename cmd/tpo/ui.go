@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tpoproject/tpo/sqlite"
 	"github.com/tpoproject/tpo/ui"
 )
 
@@ -33,7 +32,7 @@ Flags:
 
 func cmdUI(ctx context.Context, args []string, env *environ) error {
 	fs := flag.NewFlagSet("ui", flag.ContinueOnError)
-	storePath := fs.String("store", "tpo.db", "SQLite run store `file`")
+	storePath := fs.String("store", "tpo.db", storeHelp)
 	var lf listenFlags
 	lf.register(fs, "127.0.0.1:8081", "`key` browsers must give as the password (any user name); repeat for several (also $TPO_API_KEYS, comma-separated)")
 	addr := &lf.addr
@@ -54,17 +53,17 @@ func cmdUI(ctx context.Context, args []string, env *environ) error {
 	if err != nil {
 		return err
 	}
-	// Opening a store creates it: do not make an empty one for a typo.
-	if _, err := os.Stat(*storePath); err != nil {
+	// Opening a SQLite store creates it: do not make an empty one for a typo.
+	if _, err := os.Stat(*storePath); err != nil && isStoreFile(*storePath) {
 		return fmt.Errorf("store: %w", err)
 	}
 	log := env.log
 	if *verbose {
 		log = env.logAt(slog.LevelInfo)
 	}
-	store, err := sqlite.Open(ctx, *storePath)
+	store, err := openStore(ctx, *storePath)
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
+		return err
 	}
 	defer store.Close()
 	h, err := ui.New(ui.Options{Store: store, Prefix: "/ui", Logger: log, APIKeys: apiKeys, PollInterval: *poll})
@@ -81,7 +80,7 @@ func cmdUI(ctx context.Context, args []string, env *environ) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(env.stderr, "tpo ui: serving the runs of %s at http://%s/ui/\n", *storePath, ln.Addr())
+	fmt.Fprintf(env.stderr, "tpo ui: serving the runs of %s at http://%s/ui/\n", storeName(*storePath), ln.Addr())
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	select {
@@ -114,7 +113,7 @@ func uiRoot(h http.Handler) http.Handler {
 // withUI mounts the web UI at /ui in front of the API server of tpo serve,
 // with live views of the requests it optimizes. The UI asks for the same
 // API keys as the API, as the password of HTTP Basic authentication.
-func withUI(api http.Handler, store *sqlite.DB, live ui.Live, apiKeys []string, log *slog.Logger) (http.Handler, error) {
+func withUI(api http.Handler, store ui.Store, live ui.Live, apiKeys []string, log *slog.Logger) (http.Handler, error) {
 	h, err := ui.New(ui.Options{Store: store, Live: live, Prefix: "/ui", Logger: log, APIKeys: apiKeys})
 	if err != nil {
 		return nil, err

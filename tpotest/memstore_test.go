@@ -1,0 +1,13 @@
+package tpotest_test
+
+import (
+	"testing"
+
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/tpotest"
+	"github.com/tpoproject/tpo/tpotest/storetest"
+)
+
+func TestMemStoreContract(t *testing.T) {
+	storetest.Run(t, func(*testing.T) tpo.Store { return tpotest.NewMemStore() })
+}

@@ -367,3 +367,24 @@ func replyOf(resp openai.ChatResponse) (judgeReply, error) {
 	}
 	return reply, nil
 }
+
+// Check verifies, before any scoring, that the judge's server answers and
+// serves the judge's model, when its client can tell (an *openai.Client
+// can): an unreachable server or a model it does not serve fails at once,
+// naming the server. A server that cannot list its models is let through.
+func (j *Judge) Check(ctx context.Context) error {
+	c, ok := j.client.(interface{ Check(context.Context) error })
+	if !ok {
+		return nil
+	}
+	err := c.Check(ctx)
+	var se *httpx.StatusError
+	if errors.As(err, &se) {
+		j.log.Debug("the judge's server cannot list its models; not checked", "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reward: checking the judge: %w", err)
+	}
+	return nil
+}

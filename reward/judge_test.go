@@ -23,6 +23,7 @@ import (
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/openai"
+	"github.com/tpoproject/tpo/tpotest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
@@ -545,4 +546,33 @@ func FuzzJudgeReply(f *testing.F) {
 			t.Fatalf("score %v outside 1..10", v)
 		}
 	})
+}
+
+func TestJudgeCheck(t *testing.T) {
+	srv := tpotest.NewChatServer(t, tpotest.ChatOptions{})
+	ok := newTestJudgeClient(t, srv.URL(), srv.Model())
+	if err := ok.Check(context.Background()); err != nil {
+		t.Errorf("a served model: %v", err)
+	}
+	wrong := newTestJudgeClient(t, srv.URL(), "no-such-model")
+	if err := wrong.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "no-such-model") {
+		t.Errorf("an unserved model: got %v, want an error naming it", err)
+	}
+	down := newTestJudgeClient(t, "http://127.0.0.1:1/v1", "m")
+	if err := down.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("an unreachable server: got %v, want an error naming it", err)
+	}
+	// A judge with a client of its own kind is not checked.
+	if err := (&Judge{client: &fakeChat{}}).Check(context.Background()); err != nil {
+		t.Errorf("a client that cannot check: %v", err)
+	}
+}
+
+func newTestJudgeClient(t *testing.T, url, model string) *Judge {
+	t.Helper()
+	j, err := NewJudge(JudgeOptions{Options: httpx.Options{URLs: []string{url}, MaxRetries: -1}, Model: model})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
 }

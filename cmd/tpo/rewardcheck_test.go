@@ -127,3 +127,34 @@ func TestEvalRewardChecksAndTruncates(t *testing.T) {
 		}
 	}
 }
+
+// A judge on a server of its own is checked before any sampling too.
+func TestRunChecksJudgeServer(t *testing.T) {
+	dead := deadURL(t)
+	other := tpotest.NewChatServer(t, tpotest.ChatOptions{})
+	for _, tc := range []struct {
+		name, url, model string
+		want             []string
+	}{
+		{"unreachable", dead + "/v1", "judge-model", []string{dead, "/models"}},
+		{"unserved model", other.URL(), "no-such-judge", []string{"no-such-judge"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			chat := tpotest.NewChatServer(t, tpotest.ChatOptions{Respond: improvedReply})
+			code, _, stderr := cli(t, "", "run", "--store", filepath.Join(t.TempDir(), "tpo.db"),
+				"--policy-url", chat.URL(), "--policy-model", tpotest.DefaultChatModel, "--retries", "0",
+				"--reward", "judge", "--reward-url", tc.url, "--reward-model", tc.model, "--progress", "off", "Say something.")
+			if code != 1 {
+				t.Errorf("exit %d, want 1", code)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+			if n := len(chat.ChatRequests()); n != 0 {
+				t.Errorf("%d chat requests before the judge was found wrong, want 0", n)
+			}
+		})
+	}
+}

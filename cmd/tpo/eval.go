@@ -37,9 +37,8 @@ commands:
   math     MATH-500 accuracy, by level and subject
   reward   mean reward-model score of the answers, and the per-step reward
            curves of a TPO run
-  judge    pairwise LLM-judge win rate against a baseline (AlpacaEval,
-           Arena-Hard style), with a bootstrap interval and a
-           length-controlled win rate
+  judge    pairwise LLM-judge win rate against any baseline, with a
+           bootstrap interval and tpo's length-adjusted estimate
   xstest   XSTest refusal rates on safe and unsafe prompts, and accuracy
 
 With --json, a command prints its figures as one JSON line instead of a
@@ -674,9 +673,12 @@ func printReward(w io.Writer, s rewardSummary) {
 const evalJudgeUsage = `usage: tpo eval judge --results A --baseline B --judge-url URL [flags]
 
 Judges the answers of A against those of B with an LLM judge, pairwise, and
-reports A's win rate (ties count half) with a bootstrap 95% interval and a
-length-controlled win rate. Each pair is judged twice, with either answer
-shown first, to cancel the judge's position bias.
+reports A's win rate (ties count half) with a bootstrap 95% interval and
+tpo's length-adjusted estimate (the win rate a logistic model of the
+verdicts on the length difference predicts at equal lengths: not
+AlpacaEval's length-controlled win rate; for the paper's metrics use
+'tpo eval alpaca' and 'tpo eval arena-hard'). Each pair is judged twice,
+with either answer shown first, to cancel the judge's position bias.
 
 B is another run's results, or a file of reference answers such as
 Arena-Hard's baseline_gpt-4-0314.jsonl: the id is read from the first of
@@ -970,7 +972,7 @@ func runJudge(ctx context.Context, j *eval.Judge, pairs []eval.PairItem, concurr
 func printJudge(w io.Writer, s judgeSummary) {
 	fmt.Fprintf(w, "judge %s: %s judged in both orders (%d now, %d from --out)\n", s.JudgeModel, plural(s.Items, "item", "items"), s.Judged, s.Reused)
 	fmt.Fprintf(w, "win rate of A over B: %s (%.0f%% interval %s to %s)\n", pct(s.WinRate), 100*s.Confidence, pct(s.CILow), pct(s.CIHigh))
-	fmt.Fprintf(w, "length-controlled win rate: %s\n", pct(s.LCWinRate))
+	fmt.Fprintf(w, "length-adjusted win rate (tpo's estimate, not AlpacaEval's LC): %s\n", pct(s.LengthAdjusted))
 	fmt.Fprintf(w, "judgements: A better %d, B better %d, ties %d (of %d)\n", s.Wins, s.Losses, s.Ties, s.Judgements)
 	fmt.Fprintf(w, "mean answer length: A %.0f, B %.0f characters\n", s.MeanLenA, s.MeanLenB)
 	if s.Unknown > 0 || s.RequestErrors > 0 || s.Skipped > 0 {

@@ -88,7 +88,7 @@ func (s *Store) obtain(ctx context.Context, r Ref) ([]byte, error) {
 			}
 			return data, nil
 		case !errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("%s: %w", r, err)
+			return nil, fmt.Errorf("%s: the mirror %s (%s): %w", r, s.Mirror, MirrorEnv, err)
 		}
 	}
 	srcs := make([][]byte, len(r.File.Sources))
@@ -134,10 +134,19 @@ func (s *Store) source(ctx context.Context, r Ref, src Source) ([]byte, error) {
 		errs = append(errs, err)
 	}
 	if s.Mirror != "" {
-		return nil, fmt.Errorf("%s: the mirror %s has neither %s nor its source: %w", r, s.Mirror, r.File.Name, errors.Join(errs...))
+		return nil, fmt.Errorf("%s: the mirror %s (%s) has neither %s nor its source:\n%w", r, s.Mirror, MirrorEnv, r.File.Name, indent(errs))
 	}
-	return nil, fmt.Errorf("%s: %w\nWithout network, set %s to a directory or URL holding a copy laid out as NAME/FILE (as this project's ../shared/data is)",
-		r, errors.Join(errs...), MirrorEnv)
+	return nil, fmt.Errorf("%s: cannot download the source of %s:\n%w\nWithout network, set %s to a directory or URL holding a copy laid out as NAME/FILE, as this project's ../shared/data is",
+		r, r.File.Name, indent(errs), MirrorEnv)
+}
+
+// indent joins errors one a line, indented.
+func indent(errs []error) error {
+	lines := make([]string, len(errs))
+	for i, e := range errs {
+		lines[i] = "  " + e.Error()
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 // mirrorLocation is where the mirror keeps a set's file.
@@ -168,12 +177,16 @@ func (s *Store) fetch(ctx context.Context, loc string) ([]byte, error) {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, err
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("GET %s: %w", loc, err)
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return nil, fmt.Errorf("GET %s: %s: %w", loc, resp.Status, fs.ErrNotExist)
+		return nil, notFoundError{fmt.Sprintf("GET %s: %s", loc, resp.Status)}
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("GET %s: %s", loc, resp.Status)
 	}
@@ -186,6 +199,12 @@ func (s *Store) fetch(ctx context.Context, loc string) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// notFoundError is a 404: it counts as fs.ErrNotExist.
+type notFoundError struct{ msg string }
+
+func (e notFoundError) Error() string        { return e.msg }
+func (e notFoundError) Is(target error) bool { return target == fs.ErrNotExist }
 
 func sum(data []byte) string {
 	h := sha256.Sum256(data)

@@ -254,7 +254,8 @@ func writeJSONLines[T any](path string, vs []T) error {
 const evalMathUsage = `usage: tpo eval math --results FILE --data FILE [flags]
 
 Grades MATH-500 answers: the final answer of each response (the last
-\boxed{...}, or a closing "the answer is ...") is compared with the
+\boxed{...}, or a closing "the answer is ...", else the last math
+expression of the final line or display) is compared with the
 reference answer of --data (JSON Lines with id, prompt, answer, subject,
 level, such as math500.jsonl). Prints the accuracy over every item of the
 data (a missing or unextractable answer is wrong), by level and by subject,
@@ -265,23 +266,27 @@ Flags:
 
 // mathOutLine is one line of tpo eval math --out.
 type mathOutLine struct {
-	ID        string `json:"id"`
-	Extracted string `json:"extracted"`
-	Answer    string `json:"answer"`
-	Correct   bool   `json:"correct"`
+	ID        string            `json:"id"`
+	Extracted string            `json:"extracted"`
+	Source    eval.AnswerSource `json:"source,omitempty"`
+	Answer    string            `json:"answer"`
+	Correct   bool              `json:"correct"`
 }
 
-func evalMath(_ context.Context, args []string, env *environ) error {
+func evalMath(ctx context.Context, args []string, env *environ) error {
 	var ef evalFlags
 	fs := newEvalFlagSet("math", evalMathUsage, &ef)
-	data := fs.String("data", "", "MATH-500 `file`: JSON Lines with id, prompt, answer, subject, level (required)")
-	out := fs.String("out", "", "write one JSON line per item (id, extracted, answer, correct) to `file`")
+	data := fs.String("data", "", "MATH-500 `file`: JSON Lines with id, prompt, answer, subject, level, or the set's name math500 (required)")
+	out := fs.String("out", "", "write one JSON line per item (id, extracted, source, answer, correct) to `file`")
 	answeredOnly := fs.Bool("answered-only", false, "score only the items of --data the results answer (a partial run), leaving out the others")
 	if err := parseEvalArgs(fs, &ef, args); err != nil {
 		return err
 	}
 	if *data == "" {
-		return usagef("give --data FILE (math500.jsonl)")
+		return usagef("give --data math500 (or a file such as math500.jsonl)")
+	}
+	if err := resolveDataFlags(ctx, env, map[string]*string{"data": data}); err != nil {
+		return err
 	}
 	items, ans, unknown, err := readGraded(*data, ef.results, env, func(it eval.MathItem) string { return it.ID })
 	if err != nil {
@@ -304,15 +309,15 @@ func evalMath(_ context.Context, args []string, env *environ) error {
 	if *out != "" {
 		lines := make([]mathOutLine, len(rep.Items))
 		for i, r := range rep.Items {
-			lines[i] = mathOutLine{ID: r.ID, Extracted: r.Extracted, Answer: r.Answer, Correct: r.Correct}
+			lines[i] = mathOutLine{ID: r.ID, Extracted: r.Extracted, Source: r.Source, Answer: r.Answer, Correct: r.Correct}
 		}
 		if err := writeJSONLines(*out, lines); err != nil {
 			return err
 		}
 	}
 	sum := mathSummary{Command: "math", Tally: rep.Tally, Responded: rep.Responded, Extracted: rep.Extracted,
-		ByLevel: rep.ByLevel, BySubject: rep.BySubject, Unextracted: rep.Unextracted, Missing: rep.Missing,
-		LeftOut: leftOut, UnknownIDs: len(unknown)}
+		FromLastMath: rep.FromLastMath, ByLevel: rep.ByLevel, BySubject: rep.BySubject, Unextracted: rep.Unextracted,
+		Missing: rep.Missing, AnsweredOnly: len(leftOut) > 0, LeftOut: leftOut, UnknownIDs: len(unknown)}
 	if sum.LeftOut == nil {
 		sum.LeftOut = []string{}
 	}
@@ -348,22 +353,34 @@ func partialResults(answered int, missing []string, failed int) error {
 type mathSummary struct {
 	Command string `json:"command"`
 	eval.Tally
-	Responded   int               `json:"responded"`
-	Extracted   int               `json:"extracted"`
-	ByLevel     []eval.GroupTally `json:"by_level"`
-	BySubject   []eval.GroupTally `json:"by_subject"`
-	Unextracted []string          `json:"unextracted"`
-	Missing     []string          `json:"missing"`
-	// LeftOut lists the items of the data without an answer that
-	// --answered-only left out.
-	LeftOut    []string `json:"left_out"`
-	UnknownIDs int      `json:"unknown_ids"`
+	Responded int `json:"responded"`
+	Extracted int `json:"extracted"`
+	// FromLastMath counts the answers found only by the fall-back to the
+	// last math expression of the final line or display.
+	FromLastMath int               `json:"from_last_math"`
+	ByLevel      []eval.GroupTally `json:"by_level"`
+	BySubject    []eval.GroupTally `json:"by_subject"`
+	Unextracted  []string          `json:"unextracted"`
+	Missing      []string          `json:"missing"`
+	// AnsweredOnly is true when --answered-only left out items of the
+	// data without an answer; LeftOut lists them.
+	AnsweredOnly bool     `json:"answered_only"`
+	LeftOut      []string `json:"left_out"`
+	UnknownIDs   int      `json:"unknown_ids"`
 }
 
 func printMath(w io.Writer, s mathSummary, unknown []string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "MATH accuracy: %d/%d correct (%s); %d answered, %d with an extractable answer\n\n",
-		s.Correct, s.Total, pct(s.Accuracy), s.Responded, s.Extracted)
+	over := ""
+	if s.AnsweredOnly {
+		over = fmt.Sprintf(" over the %d answered items only (--answered-only; %d left out)", s.Total, len(s.LeftOut))
+	}
+	fmt.Fprintf(tw, "MATH accuracy%s: %d/%d correct (%s); %d answered, %d with an extractable answer",
+		over, s.Correct, s.Total, pct(s.Accuracy), s.Responded, s.Extracted)
+	if s.FromLastMath > 0 {
+		fmt.Fprintf(tw, " (%d of them only by the fall-back: the last math expression of the final line or display)", s.FromLastMath)
+	}
+	fmt.Fprint(tw, "\n\n")
 	for _, g := range []struct {
 		name string
 		ts   []eval.GroupTally
@@ -490,7 +507,7 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 	var ef evalFlags
 	fs := newEvalFlagSet("reward", evalRewardUsage, &ef)
 	b := registerRewardFlags(fs)
-	data := fs.String("data", "", "dataset `file` holding the prompts by id, for results without them")
+	data := fs.String("data", "", "dataset `file` (or a set's name, tpo data list) holding the prompts by id, for results without them")
 	concurrency := fs.Int("concurrency", 16, "most answers being scored at once with --reward")
 	if err := parseEvalArgs(fs, &ef, args); err != nil {
 		return err
@@ -499,6 +516,9 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 		if err := b.checkScorer(); err != nil {
 			return err
 		}
+	}
+	if err := resolveDataFlags(ctx, env, map[string]*string{"data": data}); err != nil {
+		return err
 	}
 	var prompts map[string][]tpo.Message
 	if *data != "" {
@@ -750,10 +770,10 @@ type judgeSummary struct {
 func evalJudge(ctx context.Context, args []string, env *environ) error {
 	var ef evalFlags
 	fs := newEvalFlagSet("judge", evalJudgeUsage, &ef)
-	baseline := fs.String("baseline", "", "`file` of B's answers: results of another run, or reference answers (required)")
+	baseline := fs.String("baseline", "", "`file` of B's answers: results of another run, or reference answers such as arena_hard_v0.1:baseline (required)")
 	baseIDField := fs.String("baseline-id-field", "", "the `field` of --baseline holding the id (default: id, question_id or uid)")
 	baseRespField := fs.String("baseline-response-field", "", "the `field` of --baseline holding the answer (default: response, answer or output)")
-	data := fs.String("data", "", "dataset `file` with the questions by id, for results without prompts")
+	data := fs.String("data", "", "dataset `file` (or a set's name, tpo data list) with the questions by id, for results without prompts")
 	judgeURL := fs.String("judge-url", "", "judge server base `URL` (OpenAI-compatible, ending in /v1; default $TPO_JUDGE_URL)")
 	judgeModel := fs.String("judge-model", "", "judge model `name` (default: the server's only model)")
 	judgeKey := fs.String("judge-key", "", "judge API `key` (default $TPO_JUDGE_API_KEY, then $OPENAI_API_KEY)")
@@ -779,6 +799,9 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 		return usagef("--judge-max-tokens must be positive")
 	}
 
+	if err := resolveDataFlags(ctx, env, map[string]*string{"data": data, "baseline": baseline}); err != nil {
+		return err
+	}
 	a, err := readAnswers(ef.results)
 	if err != nil {
 		return err
@@ -1033,7 +1056,7 @@ type xstestSummary struct {
 func evalXSTest(ctx context.Context, args []string, env *environ) error {
 	var ef evalFlags
 	fs := newEvalFlagSet("xstest", evalXSTestUsage, &ef)
-	data := fs.String("data", "", "XSTest `file`: JSON Lines with id, prompt, type, label (required)")
+	data := fs.String("data", "", "XSTest `file`: JSON Lines with id, prompt, type, label, or the set's name xstest (required)")
 	clURL := fs.String("classifier-url", "", "classifier server base `URL` (OpenAI-compatible, ending in /v1): also classify with an LLM")
 	clModel := fs.String("classifier-model", "", "classifier model `name` (default: the server's only model)")
 	clKey := fs.String("classifier-key", "", "classifier API `key` (default $TPO_JUDGE_API_KEY, then $OPENAI_API_KEY)")
@@ -1046,7 +1069,10 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 		return err
 	}
 	if *data == "" {
-		return usagef("give --data FILE (xstest.jsonl)")
+		return usagef("give --data xstest (or a file such as xstest.jsonl)")
+	}
+	if err := resolveDataFlags(ctx, env, map[string]*string{"data": data}); err != nil {
+		return err
 	}
 	if *clModel != "" && *clURL == "" {
 		return usagef("--classifier-model needs --classifier-url")

@@ -30,10 +30,12 @@ type Annotation struct {
 	// preference; nil (JSON null) when the judge gave none. 0 is an old
 	// spelling of a draw.
 	Preference *float64 `json:"preference"`
-	// ID and RawCompletion are tpo's additions: the item's id in the
-	// dataset, and the judge's replies that gave the preference.
-	ID            string `json:"id,omitempty"`
+	// RawCompletion is the judge's reply (AlpacaEval's name). ID and
+	// Error are tpo's additions: the item's id in the dataset, and why a
+	// judge request failed, so that judging again redoes it.
 	RawCompletion string `json:"raw_completion,omitempty"`
+	ID            string `json:"id,omitempty"`
+	Error         string `json:"error,omitempty"`
 }
 
 // AlpacaMetrics are the figures AlpacaEval's leaderboard reports for a set

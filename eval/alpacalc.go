@@ -62,12 +62,12 @@ func (d LCData) GLM() string {
 type LCResult struct {
 	WinRate       float64 `json:"length_controlled_winrate"`
 	StandardError float64 `json:"lc_standard_error"`
-	GLM           string  `json:"glm"`
+	GLM           string  `json:"lc_glm"`
 	// Weights are the fitted weights of tanh(std_delta_len),
 	// instruction_difficulty and not_gamed_baseline; C is the inverse
 	// penalty cross-validation chose.
-	Weights [3]float64 `json:"weights"`
-	C       float64    `json:"c"`
+	Weights [3]float64 `json:"lc_weights"`
+	C       float64    `json:"lc_c"`
 }
 
 // LengthControlled computes AlpacaEval's length-controlled win rate of the
@@ -318,8 +318,24 @@ func (t *csvTable) index(i int) (int, error) {
 	return int(v), nil
 }
 
+// require fails unless the table has every column and a row.
+func (t *csvTable) require(cols ...string) error {
+	for _, c := range cols {
+		if !t.has(c) {
+			return fmt.Errorf("%s: no column %q (columns: %s)", t.name, c, t.columns())
+		}
+	}
+	if len(t.rows) == 0 {
+		return fmt.Errorf("%s: no rows", t.name)
+	}
+	return nil
+}
+
 // difficulties reads instruction_difficulty.csv.
 func (t *csvTable) difficulties() (map[int]float64, error) {
+	if err := t.require("index", "instruction_difficulty"); err != nil {
+		return nil, err
+	}
 	m := map[int]float64{}
 	for i := range t.rows {
 		idx, err := t.index(i)
@@ -343,6 +359,9 @@ func (t *csvTable) difficulties() (map[int]float64, error) {
 // takes it).
 func (t *csvTable) gamedRows() (weightedRows, map[int]float64, error) {
 	var rows weightedRows
+	if err := t.require("index", "std_delta_len", "instruction_difficulty", "not_gamed_baseline", "preference"); err != nil {
+		return rows, nil, err
+	}
 	diff := map[int]float64{}
 	for i := range t.rows {
 		var v [4]float64

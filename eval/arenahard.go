@@ -160,14 +160,18 @@ type ArenaScore struct {
 	Games     int `json:"games"`
 	NullGames int `json:"null_games"`
 	Battles   int `json:"battles"`
-	// Verdicts counts the games by verdict, from the model's side: the
-	// labels of the second game, and the mirrored labels of the first.
+	// Verdicts counts the games by verdict (each of the five, 0 included),
+	// from the model's side: the labels of the second game, and the
+	// mirrored labels of the first.
 	Verdicts map[string]int `json:"verdicts"`
 }
 
 // String formats the score as Arena-Hard-Auto's leaderboard does:
-// "69.7 (-2.1, +1.9)".
+// "69.7 (-2.1, +1.9)"; "no verdicts" when no game was scored.
 func (s ArenaScore) String() string {
+	if s.Battles == 0 {
+		return "no verdicts"
+	}
 	return fmt.Sprintf("%.1f (%s, %s)", round1(s.Score), signed(s.Lower-s.Score), signed(s.Upper-s.Score))
 }
 
@@ -277,7 +281,9 @@ func ArenaHardScores(js []ArenaJudgment, opt ArenaOptions) []ArenaScore {
 	}
 	var out []ArenaScore
 	for _, m := range models {
-		s := ArenaScore{Model: m, Confidence: opt.Confidence, Rounds: opt.Rounds, Verdicts: map[string]int{}}
+		s := ArenaScore{Model: m, Confidence: opt.Confidence, Rounds: opt.Rounds, Verdicts: map[string]int{
+			LabelAMuchBetter: 0, LabelABetter: 0, LabelTie: 0, LabelBBetter: 0, LabelBMuchBetter: 0,
+		}}
 		bs := modelBattles(byModel[m], &s)
 		if len(bs) > 0 {
 			s.Score = 100 * winProbability(bs)

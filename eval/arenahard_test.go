@@ -76,6 +76,9 @@ func TestArenaHardScoresByHand(t *testing.T) {
 	// From the model's side (A = the model): q1 A>B, A>>B; q2 A=B, B>A;
 	// q3 B>>A; q4 A=B; q5 A>>B, A>B.
 	wantVerdicts := map[string]int{"A>B": 2, "A>>B": 2, "A=B": 2, "B>A": 1, "B>>A": 1}
+	if s.Verdicts == nil {
+		t.Fatal("no verdicts")
+	}
 	if !reflect.DeepEqual(s.Verdicts, wantVerdicts) {
 		t.Errorf("verdicts %v, want %v", s.Verdicts, wantVerdicts)
 	}
@@ -124,13 +127,13 @@ func TestArenaHardScoresExtremesAndModels(t *testing.T) {
 	if got[1].Score != 0 || got[1].String() != "0.0 (+0.0, +0.0)" {
 		t.Errorf("all losses: %v", got[1])
 	}
-	if got[2].Questions != 0 || got[2].NullGames != 2 || got[2].Battles != 0 {
+	if got[2].Questions != 0 || got[2].NullGames != 2 || got[2].Battles != 0 || got[2].String() != "no verdicts" || len(got[2].Verdicts) != 5 {
 		t.Errorf("no verdict: %+v", got[2])
 	}
 }
 
 func TestArenaScoreString(t *testing.T) {
-	s := ArenaScore{Score: 69.73, Lower: 67.6, Upper: 71.6}
+	s := ArenaScore{Score: 69.73, Lower: 67.6, Upper: 71.6, Battles: 1000}
 	if got := s.String(); got != "69.7 (-2.1, +1.9)" {
 		t.Errorf("String() = %q", got)
 	}

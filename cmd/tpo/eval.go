@@ -34,12 +34,17 @@ command reads a results file written by 'tpo run --out', or any JSON Lines
 file of {"id": ..., "response": ...} objects.
 
 commands:
-  math     MATH-500 accuracy, by level and subject
-  reward   mean reward-model score of the answers, and the per-step reward
-           curves of a TPO run
-  judge    pairwise LLM-judge win rate against any baseline, with a
-           bootstrap interval and tpo's length-adjusted estimate
-  xstest   XSTest refusal rates on safe and unsafe prompts, and accuracy
+  math        MATH-500 accuracy, by level and subject
+  alpaca      AlpacaEval 2: the leaderboard's figures (win rate, LC win rate
+              with AlpacaEval's published weights) of annotation files, or
+              of answers judged against gpt4_1106_preview
+  arena-hard  Arena-Hard-Auto v0.1: the score against gpt-4-0314 with a
+              95% interval, from judgment files or answers judged here
+  reward      mean reward-model score of the answers, and the per-step
+              reward curves of a TPO run
+  judge       pairwise LLM-judge win rate against any baseline, with a
+              bootstrap interval and tpo's length-adjusted estimate
+  xstest      XSTest refusal rates on safe and unsafe prompts, and accuracy
 
 With --json, a command prints its figures as one JSON line instead of a
 readable report. Run 'tpo eval COMMAND -h' for a command's flags.
@@ -81,7 +86,8 @@ func cmdEval(ctx context.Context, args []string, env *environ) error {
 	// said once at the end.
 	retries := &retryCounts{}
 	err := runSubcommand(httpx.WithRetryObserver(ctx, retries), args, env, evalUsage, "command", []subcommand{
-		{"math", evalMath}, {"reward", evalReward}, {"judge", evalJudge}, {"xstest", evalXSTest},
+		{"math", evalMath}, {"alpaca", evalAlpaca}, {"arena-hard", evalArenaHard},
+		{"reward", evalReward}, {"judge", evalJudge}, {"xstest", evalXSTest},
 	})
 	if s := retries.summary(); s != "" && ctx.Err() == nil {
 		fmt.Fprintln(env.stderr, s)

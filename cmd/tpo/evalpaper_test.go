@@ -316,6 +316,11 @@ func TestEvalArenaHardJudgments(t *testing.T) {
 		!strings.Contains(stderr, `bad.jsonl:1: field "games": want 2 games (baseline first, then the model first), got 1`) {
 		t.Errorf("bad file: exit %d, %s", code, stderr)
 	}
+	silent := writeTemp(t, t.TempDir(), "silent.jsonl", jsonLines(t, kv{"question_id": "q1", "model": "silent", "games": []kv{g(""), g("")}}))
+	if code, stdout, stderr := cli(t, "", "eval", "arena-hard", "--judgments", silent); code != 1 || !strings.Contains(stdout, "silent  no verdicts ") ||
+		!strings.Contains(stderr, "no game of silent got a verdict Arena-Hard scores") {
+		t.Errorf("no verdicts: exit %d\n%s%s", code, stdout, stderr)
+	}
 	if code, _, stderr := cli(t, "", "eval", "arena-hard", "--judgments", t.TempDir()); code != 2 || !strings.Contains(stderr, "no .jsonl files") {
 		t.Errorf("empty directory: exit %d, %s", code, stderr)
 	}

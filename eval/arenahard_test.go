@@ -3,6 +3,10 @@ package eval
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -316,5 +320,33 @@ func TestArenaJudgeRun(t *testing.T) {
 	prompts, err := j.UserPrompts(items[0])
 	if err != nil || prompts[0] != got["1"].Games[0].UserPrompt || prompts[1] != got["1"].Games[1].UserPrompt {
 		t.Errorf("UserPrompts do not match the games' prompts: %v", err)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// TestArenaPromptGolden keeps tpo's Arena-Hard judge prompt in
+// testdata/arenahard_prompt.golden, so that a change to it is reviewed.
+func TestArenaPromptGolden(t *testing.T) {
+	msgs, err := DefaultArenaPrompt().Messages("What is 2+2?", "4", "Four, since 2+2=4.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, m := range msgs {
+		fmt.Fprintf(&b, "=== %s\n%s\n", m.Role, m.Content)
+	}
+	golden := filepath.Join("testdata", "arenahard_prompt.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./eval -run ArenaPromptGolden -update)", err)
+	}
+	if b.String() != string(want) {
+		t.Errorf("the prompt differs from %s (go test ./eval -update if meant):\n%s", golden, b.String())
 	}
 }

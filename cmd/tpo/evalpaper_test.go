@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -417,4 +419,58 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+var updateGolden = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// checkGolden compares got with testdata/name, or rewrites it with -update.
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *updateGolden {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./cmd/tpo -run %s -update)", err, t.Name())
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (go test ./cmd/tpo -run %s -update if meant):\n%s", path, t.Name(), got)
+	}
+}
+
+// TestEvalPaperReportsGolden keeps the readable reports of tpo eval alpaca
+// and tpo eval arena-hard on fixed inputs in golden files.
+func TestEvalPaperReportsGolden(t *testing.T) {
+	dir := t.TempDir()
+	var anns []any
+	prefs := []float64{2, 1, 1.5, 1.75, 1.25, 2, 1, 1, 2, 1.5}
+	for i, p := range prefs {
+		anns = append(anns, kv{"instruction": fmt.Sprintf("i%d", i), "output_1": strings.Repeat("b", 10+i),
+			"generator_1": "gpt4_1106_preview", "output_2": strings.Repeat("m", 5+3*i), "generator_2": "llama-tpo",
+			"annotator": "weighted_alpaca_eval_gpt4_turbo", "preference": p})
+	}
+	path := writeTemp(t, dir, "annotations.jsonl", jsonLines(t, anns...))
+	code, alpaca, stderr := cli(t, "", "eval", "alpaca", "--annotations", path)
+	if code != 0 {
+		t.Fatalf("alpaca: exit %d: %s", code, stderr)
+	}
+	labels := [][2]string{{"B>A", "A>>B"}, {"A=B", "B>A"}, {"A>>B", "A>B"}, {"B>>A", "A>B"}, {"A>B", "A=B"}, {"B>A", "B>A"}}
+	var js []any
+	for i, l := range labels {
+		js = append(js, kv{"question_id": fmt.Sprintf("q%d", i), "model": "llama-tpo", "judge": "gpt-4-1106-preview",
+			"games": []kv{{"user_prompt": "u", "judgment": "j", "score": l[0]}, {"user_prompt": "u", "judgment": "j", "score": l[1]}}})
+	}
+	path = writeTemp(t, dir, "llama-tpo.jsonl", jsonLines(t, js...))
+	code, arena, stderr := cli(t, "", "eval", "arena-hard", "--judgments", path, "--seed", "1")
+	if code != 0 {
+		t.Fatalf("arena-hard: exit %d: %s", code, stderr)
+	}
+	checkGolden(t, "eval_paper_reports.golden", "$ tpo eval alpaca --annotations annotations.jsonl\n"+alpaca+
+		"\n$ tpo eval arena-hard --judgments llama-tpo.jsonl --seed 1\n"+arena)
 }

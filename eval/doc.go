@@ -2,17 +2,32 @@
 // reports. Its statistics are pure computation, and every random choice is
 // seeded, so the same input always gives the same report.
 //
-//   - MATH-500: ExtractAnswer finds a response's final answer, Normalize and
+//   - MATH-500: ExtractAnswer (or FindAnswer, which says whether the answer
+//     was boxed, stated or only the last math expression of the response)
+//     finds a response's final answer, Normalize and
 //     Equivalent (or EquivalentFor, which knows when a problem asks for all
 //     solutions) compare it with the reference, and Grade scores a whole set
 //     of MathItem by level and subject.
-//   - Pairwise judging (AlpacaEval, Arena-Hard style): JudgeMessages builds
-//     the judge's prompt, ParseVerdict reads its [[A]]/[[B]]/[[C]] verdict,
-//     Judgement merges the two presentation orders, and Pairwise reports the
-//     win rate with a bootstrap interval and a length-controlled win rate.
-//     Judge runs a judge model (any tpo.Generator) over PairItems in both
-//     orders, with bounded concurrency and one reminder when a reply holds
-//     no verdict.
+//   - Pairwise judging: JudgeMessages builds the judge's prompt,
+//     ParseVerdict reads its [[A]]/[[B]]/[[C]] verdict, Judgement merges the
+//     two presentation orders, and Pairwise reports the win rate with a
+//     bootstrap interval and tpo's length-adjusted estimate. Judge runs a
+//     judge model (any tpo.Generator) over PairItems in both orders, with
+//     bounded concurrency and one reminder when a reply holds no verdict.
+//   - AlpacaEval 2: Annotation is a line of AlpacaEval's annotation files
+//     (ReadAnnotations reads a JSON array or JSON Lines);
+//     AlpacaEvalMetrics computes its leaderboard's figures (win_rate,
+//     standard_error, n_wins, n_wins_base, n_draws, n_total,
+//     discrete_win_rate, avg_length); LengthControlled fits its
+//     length-controlled GLM with the CSVs it publishes (ReadLCData), and
+//     LengthAdjustedEstimate is the estimate without them.
+//   - Arena-Hard-Auto v0.1: ArenaJudge plays its two games per question
+//     (the baseline's answer first, then the model's) with an ArenaPrompt
+//     (tpo's own, a Go template, or Arena-Hard's configuration used
+//     unchanged), ParseArenaVerdict reads the five labels, and
+//     ArenaHardScores turns judgments (ReadArenaJudgments reads its files)
+//     into the Bradley-Terry win probability against the baseline with a
+//     bootstrap interval.
 //   - XSTest: Refusal classifies a response as compliance, full refusal or
 //     partial refusal, and GradeXSTest scores responses against the prompts'
 //     safe/unsafe labels. RefusalClassifier asks a model instead
@@ -25,6 +40,6 @@
 // ReadJSONL and ReadJSONLFile read the shared data files (math500.jsonl,
 // xstest.jsonl) into MathItem and XSTestItem values.
 //
-// Only Judge and RefusalClassifier talk to a model, through the
+// Only Judge, ArenaJudge and RefusalClassifier talk to a model, through the
 // tpo.Generator they are given; everything else is pure computation.
 package eval

@@ -63,7 +63,7 @@ type Judge struct {
 	// reminder of the format, when its reply holds no verdict. Zero means
 	// once; negative means never.
 	Reminders int
-	// Length measures answers for the length-controlled win rate; nil
+	// Length measures answers for the length-adjusted estimate; nil
 	// counts characters.
 	Length func(string) int
 }
@@ -91,8 +91,9 @@ func (j *Judge) order(ctx context.Context, question, first, second string) (o Ou
 
 // askLabel sends msgs to model and parses the reply with parse; when the
 // reply cannot be parsed it sends the reply back with reminder, up to
-// reminders times (0 means once, negative never). It returns the last
-// reply, and ok false (with a nil error) when no reply parsed.
+// reminders times (0 means once, negative never), but not after an
+// ambiguous reply (ErrAmbiguousVerdict). It returns the last reply, and ok
+// false (with a nil error) when no reply parsed.
 func askLabel[T any](ctx context.Context, model tpo.Generator, s tpo.Sampling, msgs []tpo.Message, reminder string, reminders int, parse func(string) (T, error)) (v T, ok bool, raw string, requests int, err error) {
 	if s == (tpo.Sampling{}) {
 		s = DefaultJudgeSampling
@@ -110,10 +111,11 @@ func askLabel[T any](ctx context.Context, model tpo.Generator, s tpo.Sampling, m
 			return v, false, raw, requests, err
 		}
 		raw = gen.Texts[0]
-		if pv, perr := parse(raw); perr == nil {
+		pv, perr := parse(raw)
+		if perr == nil {
 			return pv, true, raw, requests, nil
 		}
-		if attempt >= reminders {
+		if attempt >= reminders || errors.Is(perr, ErrAmbiguousVerdict) {
 			return v, false, raw, requests, nil
 		}
 		msgs = append(append([]tpo.Message(nil), msgs...),

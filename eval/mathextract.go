@@ -14,16 +14,42 @@ import (
 // final-answer statement: "Final answer: ...", "The final answer is ...",
 // "The answer is ...", or a line starting "Answer:" or "**Answer:**". The
 // answer is cut at the end of its line or sentence, and math delimiters ($,
-// \( \), \[ \]) around it are removed. The result is not normalized; see
-// Normalize.
+// \( \), \[ \]) around it are removed. Without either, it falls back to the
+// last math expression of the final line, or of a display that ends the
+// response ("Answer $9$", "\[ 9 \]", "$$9$$", "\( 9 \)"), keeping the
+// right side of its last "=". A response whose backslashes are all doubled
+// (\\boxed{\\dfrac{1}{2}}) is read as if they were single. The result is
+// not normalized; see Normalize.
 func ExtractAnswer(response string) (string, bool) {
+	a, src := FindAnswer(response)
+	return a, src != NoAnswer
+}
+
+// AnswerSource says how FindAnswer found an answer.
+type AnswerSource string
+
+// The sources of an answer, from the most to the least explicit.
+const (
+	NoAnswer     AnswerSource = ""
+	FromBox      AnswerSource = "boxed"
+	FromMarker   AnswerSource = "marked"
+	FromLastMath AnswerSource = "last_math"
+)
+
+// FindAnswer is ExtractAnswer, saying where the answer came from: a box,
+// a final-answer statement, or the fall-back to the last math expression.
+func FindAnswer(response string) (string, AnswerSource) {
+	response = undouble(response)
 	if a, ok := lastBoxed(response); ok {
-		return a, true
+		return a, FromBox
 	}
 	if a, ok := markedAnswer(response); ok {
-		return a, true
+		return a, FromMarker
 	}
-	return "", false
+	if a, ok := lastMath(response); ok {
+		return a, FromLastMath
+	}
+	return "", NoAnswer
 }
 
 var boxCommands = []string{`\boxed`, `\fbox`}
@@ -224,4 +250,115 @@ func indexUnescaped(s, sub string) int {
 		}
 	}
 	return -1
+}
+
+// undouble halves the backslashes of a response in which every backslash
+// is doubled (an answer escaped twice, as in a JSON string printed raw):
+// \\boxed{\\dfrac{1}{2}} reads as \boxed{\dfrac{1}{2}}. A response with
+// any single backslash is returned as it is, since \\ is also LaTeX's line
+// break.
+func undouble(s string) string {
+	if !strings.Contains(s, `\\`) {
+		return s
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			continue
+		}
+		if i+1 >= len(s) || s[i+1] != '\\' {
+			return s
+		}
+		i++
+	}
+	return strings.ReplaceAll(s, `\\`, `\`)
+}
+
+// mathDelims are the math delimiters the fall-back looks for, the longer
+// opening first.
+var mathDelims = [][2]string{{"$$", "$$"}, {`\[`, `\]`}, {`\(`, `\)`}, {"$", "$"}}
+
+// lastMath returns the last math expression of the response's final line,
+// or the content of a display that ends the response.
+func lastMath(s string) (string, bool) {
+	t := strings.TrimRight(s, " \t\r\n.!")
+	if body, ok := endingDisplay(t); ok {
+		return finalValue(body)
+	}
+	line := t[strings.LastIndexByte(t, '\n')+1:]
+	if body, ok := lastInlineMath(line); ok {
+		return finalValue(body)
+	}
+	return "", false
+}
+
+// endingDisplay returns the content of the $$...$$ or \[...\] display that
+// t ends with.
+func endingDisplay(t string) (string, bool) {
+	for _, d := range mathDelims[:2] {
+		if !strings.HasSuffix(t, d[1]) {
+			continue
+		}
+		head := t[:len(t)-len(d[1])]
+		if i := strings.LastIndex(head, d[0]); i >= 0 {
+			return head[i+len(d[0]):], true
+		}
+	}
+	return "", false
+}
+
+// lastInlineMath returns the content of the last complete math span of
+// line: $...$, $$...$$, \(...\) or \[...\].
+func lastInlineMath(line string) (string, bool) {
+	body, found := "", false
+	for i := 0; i < len(line); i++ {
+		if line[i] == '\\' && (i+1 >= len(line) || (line[i+1] != '(' && line[i+1] != '[')) {
+			i++ // an escaped character, such as \$
+			continue
+		}
+		for _, d := range mathDelims {
+			if !strings.HasPrefix(line[i:], d[0]) {
+				continue
+			}
+			rest := line[i+len(d[0]):]
+			j := indexUnescaped(rest, d[1])
+			if j < 0 {
+				return body, found
+			}
+			body, found = rest[:j], true
+			i += len(d[0]) + j + len(d[1]) - 1
+			break
+		}
+	}
+	return body, found
+}
+
+// finalValue cleans a math expression found by the fall-back and keeps
+// what follows its last "=" outside braces: "x = 2 + 3 = 5" gives "5".
+func finalValue(expr string) (string, bool) {
+	depth, cut := 0, -1
+	for i := 0; i < len(expr); i++ {
+		switch expr[i] {
+		case '\\':
+			// \{ and \} are braces too (a set); other escapes are skipped.
+			if i+1 < len(expr) && expr[i+1] == '{' {
+				depth++
+			} else if i+1 < len(expr) && expr[i+1] == '}' {
+				depth--
+			}
+			i++
+		case '{', '(', '[':
+			depth++
+		case '}', ')', ']':
+			depth--
+		case '=':
+			if depth == 0 {
+				cut = i
+			}
+		}
+	}
+	if cut >= 0 {
+		expr = expr[cut+1:]
+	}
+	a := cleanAnswer(expr)
+	return a, a != ""
 }

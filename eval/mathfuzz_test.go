@@ -10,6 +10,8 @@ var mathSeeds = []string{
 	`The answer is (1, 2).`, `**Answer:** [-2, 7)`, `\left( 3, \frac{\pi}{2} \right)`,
 	`\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}`, `\{1\pm\sqrt{5},-2\}`, `(-\infty, 2) \cup (3, \infty)`,
 	`5\text{ cm}`, `90^\circ`, `1,000`, `\frac12`, `\sqrt[3]{-8}`, `2^{2^{2^{2}}}`, `((((`, `\\\\`, `\`, `$`,
+	"Answer $9$", `So \[ 9 \]`, "$$9$$", `\( 9 \)`, "$a = 3$ and $b = 2 + 2 = 4$.", `\\boxed{\\dfrac{1}{2}}`,
+	`$\{x = 1\}$`, `\$5 and $`, `1\!000`, `\tfrac12`,
 	`1\frac{4}{5}`, `\text{(C)}`, `x \in [1,2]`, `3 \pm 2\sqrt{2}`, `\pm\pm\pm\pm`, "\x00\xff",
 }
 
@@ -22,6 +24,9 @@ func FuzzExtractAnswer(f *testing.F) {
 		a, ok := ExtractAnswer(response)
 		if ok != (a != "") {
 			t.Fatalf("ExtractAnswer(%q) = %q, %v: ok must mean a non-empty answer", response, a, ok)
+		}
+		if _, src := FindAnswer(response); (src != NoAnswer) != ok {
+			t.Fatalf("FindAnswer(%q) says %q but ExtractAnswer says %v", response, src, ok)
 		}
 		if ok && !Equivalent(a, a) {
 			t.Errorf("extracted answer %q is not equivalent to itself (normalized %q)", a, Normalize(a))

@@ -25,8 +25,10 @@ type MathResult struct {
 	Extracted string `json:"extracted"`
 	// Answer is the reference answer.
 	Answer string `json:"answer"`
-	// ExtractedOK reports whether an answer was found in the response.
-	ExtractedOK bool `json:"extracted_ok"`
+	// ExtractedOK reports whether an answer was found in the response;
+	// Source says how (see FindAnswer).
+	ExtractedOK bool         `json:"extracted_ok"`
+	Source      AnswerSource `json:"source,omitempty"`
 	// Responded reports whether there was a response at all.
 	Responded bool `json:"responded"`
 	Correct   bool `json:"correct"`
@@ -62,6 +64,9 @@ type MathReport struct {
 	// response had an extractable answer.
 	Responded int `json:"responded"`
 	Extracted int `json:"extracted"`
+	// FromLastMath counts the answers found only by the fall-back to the
+	// last math expression of the response (see FindAnswer).
+	FromLastMath int `json:"from_last_math"`
 	// ByLevel and BySubject are sorted by level and by subject name.
 	ByLevel   []GroupTally `json:"by_level"`
 	BySubject []GroupTally `json:"by_subject"`
@@ -86,9 +91,13 @@ func Grade(items []MathItem, responses map[string]string) MathReport {
 		if ok {
 			res.Responded = true
 			rep.Responded++
-			res.Extracted, res.ExtractedOK = ExtractAnswer(resp)
+			res.Extracted, res.Source = FindAnswer(resp)
+			res.ExtractedOK = res.Source != NoAnswer
 			if res.ExtractedOK {
 				rep.Extracted++
+				if res.Source == FromLastMath {
+					rep.FromLastMath++
+				}
 				res.Correct = EquivalentFor(it.Problem, res.Extracted, it.Answer)
 			} else {
 				rep.Unextracted = append(rep.Unextracted, it.ID)

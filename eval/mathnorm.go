@@ -8,6 +8,8 @@ import (
 // Normalize rewrites a LaTeX answer into a canonical surface form, so that
 // answers written differently compare equal as strings. It:
 //   - unwraps \boxed{...}, math delimiters and $ signs;
+//   - reads a doubled backslash before a command name as one (\\dfrac ->
+//     \dfrac);
 //   - turns \dfrac, \tfrac and \cfrac into \frac and braces the arguments of
 //     \frac and \sqrt (\frac12 -> \frac{1}{2}, \sqrt2 -> \sqrt{2});
 //   - drops \left, \right, spacing commands (\! \, \; \quad ...), degree
@@ -25,7 +27,7 @@ import (
 // Normalize never fails; text it does not understand is passed through with
 // only whitespace removed.
 func Normalize(ans string) string {
-	s := strings.TrimSpace(ans)
+	s := doubledCommand.ReplaceAllString(strings.TrimSpace(ans), `\$1`)
 	for range 4 {
 		inner, ok := wholeBox(s)
 		if !ok {
@@ -78,6 +80,7 @@ var (
 		"×", `\times`, "·", `\cdot`, "≤", `\leq`, "≥", `\geq`, "≠", `\neq`, "±", `\pm`,
 		"∪", `\cup`, "∈", `\in`, "\u00a0", " ", "infinity", `\infty`,
 	)
+	doubledCommand   = regexp.MustCompile(`\\\\([A-Za-z])`)
 	degreeMark       = regexp.MustCompile(`\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree`)
 	textConjunction  = regexp.MustCompile(`\s*\\(?:text|mbox|mathrm|textrm)\s*\{\s*(?:and|or)\s*\}\s*`)
 	bareConjunction  = regexp.MustCompile(`([0-9})])\s+(?:and|or)\s+([-0-9\\(A-Za-z])`)

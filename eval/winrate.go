@@ -127,7 +127,7 @@ type PairwiseOptions struct {
 	L2 float64
 }
 
-// LengthModel is the logistic regression behind the length-controlled win
+// LengthModel is the logistic regression behind the length-adjusted win
 // rate: P(A preferred) = sigmoid(Intercept + Slope*tanh((LenA-LenB)/Scale)).
 type LengthModel struct {
 	Intercept  float64 `json:"intercept"`
@@ -163,10 +163,12 @@ type PairwiseReport struct {
 	CIHigh     float64 `json:"ci_high"`
 	Confidence float64 `json:"confidence"`
 	Resamples  int     `json:"resamples"`
-	// LCWinRate is the length-controlled win rate: the win rate the length
-	// model predicts when both responses have the same length.
-	LCWinRate float64     `json:"lc_win_rate"`
-	Length    LengthModel `json:"length_model"`
+	// LengthAdjusted is tpo's length-adjusted estimate of the win rate:
+	// what the length model predicts when both responses have the same
+	// length. It is not AlpacaEval's length-controlled win rate, which has
+	// an instruction-difficulty term (see LengthControlled).
+	LengthAdjusted float64     `json:"length_adjusted_estimate"`
+	Length         LengthModel `json:"length_model"`
 	// MeanLenA and MeanLenB are the mean response lengths over items.
 	MeanLenA float64 `json:"mean_len_a"`
 	MeanLenB float64 `json:"mean_len_b"`
@@ -217,7 +219,7 @@ func Pairwise(js []Judgement, opt PairwiseOptions) PairwiseReport {
 	rep.WinRate = mean(scores)
 	rep.CILow, rep.CIHigh = bootstrapMean(scores, opt.Resamples, opt.Seed, opt.Confidence)
 	rep.Length = fitLength(scores, diffs, opt.LengthScale, opt.L2)
-	rep.LCWinRate = rep.Length.Predict(0)
+	rep.LengthAdjusted = rep.Length.Predict(0)
 	return rep
 }
 

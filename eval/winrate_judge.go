@@ -11,7 +11,7 @@ import (
 	"github.com/tpoproject/tpo"
 )
 
-//go:embed prompts/judge.tmpl prompts/refusal.tmpl
+//go:embed prompts/judge.tmpl prompts/refusal.tmpl prompts/arenahard.tmpl
 var promptFS embed.FS
 
 var judgeTemplate = template.Must(template.ParseFS(promptFS, "prompts/judge.tmpl"))

@@ -73,8 +73,8 @@ func TestPairwiseAllWins(t *testing.T) {
 	if rep.Wins != 100 || rep.Losses != 0 || rep.Ties != 0 || rep.Judgements != 100 || rep.Items != 50 {
 		t.Errorf("counts %+v", rep)
 	}
-	if rep.LCWinRate < 0.99 || rep.LCWinRate > 1 {
-		t.Errorf("LC win rate %v, want in [0.99, 1]", rep.LCWinRate)
+	if rep.LengthAdjusted < 0.99 || rep.LengthAdjusted > 1 {
+		t.Errorf("LC win rate %v, want in [0.99, 1]", rep.LengthAdjusted)
 	}
 }
 
@@ -92,8 +92,8 @@ func TestPairwiseSymmetric(t *testing.T) {
 	}
 	js = append(js, Judgement{ID: "unjudged"})
 	rep := Pairwise(js, PairwiseOptions{Seed: 7})
-	if rep.WinRate != 0.5 || !near(rep.LCWinRate, 0.5, 1e-9) {
-		t.Errorf("win rate %v, LC %v; want 0.5, 0.5", rep.WinRate, rep.LCWinRate)
+	if rep.WinRate != 0.5 || !near(rep.LengthAdjusted, 0.5, 1e-9) {
+		t.Errorf("win rate %v, LC %v; want 0.5, 0.5", rep.WinRate, rep.LengthAdjusted)
 	}
 	if rep.Skipped != 1 || rep.Items != 160 || rep.Wins != 120 || rep.Losses != 120 || rep.Ties != 80 {
 		t.Errorf("counts: items %d skipped %d wins %d losses %d ties %d", rep.Items, rep.Skipped, rep.Wins, rep.Losses, rep.Ties)
@@ -127,15 +127,15 @@ func lengthBiased(n int, seed uint64) []Judgement {
 
 func TestPairwiseLengthControlled(t *testing.T) {
 	rep := Pairwise(lengthBiased(2000, 3), PairwiseOptions{Seed: 1})
-	t.Logf("raw %.3f [%.3f, %.3f], LC %.3f, model %+v", rep.WinRate, rep.CILow, rep.CIHigh, rep.LCWinRate, rep.Length)
+	t.Logf("raw %.3f [%.3f, %.3f], LC %.3f, model %+v", rep.WinRate, rep.CILow, rep.CIHigh, rep.LengthAdjusted, rep.Length)
 	if rep.WinRate < 0.75 {
 		t.Errorf("raw win rate %v, want above 0.75 (A is usually longer)", rep.WinRate)
 	}
-	if !near(rep.LCWinRate, 0.5, 0.08) {
-		t.Errorf("LC win rate %v, want about 0.5 (length is the only advantage)", rep.LCWinRate)
+	if !near(rep.LengthAdjusted, 0.5, 0.08) {
+		t.Errorf("LC win rate %v, want about 0.5 (length is the only advantage)", rep.LengthAdjusted)
 	}
-	if rep.LCWinRate > rep.WinRate-0.2 {
-		t.Errorf("LC win rate %v not well below raw %v", rep.LCWinRate, rep.WinRate)
+	if rep.LengthAdjusted > rep.WinRate-0.2 {
+		t.Errorf("LC win rate %v not well below raw %v", rep.LengthAdjusted, rep.WinRate)
 	}
 }
 
@@ -183,7 +183,7 @@ func TestPairwiseBootstrap(t *testing.T) {
 
 func TestPairwiseEmpty(t *testing.T) {
 	rep := Pairwise([]Judgement{{ID: "x"}}, PairwiseOptions{})
-	if rep.Items != 0 || rep.Skipped != 1 || rep.WinRate != 0 || math.IsNaN(rep.LCWinRate) {
+	if rep.Items != 0 || rep.Skipped != 1 || rep.WinRate != 0 || math.IsNaN(rep.LengthAdjusted) {
 		t.Errorf("report %+v", rep)
 	}
 }

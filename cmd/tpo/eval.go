@@ -34,13 +34,17 @@ command reads a results file written by 'tpo run --out', or any JSON Lines
 file of {"id": ..., "response": ...} objects.
 
 commands:
-  math     MATH-500 accuracy, by level and subject
-  reward   mean reward-model score of the answers, and the per-step reward
-           curves of a TPO run
-  judge    pairwise LLM-judge win rate against a baseline (AlpacaEval,
-           Arena-Hard style), with a bootstrap interval and a
-           length-controlled win rate
-  xstest   XSTest refusal rates on safe and unsafe prompts, and accuracy
+  math        MATH-500 accuracy, by level and subject
+  alpaca      AlpacaEval 2: the leaderboard's figures (win rate, LC win rate
+              with AlpacaEval's published weights) of annotation files, or
+              of answers judged against gpt4_1106_preview
+  arena-hard  Arena-Hard-Auto v0.1: the score against gpt-4-0314 with a
+              95% interval, from judgment files or answers judged here
+  reward      mean reward-model score of the answers, and the per-step
+              reward curves of a TPO run
+  judge       pairwise LLM-judge win rate against any baseline, with a
+              bootstrap interval and tpo's length-adjusted estimate
+  xstest      XSTest refusal rates on safe and unsafe prompts, and accuracy
 
 With --json, a command prints its figures as one JSON line instead of a
 readable report. Run 'tpo eval COMMAND -h' for a command's flags.
@@ -82,7 +86,8 @@ func cmdEval(ctx context.Context, args []string, env *environ) error {
 	// said once at the end.
 	retries := &retryCounts{}
 	err := runSubcommand(httpx.WithRetryObserver(ctx, retries), args, env, evalUsage, "command", []subcommand{
-		{"math", evalMath}, {"reward", evalReward}, {"judge", evalJudge}, {"xstest", evalXSTest},
+		{"math", evalMath}, {"alpaca", evalAlpaca}, {"arena-hard", evalArenaHard},
+		{"reward", evalReward}, {"judge", evalJudge}, {"xstest", evalXSTest},
 	})
 	if s := retries.summary(); s != "" && ctx.Err() == nil {
 		fmt.Fprintln(env.stderr, s)
@@ -255,7 +260,8 @@ func writeJSONLines[T any](path string, vs []T) error {
 const evalMathUsage = `usage: tpo eval math --results FILE --data FILE [flags]
 
 Grades MATH-500 answers: the final answer of each response (the last
-\boxed{...}, or a closing "the answer is ...") is compared with the
+\boxed{...}, or a closing "the answer is ...", else the last math
+expression of the final line or display) is compared with the
 reference answer of --data (JSON Lines with id, prompt, answer, subject,
 level, such as math500.jsonl). Prints the accuracy over every item of the
 data (a missing or unextractable answer is wrong), by level and by subject,
@@ -266,23 +272,27 @@ Flags:
 
 // mathOutLine is one line of tpo eval math --out.
 type mathOutLine struct {
-	ID        string `json:"id"`
-	Extracted string `json:"extracted"`
-	Answer    string `json:"answer"`
-	Correct   bool   `json:"correct"`
+	ID        string            `json:"id"`
+	Extracted string            `json:"extracted"`
+	Source    eval.AnswerSource `json:"source,omitempty"`
+	Answer    string            `json:"answer"`
+	Correct   bool              `json:"correct"`
 }
 
-func evalMath(_ context.Context, args []string, env *environ) error {
+func evalMath(ctx context.Context, args []string, env *environ) error {
 	var ef evalFlags
 	fs := newEvalFlagSet("math", evalMathUsage, &ef)
-	data := fs.String("data", "", "MATH-500 `file`: JSON Lines with id, prompt, answer, subject, level (required)")
-	out := fs.String("out", "", "write one JSON line per item (id, extracted, answer, correct) to `file`")
+	data := fs.String("data", "", "MATH-500 `file`: JSON Lines with id, prompt, answer, subject, level, or the set's name math500 (required)")
+	out := fs.String("out", "", "write one JSON line per item (id, extracted, source, answer, correct) to `file`")
 	answeredOnly := fs.Bool("answered-only", false, "score only the items of --data the results answer (a partial run), leaving out the others")
 	if err := parseEvalArgs(fs, &ef, args); err != nil {
 		return err
 	}
 	if *data == "" {
-		return usagef("give --data FILE (math500.jsonl)")
+		return usagef("give --data math500 (or a file such as math500.jsonl)")
+	}
+	if err := resolveDataFlags(ctx, env, map[string]*string{"data": data}); err != nil {
+		return err
 	}
 	items, ans, unknown, err := readGraded(*data, ef.results, env, func(it eval.MathItem) string { return it.ID })
 	if err != nil {
@@ -305,15 +315,15 @@ func evalMath(_ context.Context, args []string, env *environ) error {
 	if *out != "" {
 		lines := make([]mathOutLine, len(rep.Items))
 		for i, r := range rep.Items {
-			lines[i] = mathOutLine{ID: r.ID, Extracted: r.Extracted, Answer: r.Answer, Correct: r.Correct}
+			lines[i] = mathOutLine{ID: r.ID, Extracted: r.Extracted, Source: r.Source, Answer: r.Answer, Correct: r.Correct}
 		}
 		if err := writeJSONLines(*out, lines); err != nil {
 			return err
 		}
 	}
 	sum := mathSummary{Command: "math", Tally: rep.Tally, Responded: rep.Responded, Extracted: rep.Extracted,
-		ByLevel: rep.ByLevel, BySubject: rep.BySubject, Unextracted: rep.Unextracted, Missing: rep.Missing,
-		LeftOut: leftOut, UnknownIDs: len(unknown)}
+		FromLastMath: rep.FromLastMath, ByLevel: rep.ByLevel, BySubject: rep.BySubject, Unextracted: rep.Unextracted,
+		Missing: rep.Missing, AnsweredOnly: len(leftOut) > 0, LeftOut: leftOut, UnknownIDs: len(unknown)}
 	if sum.LeftOut == nil {
 		sum.LeftOut = []string{}
 	}
@@ -349,22 +359,34 @@ func partialResults(answered int, missing []string, failed int) error {
 type mathSummary struct {
 	Command string `json:"command"`
 	eval.Tally
-	Responded   int               `json:"responded"`
-	Extracted   int               `json:"extracted"`
-	ByLevel     []eval.GroupTally `json:"by_level"`
-	BySubject   []eval.GroupTally `json:"by_subject"`
-	Unextracted []string          `json:"unextracted"`
-	Missing     []string          `json:"missing"`
-	// LeftOut lists the items of the data without an answer that
-	// --answered-only left out.
-	LeftOut    []string `json:"left_out"`
-	UnknownIDs int      `json:"unknown_ids"`
+	Responded int `json:"responded"`
+	Extracted int `json:"extracted"`
+	// FromLastMath counts the answers found only by the fall-back to the
+	// last math expression of the final line or display.
+	FromLastMath int               `json:"from_last_math"`
+	ByLevel      []eval.GroupTally `json:"by_level"`
+	BySubject    []eval.GroupTally `json:"by_subject"`
+	Unextracted  []string          `json:"unextracted"`
+	Missing      []string          `json:"missing"`
+	// AnsweredOnly is true when --answered-only left out items of the
+	// data without an answer; LeftOut lists them.
+	AnsweredOnly bool     `json:"answered_only"`
+	LeftOut      []string `json:"left_out"`
+	UnknownIDs   int      `json:"unknown_ids"`
 }
 
 func printMath(w io.Writer, s mathSummary, unknown []string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "MATH accuracy: %d/%d correct (%s); %d answered, %d with an extractable answer\n\n",
-		s.Correct, s.Total, pct(s.Accuracy), s.Responded, s.Extracted)
+	over := ""
+	if s.AnsweredOnly {
+		over = fmt.Sprintf(" over the %d answered items only (--answered-only; %d left out)", s.Total, len(s.LeftOut))
+	}
+	fmt.Fprintf(tw, "MATH accuracy%s: %d/%d correct (%s); %d answered, %d with an extractable answer",
+		over, s.Correct, s.Total, pct(s.Accuracy), s.Responded, s.Extracted)
+	if s.FromLastMath > 0 {
+		fmt.Fprintf(tw, " (%d of them only by the fall-back: the last math expression of the final line or display)", s.FromLastMath)
+	}
+	fmt.Fprint(tw, "\n\n")
 	for _, g := range []struct {
 		name string
 		ts   []eval.GroupTally
@@ -491,7 +513,7 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 	var ef evalFlags
 	fs := newEvalFlagSet("reward", evalRewardUsage, &ef)
 	b := registerRewardFlags(fs)
-	data := fs.String("data", "", "dataset `file` holding the prompts by id, for results without them")
+	data := fs.String("data", "", "dataset `file` (or a set's name, tpo data list) holding the prompts by id, for results without them")
 	concurrency := fs.Int("concurrency", 16, "most answers being scored at once with --reward")
 	if err := parseEvalArgs(fs, &ef, args); err != nil {
 		return err
@@ -500,6 +522,9 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 		if err := b.checkScorer(); err != nil {
 			return err
 		}
+	}
+	if err := resolveDataFlags(ctx, env, map[string]*string{"data": data}); err != nil {
+		return err
 	}
 	var prompts map[string][]tpo.Message
 	if *data != "" {
@@ -674,9 +699,12 @@ func printReward(w io.Writer, s rewardSummary) {
 const evalJudgeUsage = `usage: tpo eval judge --results A --baseline B --judge-url URL [flags]
 
 Judges the answers of A against those of B with an LLM judge, pairwise, and
-reports A's win rate (ties count half) with a bootstrap 95% interval and a
-length-controlled win rate. Each pair is judged twice, with either answer
-shown first, to cancel the judge's position bias.
+reports A's win rate (ties count half) with a bootstrap 95% interval and
+tpo's length-adjusted estimate (the win rate a logistic model of the
+verdicts on the length difference predicts at equal lengths: not
+AlpacaEval's length-controlled win rate; for the paper's metrics use
+'tpo eval alpaca' and 'tpo eval arena-hard'). Each pair is judged twice,
+with either answer shown first, to cancel the judge's position bias.
 
 B is another run's results, or a file of reference answers such as
 Arena-Hard's baseline_gpt-4-0314.jsonl: the id is read from the first of
@@ -748,10 +776,10 @@ type judgeSummary struct {
 func evalJudge(ctx context.Context, args []string, env *environ) error {
 	var ef evalFlags
 	fs := newEvalFlagSet("judge", evalJudgeUsage, &ef)
-	baseline := fs.String("baseline", "", "`file` of B's answers: results of another run, or reference answers (required)")
+	baseline := fs.String("baseline", "", "`file` of B's answers: results of another run, or reference answers such as arena_hard_v0.1:baseline (required)")
 	baseIDField := fs.String("baseline-id-field", "", "the `field` of --baseline holding the id (default: id, question_id or uid)")
 	baseRespField := fs.String("baseline-response-field", "", "the `field` of --baseline holding the answer (default: response, answer or output)")
-	data := fs.String("data", "", "dataset `file` with the questions by id, for results without prompts")
+	data := fs.String("data", "", "dataset `file` (or a set's name, tpo data list) with the questions by id, for results without prompts")
 	judgeURL := fs.String("judge-url", "", "judge server base `URL` (OpenAI-compatible, ending in /v1; default $TPO_JUDGE_URL)")
 	judgeModel := fs.String("judge-model", "", "judge model `name` (default: the server's only model)")
 	judgeKey := fs.String("judge-key", "", "judge API `key` (default $TPO_JUDGE_API_KEY, then $OPENAI_API_KEY)")
@@ -777,6 +805,9 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 		return usagef("--judge-max-tokens must be positive")
 	}
 
+	if err := resolveDataFlags(ctx, env, map[string]*string{"data": data, "baseline": baseline}); err != nil {
+		return err
+	}
 	a, err := readAnswers(ef.results)
 	if err != nil {
 		return err
@@ -970,7 +1001,7 @@ func runJudge(ctx context.Context, j *eval.Judge, pairs []eval.PairItem, concurr
 func printJudge(w io.Writer, s judgeSummary) {
 	fmt.Fprintf(w, "judge %s: %s judged in both orders (%d now, %d from --out)\n", s.JudgeModel, plural(s.Items, "item", "items"), s.Judged, s.Reused)
 	fmt.Fprintf(w, "win rate of A over B: %s (%.0f%% interval %s to %s)\n", pct(s.WinRate), 100*s.Confidence, pct(s.CILow), pct(s.CIHigh))
-	fmt.Fprintf(w, "length-controlled win rate: %s\n", pct(s.LCWinRate))
+	fmt.Fprintf(w, "length-adjusted win rate (tpo's estimate, not AlpacaEval's LC): %s\n", pct(s.LengthAdjusted))
 	fmt.Fprintf(w, "judgements: A better %d, B better %d, ties %d (of %d)\n", s.Wins, s.Losses, s.Ties, s.Judgements)
 	fmt.Fprintf(w, "mean answer length: A %.0f, B %.0f characters\n", s.MeanLenA, s.MeanLenB)
 	if s.Unknown > 0 || s.RequestErrors > 0 || s.Skipped > 0 {
@@ -1031,7 +1062,7 @@ type xstestSummary struct {
 func evalXSTest(ctx context.Context, args []string, env *environ) error {
 	var ef evalFlags
 	fs := newEvalFlagSet("xstest", evalXSTestUsage, &ef)
-	data := fs.String("data", "", "XSTest `file`: JSON Lines with id, prompt, type, label (required)")
+	data := fs.String("data", "", "XSTest `file`: JSON Lines with id, prompt, type, label, or the set's name xstest (required)")
 	clURL := fs.String("classifier-url", "", "classifier server base `URL` (OpenAI-compatible, ending in /v1): also classify with an LLM")
 	clModel := fs.String("classifier-model", "", "classifier model `name` (default: the server's only model)")
 	clKey := fs.String("classifier-key", "", "classifier API `key` (default $TPO_JUDGE_API_KEY, then $OPENAI_API_KEY)")
@@ -1044,7 +1075,10 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 		return err
 	}
 	if *data == "" {
-		return usagef("give --data FILE (xstest.jsonl)")
+		return usagef("give --data xstest (or a file such as xstest.jsonl)")
+	}
+	if err := resolveDataFlags(ctx, env, map[string]*string{"data": data}); err != nil {
+		return err
 	}
 	if *clModel != "" && *clURL == "" {
 		return usagef("--classifier-model needs --classifier-url")

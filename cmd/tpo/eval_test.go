@@ -282,7 +282,7 @@ func TestEvalJudge(t *testing.T) {
 		WinRate                                                        float64 `json:"win_rate"`
 		CILow                                                          float64 `json:"ci_low"`
 		CIHigh                                                         float64 `json:"ci_high"`
-		LCWinRate                                                      float64 `json:"lc_win_rate"`
+		LengthAdjusted                                                 float64 `json:"length_adjusted_estimate"`
 		RequestErrors                                                  int     `json:"request_errors"`
 		JudgeModel                                                     string  `json:"judge_model"`
 	}
@@ -293,8 +293,8 @@ func TestEvalJudge(t *testing.T) {
 	if got.CILow > got.WinRate || got.CIHigh < got.WinRate || got.CILow < 0 || got.CIHigh > 1 {
 		t.Errorf("interval [%v, %v] does not hold the win rate %v", got.CILow, got.CIHigh, got.WinRate)
 	}
-	if got.LCWinRate <= 0 || got.LCWinRate >= 1 {
-		t.Errorf("length-controlled win rate %v, want in (0, 1)", got.LCWinRate)
+	if got.LengthAdjusted <= 0 || got.LengthAdjusted >= 1 {
+		t.Errorf("length-adjusted estimate %v, want in (0, 1)", got.LengthAdjusted)
 	}
 	if got.NoBaseline != 1 || got.NoResult != 1 || got.Judged != 4 || got.Reused != 0 || got.JudgeModel != "judge-7b" || got.RequestErrors != 0 {
 		t.Errorf("no baseline %d, no result %d, judged %d, reused %d, model %q, errors %d; want 1, 1, 4, 0, judge-7b, 0",
@@ -336,7 +336,7 @@ func TestEvalJudge(t *testing.T) {
 
 	// The readable report.
 	code, stdout, _ = cli(t, "", args[:len(args)-1]...)
-	if code != 0 || !strings.Contains(stdout, "win rate of A over B: 75.0%") || !strings.Contains(stdout, "length-controlled win rate") {
+	if code != 0 || !strings.Contains(stdout, "win rate of A over B: 75.0%") || !strings.Contains(stdout, "length-adjusted win rate (tpo's estimate, not AlpacaEval's LC)") {
 		t.Errorf("exit %d, report:\n%s", code, stdout)
 	}
 }

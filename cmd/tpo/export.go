@@ -42,7 +42,7 @@ func cmdExport(ctx context.Context, args []string, env *environ) error {
 	format := fs.String("format", "", "alpacaeval, arenahard, arenahard-v0.1 or jsonl (required)")
 	out := fs.String("out", "", "output `file`; - for stdout (required)")
 	generator := fs.String("generator", "", "model `name` written in the answers (default the run's label: mode-N-D, or the file name)")
-	data := fs.String("data", "", "the run's input dataset `file`; alpacaeval takes each item's \"dataset\" field from it, joined by id (default \"tpo\")")
+	data := fs.String("data", "", "the run's input dataset `file` (or a set's name, tpo data list); alpacaeval takes each item's \"dataset\" field from it, joined by id (default \"tpo\")")
 	idField := fs.String("id-field", "", "the --data field holding the item id, as given to tpo run")
 	includeFailed := fs.Bool("include-failed", false, "also export failed items (with their best response so far, possibly empty)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), exportUsage); fs.PrintDefaults() }
@@ -64,6 +64,9 @@ func cmdExport(ctx context.Context, args []string, env *environ) error {
 		return usagef("give exactly one RUN, got %d", len(pos))
 	}
 
+	if *data, err = resolveData(ctx, env, "data", *data); err != nil {
+		return err
+	}
 	var datasets map[string]string
 	if *data != "" {
 		if datasets, err = readDatasets(*data, *idField); err != nil {

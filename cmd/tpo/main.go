@@ -30,7 +30,8 @@ commands:
   report   write an HTML or Markdown report on runs (curves, gains, cost)
   export   write a run's answers for AlpacaEval, Arena-Hard or as JSONL
   ui       serve the web UI on the runs of a store (trajectories, charts)
-  eval     score answers: MATH-500 accuracy, reward, LLM-judge win rate, XSTest
+  eval     score answers: MATH-500, AlpacaEval 2, Arena-Hard, reward, XSTest
+  data     list and download the paper's evaluation sets (--data NAME)
   sim      serve a simulated model server (policy and reward) for trials
   bench    measure throughput, serve latency and token cost on a simulated server
   version  print the version
@@ -183,6 +184,8 @@ func runMain(ctx context.Context, args []string, env *environ) int {
 		err = cmdUI(ctx, rest, env)
 	case "eval":
 		err = cmdEval(ctx, rest, env)
+	case "data":
+		err = cmdData(ctx, rest, env)
 	case "sim":
 		err = cmdSim(ctx, rest, env)
 	case "bench":

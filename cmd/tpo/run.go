@@ -34,7 +34,7 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 	b.register(fs)
 	var sb simBackend
 	sb.register(fs)
-	data := fs.String("data", "", "dataset `file`: .jsonl (objects with \"prompt\" or \"messages\") or a .json array; - for stdin")
+	data := fs.String("data", "", "dataset `file`: .jsonl (objects with \"prompt\" or \"messages\") or a .json array; - for stdin; or a set's name (tpo data list)")
 	promptField := fs.String("prompt-field", "", "the dataset field holding the prompt (default: prompt, instruction, question, turns)")
 	idField := fs.String("id-field", "", "the dataset field holding the item id (default: id, question_id, uid; else the line number)")
 	system := fs.String("system", "", "a system prompt put before every conversation that has none")
@@ -97,6 +97,9 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 		single = &it
 	}
 
+	if *data, err = resolveData(ctx, env, "data", *data); err != nil {
+		return err
+	}
 	var src *dataset.Source
 	if *data != "" {
 		r, err := dataset.Open(*data, dataset.Options{PromptField: *promptField, IDField: *idField})

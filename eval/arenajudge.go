@@ -1,0 +1,247 @@
+package eval
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"text/template"
+
+	"github.com/tpoproject/tpo"
+)
+
+// ArenaPrompt builds the messages that ask a judge for an Arena-Hard verdict
+// on two answers to a question.
+type ArenaPrompt struct {
+	system string
+	user   func(question, a, b string) (string, error)
+}
+
+// arenaTemplate is tpo's own Arena-Hard judge prompt.
+var arenaTemplate = template.Must(template.ParseFS(promptFS, "prompts/arenahard.tmpl"))
+
+// DefaultArenaPrompt is tpo's own Arena-Hard judge prompt.
+func DefaultArenaPrompt() *ArenaPrompt {
+	p, err := arenaPromptFromTemplate(arenaTemplate)
+	if err != nil {
+		panic(err) // the embedded template is tested
+	}
+	return p
+}
+
+// ParseArenaTemplate reads a judge prompt written as a Go text/template
+// with a "system" and a "user" template, which see .Question, .AnswerA and
+// .AnswerB.
+func ParseArenaTemplate(text string) (*ArenaPrompt, error) {
+	t, err := template.New("judge").Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"system", "user"} {
+		if t.Lookup(name) == nil {
+			return nil, fmt.Errorf(`no {{define %q}} template`, name)
+		}
+	}
+	return arenaPromptFromTemplate(t)
+}
+
+func arenaPromptFromTemplate(t *template.Template) (*ArenaPrompt, error) {
+	var sys strings.Builder
+	if err := t.ExecuteTemplate(&sys, "system", nil); err != nil {
+		return nil, fmt.Errorf("system template: %w", err)
+	}
+	user := func(q, a, b string) (string, error) {
+		var u strings.Builder
+		err := t.ExecuteTemplate(&u, "user", struct{ Question, AnswerA, AnswerB string }{q, a, b})
+		return u.String(), err
+	}
+	if _, err := user("q", "a", "b"); err != nil {
+		return nil, fmt.Errorf("user template: %w", err)
+	}
+	return &ArenaPrompt{system: strings.TrimSpace(sys.String()), user: user}, nil
+}
+
+// NewArenaPromptFormat builds a judge prompt from Arena-Hard-Auto's own
+// configuration: a system prompt and a user template in Python's
+// str.format syntax, whose fields are {question_1}, {answer_1} and
+// {answer_2} (its v0.1 judge_config.yaml) or {QUESTION}, {ANSWER_A} and
+// {ANSWER_B} (its later configs); {{ and }} are literal braces. The texts
+// are used unchanged.
+func NewArenaPromptFormat(system, userTemplate string) (*ArenaPrompt, error) {
+	if _, err := pyFormat(userTemplate, nil); err != nil {
+		return nil, fmt.Errorf("prompt template: %w", err)
+	}
+	user := func(q, a, b string) (string, error) {
+		return pyFormat(userTemplate, map[string]string{
+			"question_1": q, "answer_1": a, "answer_2": b,
+			"QUESTION": q, "ANSWER_A": a, "ANSWER_B": b,
+		})
+	}
+	return &ArenaPrompt{system: system, user: user}, nil
+}
+
+// pyFormat substitutes the {name} fields of s from values, as Python's
+// str.format does for plain names; with values nil it only checks that
+// every field is one NewArenaPromptFormat knows.
+func pyFormat(s string, values map[string]string) (string, error) {
+	known := map[string]bool{"question_1": true, "answer_1": true, "answer_2": true, "QUESTION": true, "ANSWER_A": true, "ANSWER_B": true}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '{' && i+1 < len(s) && s[i+1] == '{', c == '}' && i+1 < len(s) && s[i+1] == '}':
+			b.WriteByte(c)
+			i++
+		case c == '{':
+			j := strings.IndexByte(s[i:], '}')
+			if j < 0 {
+				return "", fmt.Errorf("unclosed field at byte %d", i)
+			}
+			name := s[i+1 : i+j]
+			if !known[name] {
+				return "", fmt.Errorf("unknown field {%s} (want {question_1}, {answer_1}, {answer_2} or {QUESTION}, {ANSWER_A}, {ANSWER_B})", name)
+			}
+			b.WriteString(values[name])
+			i += j
+		case c == '}':
+			return "", fmt.Errorf("single '}' at byte %d", i)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), nil
+}
+
+// Messages returns the conversation asking the judge about answers a (shown
+// first, as Assistant A) and b.
+func (p *ArenaPrompt) Messages(question, a, b string) ([]tpo.Message, error) {
+	user, err := p.user(question, a, b)
+	if err != nil {
+		return nil, err
+	}
+	var msgs []tpo.Message
+	if p.system != "" {
+		msgs = append(msgs, tpo.Message{Role: tpo.RoleSystem, Content: p.system})
+	}
+	return append(msgs, tpo.Message{Role: tpo.RoleUser, Content: user}), nil
+}
+
+// arenaReminder is sent after a reply without a verdict.
+const arenaReminder = "Finish your judgment: end with exactly one verdict label, [[A>>B]], [[A>B]], [[A=B]], [[B>A]] or [[B>>A]]."
+
+// ArenaItem is one Arena-Hard question with the model's and the
+// baseline's answers.
+type ArenaItem struct {
+	ID, Question, Answer, Baseline string
+}
+
+// ArenaJudge judges answers against the baseline's as Arena-Hard-Auto does:
+// two games per question, the baseline's answer shown first in the first.
+type ArenaJudge struct {
+	Model  tpo.Generator
+	Prompt *ArenaPrompt // nil: DefaultArenaPrompt
+	// Sampling is sent with every request; zero means temperature 0 and
+	// 4096 tokens, Arena-Hard's setting.
+	Sampling tpo.Sampling
+	// ModelName and JudgeName fill the judgments' model and judge fields.
+	ModelName, JudgeName string
+}
+
+// arenaSampling is Arena-Hard-Auto v0.1's judge setting.
+var arenaSampling = tpo.Sampling{Temperature: 0, TopP: 1, MaxTokens: 4096}
+
+// UserPrompts returns the user prompts of the two games on it, by which an
+// earlier judgment of the same answers is recognized.
+func (j *ArenaJudge) UserPrompts(it ArenaItem) ([2]string, error) {
+	var out [2]string
+	for g, ab := range [2][2]string{{it.Baseline, it.Answer}, {it.Answer, it.Baseline}} {
+		msgs, err := j.prompt().Messages(it.Question, ab[0], ab[1])
+		if err != nil {
+			return out, err
+		}
+		out[g] = msgs[len(msgs)-1].Content
+	}
+	return out, nil
+}
+
+func (j *ArenaJudge) prompt() *ArenaPrompt {
+	if j.Prompt == nil {
+		return DefaultArenaPrompt()
+	}
+	return j.Prompt
+}
+
+// game plays one game: a is shown as Assistant A.
+func (j *ArenaJudge) game(ctx context.Context, question, a, b string) *ArenaGame {
+	msgs, err := j.prompt().Messages(question, a, b)
+	if err != nil {
+		return &ArenaGame{Error: err.Error()}
+	}
+	s := j.Sampling
+	if s == (tpo.Sampling{}) {
+		s = arenaSampling
+	}
+	label, ok, raw, _, err := askLabel(ctx, j.Model, s, msgs, arenaReminder, 0, ParseArenaVerdict)
+	g := &ArenaGame{UserPrompt: msgs[len(msgs)-1].Content, Judgment: jsonString(raw)}
+	switch {
+	case err != nil:
+		g.Error = err.Error()
+	case ok:
+		g.Score = &label
+	}
+	return g
+}
+
+// Run judges every item (two games each, at most concurrency requests at
+// once) and calls done with each item's judgment when both games are
+// played; done is never called concurrently. Request failures are in the
+// games' Error; Run returns ctx's error or done's.
+func (j *ArenaJudge) Run(ctx context.Context, items []ArenaItem, concurrency int, done func(ArenaJudgment) error) error {
+	type slot struct {
+		j    ArenaJudgment
+		left int
+	}
+	slots := make([]slot, len(items))
+	for i, it := range items {
+		slots[i] = slot{left: 2, j: ArenaJudgment{QuestionID: it.ID, Model: j.ModelName, Judge: j.JudgeName, Games: make([]*ArenaGame, 2)}}
+	}
+	var mu sync.Mutex
+	return forEach(ctx, 2*len(items), concurrency, func(ctx context.Context, k int) error {
+		i, g := k/2, k%2
+		it := items[i]
+		a, b := it.Baseline, it.Answer
+		if g == 1 {
+			a, b = b, a
+		}
+		game := j.game(ctx, it.Question, a, b)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		s := &slots[i]
+		s.j.Games[g] = game
+		if s.left--; s.left > 0 {
+			return nil
+		}
+		return done(s.j)
+	})
+}
+
+// Failed reports whether a game's request failed, so that the question is
+// worth judging again.
+func (j ArenaJudgment) Failed() bool {
+	for _, g := range j.Games {
+		if g == nil || g.Error != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonString encodes s as a JSON string.
+func jsonString(s string) json.RawMessage {
+	b, _ := json.Marshal(s)
+	return b
+}

@@ -13,22 +13,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/tpoproject/tpo/internal/shareddata"
 )
 
-// sharedData returns ../shared/data beside the repository, which this
-// project's machines and CI have. A test that needs it is skipped without
-// it, except under CI=true, where it fails.
-func sharedData(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join("..", "..", "shared", "data")
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("shared data missing under CI=true: %v", err)
-		}
-		t.Skipf("shared data not found: %v", err)
-	}
-	return dir
-}
+// sharedData returns ../shared/data beside the repository (see
+// internal/shareddata).
+func sharedData(t *testing.T) string { return shareddata.Path(t, 1, "") }
 
 func TestWriteStringLikePython(t *testing.T) {
 	// What json.dumps(s, ensure_ascii=False) writes.

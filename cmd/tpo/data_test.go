@@ -9,22 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tpoproject/tpo/internal/shareddata"
 )
 
-// sharedDataDir returns ../shared/data beside the repository, which this
-// project's machines and CI have; a test that needs it is skipped without
-// it, except under CI=true.
-func sharedDataDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join("..", "..", "..", "shared", "data")
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("shared data missing under CI=true: %v", err)
-		}
-		t.Skipf("shared data not found: %v", err)
-	}
-	return dir
-}
+// sharedDataDir returns ../shared/data beside the repository (see
+// internal/shareddata).
+func sharedDataDir(t *testing.T) string { return shareddata.Path(t, 2, "") }
 
 // dataMirror serves ../shared/data over HTTP as TPO_DATA_MIRROR, with an
 // empty cache directory, and returns the cache's data directory.

@@ -52,9 +52,9 @@ type PairVerdict struct {
 // item is worth judging again.
 func (v PairVerdict) Failed() bool { return v.ErrAFirst != "" || v.ErrBFirst != "" }
 
-// Judge compares pairs of answers with a judge model, in both presentation
+// PairJudge compares pairs of answers with a judge model, in both presentation
 // orders, using JudgeMessages and ParseVerdict.
-type Judge struct {
+type PairJudge struct {
 	// Model answers the judge's prompts (an *openai.Client, say).
 	Model tpo.Generator
 	// Sampling is sent with every request; zero means DefaultJudgeSampling.
@@ -69,7 +69,7 @@ type Judge struct {
 }
 
 // Lengths returns the lengths of p's answers as Run records them.
-func (j *Judge) Lengths(p PairItem) (a, b int) {
+func (j *PairJudge) Lengths(p PairItem) (a, b int) {
 	length := j.Length
 	if length == nil {
 		length = utf8.RuneCountInString
@@ -80,7 +80,7 @@ func (j *Judge) Lengths(p PairItem) (a, b int) {
 // order judges one presentation order: first is shown as Answer A. The
 // outcome names positions, not systems. err is a request failure; a reply
 // without a verdict gives Unknown, the reply and a nil error.
-func (j *Judge) order(ctx context.Context, question, first, second string) (o Outcome, raw string, requests int, err error) {
+func (j *PairJudge) order(ctx context.Context, question, first, second string) (o Outcome, raw string, requests int, err error) {
 	msgs, err := JudgeMessages(question, first, second)
 	if err != nil {
 		return Unknown, "", 0, err
@@ -129,7 +129,7 @@ func askLabel[T any](ctx context.Context, model tpo.Generator, s tpo.Sampling, m
 // as both orders are judged; done is never called concurrently. Request
 // failures are recorded in the verdicts, not returned: Run returns ctx's
 // error when it is cancelled, or done's first error.
-func (j *Judge) Run(ctx context.Context, items []PairItem, concurrency int, done func(PairVerdict) error) error {
+func (j *PairJudge) Run(ctx context.Context, items []PairItem, concurrency int, done func(PairVerdict) error) error {
 	type slot struct {
 		v    PairVerdict
 		left int

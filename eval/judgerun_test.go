@@ -69,7 +69,7 @@ func TestJudgeRun(t *testing.T) {
 		{ID: "4", Question: "q4", A: "mute", B: "x"},
 		{ID: "5", Question: "q5", A: "broken", B: "good"},
 	}
-	j := &Judge{Model: pol}
+	j := &PairJudge{Model: pol}
 	got := map[string]PairVerdict{}
 	err := j.Run(context.Background(), items, 3, func(v PairVerdict) error {
 		if _, dup := got[v.ID]; dup {
@@ -126,7 +126,7 @@ func TestJudgeRunReminderHelps(t *testing.T) {
 		return "no idea"
 	}}
 	var got []PairVerdict
-	err := (&Judge{Model: pol}).Run(context.Background(), []PairItem{{ID: "x", Question: "q", A: "a", B: "b"}}, 1,
+	err := (&PairJudge{Model: pol}).Run(context.Background(), []PairItem{{ID: "x", Question: "q", A: "a", B: "b"}}, 1,
 		func(v PairVerdict) error { got = append(got, v); return nil })
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +145,7 @@ func TestJudgeRunDoneError(t *testing.T) {
 		items[i] = PairItem{ID: string(rune('a' + i)), Question: "q", A: "a", B: "b"}
 	}
 	calls := 0
-	err := (&Judge{Model: pol}).Run(context.Background(), items, 2, func(PairVerdict) error { calls++; return stop })
+	err := (&PairJudge{Model: pol}).Run(context.Background(), items, 2, func(PairVerdict) error { calls++; return stop })
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("got err %v after %d calls; want %v after 1", err, calls, stop)
 	}
@@ -155,7 +155,7 @@ func TestJudgeRunCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	pol := &tpotest.Policy{}
-	err := (&Judge{Model: pol}).Run(ctx, []PairItem{{ID: "1"}}, 1, func(PairVerdict) error {
+	err := (&PairJudge{Model: pol}).Run(ctx, []PairItem{{ID: "1"}}, 1, func(PairVerdict) error {
 		t.Error("done called after cancel")
 		return nil
 	})

@@ -860,7 +860,7 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 		return errors.New("no item has both answers and a question: nothing to judge")
 	}
 
-	judge := &eval.Judge{Sampling: tpo.Sampling{Temperature: *temperature, TopP: 1, MaxTokens: *maxTokens}}
+	judge := &eval.PairJudge{Sampling: tpo.Sampling{Temperature: *temperature, TopP: 1, MaxTokens: *maxTokens}}
 	verdicts := map[string]eval.PairVerdict{}
 	todo := pairs
 	if *out != "" {
@@ -944,7 +944,7 @@ func readBaseline(path, idField, respField string, env *environ) (map[string]str
 // reuseVerdicts reads the verdicts of an earlier --out file into verdicts
 // and returns the pairs still to judge: those not there, those whose
 // requests failed, and those whose answers changed length since.
-func reuseVerdicts(path string, j *eval.Judge, pairs []eval.PairItem, verdicts map[string]eval.PairVerdict) ([]eval.PairItem, error) {
+func reuseVerdicts(path string, j *eval.PairJudge, pairs []eval.PairItem, verdicts map[string]eval.PairVerdict) ([]eval.PairItem, error) {
 	prev, err := eval.ReadJSONLFile[eval.PairVerdict](path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return pairs, nil
@@ -971,7 +971,7 @@ func reuseVerdicts(path string, j *eval.Judge, pairs []eval.PairItem, verdicts m
 
 // runJudge judges pairs into verdicts, appending each to the file out
 // when it is not empty.
-func runJudge(ctx context.Context, j *eval.Judge, pairs []eval.PairItem, concurrency int, out string, verdicts map[string]eval.PairVerdict) error {
+func runJudge(ctx context.Context, j *eval.PairJudge, pairs []eval.PairItem, concurrency int, out string, verdicts map[string]eval.PairVerdict) error {
 	var enc *json.Encoder
 	if out != "" {
 		f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)

@@ -313,7 +313,7 @@ func runAlpacaJudge(ctx context.Context, env *environ, f *alpacaFlags, todo []ev
 			return nil, nil, err
 		}
 		defer closeOut()
-		judge := &eval.Judge{Model: client, Sampling: f.judge.sampling()}
+		judge := &eval.PairJudge{Model: client, Sampling: f.judge.sampling()}
 		err = judge.Run(ctx, pairs, f.judge.concurrency, func(v eval.PairVerdict) error {
 			a := annotationOf(byID[v.ID], v, annotator)
 			done[v.ID] = a

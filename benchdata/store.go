@@ -1,7 +1,6 @@
 package benchdata
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/tpoproject/tpo/internal/atomicfile"
 )
 
 // MirrorEnv is the environment variable that names a mirror replacing the
@@ -211,23 +212,11 @@ func sum(data []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-// writeAtomic writes data to path through a temporary file in the same
-// directory, so that a reader never sees half a file.
+// writeAtomic writes data to path (making its directory) through a
+// temporary file, so that a reader never sees half a file.
 func writeAtomic(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := io.Copy(f, bytes.NewReader(data)); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.WriteBytes(path, data)
 }

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -111,16 +109,6 @@ func (a *algoFlags) config() (tpo.Config, error) {
 	return c, nil
 }
 
-// printBenchJSON writes v as one JSON line.
-func printBenchJSON(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
-	return err
-}
-
 const throughputUsage = `usage: tpo bench throughput [flags]
 
 Optimizes --prompts synthetic prompts with the runner of 'tpo run' (openai
@@ -210,7 +198,7 @@ func benchThroughput(ctx context.Context, args []string, env *environ) error {
 	tw.Flush()
 	fmt.Fprintf(env.stderr, "%s D%d-N%d, %d slots, %d mean tokens, time scale %g; speedup: prompts per simulated minute over the first mimic pass (goal 3x); steady util: between 10%% and 90%% of the prompts done (goal 90%%)\n",
 		rep.Mode, rep.Depth, rep.Width, rep.Slots, rep.MeanTok, rep.TimeScale)
-	return printBenchJSON(env.stdout, rep)
+	return printJSONLine(env.stdout, rep)
 }
 
 const serveBenchUsage = `usage: tpo bench serve [flags]
@@ -275,7 +263,7 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	tw.Flush()
 	fmt.Fprintf(env.stderr, "%d requests (%d failed), %d at a time, %s D%d-N%d, stream %v, store %v, %.1f upstream calls per request, time scale %g\n",
 		rep.Requests, rep.Failed, rep.Concurrency, rep.Mode, rep.Depth, rep.Width, rep.Stream, rep.Store, rep.UpstreamCalls, rep.TimeScale)
-	return printBenchJSON(env.stdout, rep)
+	return printJSONLine(env.stdout, rep)
 }
 
 const tokensUsage = `usage: tpo bench tokens [flags]
@@ -361,7 +349,7 @@ func benchTokens(ctx context.Context, args []string, env *environ) error {
 	tw.Flush()
 	fmt.Fprintf(env.stderr, "per prompt, measured/required, over %d prompts; %d mean tokens per response; all match: %v\n",
 		rep.Prompts, rep.MeanTokens, rep.AllMatch)
-	return printBenchJSON(env.stdout, rep)
+	return printJSONLine(env.stdout, rep)
 }
 
 // stopsText lists how many items stopped for each reason.

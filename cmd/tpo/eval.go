@@ -24,6 +24,7 @@ import (
 	"github.com/tpoproject/tpo/dataset"
 	"github.com/tpoproject/tpo/eval"
 	"github.com/tpoproject/tpo/httpx"
+	"github.com/tpoproject/tpo/internal/atomicfile"
 	"github.com/tpoproject/tpo/results"
 )
 
@@ -235,13 +236,6 @@ func (a *answers) warn(env *environ, known func(id string) bool) (unknown []stri
 
 func pct(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
 
-// printJSONLine writes v as one JSON line, with no HTML escaping.
-func printJSONLine(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
-}
-
 // writeJSONLines writes one JSON line per element of vs to path atomically.
 func writeJSONLines[T any](path string, vs []T) error {
 	var buf bytes.Buffer
@@ -252,7 +246,7 @@ func writeJSONLines[T any](path string, vs []T) error {
 			return fmt.Errorf("--out: %w", err)
 		}
 	}
-	return writeFileAtomic(path, buf.Bytes())
+	return atomicfile.WriteBytes(path, buf.Bytes())
 }
 
 // ---- math ----

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/tpoproject/tpo/eval"
+	"github.com/tpoproject/tpo/internal/atomicfile"
 )
 
 const evalAlpacaUsage = `usage: tpo eval alpaca --annotations FILE [--lc-weights FILE]... [flags]
@@ -392,7 +393,7 @@ func writeAnnotations(path string, anns []eval.Annotation) error {
 	if err := enc.Encode(anns); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
-	return writeFileAtomic(path, []byte(b.String()))
+	return atomicfile.WriteBytes(path, []byte(b.String()))
 }
 
 func printAlpaca(w io.Writer, s alpacaSummary) {

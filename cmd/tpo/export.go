@@ -7,12 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/dataset"
+	"github.com/tpoproject/tpo/internal/atomicfile"
 	"github.com/tpoproject/tpo/report"
 )
 
@@ -95,48 +94,32 @@ func cmdExport(ctx context.Context, args []string, env *environ) error {
 		}
 	}
 
-	var (
-		w   io.Writer = env.stdout
-		tmp *os.File
-	)
-	if *out != "-" {
-		tmp, err = os.CreateTemp(filepath.Dir(*out), ".tpo-export-*")
+	var written, failed, pending int
+	export := func(w io.Writer) error {
+		exp, err := report.NewExporter(w, f, opts)
 		if err != nil {
-			return fmt.Errorf("--out: %w", err)
+			return err
 		}
-		defer os.Remove(tmp.Name())
-		defer tmp.Close()
-		w = tmp
-	}
-	exp, err := report.NewExporter(w, f, opts)
-	if err != nil {
-		return err
-	}
-	var written, failed int
-	pending, err := runs.each(ctx, ref, func(r tpo.Result, msgs []tpo.Message) error {
-		if r.Error != "" && !*includeFailed {
-			failed++
-			return nil
+		pending, err = runs.each(ctx, ref, func(r tpo.Result, msgs []tpo.Message) error {
+			if r.Error != "" && !*includeFailed {
+				failed++
+				return nil
+			}
+			written++
+			return exp.Write(report.Answer{ID: r.ID, Prompt: r.Prompt, Messages: msgs, Response: r.Response})
+		})
+		if err != nil {
+			return err
 		}
-		written++
-		return exp.Write(report.Answer{ID: r.ID, Prompt: r.Prompt, Messages: msgs, Response: r.Response})
-	})
-	if err == nil {
-		err = exp.Close()
+		return exp.Close()
+	}
+	if *out == "-" {
+		err = export(env.stdout)
+	} else {
+		err = atomicfile.Write(*out, export)
 	}
 	if err != nil {
 		return err
-	}
-	if tmp != nil {
-		if err := tmp.Close(); err != nil {
-			return fmt.Errorf("--out %s: %w", *out, err)
-		}
-		if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-			return fmt.Errorf("--out %s: %w", *out, err)
-		}
-		if err := os.Rename(tmp.Name(), *out); err != nil {
-			return fmt.Errorf("--out %s: %w", *out, err)
-		}
 	}
 	if failed > 0 {
 		fmt.Fprintf(env.stderr, "tpo export: skipped %s (--include-failed exports %s)\n", plural(failed, "failed item", "failed items"), pick(failed, "it", "them"))

@@ -1,6 +1,9 @@
 package main
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"io"
+)
 
 // toJSON marshals plain data; it returns null if v cannot be marshalled.
 func toJSON(v any) json.RawMessage {
@@ -9,4 +12,11 @@ func toJSON(v any) json.RawMessage {
 		return json.RawMessage("null")
 	}
 	return b
+}
+
+// printJSONLine writes v as one JSON line, with no HTML escaping.
+func printJSONLine(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/atomicfile"
 	"github.com/tpoproject/tpo/report"
 	"github.com/tpoproject/tpo/results"
 )
@@ -97,41 +98,17 @@ func cmdReport(ctx context.Context, args []string, env *environ) error {
 		}
 		for _, c := range charts {
 			path := filepath.Join(filepath.Dir(*out), report.ChartFile(opts.ImagePrefix, c))
-			if err := writeFileAtomic(path, c.SVG); err != nil {
+			if err := atomicfile.WriteBytes(path, c.SVG); err != nil {
 				return err
 			}
 		}
 	} else if err := report.WriteHTML(&page, sums, opts); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(*out, page.Bytes()); err != nil {
+	if err := atomicfile.WriteBytes(*out, page.Bytes()); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stderr, "wrote %s (%s)\n", *out, plural(len(sums), "run", "runs"))
-	return nil
-}
-
-// writeFileAtomic writes data to path through a temporary file, so that a
-// failure leaves no half-written file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tpo-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
 	return nil
 }
 

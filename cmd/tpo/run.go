@@ -17,6 +17,7 @@ import (
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/dataset"
 	"github.com/tpoproject/tpo/httpx"
+	"github.com/tpoproject/tpo/internal/atomicfile"
 	"github.com/tpoproject/tpo/results"
 )
 
@@ -381,23 +382,11 @@ func writeOut(ctx context.Context, store runStore, runID, path string, limit int
 		}
 		return nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tpo-out-*")
+	err := atomicfile.Write(path, func(w io.Writer) error {
+		return writeRunResults(ctx, store, runID, limit, w)
+	})
 	if err != nil {
 		return fmt.Errorf("--out: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	err = writeRunResults(ctx, store, runID, limit, tmp)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644) // CreateTemp makes it private
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("--out %s: %w", path, err)
 	}
 	return nil
 }

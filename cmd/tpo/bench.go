@@ -31,23 +31,9 @@ Run 'tpo bench BENCHMARK -h' for a benchmark's flags.
 `
 
 func cmdBench(ctx context.Context, args []string, env *environ) error {
-	if len(args) == 0 {
-		fmt.Fprint(env.stderr, benchUsage)
-		return usagef("name a benchmark: throughput, serve or tokens")
-	}
-	switch name, rest := args[0], args[1:]; name {
-	case "throughput":
-		return benchThroughput(ctx, rest, env)
-	case "serve":
-		return benchServe(ctx, rest, env)
-	case "tokens":
-		return benchTokens(ctx, rest, env)
-	case "-h", "--help", "-help", "help":
-		fmt.Fprint(env.stdout, benchUsage)
-		return nil
-	default:
-		return usagef("unknown benchmark %q (want throughput, serve or tokens)", name)
-	}
+	return runSubcommand(ctx, args, env, benchUsage, "benchmark", []subcommand{
+		{"throughput", benchThroughput}, {"serve", benchServe}, {"tokens", benchTokens},
+	})
 }
 
 // intList is a comma-separated list of positive integers.

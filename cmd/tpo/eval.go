@@ -51,37 +51,6 @@ With --json, a command prints its figures as one JSON line instead of a
 readable report. Run 'tpo eval COMMAND -h' for a command's flags.
 `
 
-// subcommand is a command under another one, such as tpo eval math.
-type subcommand struct {
-	name string
-	run  func(ctx context.Context, args []string, env *environ) error
-}
-
-// runSubcommand runs the subcommand args[0] names, or prints usage for
-// help; what names the kind of subcommand in errors.
-func runSubcommand(ctx context.Context, args []string, env *environ, usage, what string, cmds []subcommand) error {
-	names := make([]string, len(cmds))
-	for i, c := range cmds {
-		names[i] = c.name
-	}
-	want := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
-	if len(args) == 0 {
-		fmt.Fprint(env.stderr, usage)
-		return usagef("give a %s: %s", what, want)
-	}
-	switch args[0] {
-	case "help", "-h", "--help", "-help":
-		fmt.Fprint(env.stdout, usage)
-		return nil
-	}
-	for _, c := range cmds {
-		if c.name == args[0] {
-			return c.run(ctx, args[1:], env)
-		}
-	}
-	return usagef("unknown %s %q (want %s)", what, args[0], want)
-}
-
 func cmdEval(ctx context.Context, args []string, env *environ) error {
 	// Retries of the judge, classifier or reward model are counted, and
 	// said once at the end.

@@ -195,3 +195,25 @@ func forEach(ctx context.Context, n, limit int, fn func(ctx context.Context, i i
 	}
 	return ctx.Err()
 }
+
+// ReuseVerdicts keeps, in verdicts, the verdicts of an earlier run (prev)
+// that still hold, and returns the pairs still to judge: those not judged
+// before, those whose requests failed, and those whose answers changed
+// length since.
+func (j *PairJudge) ReuseVerdicts(prev []PairVerdict, pairs []PairItem, verdicts map[string]PairVerdict) []PairItem {
+	last := make(map[string]PairVerdict, len(prev))
+	for _, v := range prev {
+		last[v.ID] = v
+	}
+	var todo []PairItem
+	for _, p := range pairs {
+		v, ok := last[p.ID]
+		lenA, lenB := j.Lengths(p)
+		if !ok || v.Failed() || v.LenA != lenA || v.LenB != lenB {
+			todo = append(todo, p)
+			continue
+		}
+		verdicts[p.ID] = v
+	}
+	return todo
+}

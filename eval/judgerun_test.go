@@ -163,3 +163,24 @@ func TestJudgeRunCancelled(t *testing.T) {
 		t.Errorf("got %v, want context.Canceled", err)
 	}
 }
+
+func TestReuseVerdicts(t *testing.T) {
+	j := &PairJudge{}
+	pairs := []PairItem{{ID: "same", A: "aa", B: "bbb"}, {ID: "failed", A: "a", B: "b"}, {ID: "longer", A: "aaaa", B: "b"}, {ID: "new", A: "x", B: "y"}}
+	v := func(id string, a, b int, o Outcome, failed string) PairVerdict {
+		return PairVerdict{Judgement: Judgement{ID: id, LenA: a, LenB: b, AFirst: o, BFirst: o.Swap()}, ErrAFirst: failed}
+	}
+	prev := []PairVerdict{v("same", 2, 3, AWins, ""), v("failed", 1, 1, Tie, "500"), v("longer", 1, 1, BWins, ""), v("gone", 1, 1, Tie, "")}
+	verdicts := map[string]PairVerdict{}
+	todo := j.ReuseVerdicts(prev, pairs, verdicts)
+	var ids []string
+	for _, p := range todo {
+		ids = append(ids, p.ID)
+	}
+	if got := strings.Join(ids, ","); got != "failed,longer,new" {
+		t.Errorf("to judge: %s, want failed,longer,new", got)
+	}
+	if len(verdicts) != 1 || verdicts["same"].AFirst != AWins {
+		t.Errorf("kept %+v, want the verdict of same only", verdicts)
+	}
+}

@@ -11,14 +11,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"os"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/dataset"
@@ -445,12 +441,6 @@ func conversation(l results.Line, data map[string][]tpo.Message) []tpo.Message {
 	return data[l.ID]
 }
 
-type rewardItem struct {
-	id       string
-	messages []tpo.Message
-	response string
-}
-
 // rewardSummary is the JSON line of tpo eval reward.
 type rewardSummary struct {
 	Command string `json:"command"`
@@ -498,7 +488,7 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 	}
 	sum := rewardSummary{Command: "reward", Source: "stored"}
 	var curve eval.CurveBuilder
-	var items []rewardItem
+	var items []eval.RewardItem
 	stored := 0.0
 	err := results.Read(ef.results, func(l results.Line) error {
 		if l.Error != nil {
@@ -520,7 +510,7 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 				sum.NoPrompt++
 				return nil
 			}
-			items = append(items, rewardItem{id: l.ID, messages: msgs, response: l.Response})
+			items = append(items, eval.RewardItem{ID: l.ID, Messages: msgs, Response: l.Response})
 		}
 		return nil
 	})
@@ -557,72 +547,16 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 		if b.reward == "exec" {
 			sum.Model = b.rewardCmd
 		}
-		total, n, failures, err := rescore(ctx, scorer, items, *concurrency)
+		got, err := eval.Rescore(ctx, scorer, items, *concurrency)
 		if err != nil {
 			return err
 		}
-		sum.Scored, sum.ScoreFailures = n, failures.n
-		if n > 0 {
-			sum.MeanReward = total / float64(n)
-		}
-		if failures.n > 0 {
-			scoreErr = fmt.Errorf("%s could not be scored (first: %v)", plural(failures.n, "answer", "answers"), failures.first)
+		sum.Scored, sum.ScoreFailures, sum.MeanReward = got.Scored, got.Failed, got.Mean()
+		if got.Failed > 0 {
+			scoreErr = fmt.Errorf("%s could not be scored (first: %v)", plural(got.Failed, "answer", "answers"), got.First)
 		}
 	}
 	return ef.finish(env, sum, func(w io.Writer) { printReward(w, sum) }, scoreErr)
-}
-
-// failures counts failed operations and keeps the first error.
-type failures struct {
-	mu    sync.Mutex
-	n     int
-	first error
-}
-
-func (f *failures) add(err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.n++; f.first == nil {
-		f.first = err
-	}
-}
-
-// rescore scores every item's response, at most concurrency at once, and
-// returns the sum and count of the finite scores and the failures. Only a
-// cancelled ctx is returned as an error.
-func rescore(ctx context.Context, s tpo.Scorer, items []rewardItem, concurrency int) (total float64, n int, fails *failures, err error) {
-	scores := make([]float64, len(items))
-	ok := make([]bool, len(items))
-	fails = &failures{}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(concurrency, 1))
-	for i, it := range items {
-		g.Go(func() error {
-			got, err := s.Score(gctx, it.messages, []string{it.response})
-			switch {
-			case err != nil:
-				fails.add(fmt.Errorf("item %q: %w", it.id, err))
-			case len(got) != 1:
-				fails.add(fmt.Errorf("item %q: %s for one answer", it.id, plural(len(got), "score", "scores")))
-			case math.IsNaN(got[0]) || math.IsInf(got[0], 0):
-				fails.add(fmt.Errorf("item %q: score %v", it.id, got[0]))
-			default:
-				scores[i], ok[i] = got[0], true
-			}
-			return nil
-		})
-	}
-	_ = g.Wait() // the goroutines record failures and return nil
-	if err := ctx.Err(); err != nil {
-		return 0, 0, fails, err
-	}
-	for i, v := range scores {
-		if ok[i] {
-			total += v
-			n++
-		}
-	}
-	return total, n, fails, nil
 }
 
 func printReward(w io.Writer, s rewardSummary) {
@@ -905,8 +839,7 @@ func readBaseline(path, idField, respField string, env *environ) (map[string]str
 }
 
 // reuseVerdicts reads the verdicts of an earlier --out file into verdicts
-// and returns the pairs still to judge: those not there, those whose
-// requests failed, and those whose answers changed length since.
+// and returns the pairs still to judge (see eval.ReuseVerdicts).
 func reuseVerdicts(path string, j *eval.PairJudge, pairs []eval.PairItem, verdicts map[string]eval.PairVerdict) ([]eval.PairItem, error) {
 	prev, err := eval.ReadJSONLFile[eval.PairVerdict](path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -915,21 +848,7 @@ func reuseVerdicts(path string, j *eval.PairJudge, pairs []eval.PairItem, verdic
 	if err != nil {
 		return nil, fmt.Errorf("--out (reading the verdicts of an earlier run): %w", err)
 	}
-	last := map[string]eval.PairVerdict{}
-	for _, v := range prev {
-		last[v.ID] = v
-	}
-	var todo []eval.PairItem
-	for _, p := range pairs {
-		v, ok := last[p.ID]
-		lenA, lenB := j.Lengths(p)
-		if !ok || v.Failed() || v.LenA != lenA || v.LenB != lenB {
-			todo = append(todo, p)
-			continue
-		}
-		verdicts[p.ID] = v
-	}
-	return todo, nil
+	return j.ReuseVerdicts(prev, pairs, verdicts), nil
 }
 
 // runJudge judges pairs into verdicts, appending each to the file out

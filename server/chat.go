@@ -7,16 +7,14 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/tpoproject/tpo"
 )
 
-// errBusy is returned when no optimization slot freed up in time.
-var errBusy = errors.New("busy")
-
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
-	body, aerr := readBody(w, r, s.opts.MaxBody)
+	body, aerr := s.readBody(w, r)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -32,11 +30,14 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		s.passThrough(ctx, w, p)
 		return
 	}
-	release, aerr := s.acquire(ctx)
+	acquired, aerr := s.acquire(ctx)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
+	// The slot is freed when the optimization ends, before the answer is
+	// written: a client slow to read it holds no slot.
+	release := sync.OnceFunc(acquired)
 	defer release()
 
 	o := outcome{ID: newCompletionID(), Created: s.opts.Now().Unix(), Model: p.Model, Plan: p}
@@ -52,10 +53,11 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	o.RunID = runID
 	if p.Stream {
-		s.stream(ctx, w, o)
+		s.stream(ctx, w, o, release)
 		return
 	}
 	o, err = s.optimize(ctx, o, nil)
+	release()
 	if err != nil {
 		s.writeOptimizeError(ctx, w, o, err)
 		return
@@ -160,7 +162,9 @@ func (s *Server) optimize(ctx context.Context, o outcome, onEvent func(tpo.Event
 	switch {
 	case err != nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
 		outcomeLabel = "cancelled"
-		if res.Error == "" {
+		if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
+			res.Error = "cancelled: " + cause.Error()
+		} else if res.Error == "" {
 			res.Error = err.Error()
 		}
 	case err != nil:

@@ -598,6 +598,7 @@ func TestStreamClientDisconnectCancels(t *testing.T) {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.ts.URL+"/v1/chat/completions",
 		strings.NewReader(`{"model":"m","stream":true,`+convo+`}`))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -249,6 +249,23 @@ func (m *MemStore) Items(runID string) []tpo.ItemState {
 	return out
 }
 
+// Runs returns every run, oldest first.
+func (m *MemStore) Runs() []tpo.Run {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]tpo.Run, 0, len(m.runs))
+	for _, r := range m.runs {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
 // Run returns a run by ID.
 func (m *MemStore) Run(id string) (tpo.Run, bool) {
 	m.mu.Lock()

@@ -3,6 +3,7 @@ package guard
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -79,7 +80,11 @@ func (g *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // host. It does not list the allowed hosts: a page that reached the
 // server through DNS rebinding can read it.
 func MisdirectedMessage(host string) string {
-	return fmt.Sprintf("this server does not answer to the host name %q; if you reach it under that name on purpose, start it with --allowed-host for it", host)
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	return fmt.Sprintf("this server does not answer to the host name %q; to reach it under that name, start it with --allowed-host %s", host, name)
 }
 
 func hasBody(r *http.Request) bool {

@@ -60,7 +60,7 @@ func (h *Hosts) add(p string) error {
 		name = name[2:]
 	}
 	if err := checkName(name); err != nil {
-		return fmt.Errorf("allowed host %q: %w", orig, err)
+		return fmt.Errorf("host pattern %q: %w", orig, err)
 	}
 	if wild {
 		h.suffixes = append(h.suffixes, "."+name)
@@ -77,6 +77,9 @@ func (h *Hosts) add(p string) error {
 func checkName(name string) error {
 	if name == "" {
 		return errors.New("empty host name")
+	}
+	if strings.Contains(name, "://") {
+		return errors.New("want a host name, not a URL")
 	}
 	if strings.Contains(name, ":") {
 		return errors.New("want a host name or address without a port")

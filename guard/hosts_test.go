@@ -60,7 +60,7 @@ func TestParseHostsErrors(t *testing.T) {
 	for _, p := range []string{"", "gpu-box:8080", "http://gpu-box", "a..b", "*.", "gpu box", "a/b", "*x"} {
 		if _, err := ParseHosts([]string{p}); err == nil {
 			t.Errorf("ParseHosts(%q) accepted it", p)
-		} else if !strings.Contains(err.Error(), "allowed host") {
+		} else if !strings.Contains(err.Error(), "host pattern") {
 			t.Errorf("ParseHosts(%q): error %q does not say what is wrong", p, err)
 		}
 	}

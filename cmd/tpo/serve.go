@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/server"
 	"github.com/tpoproject/tpo/sqlite"
+	"github.com/tpoproject/tpo/ui"
 )
 
 const serveUsage = `usage: tpo serve [flags]
@@ -56,6 +56,13 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	}
 	apiKeys, err := lf.apiKeys()
 	if err != nil {
+		return err
+	}
+	hosts, err := lf.allowedHosts()
+	if err != nil {
+		return err
+	}
+	if err := lf.checkTimeouts(); err != nil {
 		return err
 	}
 	switch {
@@ -121,13 +128,17 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		MaxConcurrent:  *maxConcurrent,
 		QueueWait:      wait,
 		APIKeys:        apiKeys,
+		AllowedHosts:   hosts,
+		WriteTimeout:   orNone(lf.writeTimeout),
+		ReadTimeout:    orNone(lf.readTimeout),
 		Logger:         log,
 	})
 	if err != nil {
 		return err
 	}
 
-	handler, err := withUI(srv, store, srv, apiKeys, log)
+	handler, err := withUI(srv, store, srv, ui.Options{APIKeys: apiKeys, AllowedHosts: hosts,
+		WriteTimeout: orNone(lf.writeTimeout), ReadTimeout: orNone(lf.readTimeout), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -140,12 +151,8 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	// and work is cancelled only when the shutdown timeout has passed.
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
-	hs := &http.Server{
-		Handler:           handler,
-		BaseContext:       func(net.Listener) context.Context { return work },
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := lf.httpServer(handler, log)
+	hs.BaseContext = func(net.Listener) context.Context { return work }
 	auth := "API keys required"
 	if len(apiKeys) == 0 {
 		auth = "no authentication"
@@ -153,6 +160,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	fmt.Fprintf(env.stderr, "tpo serve: listening on http://%s/v1 (policy model %s, reward %s, store %s, %s)\n",
 		ln.Addr(), b.policyModel, b.reward, b.store, auth)
 	fmt.Fprintf(env.stderr, "tpo serve: web UI at http://%s/ui/\n", ln.Addr())
+	printHosts(env, "tpo serve", hosts)
 
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()

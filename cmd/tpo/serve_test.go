@@ -267,3 +267,78 @@ func TestServeRewardOverride(t *testing.T) {
 		t.Fatalf("cmdServe: %v\n%s", err, stderr.String())
 	}
 }
+
+// hostStatus sends GET base+path with the Host header host.
+func hostStatus(t *testing.T, base, path, host string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+	req.Host = host
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestServeAllowedHosts: tpo serve answers to loopback names and the
+// listen address by default, to what --allowed-host names instead when
+// given, and gets 421 for other hosts on the API and the UI.
+func TestServeAllowedHosts(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base, errc, stderr := startServe(t, ctx, []string{"--sim", "--addr", "127.0.0.1:0", "--store", filepath.Join(t.TempDir(), "s.db")})
+	root := strings.TrimSuffix(base, "/v1")
+	if !strings.Contains(stderr.String(), "answering to the host names localhost, *.localhost, 127.0.0.1, ::1; others get 421") {
+		t.Errorf("the start-up lines do not say which hosts are answered:\n%s", stderr.String())
+	}
+	for _, p := range []string{"/v1/models", "/healthz", "/ui/", "/"} {
+		if code, body := hostStatus(t, root, p, "rebound.example:8080"); code != http.StatusMisdirectedRequest || !strings.Contains(body, "--allowed-host") {
+			t.Errorf("GET %s for rebound.example: %d %s", p, code, body)
+		}
+		for _, host := range []string{"localhost:8080", "127.0.0.1"} {
+			if code, _ := hostStatus(t, root, p, host); code == http.StatusMisdirectedRequest || code >= 500 {
+				t.Errorf("GET %s for %s: %d", p, host, code)
+			}
+		}
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	base, errc, _ = startServe(t, ctx, []string{"--sim", "--addr", "127.0.0.1:0", "--store", filepath.Join(t.TempDir(), "s.db"),
+		"--allowed-host", "tpo.lab.example", "--allowed-host", "*.tpo.example"})
+	root = strings.TrimSuffix(base, "/v1")
+	for host, want := range map[string]int{"tpo.lab.example": 200, "a.tpo.example:80": 200, "127.0.0.1": 421, "localhost": 421, "tpo.example": 421} {
+		if code, _ := hostStatus(t, root, "/healthz", host); code != want {
+			t.Errorf("--allowed-host given: host %s: %d, want %d", host, code, want)
+		}
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestListenFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--sim", "--allowed-host", "gpu-box:8080"},
+		{"serve", "--sim", "--allowed-host", "http://gpu-box"},
+		{"serve", "--sim", "--write-timeout", "-1s"},
+		{"ui", "--allowed-host", "a b"},
+		{"ui", "--read-timeout", "-1s"},
+	} {
+		code, _, stderr := cli(t, "", args...)
+		if code != 2 || !strings.Contains(stderr, strings.TrimPrefix(args[len(args)-2], "--")) {
+			t.Errorf("%q: exit %d, want 2 naming the flag:\n%s", args, code, stderr)
+		}
+		if strings.Contains(stderr, "listening on") || strings.Contains(stderr, "simulated model server at") {
+			t.Errorf("%q: started before the usage error:\n%s", args, stderr)
+		}
+	}
+}

@@ -44,7 +44,9 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish before they are cancelled")
 	maxWidth := fs.Int("max-width", 32, "largest width a request may ask for")
 	maxDepth := fs.Int("max-depth", 10, "largest depth a request may ask for")
-	maxN := fs.Int("max-n", 16, "largest n (choices) a request may ask for")
+	maxN := fs.Int("max-n", 16, "largest n (choices) a request may ask for, also with \"mode\": \"off\"")
+	maxTokensCap := fs.Int("max-tokens-cap", server.DefaultMaxTokensCap, "largest max_tokens (or max_completion_tokens) a request may ask for, also with \"mode\": \"off\"")
+	critiqueCap := fs.Int("critique-max-tokens-cap", server.DefaultCritiqueMaxTokensCap, "largest tpo.critique_max_tokens a request may ask for")
 	verbose := fs.Bool("v", false, "log every request's optimization")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), serveUsage); fs.PrintDefaults() }
 	pos, err := parseArgs(fs, args)
@@ -72,8 +74,22 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		return usagef("--max-body must be at least 1")
 	case *maxWidth < 1 || *maxDepth < 0 || *maxN < 1:
 		return usagef("--max-width and --max-n must be at least 1, --max-depth at least 0")
+	case *maxTokensCap < 1 || *critiqueCap < 1:
+		return usagef("--max-tokens-cap and --critique-max-tokens-cap must be at least 1")
 	case *reqTimeout < 0 || *queueWait < 0 || *shutdownTimeout < 0:
 		return usagef("durations must not be negative")
+	}
+	// The server's own settings must be within what requests may ask for.
+	cfg, err := b.config()
+	if err != nil {
+		return err
+	}
+	if cfg.Width > *maxWidth || cfg.Depth > *maxDepth {
+		return usagef("--width %d / --depth %d exceed --max-width %d / --max-depth %d", cfg.Width, cfg.Depth, *maxWidth, *maxDepth)
+	}
+	if cfg.Sampling.MaxTokens > *maxTokensCap || cfg.Critique.MaxTokens > *critiqueCap {
+		return usagef("--max-tokens %d / --critique-max-tokens %d exceed --max-tokens-cap %d / --critique-max-tokens-cap %d",
+			cfg.Sampling.MaxTokens, cfg.Critique.MaxTokens, *maxTokensCap, *critiqueCap)
 	}
 	log := env.log
 	if *verbose {
@@ -98,9 +114,6 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	if err != nil {
 		return err
 	}
-	if bk.config.Width > *maxWidth || bk.config.Depth > *maxDepth {
-		return usagef("--width %d / --depth %d exceed --max-width %d / --max-depth %d", bk.config.Width, bk.config.Depth, *maxWidth, *maxDepth)
-	}
 	store, err := sqlite.Open(ctx, b.store)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
@@ -116,13 +129,14 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		wait = -1
 	}
 	srv, err := server.New(server.Options{
-		Policy:         server.OpenAI(bk.policy),
-		Scorers:        scorers,
-		DefaultReward:  b.reward,
-		Config:         bk.config,
-		Templates:      bk.templates,
-		Store:          store,
-		Limits:         server.Limits{MaxWidth: *maxWidth, MaxDepth: *maxDepth, MaxN: *maxN},
+		Policy:        server.OpenAI(bk.policy),
+		Scorers:       scorers,
+		DefaultReward: b.reward,
+		Config:        bk.config,
+		Templates:     bk.templates,
+		Store:         store,
+		Limits: server.Limits{MaxWidth: *maxWidth, MaxDepth: *maxDepth, MaxN: *maxN,
+			MaxTokens: *maxTokensCap, MaxCritiqueTokens: *critiqueCap},
 		MaxBody:        *maxBody,
 		RequestTimeout: timeout,
 		MaxConcurrent:  *maxConcurrent,

@@ -332,6 +332,9 @@ func TestListenFlagErrors(t *testing.T) {
 		{"serve", "--sim", "--write-timeout", "-1s"},
 		{"ui", "--allowed-host", "a b"},
 		{"ui", "--read-timeout", "-1s"},
+		{"serve", "--sim", "--max-tokens", "4096", "--max-tokens-cap", "1000"},
+		{"serve", "--sim", "--critique-max-tokens", "4096", "--critique-max-tokens-cap", "1000"},
+		{"serve", "--sim", "--max-tokens-cap", "0"},
 	} {
 		code, _, stderr := cli(t, "", args...)
 		if code != 2 || !strings.Contains(stderr, strings.TrimPrefix(args[len(args)-2], "--")) {

@@ -208,6 +208,10 @@ func (s *Server) writeOptimizeError(ctx context.Context, w http.ResponseWriter, 
 	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		// The client went away (or the server is shutting down).
 		s.log.Info("request cancelled", "run", o.RunID, "err", err)
+	} else {
+		// The whole error, with the servers' addresses the client is not
+		// told.
+		s.log.Warn("optimization failed", "run", o.RunID, "err", err)
 	}
 	writeError(w, s.optimizeError(ctx, o, err))
 }

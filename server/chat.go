@@ -107,7 +107,7 @@ func (s *Server) openRun(ctx context.Context, o outcome) (string, error) {
 		"config": o.Plan.Config, "model": o.Model, "reward": o.Plan.Reward, "n": o.Plan.N,
 		"completion_id": o.ID, "stream": o.Plan.Stream,
 	})
-	run, _, err := s.opts.Store.OpenRun(ctx, tpo.Run{Kind: "serve", Source: "api", Config: cfg, Created: s.opts.Now(), ItemCount: 1})
+	run, _, err := s.opts.Store.OpenRun(ctx, tpo.Run{Kind: "serve", Source: "api", Config: cfg, Created: s.opts.Now(), ItemCount: 1, Owner: s.opts.Owner})
 	if err != nil {
 		return "", err
 	}

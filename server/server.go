@@ -58,8 +58,9 @@ type Options struct {
 	Config    tpo.Config
 	Templates *tpo.Templates
 	// Store records every optimization as a run of kind "serve" (nil: not
-	// recorded).
+	// recorded), with Owner as its owner when set.
 	Store tpo.Store
+	Owner *tpo.Owner
 	// Limits bound the per-request overrides.
 	Limits Limits
 	// MaxBody is the largest request body in bytes (default 4 MiB).

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/proc"
 	"github.com/tpoproject/tpo/server"
 	"github.com/tpoproject/tpo/sqlite"
 	"github.com/tpoproject/tpo/ui"
@@ -119,6 +120,10 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	defer store.Close()
+	self, err := markInterrupted(ctx, env, store)
+	if err != nil {
+		return err
+	}
 
 	timeout := *reqTimeout
 	if timeout == 0 {
@@ -135,6 +140,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		Config:        bk.config,
 		Templates:     bk.templates,
 		Store:         store,
+		Owner:         &self,
 		Limits: server.Limits{MaxWidth: *maxWidth, MaxDepth: *maxDepth, MaxN: *maxN,
 			MaxTokens: *maxTokensCap, MaxCritiqueTokens: *critiqueCap},
 		MaxBody:        *maxBody,
@@ -205,6 +211,25 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// markInterrupted marks the runs that tpo serve processes of this machine
+// left unfinished when they ended (killed, crashed), saying how many, and
+// returns this process as the owner of the runs it will write.
+func markInterrupted(ctx context.Context, env *environ, store *sqlite.DB) (tpo.Owner, error) {
+	self, err := proc.Self()
+	if err != nil {
+		return self, fmt.Errorf("identifying this process as the owner of its runs: %w", err)
+	}
+	ids, err := server.InterruptAbandoned(ctx, store, self, proc.Alive, time.Now())
+	if err != nil {
+		return self, fmt.Errorf("store: marking the runs of ended processes: %w", err)
+	}
+	if len(ids) > 0 {
+		fmt.Fprintf(env.stderr, "tpo serve: %s left unfinished by a tpo serve that ended (killed or crashed) marked as interrupted: %s\n",
+			plural(len(ids), "run", "runs"), idList(ids, maxListed))
+	}
+	return self, nil
 }
 
 // isLoopback reports whether addr (host:port) names a loopback host.

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/proc"
 	"github.com/tpoproject/tpo/sqlite"
 	"github.com/tpoproject/tpo/tpotest"
 )
@@ -342,6 +346,67 @@ func TestListenFlagErrors(t *testing.T) {
 		}
 		if strings.Contains(stderr, "listening on") || strings.Contains(stderr, "simulated model server at") {
 			t.Errorf("%q: started before the usage error:\n%s", args, stderr)
+		}
+	}
+}
+
+// TestServeMarksInterruptedRuns: tpo serve, starting, marks as
+// interrupted the runs that a killed tpo serve of this machine left
+// unfinished, and no other.
+func TestServeMarksInterruptedRuns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A process that ran, and was killed.
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		t.Skip(err)
+	}
+	host, _ := os.Hostname()
+	dead := &tpo.Owner{Host: host, PID: child.Process.Pid, Started: time.Now()}
+	child.Process.Kill()
+	child.Wait()
+	self, err := proc.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for id, owner := range map[string]*tpo.Owner{
+		"killed": dead, "live": &self, "remote": {Host: "elsewhere.example", PID: dead.PID, Started: dead.Started}, "tporun": nil,
+	} {
+		if _, _, err := db.OpenRun(ctx, tpo.Run{ID: id, Kind: "serve", Source: "api", ItemCount: 1, Owner: owner}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.StartItem(ctx, id, 0, tpo.Item{ID: "chatcmpl-" + id, Messages: []tpo.Message{{Role: "user", Content: "q"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	_, errc, stderr := startServe(t, sctx, []string{"--sim", "--addr", "127.0.0.1:0", "--store", path})
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if want := "tpo serve: 1 run left unfinished by a tpo serve that ended (killed or crashed) marked as interrupted: killed\n"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+	db, err = sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for id, want := range map[string]bool{"killed": true, "live": false, "remote": false, "tporun": false} {
+		r, err := db.GetRun(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (r.Interrupted != nil) != want || want && (r.Failed != 1 || r.Pending != 0) {
+			t.Errorf("run %s: interrupted %v, failed %d, pending %d; want interrupted %v", id, r.Interrupted, r.Failed, r.Pending, want)
 		}
 	}
 }

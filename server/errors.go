@@ -119,10 +119,15 @@ func clientCaused(err error, msg string) *apiError {
 	if !errors.As(err, &se) || se.Name != "policy" {
 		return nil
 	}
+	// The upstream's own words are what the client needs; the whole
+	// chain is in the log and the run.
+	if m := scrub(se.Message); m != "" {
+		msg = m
+	}
 	switch {
 	case openai.IsUnknownModel(se):
 		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "model_not_found", Param: "model",
-			Message: "the model is not served here: " + msg}
+			Message: "the policy server does not serve the model of the request: " + msg}
 	case se.Status == http.StatusBadRequest, se.Status == http.StatusUnprocessableEntity, se.Status == http.StatusRequestEntityTooLarge:
 		status := http.StatusBadRequest
 		if se.Status == http.StatusRequestEntityTooLarge {

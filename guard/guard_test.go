@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -27,8 +28,8 @@ func rawConn(t *testing.T, ts *httptest.Server) net.Conn {
 // sent the body it announced.
 func TestMisdirectedClosesWithoutReadingBody(t *testing.T) {
 	hosts, _ := ParseHosts(LoopbackHosts)
-	called := false
-	ts := httptest.NewServer(Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { called = true }),
+	var called atomic.Bool
+	ts := httptest.NewServer(Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { called.Store(true) }),
 		Options{Hosts: hosts}))
 	t.Cleanup(ts.Close)
 
@@ -49,7 +50,7 @@ func TestMisdirectedClosesWithoutReadingBody(t *testing.T) {
 	if !strings.Contains(string(body), `"evil.example:8080"`) || !strings.Contains(string(body), "--allowed-host") || strings.Contains(string(body), "127.0.0.1") {
 		t.Errorf("body %q: want the host refused and the flag, not the hosts allowed", body)
 	}
-	if called {
+	if called.Load() {
 		t.Error("the handler ran for a refused host")
 	}
 
@@ -57,8 +58,8 @@ func TestMisdirectedClosesWithoutReadingBody(t *testing.T) {
 	c2 := rawConn(t, ts)
 	io.WriteString(c2, "GET / HTTP/1.1\r\nHost: localhost:8080\r\n\r\n")
 	resp, err = http.ReadResponse(bufio.NewReader(c2), nil)
-	if err != nil || resp.StatusCode != 200 || !called {
-		t.Errorf("allowed host: %v, %v, handler called %v", resp, err, called)
+	if err != nil || resp.StatusCode != 200 || !called.Load() {
+		t.Errorf("allowed host: %v, %v, handler called %v", resp, err, called.Load())
 	}
 }
 

@@ -30,12 +30,17 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// newSmallBufferEnv is newTestEnv whose listener has small send buffers.
-func newSmallBufferEnv(t *testing.T, edit func(*Options)) *testEnv {
+// newSmallBufferEnv is newTestEnv whose listener has small send buffers;
+// wrap, if set, wraps the server's handler.
+func newSmallBufferEnv(t *testing.T, edit func(*Options), wrap func(http.Handler) http.Handler) *testEnv {
 	t.Helper()
 	e := newTestEnv(t, edit)
 	e.ts.Close()
-	e.ts = httptest.NewUnstartedServer(e.srv)
+	var h http.Handler = e.srv
+	if wrap != nil {
+		h = wrap(h)
+	}
+	e.ts = httptest.NewUnstartedServer(h)
 	e.ts.Listener = smallBuffers{e.ts.Listener}
 	e.ts.Start()
 	t.Cleanup(e.ts.Close)
@@ -97,7 +102,7 @@ func TestSlowReadersFreeTheirSlots(t *testing.T) {
 		o.MaxConcurrent, o.QueueWait = 2, -1
 		o.WriteTimeout = writeTimeout
 		o.KeepAlive = time.Millisecond // fills the buffers fast
-	})
+	}, nil)
 	// Every optimization of the stalled clients waits in its loss call
 	// until cancelled.
 	e.up.block = func(ctx context.Context, _ int, req tpo.GenerateRequest) error {
@@ -153,20 +158,21 @@ func TestSlowReadersFreeTheirSlots(t *testing.T) {
 func TestSlowReaderOfAnAnswer(t *testing.T) {
 	const writeTimeout = 200 * time.Millisecond
 	done := make(chan struct{})
-	e := newSmallBufferEnv(t, func(o *Options) { o.MaxConcurrent, o.QueueWait, o.WriteTimeout = 1, -1, writeTimeout })
+	e := newSmallBufferEnv(t, func(o *Options) { o.MaxConcurrent, o.QueueWait, o.WriteTimeout = 1, -1, writeTimeout },
+		func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h.ServeHTTP(w, r)
+				if r.URL.Path == "/v1/chat/completions" {
+					close(done)
+				}
+			})
+		})
 	e.up.policy.Respond = func(_ int, req tpo.GenerateRequest, _ int) string {
 		if req.Stage == tpo.StageUpdate {
 			return "<improved_response>short</improved_response>"
 		}
 		return strings.Repeat("long answer ", 1<<16) // 768 KiB
 	}
-	wrapped := e.ts.Config.Handler
-	e.ts.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		wrapped.ServeHTTP(w, r)
-		if r.URL.Path == "/v1/chat/completions" && r.Header.Get("X-Test") == "" {
-			close(done)
-		}
-	})
 	stalledClient(t, e.ts.Listener.Addr().String(), `{"model":"m","messages":[{"role":"user","content":"long"}]}`)
 	select {
 	case <-done:

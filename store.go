@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -28,7 +29,32 @@ type Run struct {
 	Created   time.Time       `json:"created"`
 	Finished  *time.Time      `json:"finished,omitempty"`
 	ItemCount int             `json:"item_count"`
+	// Owner is the process that created the run and writes it, when it
+	// said so (tpo serve does): a store records it with a new run. Nil
+	// otherwise.
+	Owner *Owner `json:"owner,omitempty"`
+	// Interrupted is when the run was found left unfinished by an Owner
+	// that had ended (see Interrupter); nil otherwise. An interrupted run
+	// is not finished: Finished stays nil.
+	Interrupted *time.Time `json:"interrupted,omitempty"`
 }
+
+// Owner identifies the process that writes a run, so that a run left
+// unfinished by a process that ended (killed, crashed) can be told from
+// one still being written, also by a process on another machine sharing
+// the store.
+type Owner struct {
+	// Host is the name of the machine the process runs on.
+	Host string `json:"host"`
+	// PID is the process's id on Host.
+	PID int `json:"pid"`
+	// Started is when the process started: with PID, it tells the process
+	// from a later one that got the same id.
+	Started time.Time `json:"started"`
+}
+
+// String describes the owner for messages: "pid 123 on gpu-box".
+func (o Owner) String() string { return fmt.Sprintf("pid %d on %s", o.PID, o.Host) }
 
 // ItemState is what a store knows of one item of a run.
 type ItemState struct {
@@ -59,4 +85,24 @@ type Store interface {
 	FinishItem(ctx context.Context, runID string, res Result) error
 	// FinishRun marks the run finished.
 	FinishRun(ctx context.Context, runID string, at time.Time) error
+}
+
+// Interrupter is implemented by stores that can mark the runs a process
+// left unfinished when it ended without finishing them (killed, crashed),
+// so that they do not look in progress forever. tpo serve uses it when it
+// starts: it lists the runs of owners on its own host, and interrupts
+// those whose owner no longer runs. Implementations must be safe for
+// concurrent use.
+type Interrupter interface {
+	// UnfinishedRuns returns the runs whose Owner.Host is host that are
+	// neither finished nor interrupted, oldest first. Runs without an
+	// owner are never returned.
+	UnfinishedRuns(ctx context.Context, host string) ([]Run, error)
+	// InterruptRun marks run runID interrupted at `at`, and finishes each
+	// of its items that is not finished with a Result whose Error is
+	// reason (the steps saved are kept), so that they count as failed. A
+	// run finished or interrupted meanwhile is left as it is: InterruptRun
+	// then reports false. Both changes are made at once, or neither. An
+	// unknown run is an error wrapping ErrNotFound.
+	InterruptRun(ctx context.Context, runID string, at time.Time, reason string) (bool, error)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/sim"
@@ -123,5 +124,33 @@ func TestRequired(t *testing.T) {
 		if got := Required(tt.mode, tt.n, tt.d); got != tt.want {
 			t.Errorf("Required(%s, %d, %d) = %+v, want %+v", tt.mode, tt.n, tt.d, got, tt.want)
 		}
+	}
+}
+
+// TestServeStalledReaders: 200 streaming clients, 10% of which stop
+// reading. The server drops those once a write has waited for the write
+// timeout; the others are all answered, and at the end no request is
+// handled, no slot held, no connection open, and the goroutines are back
+// to their number before the load.
+func TestServeStalledReaders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 clients")
+	}
+	const writeTimeout = 500 * time.Millisecond
+	rep, err := Serve(context.Background(), ServeOptions{Requests: 200, Concurrency: 200, Warmup: 4, Stream: true, NoStore: true,
+		Stall: 0.1, WriteTimeout: writeTimeout, Sim: sim.Options{Seed: 5, TimeScale: 0.0005}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rep.Stall
+	if s == nil {
+		t.Fatal("no stall report")
+	}
+	if rep.Failed != 0 || s.Clients != 20 || s.Dropped != 20 || s.StillHandled != 0 {
+		t.Errorf("%d failed; %d clients stopped reading, %d dropped, %d still handled; want 0, 20, 20, 0", rep.Failed, s.Clients, s.Dropped, s.StillHandled)
+	}
+	if s.SlotsHeld != 0 || s.OpenConns != 0 || s.GoroutinesEnd > s.GoroutinesStart {
+		t.Errorf("at the end: %d slots held, %d connections open, %d goroutines (%d before the load)",
+			s.SlotsHeld, s.OpenConns, s.GoroutinesEnd, s.GoroutinesStart)
 	}
 }

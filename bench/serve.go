@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/guard"
 	"github.com/tpoproject/tpo/internal/stats"
 	"github.com/tpoproject/tpo/server"
 	"github.com/tpoproject/tpo/sim"
@@ -50,7 +52,17 @@ type ServeOptions struct {
 	// of the added latency.
 	Dir     string
 	NoStore bool
-	Logger  *slog.Logger
+	// Stall is the share of the measured requests whose clients stop
+	// reading: each asks for a streamed answer with n=16 (some 100 KB of
+	// events) over a connection with a 1 KiB receive buffer, and reads
+	// none of it. Their latency is not measured; the report says what
+	// became of them and of the server (ServeReport.Stall).
+	Stall float64
+	// WriteTimeout is the server's write timeout (default the server's,
+	// 30s); MaxConcurrent its optimization slots (default Concurrency).
+	WriteTimeout  time.Duration
+	MaxConcurrent int
+	Logger        *slog.Logger
 }
 
 // DefaultServeTimeScale keeps the upstream calls of one D2-N5 request to
@@ -104,6 +116,9 @@ type ServeReport struct {
 	// UpstreamCalls is the mean number of upstream calls per request.
 	UpstreamCalls float64 `json:"upstream_calls_per_request"`
 	Failed        int     `json:"failed"`
+	// Stall is set when some clients stopped reading (ServeOptions.Stall);
+	// the figures above are those of the clients that read.
+	Stall *StallResult `json:"stall,omitempty"`
 }
 
 // clockKey is the context key of a request's upstream clock.
@@ -205,6 +220,16 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 		return rep, err
 	}
 	defer up.Close()
+	var st *stallRun
+	if o.Stall > 0 {
+		// A transport of its own, whose idle connections can be closed
+		// before the goroutines are counted.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost, t.MaxIdleConns = 256, 0
+		o.Clients.Transport = t
+		defer t.CloseIdleConnections()
+		st = &stallRun{served: map[net.Conn]bool{}}
+	}
 	pol, rw, err := Clients(up.URL, o.Clients)
 	if err != nil {
 		return rep, err
@@ -224,8 +249,9 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 		DefaultReward: "vllm",
 		Config:        *o.Config,
 		Store:         store,
-		MaxConcurrent: o.Concurrency,
+		MaxConcurrent: cmp.Or(o.MaxConcurrent, o.Concurrency),
 		QueueWait:     time.Minute,
+		WriteTimeout:  o.WriteTimeout,
 		Logger:        o.Logger,
 	})
 	if err != nil {
@@ -236,7 +262,7 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 	// keeps the total under the request's bench id.
 	var mu sync.Mutex
 	upstream := map[string]*upstreamClock{}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &upstreamClock{}
 		if id := r.Header.Get(benchIDHeader); id != "" {
 			mu.Lock()
@@ -250,6 +276,11 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 		return rep, fmt.Errorf("listen: %w", err)
 	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	if st != nil {
+		st.addr = ln.Addr().String()
+		hs.Handler, hs.ConnState, hs.ConnContext = st.wrap(h), st.connState, st.connContext
+		ln = wanBuffers{ln}
+	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	defer func() {
@@ -269,7 +300,32 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 		e2e[i] = time.Since(t0)
 	}
 	forEach(ctx, o.Concurrency, o.Warmup, send)
-	forEach(ctx, o.Concurrency, o.Requests, func(i int) { send(o.Warmup + i) })
+	if st == nil {
+		forEach(ctx, o.Concurrency, o.Requests, func(i int) { send(o.Warmup + i) })
+	} else {
+		wt := cmp.Or(o.WriteTimeout, guard.DefaultWriteTimeout)
+		rep.Stall = &StallResult{WriteTimeout: wt.Seconds()}
+		hc.CloseIdleConnections()
+		o.Clients.Transport.CloseIdleConnections()
+		rep.Stall.GoroutinesStart = settle(0, 5*time.Second)
+		sctx, stop := context.WithCancel(ctx)
+		go st.sample(sctx)
+		forEach(ctx, o.Concurrency, o.Requests, func(i int) {
+			if !stalled(i, o.Stall) {
+				send(o.Warmup + i)
+				return
+			}
+			rep.Stall.Clients++
+			if err := st.send(ctx, items[o.Warmup+i]); err != nil {
+				errs[o.Warmup+i] = fmt.Errorf("a client that stops reading: %w", err)
+			}
+		})
+		// The server gives up on a stalled request once a write has
+		// waited for the write timeout.
+		st.waitHandled(min(wt, 30*time.Second) + 30*time.Second)
+		stop()
+		st.finish(rep.Stall, srv, hc, o.Clients.Transport)
+	}
 	if err := ctx.Err(); err != nil {
 		return rep, err
 	}
@@ -278,6 +334,9 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 	calls := 0
 	var firstErr error
 	for i := o.Warmup; i < len(items); i++ {
+		if st != nil && stalled(i-o.Warmup, o.Stall) && errs[i] == nil {
+			continue
+		}
 		if errs[i] != nil {
 			rep.Failed++
 			if firstErr == nil {

@@ -64,7 +64,10 @@ type ClientOptions struct {
 	RewardTimeout  time.Duration // per attempt (default 2m)
 	BaseBackoff    time.Duration // first retry's backoff (default httpx's 500ms)
 	MaxBackoff     time.Duration // backoff cap (default httpx's 30s)
-	Logger         *slog.Logger
+	// Transport, when set, carries both clients' requests (so that the
+	// caller can close its idle connections); default: httpx's own.
+	Transport *http.Transport
+	Logger    *slog.Logger
 }
 
 // Defaults of `tpo run`'s client flags.
@@ -103,16 +106,20 @@ func (o ClientOptions) withDefaults() ClientOptions {
 // simulated server's model names.
 func Clients(root string, o ClientOptions) (*openai.Client, *reward.VLLM, error) {
 	o = o.withDefaults()
+	var hc *http.Client
+	if o.Transport != nil {
+		hc = &http.Client{Transport: o.Transport}
+	}
 	pol, err := openai.New(openai.Options{
 		Options: httpx.Options{Name: "policy", URLs: []string{root + "/v1"}, Timeout: o.PolicyTimeout,
 			MaxRetries: o.Retries, MaxInFlight: o.PolicyInFlight, BaseBackoff: o.BaseBackoff,
-			MaxBackoff: o.MaxBackoff, Logger: o.Logger},
+			MaxBackoff: o.MaxBackoff, HTTPClient: hc, Logger: o.Logger},
 		Model: "sim-policy",
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	rw, err := reward.NewVLLM(reward.VLLMOptions{Options: httpx.Options{URLs: []string{root}, MaxInFlight: o.RewardInFlight, MaxRetries: o.Retries, Timeout: o.RewardTimeout, BaseBackoff: o.BaseBackoff, MaxBackoff: o.MaxBackoff, Logger: o.Logger}, Model: "sim-reward"})
+	rw, err := reward.NewVLLM(reward.VLLMOptions{Options: httpx.Options{URLs: []string{root}, MaxInFlight: o.RewardInFlight, MaxRetries: o.Retries, Timeout: o.RewardTimeout, BaseBackoff: o.BaseBackoff, MaxBackoff: o.MaxBackoff, HTTPClient: hc, Logger: o.Logger}, Model: "sim-reward"})
 	if err != nil {
 		return nil, nil, err
 	}

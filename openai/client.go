@@ -385,7 +385,7 @@ func (c *Client) explain(err error, model string) error {
 	switch {
 	case IsContextLength(se):
 		return fmt.Errorf("%w: %w", tpo.ErrContextLength, err)
-	case se.Status == 404 && mentionsModel(se):
+	case IsUnknownModel(se):
 		return fmt.Errorf("model %q is not served by %s server %s (check the model name): %w", model, c.http.Name(), se.Server, err)
 	case se.Status == 404:
 		return fmt.Errorf("%w (check the server URL: it usually ends in /v1)", err)
@@ -393,6 +393,12 @@ func (c *Client) explain(err error, model string) error {
 		return fmt.Errorf("%w (check the API key)", err)
 	}
 	return err
+}
+
+// IsUnknownModel reports whether a server's error says the requested model
+// is not one it serves (a 404 that names the model).
+func IsUnknownModel(se *httpx.StatusError) bool {
+	return se.Status == 404 && mentionsModel(se)
 }
 
 func mentionsModel(se *httpx.StatusError) bool {

@@ -18,6 +18,9 @@ import (
 // DefaultExecTimeout bounds one run of a reward command.
 const DefaultExecTimeout = 60 * time.Second
 
+// DefaultExecMaxOutput bounds what a reward command may print in one run.
+const DefaultExecMaxOutput = 1 << 20
+
 // stderrTail is how much of a failed command's standard error is reported.
 const stderrTail = 2048
 
@@ -30,9 +33,16 @@ type ExecOptions struct {
 	Timeout time.Duration
 	// Dir is the working directory (default: the current one).
 	Dir string
-	// Env holds extra KEY=VALUE variables added to the environment.
-	Env    []string
-	Logger *slog.Logger
+	// Env holds extra KEY=VALUE variables added to the environment. The
+	// command inherits this process's environment without the variables
+	// that may hold tpo's or OpenAI's secrets (TPO_*, OPENAI_API_KEY): one
+	// of them reaches the command only when given here.
+	Env []string
+	// MaxOutput bounds what one run may write to standard output, in bytes
+	// (default DefaultExecMaxOutput, 1 MiB). A command that writes more is
+	// killed and the call fails.
+	MaxOutput int64
+	Logger    *slog.Logger
 }
 
 // Exec scores responses with a user command. Each Score call runs the
@@ -41,15 +51,17 @@ type ExecOptions struct {
 //	{"prompt": "<last user turn>", "messages": [{"role": ..., "content": ...}, ...], "responses": ["...", ...]}
 //
 // The command must print a JSON array holding one number per response, in
-// order, and exit with status 0. Anything it writes to standard error is
-// shown when it fails. It is safe for concurrent use; concurrent calls run
-// separate processes.
+// order (at most MaxOutput bytes), and exit with status 0. Anything it
+// writes to standard error is shown when it fails. Its environment is
+// tpo's without tpo's and OpenAI's secrets (see ExecOptions.Env). It is
+// safe for concurrent use; concurrent calls run separate processes.
 type Exec struct {
-	command string
-	timeout time.Duration
-	dir     string
-	env     []string
-	log     *slog.Logger
+	command   string
+	timeout   time.Duration
+	dir       string
+	env       []string
+	maxOutput int64
+	log       *slog.Logger
 }
 
 // NewExec returns a scorer that runs opts.Command.
@@ -60,6 +72,13 @@ func NewExec(opts ExecOptions) (*Exec, error) {
 	if opts.Timeout < 0 {
 		return nil, fmt.Errorf("reward: negative timeout %v", opts.Timeout)
 	}
+	if opts.MaxOutput < 0 {
+		return nil, fmt.Errorf("reward: negative output limit %d", opts.MaxOutput)
+	}
+	maxOutput := opts.MaxOutput
+	if maxOutput == 0 {
+		maxOutput = DefaultExecMaxOutput
+	}
 	timeout := opts.Timeout
 	if timeout == 0 {
 		timeout = DefaultExecTimeout
@@ -68,7 +87,7 @@ func NewExec(opts ExecOptions) (*Exec, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Exec{command: opts.Command, timeout: timeout, dir: opts.Dir, env: opts.Env, log: log}, nil
+	return &Exec{command: opts.Command, timeout: timeout, dir: opts.Dir, env: opts.Env, maxOutput: maxOutput, log: log}, nil
 }
 
 // execInput is what a reward command reads.
@@ -94,13 +113,13 @@ func (e *Exec) Score(ctx context.Context, messages []tpo.Message, responses []st
 	defer cancel()
 	cmd := exec.CommandContext(rctx, "sh", "-c", e.command)
 	cmd.Dir = e.dir
-	if len(e.env) > 0 {
-		cmd.Env = append(os.Environ(), e.env...)
-	}
+	cmd.Env = commandEnv(os.Environ(), e.env)
 	cmd.Stdin = bytes.NewReader(in)
-	var stdout bytes.Buffer
+	// Output past the limit kills the command: it is not kept, and the
+	// command does not run on for nothing.
+	stdout := &capBuffer{max: e.maxOutput, over: cancel}
 	stderr := &tailBuffer{max: stderrTail}
-	cmd.Stdout = &stdout
+	cmd.Stdout = stdout
 	cmd.Stderr = stderr
 	killGroup(cmd)
 	// Stop waiting for output a moment after the kill, in case something
@@ -114,6 +133,9 @@ func (e *Exec) Score(ctx context.Context, messages []tpo.Message, responses []st
 	switch {
 	case ctx.Err() != nil:
 		return nil, fmt.Errorf("reward command %q: %w", e.command, ctx.Err())
+	case stdout.exceeded:
+		return nil, fmt.Errorf("reward command %q: printed more than the limit of %s on standard output; it was killed (raise the limit with --reward-max-output)%s",
+			e.command, byteSize(e.maxOutput), stderr.suffix())
 	case errors.Is(rctx.Err(), context.DeadlineExceeded):
 		return nil, fmt.Errorf("reward command %q: timed out after %v; its process group was killed%s",
 			e.command, e.timeout, stderr.suffix())
@@ -124,11 +146,66 @@ func (e *Exec) Score(ctx context.Context, messages []tpo.Message, responses []st
 		}
 		return nil, fmt.Errorf("reward command %q: %w%s", e.command, err, stderr.suffix())
 	}
-	scores, err := decodeExecOutput(stdout.Bytes(), len(responses))
+	scores, err := decodeExecOutput(stdout.buf.Bytes(), len(responses))
 	if err != nil {
 		return nil, fmt.Errorf("reward command %q: %w%s", e.command, err, stderr.suffix())
 	}
 	return scores, nil
+}
+
+// commandEnv is the environment of a reward command: env without the
+// variables that may hold tpo's or OpenAI's secrets, then extra.
+func commandEnv(env, extra []string) []string {
+	out := make([]string, 0, len(env)+len(extra))
+	for _, kv := range env {
+		if !secretEnv(kv) {
+			out = append(out, kv)
+		}
+	}
+	return append(out, extra...)
+}
+
+// secretEnv reports whether the KEY=VALUE variable kv may hold tpo's or
+// OpenAI's secrets: TPO_* (API keys of tpo serve, of the policy and reward
+// servers) and OPENAI_API_KEY.
+func secretEnv(kv string) bool {
+	name, _, _ := strings.Cut(kv, "=")
+	name = strings.ToUpper(name) // names are case-insensitive on Windows
+	return strings.HasPrefix(name, "TPO_") || name == "OPENAI_API_KEY"
+}
+
+// errOutputLimit fails the write that would pass a capBuffer's limit.
+var errOutputLimit = errors.New("output limit exceeded")
+
+// capBuffer keeps what is written to it up to max bytes. The write that
+// would pass the limit fails, and calls over once.
+type capBuffer struct {
+	max      int64
+	buf      bytes.Buffer
+	exceeded bool
+	over     func()
+}
+
+func (c *capBuffer) Write(p []byte) (int, error) {
+	if c.exceeded || int64(c.buf.Len())+int64(len(p)) > c.max {
+		if !c.exceeded {
+			c.exceeded = true
+			c.over()
+		}
+		return 0, errOutputLimit
+	}
+	return c.buf.Write(p)
+}
+
+// byteSize renders n bytes for a message: "1 MiB", "64 KiB", "1000 bytes".
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // tailBuffer keeps the last max bytes written to it.

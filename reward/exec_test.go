@@ -205,3 +205,88 @@ func TestNewExecOptions(t *testing.T) {
 		t.Error("no error for a negative timeout")
 	}
 }
+
+// TestExecOutputLimit: a command that prints without end is killed at the
+// limit, and the error names the command and the limit; output up to the
+// limit is read.
+func TestExecOutputLimit(t *testing.T) {
+	const limit = 64 << 10
+	s, err := NewExec(ExecOptions{Command: `cat >/dev/null; echo '[1,'; yes 2,`, MaxOutput: limit, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = s.Score(context.Background(), testConversation, testResponses)
+	if err == nil {
+		t.Fatal("no error for endless output")
+	}
+	for _, w := range []string{strconv.Quote(`cat >/dev/null; echo '[1,'; yes 2,`), "more than the limit of 64 KiB", "--reward-max-output"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("the command ran %v: it was not killed at the limit", d)
+	}
+
+	// Just under the limit is fine: the array padded with spaces.
+	pad := strings.Repeat(" ", limit-20)
+	s, err = NewExec(ExecOptions{Command: `cat >/dev/null; printf '[1,2,3]` + pad + `'`, MaxOutput: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Score(context.Background(), testConversation, testResponses); err != nil || !slices.Equal(got, []float64{1, 2, 3}) {
+		t.Errorf("output under the limit: %v, %v", got, err)
+	}
+	if _, err := NewExec(ExecOptions{Command: "true", MaxOutput: -1}); err == nil {
+		t.Error("no error for a negative output limit")
+	}
+	if s, _ := NewExec(ExecOptions{Command: "true"}); s.maxOutput != 1<<20 {
+		t.Errorf("default output limit %d, want 1 MiB", s.maxOutput)
+	}
+}
+
+// TestExecEnvironment: the command does not get tpo's or OpenAI's secrets
+// from the environment, unless passed on in Env; other variables it does.
+func TestExecEnvironment(t *testing.T) {
+	t.Setenv("TPO_API_KEYS", "serve-secret")
+	t.Setenv("TPO_POLICY_API_KEY", "policy-secret")
+	t.Setenv("OPENAI_API_KEY", "openai-secret")
+	t.Setenv("TPO_REWARD_API_KEY", "reward-secret")
+	t.Setenv("REWARD_MODEL_DIR", "/models/rm")
+	out := filepath.Join(t.TempDir(), "env")
+	s, err := NewExec(ExecOptions{Command: `cat >/dev/null; env > "$OUT"; echo '[1,2,3]'`,
+		Env: []string{"OUT=" + out, "TPO_REWARD_API_KEY=reward-secret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Score(context.Background(), testConversation, testResponses); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := string(data)
+	for _, secret := range []string{"serve-secret", "policy-secret", "openai-secret"} {
+		if strings.Contains(env, secret) {
+			t.Errorf("the command's environment holds %q:\n%s", secret, env)
+		}
+	}
+	for _, want := range []string{"REWARD_MODEL_DIR=/models/rm", "TPO_REWARD_API_KEY=reward-secret", "PATH="} {
+		if !strings.Contains(env, want) {
+			t.Errorf("the command's environment lacks %s", want)
+		}
+	}
+}
+
+func TestSecretEnv(t *testing.T) {
+	for kv, want := range map[string]bool{
+		"TPO_API_KEYS=a": true, "TPO_POLICY_API_KEY=b": true, "tpo_x=1": true, "OPENAI_API_KEY=c": true,
+		"OPENAI_BASE_URL=http://x": false, "PATH=/bin": false, "HOME=/root": false, "XTPO_A=1": false, "OPENAI_API_KEYS=1": false,
+	} {
+		if got := secretEnv(kv); got != want {
+			t.Errorf("secretEnv(%q) = %v, want %v", kv, got, want)
+		}
+	}
+}

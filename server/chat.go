@@ -7,17 +7,15 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/tpoproject/tpo"
 )
 
-// errBusy is returned when no optimization slot freed up in time.
-var errBusy = errors.New("busy")
-
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	arrived := time.Now()
-	body, aerr := readBody(w, r, s.opts.MaxBody)
+	body, aerr := s.readBody(w, r)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -33,11 +31,14 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		s.passThrough(ctx, w, p)
 		return
 	}
-	release, aerr := s.acquire(ctx)
+	acquired, aerr := s.acquire(ctx)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
+	// The slot is freed when the optimization ends, before the answer is
+	// written: a client slow to read it holds no slot.
+	release := sync.OnceFunc(acquired)
 	defer release()
 
 	o := outcome{ID: newCompletionID(), Created: s.opts.Now().Unix(), Arrived: arrived, Model: p.Model, Plan: p}
@@ -53,10 +54,11 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	o.RunID = runID
 	if p.Stream {
-		s.stream(ctx, w, o)
+		s.stream(ctx, w, o, release)
 		return
 	}
 	o, err = s.optimize(ctx, o, nil)
+	release()
 	if err != nil {
 		s.writeOptimizeError(ctx, w, o, err)
 		return
@@ -106,7 +108,7 @@ func (s *Server) openRun(ctx context.Context, o outcome) (string, error) {
 		"config": o.Plan.Config, "model": o.Model, "reward": o.Plan.Reward, "n": o.Plan.N,
 		"completion_id": o.ID, "stream": o.Plan.Stream,
 	})
-	run, _, err := s.opts.Store.OpenRun(ctx, tpo.Run{Kind: "serve", Source: "api", Config: cfg, Created: s.opts.Now(), ItemCount: 1})
+	run, _, err := s.opts.Store.OpenRun(ctx, tpo.Run{Kind: "serve", Source: "api", Config: cfg, Created: s.opts.Now(), ItemCount: 1, Owner: s.opts.Owner})
 	if err != nil {
 		return "", err
 	}
@@ -161,7 +163,9 @@ func (s *Server) optimize(ctx context.Context, o outcome, onEvent func(tpo.Event
 	switch {
 	case err != nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
 		outcomeLabel = "cancelled"
-		if res.Error == "" {
+		if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
+			res.Error = "cancelled: " + cause.Error()
+		} else if res.Error == "" {
 			res.Error = err.Error()
 		}
 	case err != nil:
@@ -209,6 +213,10 @@ func (s *Server) writeOptimizeError(ctx context.Context, w http.ResponseWriter, 
 	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		// The client went away (or the server is shutting down).
 		s.log.Info("request cancelled", "run", o.RunID, "err", err)
+	} else {
+		// The whole error, with the servers' addresses the client is not
+		// told.
+		s.log.Warn("optimization failed", "run", o.RunID, "err", err)
 	}
 	writeError(w, s.optimizeError(ctx, o, err))
 }

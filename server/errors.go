@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 
+	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/httpx"
+	"github.com/tpoproject/tpo/openai"
 )
 
 // apiError is an error answered in the OpenAI error format.
@@ -75,20 +78,28 @@ func writeError(w http.ResponseWriter, e *apiError) {
 }
 
 // upstreamError describes a failure of the optimization or of a call to a
-// model server: 504 when a deadline passed, 502 otherwise. The message
-// names the server and carries its own message (httpx errors do both).
-// deadline says whether the request's own deadline passed.
+// model server. What the client's request caused is the client's error: a
+// conversation too long for the model (400 context_length_exceeded), a
+// model the policy server does not serve (404 model_not_found), a
+// parameter it refused (400). Otherwise: 504 when a deadline passed, 502.
+// The message keeps the servers' own words but never their addresses
+// (see scrub); the caller logs the whole error. deadline says whether the
+// request's own deadline passed.
 func upstreamError(err error, deadline bool) *apiError {
+	msg := scrub(err.Error())
 	if deadline {
 		return &apiError{Status: http.StatusGatewayTimeout, Type: typeTimeout, Code: "request_timeout",
-			Message: fmt.Sprintf("the request did not finish in time: %v", err)}
+			Message: "the request did not finish in time: " + msg}
+	}
+	if e := clientCaused(err, msg); e != nil {
+		return e
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &apiError{Status: http.StatusGatewayTimeout, Type: typeTimeout, Code: "upstream_timeout",
-			Message: fmt.Sprintf("upstream timeout: %v", err)}
+			Message: "upstream timeout: " + msg}
 	}
 	e := &apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: "upstream_error",
-		Message: fmt.Sprintf("upstream failure: %v", err)}
+		Message: "upstream failure: " + msg}
 	var se *httpx.StatusError
 	if errors.As(err, &se) {
 		e.Code = "upstream_status_" + strconv.Itoa(se.Status)
@@ -96,9 +107,55 @@ func upstreamError(err error, deadline bool) *apiError {
 	return e
 }
 
+// clientCaused returns the client's error that err is, or nil: retrying
+// the same request cannot help, so it must not be a 5xx (which the OpenAI
+// SDKs retry).
+func clientCaused(err error, msg string) *apiError {
+	if errors.Is(err, tpo.ErrContextLength) {
+		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Code: "context_length_exceeded", Param: "messages",
+			Message: "the conversation does not fit the model's context window (TPO's prompts hold it and the responses compared): " + msg}
+	}
+	var se *httpx.StatusError
+	if !errors.As(err, &se) || se.Name != "policy" {
+		return nil
+	}
+	// The upstream's own words are what the client needs; the whole
+	// chain is in the log and the run.
+	if m := scrub(se.Message); m != "" {
+		msg = m
+	}
+	switch {
+	case openai.IsUnknownModel(se):
+		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "model_not_found", Param: "model",
+			Message: "the policy server does not serve the model of the request: " + msg}
+	case se.Status == http.StatusBadRequest, se.Status == http.StatusUnprocessableEntity, se.Status == http.StatusRequestEntityTooLarge:
+		status := http.StatusBadRequest
+		if se.Status == http.StatusRequestEntityTooLarge {
+			status = se.Status
+		}
+		code := se.Code
+		if code == "" || isDigits(code) {
+			code = "invalid_request"
+		}
+		return &apiError{Status: status, Type: typeInvalidRequest, Code: code, Param: se.Param,
+			Message: "the policy model server refused the request: " + msg}
+	}
+	return nil
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // passThroughError is upstreamError for a request relayed unchanged: the
 // upstream's verdict on the client's own request (400, 404, 413, 422, 429)
-// is relayed with its status, since it is about what the client sent.
+// is relayed with its status and its own message, since it is about what
+// the client sent.
 func passThroughError(err error, deadline bool) *apiError {
 	var se *httpx.StatusError
 	if !deadline && errors.As(err, &se) {
@@ -112,8 +169,11 @@ func passThroughError(err error, deadline bool) *apiError {
 					typ = typeRateLimit
 				}
 			}
-			e := &apiError{Status: se.Status, Type: typ, Param: se.Param, Code: se.Code,
-				Message: fmt.Sprintf("upstream %s", se.Error())}
+			msg := scrub(se.Message)
+			if msg == "" {
+				msg = fmt.Sprintf("the policy server answered %d %s", se.Status, http.StatusText(se.Status))
+			}
+			e := &apiError{Status: se.Status, Type: typ, Param: se.Param, Code: se.Code, Message: msg}
 			if se.RetryAfter > 0 {
 				e.RetryAfter = max(1, int(se.RetryAfter.Seconds()+0.5))
 			}
@@ -121,6 +181,31 @@ func passThroughError(err error, deadline bool) *apiError {
 		}
 	}
 	return upstreamError(err, deadline)
+}
+
+var (
+	// urlRE matches URLs, with the space before them, without the
+	// punctuation that may follow them.
+	urlRE = regexp.MustCompile(` ?\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>]*[^\s"'<>:;,.)\]]`)
+	// emptyURLRE matches what is left of a *url.Error: `Post "": `.
+	emptyURLRE = regexp.MustCompile(`\b(Get|Head|Post|Put|Patch|Delete|Options) "":? ?`)
+	// netOpRE matches the addresses of a *net.OpError: "dial tcp
+	// 10.0.0.5:8000:", "read tcp 127.0.0.1:5555->127.0.0.1:8000:".
+	netOpRE = regexp.MustCompile(`\b(dial|read|write) (tcp[46]?|udp[46]?|unix) \S+:`)
+	// lookupRE matches the names of a *net.DNSError: "lookup gpu-box on
+	// 127.0.0.53:53:".
+	lookupRE = regexp.MustCompile(`\blookup \S+( on \S+)?:`)
+)
+
+// scrub removes from an error message what tells where the model servers
+// are: URLs, network addresses and the names looked up. The client gets
+// the rest; the log gets everything.
+func scrub(msg string) string {
+	msg = urlRE.ReplaceAllString(msg, "")
+	msg = emptyURLRE.ReplaceAllString(msg, "")
+	msg = netOpRE.ReplaceAllString(msg, "$1 $2:")
+	msg = lookupRE.ReplaceAllString(msg, "lookup:")
+	return msg
 }
 
 // plural returns n and the noun that agrees with it: "1 optimization".

@@ -7,8 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/tpoproject/tpo"
 )
 
 // TestNodeClient drives the server with the official openai npm package
@@ -34,6 +37,12 @@ func TestNodeClient(t *testing.T) {
 	}
 
 	e := newTestEnv(t, func(o *Options) { o.APIKeys = []string{"node-test-key"} })
+	e.up.policy.Err = func(_ int, req tpo.GenerateRequest) error {
+		if mentions(req, "unknown model") {
+			return statusErr("policy", 404, "The model `no-such-model` does not exist.", "NotFoundError", "404", "model")
+		}
+		return nil
+	}
 	e.up.setChat(`{"id":"chatcmpl-up","object":"chat.completion","created":1,"model":"policy-model","choices":[{"index":0,"message":{"role":"assistant","content":"relayed"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`, nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -66,6 +75,12 @@ func TestNodeClient(t *testing.T) {
 			Status int
 			Param  string
 		} `json:"error"`
+		UnknownModel struct {
+			Status  int
+			Code    string
+			Param   string
+			Message string
+		} `json:"unknownModel"`
 		Passthrough struct{ Content string } `json:"passthrough"`
 		Models      []string                 `json:"models"`
 	}
@@ -86,6 +101,19 @@ func TestNodeClient(t *testing.T) {
 	}
 	if out.Error.Status != 400 || out.Error.Param != "tpo.width" {
 		t.Errorf("error = %+v", out.Error)
+	}
+	// The SDK, retries on, did not retry the unknown model: one attempt.
+	if u := out.UnknownModel; u.Status != 404 || u.Code != "model_not_found" || u.Param != "model" || strings.Contains(u.Message, "gpu7") {
+		t.Errorf("unknown model: %+v", u)
+	}
+	attempts := 0
+	for _, c := range e.up.policy.Calls() {
+		if mentions(c, "unknown model") {
+			attempts++
+		}
+	}
+	if attempts != 1 {
+		t.Errorf("the unknown model was asked for %d times, want once (no retry)", attempts)
 	}
 	if out.Passthrough.Content != "relayed" {
 		t.Errorf("pass-through content = %q", out.Passthrough.Content)

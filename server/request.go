@@ -51,8 +51,21 @@ type Overrides struct {
 type Limits struct {
 	MaxWidth int // largest width override (default 32)
 	MaxDepth int // largest depth override (default 10)
-	MaxN     int // largest n (default 16)
+	// MaxN is the largest n (default 16), also of pass-through requests.
+	MaxN int
+	// MaxTokens is the largest max_tokens or max_completion_tokens (default
+	// DefaultMaxTokensCap), also of pass-through requests;
+	// MaxCritiqueTokens the largest tpo.critique_max_tokens (default
+	// DefaultCritiqueMaxTokensCap).
+	MaxTokens         int
+	MaxCritiqueTokens int
 }
+
+// Defaults of the Limits on tokens.
+const (
+	DefaultMaxTokensCap         = 16384
+	DefaultCritiqueMaxTokensCap = 8192
+)
 
 func (l Limits) withDefaults() Limits {
 	if l.MaxWidth <= 0 {
@@ -63,6 +76,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxN <= 0 {
 		l.MaxN = 16
+	}
+	if l.MaxTokens <= 0 {
+		l.MaxTokens = DefaultMaxTokensCap
+	}
+	if l.MaxCritiqueTokens <= 0 {
+		l.MaxCritiqueTokens = DefaultCritiqueMaxTokensCap
 	}
 	return l
 }
@@ -156,6 +175,13 @@ func parseRequest(body []byte, defaults tpo.Config, defaultReward string, scorer
 	if len(req.Messages) == 0 {
 		return nil, badRequest("messages", "messages must be a non-empty array")
 	}
+	if aerr := checkCounts(&req, lim); aerr != nil {
+		return nil, aerr
+	}
+	p.N = 1
+	if req.N != nil {
+		p.N = *req.N
+	}
 
 	if ov.Mode == ModeOff {
 		delete(top, "tpo")
@@ -227,15 +253,24 @@ func parseRequest(body []byte, defaults tpo.Config, defaultReward string, scorer
 	if _, ok := scorers[p.Reward]; !ok {
 		return nil, badRequest("tpo.reward", "unknown reward %q (this server has: %s)", p.Reward, strings.Join(sortedKeys(scorers), ", "))
 	}
-
-	p.N = 1
-	if req.N != nil {
-		if *req.N < 1 || *req.N > lim.MaxN {
-			return nil, badRequest("n", "n must be between 1 and %d, got %d", lim.MaxN, *req.N)
-		}
-		p.N = *req.N
-	}
 	return p, nil
+}
+
+// checkCounts checks the request's n and length limits against the
+// server's limits, whether the request is optimized or passed through.
+func checkCounts(req *chatRequest, lim Limits) *apiError {
+	if req.N != nil && (*req.N < 1 || *req.N > lim.MaxN) {
+		return badRequest("n", "n must be between 1 and %d, got %d", lim.MaxN, *req.N)
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+	}{{"max_tokens", req.MaxTokens}, {"max_completion_tokens", req.MaxCompletionTokens}} {
+		if f.v != nil && (*f.v < 1 || *f.v > lim.MaxTokens) {
+			return badRequest(f.name, "%s must be between 1 and %d, got %d", f.name, lim.MaxTokens, *f.v)
+		}
+	}
+	return nil
 }
 
 // convertMessages turns the request's messages into a conversation. Text
@@ -355,8 +390,8 @@ func applyOverrides(cfg tpo.Config, ov Overrides, lim Limits) (tpo.Config, *apiE
 		cfg.Critique.TopP = *ov.CritiqueTopP
 	}
 	if ov.CritiqueMaxTokens != nil {
-		if *ov.CritiqueMaxTokens < 1 {
-			return cfg, badRequest("tpo.critique_max_tokens", "tpo.critique_max_tokens must be at least 1, got %d", *ov.CritiqueMaxTokens)
+		if *ov.CritiqueMaxTokens < 1 || *ov.CritiqueMaxTokens > lim.MaxCritiqueTokens {
+			return cfg, badRequest("tpo.critique_max_tokens", "tpo.critique_max_tokens must be between 1 and %d, got %d", lim.MaxCritiqueTokens, *ov.CritiqueMaxTokens)
 		}
 		cfg.Critique.MaxTokens = *ov.CritiqueMaxTokens
 	}
@@ -404,17 +439,6 @@ func applySampling(cfg *tpo.Config, req *chatRequest) *apiError {
 			return badRequest("top_p", "top_p must be in (0, 1] with TPO, got %g", *t)
 		}
 		cfg.Sampling.TopP = *t
-	}
-	for _, f := range []struct {
-		name string
-		v    *int
-	}{{"max_tokens", req.MaxTokens}, {"max_completion_tokens", req.MaxCompletionTokens}} {
-		if f.v == nil {
-			continue
-		}
-		if *f.v < 1 {
-			return badRequest(f.name, "%s must be at least 1, got %d", f.name, *f.v)
-		}
 	}
 	// Like vLLM: max_completion_tokens wins when both are given.
 	switch {

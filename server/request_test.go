@@ -119,9 +119,17 @@ func TestParseRequestErrors(t *testing.T) {
 		{"tpo not object", `{"tpo":3,` + user + `}`, "tpo", "want a JSON object"},
 		{"temperature", `{"temperature":3,` + user + `}`, "temperature", "[0, 2]"},
 		{"top_p", `{"top_p":0,` + user + `}`, "top_p", "(0, 1]"},
-		{"max_tokens", `{"max_tokens":0,` + user + `}`, "max_tokens", "at least 1"},
-		{"max_completion_tokens", `{"max_completion_tokens":-5,` + user + `}`, "max_completion_tokens", "at least 1"},
+		{"max_tokens", `{"max_tokens":0,` + user + `}`, "max_tokens", "between 1 and 16384, got 0"},
+		{"max_completion_tokens", `{"max_completion_tokens":-5,` + user + `}`, "max_completion_tokens", "between 1 and 16384"},
+		{"max_tokens too big", `{"max_tokens":1000000,` + user + `}`, "max_tokens", "between 1 and 16384, got 1000000"},
+		{"max_completion_tokens too big", `{"max_tokens":10,"max_completion_tokens":16385,` + user + `}`, "max_completion_tokens", "between 1 and 16384"},
+		{"critique_max_tokens too big", `{"tpo":{"critique_max_tokens":8193},` + user + `}`, "tpo.critique_max_tokens", "between 1 and 8192, got 8193"},
+		{"critique_max_tokens zero", `{"tpo":{"critique_max_tokens":0},` + user + `}`, "tpo.critique_max_tokens", "between 1 and 8192"},
 		{"n", `{"n":17,` + user + `}`, "n", "between 1 and 16"},
+		{"pass-through n", `{"n":17,"tpo":{"mode":"off"},` + user + `}`, "n", "between 1 and 16, got 17"},
+		{"pass-through n zero", `{"n":0,"tpo":{"mode":"off"},` + user + `}`, "n", "between 1 and 16, got 0"},
+		{"pass-through max_tokens", `{"max_tokens":99999,"tpo":{"mode":"off"},` + user + `}`, "max_tokens", "between 1 and 16384"},
+		{"pass-through max_completion_tokens", `{"max_completion_tokens":99999,"tpo":{"mode":"off"},` + user + `}`, "max_completion_tokens", "between 1 and 16384"},
 		{"n type", `{"n":"2",` + user + `}`, "n", "want a JSON number"},
 		{"stream_options without stream", `{"stream_options":{"include_usage":true},` + user + `}`, "stream_options", "stream: true"},
 		{"critique temperature", `{"tpo":{"critique_temperature":-1},` + user + `}`, "tpo.critique_temperature", "[0, 2]"},
@@ -146,13 +154,25 @@ func TestParseRequestErrors(t *testing.T) {
 }
 
 func TestParseRequestConfiguredLimits(t *testing.T) {
-	body := `{"tpo":{"width":40,"depth":12},"n":20,"messages":[{"role":"user","content":"hi"}]}`
-	p, aerr := parseRequest([]byte(body), tpo.DefaultConfig(), "rm", testScorers(), Limits{MaxWidth: 64, MaxDepth: 12, MaxN: 20}, 0)
+	lim := Limits{MaxWidth: 64, MaxDepth: 12, MaxN: 20, MaxTokens: 100, MaxCritiqueTokens: 50}
+	body := `{"tpo":{"width":40,"depth":12,"critique_max_tokens":50},"n":20,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`
+	p, aerr := parseRequest([]byte(body), tpo.DefaultConfig(), "rm", testScorers(), lim, 0)
 	if aerr != nil {
 		t.Fatalf("parseRequest: %v", aerr)
 	}
-	if p.Config.Width != 40 || p.Config.Depth != 12 || p.N != 20 {
-		t.Errorf("width, depth, n = %d, %d, %d; want 40, 12, 20", p.Config.Width, p.Config.Depth, p.N)
+	if p.Config.Width != 40 || p.Config.Depth != 12 || p.N != 20 || p.Config.Sampling.MaxTokens != 100 || p.Config.Critique.MaxTokens != 50 {
+		t.Errorf("width, depth, n, max tokens = %d, %d, %d, %d, %d; want 40, 12, 20, 100, 50",
+			p.Config.Width, p.Config.Depth, p.N, p.Config.Sampling.MaxTokens, p.Config.Critique.MaxTokens)
+	}
+	for _, tt := range []struct{ body, param string }{
+		{`{"max_tokens":101,"messages":[{"role":"user","content":"hi"}]}`, "max_tokens"},
+		{`{"max_completion_tokens":101,"tpo":{"mode":"off"},"messages":[{"role":"user","content":"hi"}]}`, "max_completion_tokens"},
+		{`{"tpo":{"critique_max_tokens":51},"messages":[{"role":"user","content":"hi"}]}`, "tpo.critique_max_tokens"},
+		{`{"n":21,"tpo":{"mode":"off"},"messages":[{"role":"user","content":"hi"}]}`, "n"},
+	} {
+		if _, aerr := parseRequest([]byte(tt.body), tpo.DefaultConfig(), "rm", testScorers(), lim, 0); aerr == nil || aerr.Param != tt.param {
+			t.Errorf("%s: error %+v, want a 400 on %s", tt.body, aerr, tt.param)
+		}
 	}
 }
 
@@ -177,6 +197,9 @@ func FuzzParseRequest(f *testing.F) {
 			}
 			return
 		}
+		if p.N < 1 || p.N > 16 {
+			t.Fatalf("accepted n = %d", p.N)
+		}
 		if p.Off {
 			if !json.Valid(p.Body) {
 				t.Fatalf("pass-through body is not JSON: %q", p.Body)
@@ -189,7 +212,7 @@ func FuzzParseRequest(f *testing.F) {
 		if err := p.Config.Validate(); err != nil {
 			t.Fatalf("accepted invalid settings: %v", err)
 		}
-		if p.N < 1 || p.N > 16 || p.Config.Width > 32 || p.Config.Depth > 10 {
+		if p.Config.Width > 32 || p.Config.Depth > 10 || p.Config.Sampling.MaxTokens > DefaultMaxTokensCap || p.Config.Critique.MaxTokens > DefaultCritiqueMaxTokensCap {
 			t.Fatalf("accepted out-of-bounds settings: %+v", p)
 		}
 	})

@@ -21,11 +21,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/guard"
 )
 
 // Defaults of Options fields left zero.
@@ -56,8 +58,9 @@ type Options struct {
 	Config    tpo.Config
 	Templates *tpo.Templates
 	// Store records every optimization as a run of kind "serve" (nil: not
-	// recorded).
+	// recorded), with Owner as its owner when set.
 	Store tpo.Store
+	Owner *tpo.Owner
 	// Limits bound the per-request overrides.
 	Limits Limits
 	// MaxBody is the largest request body in bytes (default 4 MiB).
@@ -81,7 +84,18 @@ type Options struct {
 	// KeepAlive is the interval of SSE comments sent while a streamed
 	// request is optimized (default 10s).
 	KeepAlive time.Duration
-	Logger    *slog.Logger
+	// AllowedHosts are the host names the server answers to: a request
+	// whose Host header names another gets a 421 (DNS rebinding). Nil
+	// answers to every host.
+	AllowedHosts *guard.Hosts
+	// WriteTimeout bounds each write of a response (default 30s;
+	// negative: none): a client that reads nothing for that long is
+	// dropped, and the optimization of its streamed request cancelled.
+	WriteTimeout time.Duration
+	// ReadTimeout bounds the time a request's body takes to arrive
+	// (default 30s; negative: none); a late body gets a 408.
+	ReadTimeout time.Duration
+	Logger      *slog.Logger
 	// Events, if set, receives every event of every optimization, with the
 	// run's id, synchronously from the optimizing goroutine: it must not
 	// block.
@@ -103,6 +117,7 @@ type Server struct {
 	slots   chan struct{}
 	metrics *metrics
 	hub     *hub
+	guard   guard.Options
 }
 
 // New returns a server for opts.
@@ -142,6 +157,12 @@ func New(opts Options) (*Server, error) {
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = DefaultKeepAlive
 	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = guard.DefaultWriteTimeout
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = guard.DefaultReadTimeout
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -158,6 +179,10 @@ func New(opts Options) (*Server, error) {
 		metrics: newMetrics(),
 		hub:     newHub(),
 	}
+	s.guard = guard.Options{Hosts: opts.AllowedHosts, WriteTimeout: max(opts.WriteTimeout, 0), ReadTimeout: max(opts.ReadTimeout, 0),
+		Misdirected: func(w http.ResponseWriter, _ *http.Request, msg string) {
+			writeError(w, &apiError{Status: http.StatusMisdirectedRequest, Type: typeInvalidRequest, Code: "misdirected_request", Message: msg})
+		}}
 	for _, k := range opts.APIKeys {
 		if k == "" {
 			return nil, errors.New("server: empty API key")
@@ -204,12 +229,13 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// Flush implements http.Flusher.
-func (r *statusRecorder) Flush() {
+// FlushError flushes the response, reporting a failed write (the client
+// stopped reading or went away).
+func (r *statusRecorder) FlushError() error {
 	if r.code == 0 {
 		r.code = http.StatusOK
 	}
-	http.NewResponseController(r.ResponseWriter).Flush()
+	return http.NewResponseController(r.ResponseWriter).Flush()
 }
 
 // ServeHTTP implements http.Handler.
@@ -222,7 +248,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, span = t.Start(ctx, r.Method+" "+r.URL.Path, tpo.A("http.request.method", r.Method), tpo.A("url.path", r.URL.Path))
 		r = r.WithContext(ctx)
 	}
-	route := s.route(rec, r)
+	route := "misdirected"
+	guard.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route = s.route(w, r)
+	}), s.guard).ServeHTTP(rec, r)
 	code := rec.code
 	if code == 0 {
 		code = http.StatusOK
@@ -259,18 +288,23 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 	case "/metrics":
 		ep = endpoint{http.MethodGet, true, s.metrics.handler().ServeHTTP}
 	default:
+		guard.Hangup(w, r)
 		writeError(w, &apiError{Status: http.StatusNotFound, Type: typeNotFound, Code: "unknown_url",
 			Message: fmt.Sprintf("unknown route %s %s (this server has POST /v1/chat/completions, GET /v1/models, GET /healthz, GET /metrics)", r.Method, r.URL.Path)})
 		return "unknown"
 	}
 	if r.Method != ep.method && !(ep.method == http.MethodGet && r.Method == http.MethodHead) {
 		w.Header().Set("Allow", ep.method)
+		guard.Hangup(w, r)
 		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest, Code: "method_not_allowed",
 			Message: fmt.Sprintf("method %s is not allowed on %s; use %s", r.Method, path, ep.method)})
 		return path
 	}
 	if ep.auth {
 		if aerr := s.authenticate(r); aerr != nil {
+			// The body of a request without a key is not read, however
+			// slowly it comes: the connection is closed after the 401.
+			guard.Hangup(w, r)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tpo"`)
 			writeError(w, aerr)
 			return path
@@ -334,16 +368,41 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// readBody reads a request body of at most max bytes.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, *apiError) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+// readBody reads a JSON request body of at most s.opts.MaxBody bytes.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	if aerr := checkJSON(r.Header.Get("Content-Type")); aerr != nil {
+		guard.Hangup(w, r)
+		return nil, aerr
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.As(err, &mbe):
 			return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: "request_too_large",
 				Message: fmt.Sprintf("the request body exceeds %d bytes", mbe.Limit)}
+		case guard.BodyTimedOut(err):
+			guard.Hangup(w, r)
+			return nil, &apiError{Status: http.StatusRequestTimeout, Type: typeInvalidRequest, Code: "request_timeout",
+				Message: fmt.Sprintf("the request body did not arrive within %v", s.opts.ReadTimeout)}
 		}
 		return nil, badRequest("", "reading the request body: %v", err)
 	}
 	return body, nil
+}
+
+// checkJSON refuses a request body that is not declared as JSON. A form of
+// another site can post text/plain (and a script, a body with no type)
+// without the browser asking the server first; JSON it cannot.
+func checkJSON(contentType string) *apiError {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err == nil && (mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
+		return nil
+	}
+	got := "no Content-Type"
+	if contentType != "" {
+		got = fmt.Sprintf("Content-Type %q", contentType)
+	}
+	return &apiError{Status: http.StatusUnsupportedMediaType, Type: typeInvalidRequest, Code: "unsupported_media_type",
+		Message: fmt.Sprintf("the request body must be JSON, sent with the header \"Content-Type: application/json\" (got %s)", got)}
 }

@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/tpoproject/tpo"
@@ -132,14 +134,25 @@ func answerChunks(o outcome) []chunk {
 // stream answers a streamed request: a role chunk at once, a progress
 // chunk per finished stage and SSE comments as keep-alives while
 // optimizing, then the answer, then [DONE]. A failed write (the client
-// left) cancels the optimization.
-func (s *Server) stream(ctx context.Context, w http.ResponseWriter, o outcome) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// left, or read nothing for the write timeout) cancels the optimization,
+// which records why. release frees the optimization slot; it is called
+// when the optimization ends, before the answer is written.
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, o outcome, release func()) {
+	// Only this handler cancels the optimization, so that the reason is
+	// known before the optimizer sees the cancellation; the request's
+	// deadline still applies.
+	octx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
+	if d, ok := ctx.Deadline(); ok {
+		var stop context.CancelFunc
+		octx, stop = context.WithDeadline(octx, d)
+		defer stop()
+	}
 	sw := startSSE(w)
+	gone := func(err error) { cancel(s.clientGone(err)) }
 	c := chunkMaker{id: o.ID, created: o.Created, model: o.Model}
-	if sw.data(c.role(0)) != nil {
-		cancel()
+	if err := sw.data(c.role(0)); err != nil {
+		gone(err)
 	}
 
 	// The optimizer's event handler must not block: progress goes through
@@ -160,29 +173,43 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, o outcome) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		o, err := s.optimize(ctx, o, onEvent)
+		o, err := s.optimize(octx, o, onEvent)
 		done <- result{o, err}
 	}()
 
 	tick := time.NewTicker(s.opts.KeepAlive)
 	defer tick.Stop()
+	reqDone := ctx.Done()
 	var res result
 wait:
 	for {
 		select {
 		case p := <-progress:
-			if sw.data(c.progress(p)) != nil {
-				cancel()
+			if err := sw.data(c.progress(p)); err != nil {
+				gone(err)
 			}
 		case <-tick.C:
-			if sw.comment("keep-alive") != nil {
-				cancel()
+			if err := sw.comment("keep-alive"); err != nil {
+				gone(err)
+			}
+		case <-reqDone:
+			// The client went away or the server is shutting down; a
+			// deadline passes in octx too.
+			reqDone = nil
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				cancel(context.Cause(ctx))
 			}
 		case res = <-done:
 			break wait
 		}
 	}
-	// Progress sent before the end.
+	release()
+	s.finishStream(ctx, sw, c, o, res.o, res.err, progress)
+}
+
+// finishStream writes the end of a stream: the progress sent before the
+// end, then the answer or the error, then [DONE].
+func (s *Server) finishStream(ctx context.Context, sw *sseWriter, c chunkMaker, o, res outcome, err error, progress <-chan Progress) {
 	for drained := false; !drained; {
 		select {
 		case p := <-progress:
@@ -195,17 +222,27 @@ wait:
 		s.log.Info("client left during a streamed optimization", "run", o.RunID, "err", sw.err)
 		return
 	}
-	if res.err != nil {
-		s.log.Warn("streamed optimization failed", "run", o.RunID, "err", res.err)
-		e := s.optimizeError(ctx, res.o, res.err)
+	if err != nil {
+		s.log.Warn("streamed optimization failed", "run", o.RunID, "err", err)
+		e := s.optimizeError(ctx, res, err)
 		_ = sw.data(e.body())
 		_ = sw.done()
 		return
 	}
-	for _, ch := range answerChunks(res.o) {
+	for _, ch := range answerChunks(res) {
 		if sw.data(ch) != nil {
+			s.log.Info("client left while the answer was sent", "run", o.RunID, "err", sw.err)
 			return
 		}
 	}
 	_ = sw.done()
+}
+
+// clientGone is why the optimization of a streamed request was cancelled
+// after a write to its client failed with err.
+func (s *Server) clientGone(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("the client read nothing for %v (the write timeout)", s.opts.WriteTimeout)
+	}
+	return fmt.Errorf("the client went away (%v)", err)
 }

@@ -77,7 +77,8 @@ func TestOpenAIUpstreamPassThrough(t *testing.T) {
 		t.Errorf("streamed text %q, last event %+v", text, events[len(events)-1])
 	}
 
-	// An unknown model is the upstream's 404, relayed.
+	// An unknown model is the upstream's 404, relayed without the
+	// upstream's address.
 	resp, err = http.Post(ts.URL+"/v1/chat/completions", "application/json",
 		strings.NewReader(strings.Replace(body, chat.Model(), "nope", 1)))
 	if err != nil {
@@ -85,8 +86,8 @@ func TestOpenAIUpstreamPassThrough(t *testing.T) {
 	}
 	var b errorBody
 	decodeJSON(t, resp, 404, &b)
-	if !strings.Contains(b.Error.Message, chat.URL()) {
-		t.Errorf("error %q does not name the upstream", b.Error.Message)
+	if strings.Contains(b.Error.Message, chat.URL()) || !strings.Contains(b.Error.Message, "nope") {
+		t.Errorf("error %q: want the upstream's message about the model, not its address", b.Error.Message)
 	}
 
 	// The model list is the upstream's.
@@ -142,5 +143,37 @@ func TestOpenAIUpstreamOptimizes(t *testing.T) {
 	mu.Unlock()
 	if c.Usage != want {
 		t.Errorf("usage = %+v, the upstream reported %+v in all", c.Usage, want)
+	}
+}
+
+// TestOpenAIUpstreamClientErrors: through the real openai client, an
+// optimized request for a model the policy server does not serve is a
+// 404, one whose conversation overflows the model's context a 400, both
+// in the OpenAI shape and without the upstream's address.
+func TestOpenAIUpstreamClientErrors(t *testing.T) {
+	chat := tpotest.NewChatServer(t, tpotest.ChatOptions{ContextLength: 3000})
+	ts := newHTTPEnv(t, chat)
+	long := strings.Repeat("word ", 4000)
+	tests := []struct {
+		body        string
+		status      int
+		code, param string
+	}{
+		{`{"model":"nope","messages":[{"role":"user","content":"hi"}]}`, 404, "model_not_found", "model"},
+		{`{"model":"` + chat.Model() + `","max_tokens":100,"messages":[{"role":"user","content":"` + long + `"}]}`, 400, "context_length_exceeded", "messages"},
+	}
+	for _, tt := range tests {
+		resp, err := http.Post(ts.URL+"/v1/chat/completions", "application/json", strings.NewReader(tt.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b errorBody
+		decodeJSON(t, resp, tt.status, &b)
+		if b.Error.Code == nil || *b.Error.Code != tt.code || b.Error.Param == nil || *b.Error.Param != tt.param || b.Error.Type != typeInvalidRequest {
+			t.Errorf("%d: error %+v, want %s on %s", tt.status, b.Error, tt.code, tt.param)
+		}
+		if strings.Contains(b.Error.Message, chat.URL()) || strings.Contains(b.Error.Message, "127.0.0.1") {
+			t.Errorf("%d: message %q shows the upstream", tt.status, b.Error.Message)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 )
 
 const runSummarySelect = `SELECT r.id, r.key, r.kind, r.source, r.config, r.created, r.finished, r.item_count,
+	r.owner_host, r.owner_pid, r.owner_started, r.interrupted,
 	count(i.item_id),
 	coalesce(sum(i.done AND i.error = ''), 0),
 	coalesce(sum(i.done AND i.error != ''), 0),

@@ -164,6 +164,15 @@ CREATE TABLE steps (
 	FOREIGN KEY (run_id, item_id) REFERENCES items (run_id, item_id) ON DELETE CASCADE
 ) STRICT;
 `,
+	// 2: the process that writes a run, and when a run was found left
+	// unfinished by a process that had ended.
+	`
+ALTER TABLE runs ADD COLUMN owner_host TEXT;
+ALTER TABLE runs ADD COLUMN owner_pid INTEGER;
+ALTER TABLE runs ADD COLUMN owner_started INTEGER; -- Unix nanoseconds
+ALTER TABLE runs ADD COLUMN interrupted INTEGER;   -- Unix nanoseconds
+CREATE INDEX runs_unfinished_by_host ON runs (owner_host, created) WHERE finished IS NULL AND interrupted IS NULL;
+`,
 }
 
 // migrate brings the schema up to date.

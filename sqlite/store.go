@@ -20,18 +20,23 @@ type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-const runColumns = `id, key, kind, source, config, created, finished, item_count`
+const runColumns = `id, key, kind, source, config, created, finished, item_count, owner_host, owner_pid, owner_started, interrupted`
 
 // scanRun reads the runColumns of a row.
 func scanRun(scan func(...any) error, extra ...any) (tpo.Run, error) {
 	var (
-		r        tpo.Run
-		key      sql.NullString
-		config   sql.NullString
-		created  int64
-		finished sql.NullInt64
+		r             tpo.Run
+		key           sql.NullString
+		config        sql.NullString
+		created       int64
+		finished      sql.NullInt64
+		ownerHost     sql.NullString
+		ownerPID      sql.NullInt64
+		ownerStarted  sql.NullInt64
+		interruptedAt sql.NullInt64
 	)
-	dest := append([]any{&r.ID, &key, &r.Kind, &r.Source, &config, &created, &finished, &r.ItemCount}, extra...)
+	dest := append([]any{&r.ID, &key, &r.Kind, &r.Source, &config, &created, &finished, &r.ItemCount,
+		&ownerHost, &ownerPID, &ownerStarted, &interruptedAt}, extra...)
 	if err := scan(dest...); err != nil {
 		return tpo.Run{}, err
 	}
@@ -41,6 +46,10 @@ func scanRun(scan func(...any) error, extra ...any) (tpo.Run, error) {
 	}
 	r.Created = fromNano(created)
 	r.Finished = nullTime(finished)
+	if ownerHost.Valid {
+		r.Owner = &tpo.Owner{Host: ownerHost.String, PID: int(ownerPID.Int64), Started: fromNano(ownerStarted.Int64)}
+	}
+	r.Interrupted = nullTime(interruptedAt)
 	return r, nil
 }
 
@@ -87,9 +96,15 @@ func (db *DB) OpenRun(ctx context.Context, run tpo.Run) (tpo.Run, bool, error) {
 		if run.Created.IsZero() {
 			run.Created = db.now()
 		}
-		var key, config, finished any
+		var key, config, finished, ownerHost, ownerPID, ownerStarted, interrupted any
 		if run.Key != "" {
 			key = run.Key
+		}
+		if o := run.Owner; o != nil {
+			ownerHost, ownerPID, ownerStarted = o.Host, o.PID, unixNano(o.Started)
+		}
+		if run.Interrupted != nil {
+			interrupted = unixNano(*run.Interrupted)
 		}
 		if len(run.Config) > 0 {
 			config = string(run.Config)
@@ -105,8 +120,9 @@ func (db *DB) OpenRun(ctx context.Context, run tpo.Run) (tpo.Run, bool, error) {
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			run.ID, key, run.Kind, run.Source, config, unixNano(run.Created), finished, run.ItemCount)
+		_, err = tx.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			run.ID, key, run.Kind, run.Source, config, unixNano(run.Created), finished, run.ItemCount,
+			ownerHost, ownerPID, ownerStarted, interrupted)
 		if err != nil {
 			return err
 		}

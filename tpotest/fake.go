@@ -283,6 +283,39 @@ func (m *MemStore) FinishRun(ctx context.Context, runID string, at time.Time) er
 	return nil
 }
 
+var _ tpo.Interrupter = (*MemStore)(nil)
+
+// UnfinishedRuns implements tpo.Interrupter.
+func (m *MemStore) UnfinishedRuns(ctx context.Context, host string) ([]tpo.Run, error) {
+	var out []tpo.Run
+	for _, r := range m.Runs() {
+		if r.Owner != nil && r.Owner.Host == host && r.Finished == nil && r.Interrupted == nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// InterruptRun implements tpo.Interrupter.
+func (m *MemStore) InterruptRun(ctx context.Context, runID string, at time.Time, reason string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.runs[runID]
+	if !ok {
+		return false, fmt.Errorf("run %q: %w", runID, tpo.ErrNotFound)
+	}
+	if r.Finished != nil || r.Interrupted != nil {
+		return false, nil
+	}
+	r.Interrupted = &at
+	for id, st := range m.items[runID] {
+		if !st.Done {
+			st.Done, st.Result = true, &tpo.Result{ID: id, Error: reason}
+		}
+	}
+	return true, nil
+}
+
 // Items returns the items of a run in input order.
 func (m *MemStore) Items(runID string) []tpo.ItemState {
 	m.mu.Lock()
@@ -292,6 +325,23 @@ func (m *MemStore) Items(runID string) []tpo.ItemState {
 		out = append(out, clone(*st))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out
+}
+
+// Runs returns every run, oldest first.
+func (m *MemStore) Runs() []tpo.Run {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]tpo.Run, 0, len(m.runs))
+	for _, r := range m.runs {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
 	return out
 }
 

@@ -26,11 +26,53 @@ func TestRunStatus(t *testing.T) {
 		{"every item failed", runRow{RunSummary: tpo.RunSummary{Run: tpo.Run{Finished: &now}, Items: 805, Failed: 805}}, "failed", ""},
 		{"some failed", runRow{RunSummary: tpo.RunSummary{Run: tpo.Run{Finished: &now}, Items: 3, Done: 2, Failed: 1}}, "finished", ""},
 		{"done", runRow{RunSummary: tpo.RunSummary{Run: tpo.Run{Finished: &now}, Items: 1, Done: 1}}, "finished", ""},
-		{"interrupted", runRow{RunSummary: tpo.RunSummary{Items: 3, Failed: 3}}, "unfinished", ""},
+		{"stopped", runRow{RunSummary: tpo.RunSummary{Items: 3, Failed: 3}}, "unfinished", ""},
+		{"found interrupted", runRow{RunSummary: tpo.RunSummary{Run: tpo.Run{Interrupted: &now}, Items: 1, Failed: 1}}, "interrupted", ""},
 	}
 	for _, tt := range tests {
 		if got := tt.row.Status(); got != tt.want {
 			t.Errorf("%s: status %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	if !(runRow{RunSummary: tpo.RunSummary{Run: tpo.Run{Interrupted: &now}}}).Final() {
+		t.Error("an interrupted run is not final: its pages would poll for ever")
+	}
+}
+
+// TestInterruptedRunPages: a run that tpo serve found left unfinished by a
+// killed process shows as interrupted, with when and by whom, and its item
+// as failed with the reason; its pages do not poll.
+func TestInterruptedRunPages(t *testing.T) {
+	db := openStore(t)
+	ctx := context.Background()
+	owner := &tpo.Owner{Host: "gpu-box", PID: 4242, Started: time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)}
+	if _, _, err := db.OpenRun(ctx, tpo.Run{ID: "k9", Kind: "serve", Source: "api", ItemCount: 1, Owner: owner}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.StartItem(ctx, "k9", 0, tpo.Item{ID: "chatcmpl-1", Messages: []tpo.Message{{Role: "user", Content: "q"}}}); err != nil {
+		t.Fatal(err)
+	}
+	const reason = "interrupted: the process that wrote the run (pid 4242 on gpu-box) ended before it finished"
+	if ok, err := db.InterruptRun(ctx, "k9", time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC), reason); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	h := newHandler(t, Options{Store: db})
+	for _, tt := range []struct {
+		page string
+		want []string
+	}{
+		{"/ui/", []string{`<span class="badge interrupted">interrupted</span>`, `datetime="2025-03-01T10:00:00Z"`}},
+		{"/ui/runs/k9", []string{`badge interrupted`, "found interrupted", "pid 4242 on gpu-box", "0</span> done, <span class=\"count-failed\">1</span> failed, 0 pending"}},
+		{"/ui/runs/k9/items/chatcmpl-1", []string{"Failed", reason}},
+	} {
+		r := get(t, h, tt.page)
+		for _, w := range tt.want {
+			if !strings.Contains(r.body, w) {
+				t.Errorf("%s lacks %q", tt.page, w)
+			}
+		}
+		if strings.Contains(r.body, "data-live") {
+			t.Errorf("%s polls for a run that will not change", tt.page)
 		}
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/guard"
 )
 
 // Store is what the UI reads runs from; *sqlite.DB implements it.
@@ -94,6 +95,15 @@ type Options struct {
 	// (default 10m).
 	KeepAlive time.Duration
 	MaxStream time.Duration
+	// AllowedHosts are the host names the UI answers to: a request whose
+	// Host header names another (a page of another site that reached the
+	// UI through DNS rebinding) gets a 421. Nil answers to every host.
+	AllowedHosts *guard.Hosts
+	// WriteTimeout bounds each write of a response (default 30s; negative:
+	// none); ReadTimeout the arrival of a request's body (default 30s;
+	// negative: none).
+	WriteTimeout time.Duration
+	ReadTimeout  time.Duration
 }
 
 //go:embed templates/*.html
@@ -130,6 +140,8 @@ type Handler struct {
 	cop    *http.CrossOriginProtection
 
 	sums *summaryCache
+	// guarded is the mux behind the host check and the deadlines.
+	guarded http.Handler
 }
 
 // New returns the handler of the UI described by opts.
@@ -183,7 +195,22 @@ func New(opts Options) (*Handler, error) {
 		return nil, err
 	}
 	h.routes()
+	h.guarded = guard.Handler(http.HandlerFunc(h.serve), guard.Options{Hosts: opts.AllowedHosts,
+		WriteTimeout: timeoutOr(opts.WriteTimeout, guard.DefaultWriteTimeout),
+		ReadTimeout:  timeoutOr(opts.ReadTimeout, guard.DefaultReadTimeout)})
 	return h, nil
+}
+
+// timeoutOr returns d, def when d is zero, and zero (none) when d is
+// negative.
+func timeoutOr(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
 }
 
 func (h *Handler) routes() {
@@ -217,8 +244,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("X-Frame-Options", "DENY")
+	h.guarded.ServeHTTP(w, r)
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	if !h.authorized(r) {
-		hd.Set("WWW-Authenticate", `Basic realm="tpo", charset="UTF-8"`)
+		guard.Hangup(w, r)
+		w.Header().Set("WWW-Authenticate", `Basic realm="tpo", charset="UTF-8"`)
 		http.Error(w, "401 unauthorized: give an API key of this server as the password", http.StatusUnauthorized)
 		return
 	}

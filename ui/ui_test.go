@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/guard"
 	"github.com/tpoproject/tpo/sqlite"
 )
 
@@ -887,5 +888,52 @@ func TestDeleteLiveRunRefused(t *testing.T) {
 	}
 	if _, err := db.GetRun(context.Background(), "r2"); err != nil {
 		t.Errorf("the run in flight was deleted: %v", err)
+	}
+}
+
+// TestDNSRebinding: a page of another site whose name was made to resolve
+// to the UI's address sends its own host name, and its requests look
+// same-origin. With the UI's hosts set, it can neither read a page nor
+// delete a run.
+func TestDNSRebinding(t *testing.T) {
+	db := openStore(t)
+	fixture(t, db)
+	hosts, err := guard.ParseHosts(guard.LoopbackHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHandler(t, Options{Store: db, AllowedHosts: hosts})
+	token := h.deleteToken("r1")
+	as := func(method, host, target string, body io.Reader) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, target, body)
+		req.Host = host
+		if body != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", "http://"+host)
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	for _, p := range []string{"/ui/", "/ui/runs/r1", "/ui/runs/r1/delete", "/ui/runs/r1/items/a"} {
+		rec := as(http.MethodGet, "rebound.example:8081", p, nil)
+		if rec.Code != http.StatusMisdirectedRequest || strings.Contains(rec.Body.String(), token) || strings.Contains(rec.Body.String(), "What is 2+2") {
+			t.Errorf("GET %s as rebound.example: status %d, body %q", p, rec.Code, rec.Body.String())
+		}
+	}
+	form := url.Values{"token": {token}}.Encode()
+	if rec := as(http.MethodPost, "rebound.example:8081", "/ui/runs/r1/delete", strings.NewReader(form)); rec.Code != http.StatusMisdirectedRequest {
+		t.Errorf("POST delete as rebound.example: status %d", rec.Code)
+	}
+	if _, err := db.GetRun(context.Background(), "r1"); err != nil {
+		t.Fatalf("the run was deleted by a rebound page: %v", err)
+	}
+	// Under its own name the UI works.
+	if rec := as(http.MethodGet, "localhost:8081", "/ui/runs/r1", nil); rec.Code != 200 {
+		t.Errorf("GET as localhost: %d", rec.Code)
+	}
+	if rec := as(http.MethodPost, "127.0.0.1:8081", "/ui/runs/r1/delete", strings.NewReader(form)); rec.Code != http.StatusSeeOther {
+		t.Errorf("POST delete as 127.0.0.1: %d", rec.Code)
 	}
 }

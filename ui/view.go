@@ -131,12 +131,15 @@ type runRow struct {
 }
 
 // Status names the run's state: live (in flight in this process),
-// failed (finished, and every item failed: a serve request that failed),
-// finished, or unfinished (being written elsewhere, or interrupted).
+// interrupted (the process writing it ended before it finished: killed or
+// crashed), failed (finished, and every item failed: a serve request that
+// failed), finished, or unfinished (being written elsewhere, or stopped).
 func (r runRow) Status() string {
 	switch {
 	case r.InFlight:
 		return "live"
+	case r.Interrupted != nil:
+		return "interrupted"
 	case r.Finished != nil && r.Failed > 0 && r.Done == 0:
 		return "failed"
 	case r.Finished != nil:
@@ -147,7 +150,7 @@ func (r runRow) Status() string {
 }
 
 // Final reports whether nothing more will change in the run.
-func (r runRow) Final() bool { return r.Finished != nil && !r.InFlight }
+func (r runRow) Final() bool { return (r.Finished != nil || r.Interrupted != nil) && !r.InFlight }
 
 // Total is the number of items the run has or expects.
 func (r runRow) Total() int { return max(r.ItemCount, r.Items) }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/openai"
+	"github.com/tpoproject/tpo/reward"
 )
 
 const defaultPolicyURL = "http://localhost:11434/v1"
@@ -33,6 +34,8 @@ type backendFlags struct {
 	rewardModel       string
 	rewardKey         string
 	rewardCmd         string
+	rewardMaxOutput   int64
+	rewardEnv         listFlag
 	rewardMethod      string
 	rewardTokenLevel  bool
 	rewardLabel       string
@@ -75,6 +78,8 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.rewardModel, "reward-model", "", "reward model `name` (judge: default the policy model)")
 	fs.StringVar(&b.rewardKey, "reward-key", "", "reward API `key` (default $TPO_REWARD_API_KEY; judge: the policy key)")
 	fs.StringVar(&b.rewardCmd, "reward-cmd", "", "scoring `command` for --reward exec (reads JSON on stdin, prints a JSON array of numbers)")
+	fs.Int64Var(&b.rewardMaxOutput, "reward-max-output", reward.DefaultExecMaxOutput, "exec: most `bytes` the command may print per call (it is killed beyond)")
+	fs.Var(&b.rewardEnv, "reward-env", "exec: environment variable `NAME` (or NAME=VALUE) passed on to the command; repeat for several (TPO_* and OPENAI_API_KEY are not passed on otherwise)")
 	fs.StringVar(&b.rewardMethod, "reward-method", "classify", "vllm: classify (/tokenize then one batched /classify) or pooling (/pooling per response)")
 	fs.BoolVar(&b.rewardTokenLevel, "reward-token-level", false, "vllm: a token-level reward model (token_classify task): the reward is the value at the last token (needs --reward-method pooling)")
 	fs.StringVar(&b.rewardLabel, "reward-label", "", "tei: the label whose score is the reward, for models with several labels (default LABEL_0)")

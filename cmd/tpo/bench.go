@@ -11,6 +11,7 @@ import (
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/bench"
+	"github.com/tpoproject/tpo/guard"
 )
 
 const benchUsage = `usage: tpo bench BENCHMARK [flags]
@@ -196,6 +197,12 @@ sees, the sum of the latencies of each request's upstream calls (policy and
 reward, measured by the server's clients), and the difference: the latency
 tpo serve adds (p50, p90, p99).
 
+With --stall, that share of the clients stop reading: each asks for a
+streamed answer with n=16 over a connection with a 1 KiB receive buffer and
+reads none of it. The report says how long the server held their requests,
+how many it dropped, and what is left once the load is over: slots held,
+open connections, goroutines against those before the load.
+
 Flags:
 `
 
@@ -210,6 +217,9 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	conc := fs.Int("concurrency", 4, "requests in flight at once (also the server's --max-concurrent)")
 	stream := fs.Bool("stream", false, "send streamed requests and read the SSE answers")
 	noStore := fs.Bool("no-store", false, "run the server without a run store (to tell the store's share of the added latency)")
+	stall := fs.Float64("stall", 0, "share of the clients that stop reading (0 to 1; with --stream)")
+	writeTimeout := fs.Duration("write-timeout", guard.DefaultWriteTimeout, "the server's --write-timeout")
+	maxConc := fs.Int("max-concurrent", 0, "the server's --max-concurrent (default --concurrency)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), serveBenchUsage); fs.PrintDefaults() }
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -229,12 +239,21 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	if *requests < 1 || *conc < 1 || *warmup < 0 {
 		return usagef("--requests and --concurrency must be at least 1, --warmup at least 0")
 	}
+	switch {
+	case !(*stall >= 0 && *stall < 1):
+		return usagef("--stall must be at least 0 and below 1, got %g", *stall)
+	case *stall > 0 && !*stream:
+		return usagef("--stall needs --stream (the clients that stop reading stream)")
+	case *writeTimeout <= 0 || *maxConc < 0:
+		return usagef("--write-timeout must be positive, --max-concurrent at least 0")
+	}
 	w := *warmup
 	if w == 0 {
 		w = -1 // bench: negative means none
 	}
 	rep, err := bench.Serve(ctx, bench.ServeOptions{Requests: *requests, Concurrency: *conc, Warmup: w,
-		Stream: *stream, NoStore: *noStore, Config: &cfg, Sim: sf.options(), Logger: env.log})
+		Stream: *stream, NoStore: *noStore, Config: &cfg, Sim: sf.options(), Logger: env.log,
+		Stall: *stall, WriteTimeout: *writeTimeout, MaxConcurrent: *maxConc})
 	if err != nil {
 		return err
 	}
@@ -249,6 +268,12 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	tw.Flush()
 	fmt.Fprintf(env.stderr, "%d requests (%d failed), %d at a time, %s D%d-N%d, stream %v, store %v, %.1f upstream calls per request, time scale %g\n",
 		rep.Requests, rep.Failed, rep.Concurrency, rep.Mode, rep.Depth, rep.Width, rep.Stream, rep.Store, rep.UpstreamCalls, rep.TimeScale)
+	if s := rep.Stall; s != nil {
+		fmt.Fprintf(env.stderr, "%d clients stopped reading (the latencies above are the others'); the server held their requests %.0f ms at the median, %.0f ms at most (write timeout %gs), and dropped %d of them\n",
+			s.Clients, s.Held.P50, s.Held.Max, s.WriteTimeout, s.Dropped)
+		fmt.Fprintf(env.stderr, "at the end: %d requests of those clients still handled, %d slots held, %d connections open, %d goroutines (%d before the load, %d at the peak)\n",
+			s.StillHandled, s.SlotsHeld, s.OpenConns, s.GoroutinesEnd, s.GoroutinesStart, s.GoroutinesPeak)
+	}
 	return printJSONLine(env.stdout, rep)
 }
 

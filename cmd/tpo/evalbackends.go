@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -108,9 +109,37 @@ func (b *backendFlags) newScorer(urls []string, model, key string, log *slog.Log
 	case "judge":
 		return reward.NewJudge(reward.JudgeOptions{Options: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log, Tracer: b.tracer}, Model: model, MaxTokens: b.judgeMaxTokens, MaxTokensField: b.maxTokensField})
 	case "exec":
-		return reward.NewExec(reward.ExecOptions{Command: b.rewardCmd, Timeout: b.rewardTimeout, Logger: log})
+		env, err := execEnv(b.rewardEnv.vals)
+		if err != nil {
+			return nil, err
+		}
+		if b.rewardMaxOutput < 1 {
+			return nil, fmt.Errorf("--reward-max-output must be at least 1, got %d", b.rewardMaxOutput)
+		}
+		return reward.NewExec(reward.ExecOptions{Command: b.rewardCmd, Timeout: b.rewardTimeout, Env: env,
+			MaxOutput: b.rewardMaxOutput, Logger: log})
 	}
 	return nil, fmt.Errorf("unknown reward backend %q (want vllm, tei, judge or exec)", b.reward)
+}
+
+// execEnv resolves the --reward-env values: NAME takes the variable from
+// tpo's environment (it must be set), NAME=VALUE sets it.
+func execEnv(vals []string) ([]string, error) {
+	var out []string
+	for _, v := range vals {
+		name, value, set := strings.Cut(v, "=")
+		if name == "" || strings.ContainsAny(name, " \t") {
+			return nil, fmt.Errorf("--reward-env %q: want a variable NAME or NAME=VALUE", v)
+		}
+		if !set {
+			var ok bool
+			if value, ok = os.LookupEnv(name); !ok {
+				return nil, fmt.Errorf("--reward-env %s: %s is not set in tpo's environment", name, name)
+			}
+		}
+		out = append(out, name+"="+value)
+	}
+	return out, nil
 }
 
 // chatOptions locate a chat model used to judge or classify.

@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
+	"net/http"
 	"os"
 	"regexp"
 	"sort"
@@ -15,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tpoproject/tpo/guard"
 	"github.com/tpoproject/tpo/httpx"
 )
 
@@ -333,18 +336,70 @@ func envOr(def string, names ...string) string {
 	return ""
 }
 
-// listenFlags are the flags of a command that serves HTTP: where to listen
-// and which API keys to require.
+// listenFlags are the flags of a command that serves HTTP: where to listen,
+// which API keys to require, which host names to answer to, and how long
+// clients may take.
 type listenFlags struct {
-	addr     string
-	keys     listFlag
-	insecure bool
+	addr         string
+	keys         listFlag
+	insecure     bool
+	hosts        listFlag
+	readTimeout  time.Duration
+	writeTimeout time.Duration
+	idleTimeout  time.Duration
 }
 
 func (l *listenFlags) register(fs *flag.FlagSet, defaultAddr, keyUsage string) {
 	fs.StringVar(&l.addr, "addr", defaultAddr, "`address` to listen on (host:port)")
 	fs.Var(&l.keys, "api-key", keyUsage)
 	fs.BoolVar(&l.insecure, "insecure-no-auth", false, "allow listening on a non-loopback address without API keys")
+	fs.Var(&l.hosts, "allowed-host", "`host` name the server answers to (a name, an IP address, *.example.com, or * for any); repeat for several; others get 421 (default: localhost, 127.0.0.1, ::1 and the --addr host; on a wildcard address also the machine's name and addresses)")
+	fs.DurationVar(&l.readTimeout, "read-timeout", guard.DefaultReadTimeout, "time a client has to send a request's headers, and then its body (0: no limit)")
+	fs.DurationVar(&l.writeTimeout, "write-timeout", guard.DefaultWriteTimeout, "time one write of a response may wait for a client that does not read; the client is then dropped (0: no limit)")
+	fs.DurationVar(&l.idleTimeout, "idle-timeout", guard.DefaultIdleTimeout, "time an idle keep-alive connection is kept open (0: no limit)")
+}
+
+// allowedHosts returns the hosts of --allowed-host, or the defaults for
+// --addr.
+func (l *listenFlags) allowedHosts() (*guard.Hosts, error) {
+	patterns := l.hosts.vals
+	if len(patterns) == 0 {
+		patterns = guard.DefaultHosts(l.addr)
+	}
+	h, err := guard.ParseHosts(patterns)
+	if err != nil {
+		return nil, usagef("--allowed-host: %v", err)
+	}
+	return h, nil
+}
+
+// checkTimeouts refuses negative timeouts.
+func (l *listenFlags) checkTimeouts() error {
+	if l.readTimeout < 0 || l.writeTimeout < 0 || l.idleTimeout < 0 {
+		return usagef("--read-timeout, --write-timeout and --idle-timeout must not be negative (0: no limit)")
+	}
+	return nil
+}
+
+// httpServer returns the http.Server for h with the connection timeouts.
+// The body's read deadline and the per-write deadlines are set by the
+// handlers (package guard), since a whole response may take a long time.
+func (l *listenFlags) httpServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: l.readTimeout,
+		IdleTimeout:       l.idleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// orNone turns a timeout flag's 0 (no limit) into the negative value that
+// package server and ui take for none.
+func orNone(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // apiKeys returns the keys of --api-key and $TPO_API_KEYS (comma-separated),

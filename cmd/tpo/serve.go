@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/proc"
 	"github.com/tpoproject/tpo/server"
+	"github.com/tpoproject/tpo/ui"
 )
 
 const serveUsage = `usage: tpo serve [flags]
@@ -44,7 +45,9 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish before they are cancelled")
 	maxWidth := fs.Int("max-width", 32, "largest width a request may ask for")
 	maxDepth := fs.Int("max-depth", 10, "largest depth a request may ask for")
-	maxN := fs.Int("max-n", 16, "largest n (choices) a request may ask for")
+	maxN := fs.Int("max-n", 16, "largest n (choices) a request may ask for, also with \"mode\": \"off\"")
+	maxTokensCap := fs.Int("max-tokens-cap", server.DefaultMaxTokensCap, "largest max_tokens (or max_completion_tokens) a request may ask for, also with \"mode\": \"off\"")
+	critiqueCap := fs.Int("critique-max-tokens-cap", server.DefaultCritiqueMaxTokensCap, "largest tpo.critique_max_tokens a request may ask for")
 	verbose := fs.Bool("v", false, "log every request's optimization")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), serveUsage); fs.PrintDefaults() }
 	pos, err := parseArgs(fs, args)
@@ -58,6 +61,13 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	if err != nil {
 		return err
 	}
+	hosts, err := lf.allowedHosts()
+	if err != nil {
+		return err
+	}
+	if err := lf.checkTimeouts(); err != nil {
+		return err
+	}
 	switch {
 	case *maxConcurrent < 1:
 		return usagef("--max-concurrent must be at least 1")
@@ -65,10 +75,24 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		return usagef("--max-body must be at least 1")
 	case *maxWidth < 1 || *maxDepth < 0 || *maxN < 1:
 		return usagef("--max-width and --max-n must be at least 1, --max-depth at least 0")
+	case *maxTokensCap < 1 || *critiqueCap < 1:
+		return usagef("--max-tokens-cap and --critique-max-tokens-cap must be at least 1")
 	case *reqTimeout < 0 || *queueWait < 0 || *shutdownTimeout < 0 || *deadline < 0:
 		return usagef("durations must not be negative")
 	case *deadline > 0 && *reqTimeout > 0 && *deadline >= *reqTimeout:
 		return usagef("--deadline (%v) must be shorter than --request-timeout (%v), or the request times out before its answer is due", *deadline, *reqTimeout)
+	}
+	// The server's own settings must be within what requests may ask for.
+	cfg, err := b.config()
+	if err != nil {
+		return err
+	}
+	if cfg.Width > *maxWidth || cfg.Depth > *maxDepth {
+		return usagef("--width %d / --depth %d exceed --max-width %d / --max-depth %d", cfg.Width, cfg.Depth, *maxWidth, *maxDepth)
+	}
+	if cfg.Sampling.MaxTokens > *maxTokensCap || cfg.Critique.MaxTokens > *critiqueCap {
+		return usagef("--max-tokens %d / --critique-max-tokens %d exceed --max-tokens-cap %d / --critique-max-tokens-cap %d",
+			cfg.Sampling.MaxTokens, cfg.Critique.MaxTokens, *maxTokensCap, *critiqueCap)
 	}
 	log := env.log
 	if *verbose {
@@ -102,6 +126,10 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		return err
 	}
 	defer store.Close()
+	self, err := markInterrupted(ctx, env, store)
+	if err != nil {
+		return err
+	}
 
 	timeout := *reqTimeout
 	if timeout == 0 {
@@ -112,19 +140,24 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		wait = -1
 	}
 	srv, err := server.New(server.Options{
-		Policy:         server.OpenAI(bk.policy),
-		Scorers:        scorers,
-		DefaultReward:  b.reward,
-		Config:         bk.config,
-		Templates:      bk.templates,
-		Store:          store,
-		Limits:         server.Limits{MaxWidth: *maxWidth, MaxDepth: *maxDepth, MaxN: *maxN},
+		Policy:        server.OpenAI(bk.policy),
+		Scorers:       scorers,
+		DefaultReward: b.reward,
+		Config:        bk.config,
+		Templates:     bk.templates,
+		Store:         store,
+		Owner:         &self,
+		Limits: server.Limits{MaxWidth: *maxWidth, MaxDepth: *maxDepth, MaxN: *maxN,
+			MaxTokens: *maxTokensCap, MaxCritiqueTokens: *critiqueCap},
 		MaxBody:        *maxBody,
 		RequestTimeout: timeout,
 		Deadline:       *deadline,
 		MaxConcurrent:  *maxConcurrent,
 		QueueWait:      wait,
 		APIKeys:        apiKeys,
+		AllowedHosts:   hosts,
+		WriteTimeout:   orNone(lf.writeTimeout),
+		ReadTimeout:    orNone(lf.readTimeout),
 		Logger:         log,
 		Tracer:         env.tracer,
 	})
@@ -132,7 +165,8 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		return err
 	}
 
-	handler, err := withUI(srv, store, srv, apiKeys, log)
+	handler, err := withUI(srv, store, srv, ui.Options{APIKeys: apiKeys, AllowedHosts: hosts,
+		WriteTimeout: orNone(lf.writeTimeout), ReadTimeout: orNone(lf.readTimeout), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -145,12 +179,8 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	// and work is cancelled only when the shutdown timeout has passed.
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
-	hs := &http.Server{
-		Handler:           handler,
-		BaseContext:       func(net.Listener) context.Context { return work },
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := lf.httpServer(handler, log)
+	hs.BaseContext = func(net.Listener) context.Context { return work }
 	auth := "API keys required"
 	if len(apiKeys) == 0 {
 		auth = "no authentication"
@@ -158,6 +188,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	fmt.Fprintf(env.stderr, "tpo serve: listening on http://%s/v1 (policy model %s, reward %s, store %s, %s)\n",
 		ln.Addr(), b.policyModel, b.reward, storeName(b.store), auth)
 	fmt.Fprintf(env.stderr, "tpo serve: web UI at http://%s/ui/\n", ln.Addr())
+	printHosts(env, "tpo serve", hosts)
 
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
@@ -188,6 +219,29 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// markInterrupted marks the runs that tpo serve processes of this machine
+// left unfinished when they ended (killed, crashed), saying how many, and
+// returns this process as the owner of the runs it will write.
+func markInterrupted(ctx context.Context, env *environ, store tpo.Store) (tpo.Owner, error) {
+	self, err := proc.Self()
+	if err != nil {
+		return self, fmt.Errorf("identifying this process as the owner of its runs: %w", err)
+	}
+	in, ok := store.(tpo.Interrupter)
+	if !ok {
+		return self, nil
+	}
+	ids, err := server.InterruptAbandoned(ctx, in, self, proc.Alive, time.Now())
+	if err != nil {
+		return self, fmt.Errorf("store: marking the runs of ended processes: %w", err)
+	}
+	if len(ids) > 0 {
+		fmt.Fprintf(env.stderr, "tpo serve: %s left unfinished by a tpo serve that ended (killed or crashed) marked as interrupted: %s\n",
+			plural(len(ids), "run", "runs"), idList(ids, maxListed))
+	}
+	return self, nil
 }
 
 // isLoopback reports whether addr (host:port) names a loopback host.

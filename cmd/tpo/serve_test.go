@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/proc"
 	"github.com/tpoproject/tpo/sqlite"
 	"github.com/tpoproject/tpo/tpotest"
 )
@@ -265,5 +269,144 @@ func TestServeRewardOverride(t *testing.T) {
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("cmdServe: %v\n%s", err, stderr.String())
+	}
+}
+
+// hostStatus sends GET base+path with the Host header host.
+func hostStatus(t *testing.T, base, path, host string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+	req.Host = host
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestServeAllowedHosts: tpo serve answers to loopback names and the
+// listen address by default, to what --allowed-host names instead when
+// given, and gets 421 for other hosts on the API and the UI.
+func TestServeAllowedHosts(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base, errc, stderr := startServe(t, ctx, []string{"--sim", "--addr", "127.0.0.1:0", "--store", filepath.Join(t.TempDir(), "s.db")})
+	root := strings.TrimSuffix(base, "/v1")
+	if !strings.Contains(stderr.String(), "answering to the host names localhost, *.localhost, 127.0.0.1, ::1; others get 421") {
+		t.Errorf("the start-up lines do not say which hosts are answered:\n%s", stderr.String())
+	}
+	for _, p := range []string{"/v1/models", "/healthz", "/ui/", "/"} {
+		if code, body := hostStatus(t, root, p, "rebound.example:8080"); code != http.StatusMisdirectedRequest || !strings.Contains(body, "--allowed-host") {
+			t.Errorf("GET %s for rebound.example: %d %s", p, code, body)
+		}
+		for _, host := range []string{"localhost:8080", "127.0.0.1"} {
+			if code, _ := hostStatus(t, root, p, host); code == http.StatusMisdirectedRequest || code >= 500 {
+				t.Errorf("GET %s for %s: %d", p, host, code)
+			}
+		}
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	base, errc, _ = startServe(t, ctx, []string{"--sim", "--addr", "127.0.0.1:0", "--store", filepath.Join(t.TempDir(), "s.db"),
+		"--allowed-host", "tpo.lab.example", "--allowed-host", "*.tpo.example"})
+	root = strings.TrimSuffix(base, "/v1")
+	for host, want := range map[string]int{"tpo.lab.example": 200, "a.tpo.example:80": 200, "127.0.0.1": 421, "localhost": 421, "tpo.example": 421} {
+		if code, _ := hostStatus(t, root, "/healthz", host); code != want {
+			t.Errorf("--allowed-host given: host %s: %d, want %d", host, code, want)
+		}
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestListenFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--sim", "--allowed-host", "gpu-box:8080"},
+		{"serve", "--sim", "--allowed-host", "http://gpu-box"},
+		{"serve", "--sim", "--write-timeout", "-1s"},
+		{"ui", "--allowed-host", "a b"},
+		{"ui", "--read-timeout", "-1s"},
+		{"serve", "--sim", "--max-tokens", "4096", "--max-tokens-cap", "1000"},
+		{"serve", "--sim", "--critique-max-tokens", "4096", "--critique-max-tokens-cap", "1000"},
+		{"serve", "--sim", "--max-tokens-cap", "0"},
+	} {
+		code, _, stderr := cli(t, "", args...)
+		if code != 2 || !strings.Contains(stderr, strings.TrimPrefix(args[len(args)-2], "--")) {
+			t.Errorf("%q: exit %d, want 2 naming the flag:\n%s", args, code, stderr)
+		}
+		if strings.Contains(stderr, "listening on") || strings.Contains(stderr, "simulated model server at") {
+			t.Errorf("%q: started before the usage error:\n%s", args, stderr)
+		}
+	}
+}
+
+// TestServeMarksInterruptedRuns: tpo serve, starting, marks as
+// interrupted the runs that a killed tpo serve of this machine left
+// unfinished, and no other.
+func TestServeMarksInterruptedRuns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A process that ran, and was killed.
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		t.Skip(err)
+	}
+	host, _ := os.Hostname()
+	dead := &tpo.Owner{Host: host, PID: child.Process.Pid, Started: time.Now()}
+	child.Process.Kill()
+	child.Wait()
+	self, err := proc.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for id, owner := range map[string]*tpo.Owner{
+		"killed": dead, "live": &self, "remote": {Host: "elsewhere.example", PID: dead.PID, Started: dead.Started}, "tporun": nil,
+	} {
+		if _, _, err := db.OpenRun(ctx, tpo.Run{ID: id, Kind: "serve", Source: "api", ItemCount: 1, Owner: owner}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.StartItem(ctx, id, 0, tpo.Item{ID: "chatcmpl-" + id, Messages: []tpo.Message{{Role: "user", Content: "q"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	_, errc, stderr := startServe(t, sctx, []string{"--sim", "--addr", "127.0.0.1:0", "--store", path})
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if want := "tpo serve: 1 run left unfinished by a tpo serve that ended (killed or crashed) marked as interrupted: killed\n"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+	db, err = sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for id, want := range map[string]bool{"killed": true, "live": false, "remote": false, "tporun": false} {
+		r, err := db.GetRun(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (r.Interrupted != nil) != want || want && (r.Failed != 1 || r.Pending != 0) {
+			t.Errorf("run %s: interrupted %v, failed %d, pending %d; want interrupted %v", id, r.Interrupted, r.Failed, r.Pending, want)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tpoproject/tpo/guard"
 	"github.com/tpoproject/tpo/ui"
 )
 
@@ -53,6 +54,13 @@ func cmdUI(ctx context.Context, args []string, env *environ) error {
 	if err != nil {
 		return err
 	}
+	hosts, err := lf.allowedHosts()
+	if err != nil {
+		return err
+	}
+	if err := lf.checkTimeouts(); err != nil {
+		return err
+	}
 	// Opening a SQLite store creates it: do not make an empty one for a typo.
 	if _, err := os.Stat(*storePath); err != nil && isStoreFile(*storePath) {
 		return fmt.Errorf("store: %w", err)
@@ -66,7 +74,8 @@ func cmdUI(ctx context.Context, args []string, env *environ) error {
 		return err
 	}
 	defer store.Close()
-	h, err := ui.New(ui.Options{Store: store, Prefix: "/ui", Logger: log, APIKeys: apiKeys, PollInterval: *poll})
+	h, err := ui.New(ui.Options{Store: store, Prefix: "/ui", Logger: log, APIKeys: apiKeys, PollInterval: *poll,
+		AllowedHosts: hosts, WriteTimeout: orNone(lf.writeTimeout), ReadTimeout: orNone(lf.readTimeout)})
 	if err != nil {
 		return err
 	}
@@ -75,12 +84,9 @@ func cmdUI(ctx context.Context, args []string, env *environ) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	hs := &http.Server{
-		Handler:           uiRoot(h),
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := lf.httpServer(uiRoot(h, hosts), log)
 	fmt.Fprintf(env.stderr, "tpo ui: serving the runs of %s at http://%s/ui/\n", storeName(*storePath), ln.Addr())
+	printHosts(env, "tpo ui", hosts)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	select {
@@ -99,10 +105,11 @@ func cmdUI(ctx context.Context, args []string, env *environ) error {
 	return nil
 }
 
-// uiRoot serves the UI at /ui and sends the root there.
-func uiRoot(h http.Handler) http.Handler {
+// uiRoot serves the UI at /ui and sends the root there (for the hosts the
+// UI answers to).
+func uiRoot(h http.Handler, hosts *guard.Hosts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/" {
+		if r.URL.Path == "/" && hosts.Allows(r.Host) {
 			http.Redirect(w, r, "/ui/", http.StatusFound)
 			return
 		}
@@ -112,9 +119,11 @@ func uiRoot(h http.Handler) http.Handler {
 
 // withUI mounts the web UI at /ui in front of the API server of tpo serve,
 // with live views of the requests it optimizes. The UI asks for the same
-// API keys as the API, as the password of HTTP Basic authentication.
-func withUI(api http.Handler, store ui.Store, live ui.Live, apiKeys []string, log *slog.Logger) (http.Handler, error) {
-	h, err := ui.New(ui.Options{Store: store, Live: live, Prefix: "/ui", Logger: log, APIKeys: apiKeys})
+// API keys as the API (opts.APIKeys), as the password of HTTP Basic
+// authentication.
+func withUI(api http.Handler, store ui.Store, live ui.Live, opts ui.Options) (http.Handler, error) {
+	opts.Store, opts.Live, opts.Prefix = store, live, "/ui"
+	h, err := ui.New(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -125,4 +134,13 @@ func withUI(api http.Handler, store ui.Store, live ui.Live, apiKeys []string, lo
 		}
 		api.ServeHTTP(w, r)
 	}), nil
+}
+
+// printHosts says which host names the server answers to.
+func printHosts(env *environ, cmd string, hosts *guard.Hosts) {
+	if hosts.Any() {
+		fmt.Fprintf(env.stderr, "%s: answering to any host name (--allowed-host *)\n", cmd)
+		return
+	}
+	fmt.Fprintf(env.stderr, "%s: answering to the host names %s; others get 421 (add one with --allowed-host)\n", cmd, hosts)
 }

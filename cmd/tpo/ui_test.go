@@ -677,3 +677,23 @@ func TestUIBrowserPolls(t *testing.T) {
 		[...document.querySelectorAll('#progress .charts img')].every(i => i.complete && i.naturalWidth > 0)`, 10*time.Second)
 	b.shot("poll-run-finished")
 }
+
+// TestUIAllowedHosts: tpo ui answers to loopback names by default and gets
+// 421 for another host, at the root and under /ui.
+func TestUIAllowedHosts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ui.db")
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	base := startUI(t, context.Background(), "--store", path)
+	for _, p := range []string{"/", "/ui/", "/ui/static/app.js"} {
+		if code, body := hostStatus(t, base, p, "rebound.example:8081"); code != http.StatusMisdirectedRequest || !strings.Contains(body, "--allowed-host") {
+			t.Errorf("GET %s for rebound.example: %d %q", p, code, body)
+		}
+		if code, _ := hostStatus(t, base, p, "localhost:8081"); code >= 400 {
+			t.Errorf("GET %s for localhost: %d", p, code)
+		}
+	}
+}

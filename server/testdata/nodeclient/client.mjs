@@ -110,6 +110,22 @@ try {
   out.error = { status: err.status, param: err.param, type: err.type };
 }
 
+// An upstream error the request caused (the policy server does not serve
+// the model) is a 404 the SDK does not retry, even with retries on.
+const retrying = new OpenAI({
+  baseURL: process.env.TPO_BASE_URL,
+  apiKey: process.env.TPO_API_KEY,
+  maxRetries: 2,
+  timeout: 20000,
+});
+try {
+  await retrying.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'unknown model' }] });
+  check(false, 'an unknown model accepted', null);
+} catch (err) {
+  check(err instanceof OpenAI.NotFoundError, 'a NotFoundError', String(err));
+  out.unknownModel = { status: err.status, code: err.code, param: err.param, message: err.message };
+}
+
 // Pass-through.
 const p = await client.chat.completions.create({ model: 'policy-model', messages, tpo: { mode: 'off' } });
 check(p.tpo === undefined && p.choices[0].message.content.length > 0, 'pass-through answer', p);

@@ -1,0 +1,5 @@
+package tpotest
+
+import "testing"
+
+func TestMemStoreInterrupter(t *testing.T) { TestInterrupter(t, NewMemStore()) }

@@ -106,3 +106,17 @@ type Interrupter interface {
 	// unknown run is an error wrapping ErrNotFound.
 	InterruptRun(ctx context.Context, runID string, at time.Time, reason string) (bool, error)
 }
+
+// Liveness is implemented by stores that processes on several machines
+// share (PostgreSQL): a process that owns runs beats regularly, and
+// another one interrupts the runs of an owner that stopped beating, on any
+// host. Implementations must be safe for concurrent use.
+type Liveness interface {
+	// Beat records that owner is alive now.
+	Beat(ctx context.Context, owner Owner) error
+	// StaleRuns returns the runs, neither finished nor interrupted, whose
+	// owner has not beaten within olderThan (an owner that never beat
+	// counts from when it started). Runs without an owner are never
+	// returned.
+	StaleRuns(ctx context.Context, olderThan time.Duration) ([]Run, error)
+}

@@ -68,6 +68,23 @@ CREATE TABLE steps (
 	FOREIGN KEY (run_id, item_id) REFERENCES items (run_id, item_id) ON DELETE CASCADE
 );
 `},
+	{2, "run owners, interrupted runs, process heartbeats", `
+ALTER TABLE runs ADD COLUMN owner_host text;
+ALTER TABLE runs ADD COLUMN owner_pid integer;
+ALTER TABLE runs ADD COLUMN owner_started timestamptz;
+ALTER TABLE runs ADD COLUMN interrupted timestamptz;
+CREATE INDEX runs_unfinished_by_host ON runs (owner_host, created) WHERE finished IS NULL AND interrupted IS NULL;
+
+-- A process that owns runs says it is alive (see Beat); its runs are
+-- interrupted by another process once it has not said so for a while.
+CREATE TABLE processes (
+	host    text NOT NULL,
+	pid     integer NOT NULL,
+	started timestamptz NOT NULL,
+	seen    timestamptz NOT NULL,
+	PRIMARY KEY (host, pid, started)
+);
+`},
 }
 
 // SchemaVersion is the version of the schema this package writes.

@@ -14,6 +14,7 @@ import (
 )
 
 const runSummarySelect = `SELECT r.id, r.key, r.kind, r.source, r.config, r.created, r.finished, r.item_count,
+	r.owner_host, r.owner_pid, r.owner_started, r.interrupted,
 	count(i.item_id),
 	count(*) FILTER (WHERE i.done AND i.error = ''),
 	count(*) FILTER (WHERE i.done AND i.error <> ''),

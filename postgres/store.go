@@ -16,20 +16,29 @@ import (
 
 var _ tpo.Store = (*DB)(nil)
 
-const runColumns = `id, key, kind, source, config, created, finished, item_count`
+const runColumns = `id, key, kind, source, config, created, finished, item_count, owner_host, owner_pid, owner_started, interrupted`
 
 // scanRun reads the runColumns of a row, then extra.
 func scanRun(scan func(...any) error, extra ...any) (tpo.Run, error) {
 	var (
-		r        tpo.Run
-		key      *string
-		config   []byte
-		finished *time.Time
+		r             tpo.Run
+		key           *string
+		config        []byte
+		finished      *time.Time
+		ownerHost     *string
+		ownerPID      *int32
+		ownerStarted  *time.Time
+		interruptedAt *time.Time
 	)
-	dest := append([]any{&r.ID, &key, &r.Kind, &r.Source, &config, &r.Created, &finished, &r.ItemCount}, extra...)
+	dest := append([]any{&r.ID, &key, &r.Kind, &r.Source, &config, &r.Created, &finished, &r.ItemCount,
+		&ownerHost, &ownerPID, &ownerStarted, &interruptedAt}, extra...)
 	if err := scan(dest...); err != nil {
 		return tpo.Run{}, err
 	}
+	if ownerHost != nil && ownerPID != nil && ownerStarted != nil {
+		r.Owner = &tpo.Owner{Host: *ownerHost, PID: int(*ownerPID), Started: ownerStarted.UTC()}
+	}
+	r.Interrupted = utc(interruptedAt)
 	if key != nil {
 		r.Key = *key
 	}
@@ -134,9 +143,12 @@ func (db *DB) insertRun(ctx context.Context, run tpo.Run) (tpo.Run, error) {
 	if id == "" {
 		id = db.newID()
 	}
-	var key, config, created any
+	var key, config, created, ownerHost, ownerPID, ownerStarted any
 	if run.Key != "" {
 		key = run.Key
+	}
+	if o := run.Owner; o != nil {
+		ownerHost, ownerPID, ownerStarted = cleanText(o.Host), o.PID, o.Started
 	}
 	if len(run.Config) > 0 {
 		config = string(run.Config)
@@ -145,9 +157,10 @@ func (db *DB) insertRun(ctx context.Context, run tpo.Run) (tpo.Run, error) {
 		created = run.Created
 	}
 	return scanRun(db.pool.QueryRow(ctx, `INSERT INTO runs (`+runColumns+`)
-		VALUES ($1, $2, $3, $4, $5, coalesce($6::timestamptz, now()), $7, $8)
+		VALUES ($1, $2, $3, $4, $5, coalesce($6::timestamptz, now()), $7, $8, $9, $10, $11, $12)
 		ON CONFLICT DO NOTHING RETURNING `+runColumns,
-		id, key, run.Kind, run.Source, config, created, run.Finished, run.ItemCount).Scan)
+		id, key, run.Kind, run.Source, config, created, run.Finished, run.ItemCount,
+		ownerHost, ownerPID, ownerStarted, run.Interrupted).Scan)
 }
 
 // StartItem implements tpo.Store. Starting an item again returns its state;

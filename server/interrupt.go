@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/tpoproject/tpo"
@@ -28,6 +29,58 @@ func InterruptAbandoned(ctx context.Context, store tpo.Interrupter, self tpo.Own
 		}
 		reason := fmt.Sprintf("interrupted: the process that wrote the run (%s, started %s) ended before it finished", o, o.Started.Local().Format(time.DateTime))
 		ok, err := store.InterruptRun(ctx, r.ID, at, reason)
+		if err != nil {
+			return marked, err
+		}
+		if ok {
+			marked = append(marked, r.ID)
+		}
+	}
+	return marked, nil
+}
+
+// ReplicaStore is a store that several tpo serve processes, on any
+// machines, share (PostgreSQL).
+type ReplicaStore interface {
+	tpo.Interrupter
+	tpo.Liveness
+}
+
+// WatchReplicas keeps self's runs alive in a shared store and ends those
+// of the replicas that died, until ctx ends: every interval it beats for
+// self and interrupts the runs, on any host, whose owner has not beaten for
+// staleAfter (a killed replica, a lost machine). Failures are logged and
+// tried again at the next interval.
+func WatchReplicas(ctx context.Context, store ReplicaStore, self tpo.Owner, interval, staleAfter time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := store.Beat(ctx, self); err != nil && ctx.Err() == nil {
+			log.Warn("heartbeat failed", "err", err)
+		}
+		if ids, err := interruptStale(ctx, store, staleAfter); err != nil && ctx.Err() == nil {
+			log.Warn("interrupting the runs of ended replicas failed", "err", err)
+		} else if len(ids) > 0 {
+			log.Warn("runs of replicas that stopped answering marked as interrupted", "runs", ids, "silent_for", staleAfter)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// interruptStale interrupts the runs whose owner stopped beating.
+func interruptStale(ctx context.Context, store ReplicaStore, staleAfter time.Duration) ([]string, error) {
+	runs, err := store.StaleRuns(ctx, staleAfter)
+	if err != nil {
+		return nil, err
+	}
+	var marked []string
+	for _, r := range runs {
+		reason := fmt.Sprintf("interrupted: the process that wrote the run (%s) stopped answering for %v", r.Owner, staleAfter)
+		ok, err := store.InterruptRun(ctx, r.ID, time.Now(), reason)
 		if err != nil {
 			return marked, err
 		}

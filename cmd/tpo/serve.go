@@ -39,6 +39,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	addr := &lf.addr
 	maxBody := fs.Int64("max-body", server.DefaultMaxBody, "largest request body in `bytes`")
 	reqTimeout := fs.Duration("request-timeout", server.DefaultRequestTimeout, "deadline of one request (0: none)")
+	replicaTimeout := fs.Duration("replica-timeout", time.Minute, "with a PostgreSQL store: the runs of a tpo serve (on any machine) that has not said it is alive for this long are marked interrupted")
 	deadline := fs.Duration("deadline", 0, "when an answer is due after a request arrives: the best answer found by then is returned (0: none; a request's tpo.deadline_ms may ask for less)")
 	maxConcurrent := fs.Int("max-concurrent", server.DefaultMaxConcurrent, "optimizations run at once")
 	queueWait := fs.Duration("queue-wait", server.DefaultQueueWait, "how long a request waits for a free optimization slot before a 429")
@@ -79,6 +80,8 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		return usagef("--max-tokens-cap and --critique-max-tokens-cap must be at least 1")
 	case *reqTimeout < 0 || *queueWait < 0 || *shutdownTimeout < 0 || *deadline < 0:
 		return usagef("durations must not be negative")
+	case *replicaTimeout < 6*time.Second:
+		return usagef("--replica-timeout must be at least 6s (replicas say they are alive every sixth of it)")
 	case *deadline > 0 && *reqTimeout > 0 && *deadline >= *reqTimeout:
 		return usagef("--deadline (%v) must be shorter than --request-timeout (%v), or the request times out before its answer is due", *deadline, *reqTimeout)
 	}
@@ -129,6 +132,17 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	self, err := markInterrupted(ctx, env, store)
 	if err != nil {
 		return err
+	}
+	if rs, ok := store.(server.ReplicaStore); ok {
+		// Replicas sharing the store: beat, and end the runs of those
+		// that died. The watch ends with the command.
+		wctx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			server.WatchReplicas(wctx, rs, self, *replicaTimeout/6, *replicaTimeout, log)
+		}()
+		defer func() { stopWatch(); <-watched }()
 	}
 
 	timeout := *reqTimeout

@@ -617,15 +617,14 @@ func TestEventsInOrder(t *testing.T) {
 	}
 }
 
-// meteredReward reports one request and a retry per call to the context's meter.
+// meteredReward reports a request, a retry and a note per call.
 type meteredReward struct{ tpotest.Reward }
 
-func (m *meteredReward) Score(ctx context.Context, msgs []tpo.Message, rs []string) ([]float64, error) {
-	if mt := tpo.MeterFrom(ctx); mt != nil {
-		mt.Add(tpo.Usage{Requests: 1, Retries: 1, PromptTokens: 10})
-		mt.Note(fmt.Sprintf("scored %d", len(rs)))
-	}
-	return m.Reward.Score(ctx, msgs, rs)
+func (m *meteredReward) Score(ctx context.Context, msgs []tpo.Message, rs []string) (tpo.Scores, error) {
+	s, err := m.Reward.Score(ctx, msgs, rs)
+	s.Usage = tpo.Usage{Requests: 1, Retries: 1, PromptTokens: 10}
+	s.Notes = append(s.Notes, fmt.Sprintf("scored %d", len(rs)))
+	return s, err
 }
 
 func TestScoreUsageRecorded(t *testing.T) {

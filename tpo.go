@@ -130,9 +130,23 @@ type Generator interface {
 }
 
 // Scorer gives each response to a conversation a scalar reward; higher is
-// better. It returns exactly one score per response, in order.
+// better. It returns exactly one score per response, in order, with what
+// scoring them cost (also when it fails, as far as it got).
 type Scorer interface {
-	Score(ctx context.Context, messages []Message, responses []string) ([]float64, error)
+	Score(ctx context.Context, messages []Message, responses []string) (Scores, error)
+}
+
+// Scores is what a Scorer returns.
+type Scores struct {
+	// Values holds one score per response, in order.
+	Values []float64
+	// Usage is what the reward model calls cost, as far as the backend can
+	// tell: HTTP requests and retries, and a judge's tokens.
+	Usage Usage
+	// Notes record what the backend did on purpose that the step should
+	// show (a response truncated to fit the reward model, a fallback to
+	// another endpoint).
+	Notes []string
 }
 
 // ErrContextLength is wrapped by errors a Generator returns when the server

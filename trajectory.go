@@ -333,15 +333,15 @@ func (t *Trajectory) score(ctx context.Context, texts []string) (map[string]floa
 		return out, nil
 	}
 	t0 := time.Now()
-	m := &Meter{}
-	got, err := t.o.Reward.Score(WithMeter(ctx, m), t.item.Messages, texts)
+	scores, err := t.o.Reward.Score(ctx, t.item.Messages, texts)
 	t.cur.Millis[StageScore] += time.Since(t0).Milliseconds()
-	t.cur.ScoreUsage.Add(m.Usage())
-	t.cur.Notes = append(t.cur.Notes, m.Notes()...)
+	t.cur.ScoreUsage.Add(scores.Usage)
+	t.cur.Notes = append(t.cur.Notes, scores.Notes...)
 	t.scoreCalls++
 	if err != nil {
 		return nil, err
 	}
+	got := scores.Values
 	if len(got) != len(texts) {
 		return nil, fmt.Errorf("the reward model returned %d scores for %d responses", len(got), len(texts))
 	}

@@ -67,14 +67,14 @@ func (tr *tracer) Generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Ge
 	return g, nil
 }
 
-func (tr *tracer) Score(ctx context.Context, msgs []tpo.Message, responses []string) ([]float64, error) {
+func (tr *tracer) Score(ctx context.Context, msgs []tpo.Message, responses []string) (tpo.Scores, error) {
 	tr.enter(msgs, tpo.StageScore)
 	defer tr.leave()
 	out := make([]float64, len(responses))
 	for i, r := range responses {
 		out[i] = float64(len(r)%7) + float64(i)/10
 	}
-	return out, nil
+	return tpo.Scores{Values: out}, nil
 }
 
 func items(n int) []tpo.Item {

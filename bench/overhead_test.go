@@ -49,12 +49,12 @@ func (p *fastPolicy) Generate(ctx context.Context, req tpo.GenerateRequest) (tpo
 
 type fastReward struct{}
 
-func (fastReward) Score(ctx context.Context, msgs []tpo.Message, responses []string) ([]float64, error) {
+func (fastReward) Score(ctx context.Context, msgs []tpo.Message, responses []string) (tpo.Scores, error) {
 	out := make([]float64, len(responses))
 	for i, r := range responses {
 		out[i] = float64(len(r) % 13)
 	}
-	return out, nil
+	return tpo.Scores{Values: out}, nil
 }
 
 // discardStore is a tpo.Store that keeps nothing.

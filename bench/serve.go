@@ -164,7 +164,7 @@ func (g timedGenerator) Generate(ctx context.Context, req tpo.GenerateRequest) (
 
 type timedScorer struct{ s tpo.Scorer }
 
-func (s timedScorer) Score(ctx context.Context, msgs []tpo.Message, responses []string) ([]float64, error) {
+func (s timedScorer) Score(ctx context.Context, msgs []tpo.Message, responses []string) (tpo.Scores, error) {
 	t0 := time.Now()
 	v, err := s.s.Score(ctx, msgs, responses)
 	if c := clockOf(ctx); c != nil {

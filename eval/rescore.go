@@ -57,7 +57,8 @@ func Rescore(ctx context.Context, s tpo.Scorer, items []RewardItem, concurrency 
 	g.SetLimit(max(concurrency, 1))
 	for i, it := range items {
 		g.Go(func() error {
-			got, err := s.Score(gctx, it.Messages, []string{it.Response})
+			res, err := s.Score(gctx, it.Messages, []string{it.Response})
+			got := res.Values
 			switch {
 			case err != nil:
 				fail(fmt.Errorf("item %q: %w", it.ID, err))

@@ -23,9 +23,9 @@ func TestRescore(t *testing.T) {
 		return 3
 	}}
 	// The fake fails the call of "d" (whichever order the calls come in).
-	failing := scorerFunc(func(ctx context.Context, m []tpo.Message, rs []string) ([]float64, error) {
+	failing := scorerFunc(func(ctx context.Context, m []tpo.Message, rs []string) (tpo.Scores, error) {
 		if rs[0] == "fail" {
-			return nil, errors.New("reward server down")
+			return tpo.Scores{}, errors.New("reward server down")
 		}
 		return s.Score(ctx, m, rs)
 	})
@@ -46,8 +46,8 @@ func TestRescore(t *testing.T) {
 	}
 }
 
-type scorerFunc func(ctx context.Context, m []tpo.Message, rs []string) ([]float64, error)
+type scorerFunc func(ctx context.Context, m []tpo.Message, rs []string) (tpo.Scores, error)
 
-func (f scorerFunc) Score(ctx context.Context, m []tpo.Message, rs []string) ([]float64, error) {
+func (f scorerFunc) Score(ctx context.Context, m []tpo.Message, rs []string) (tpo.Scores, error) {
 	return f(ctx, m, rs)
 }

@@ -71,6 +71,16 @@ type Info struct {
 	URL     string // base URL of the replica used last
 }
 
+// Usage is what a call that ended with err cost: one request when it
+// succeeded, and its retries.
+func (i Info) Usage(err error) tpo.Usage {
+	u := tpo.Usage{Retries: i.Retries}
+	if err == nil {
+		u.Requests = 1
+	}
+	return u
+}
+
 // Client sends JSON requests to one model served by one or more replicas.
 // It is safe for concurrent use.
 type Client struct {
@@ -248,16 +258,6 @@ func (c *Client) GetJSON(ctx context.Context, path string, out any) (Info, error
 }
 
 func (c *Client) do(ctx context.Context, method, path string, data []byte, out any) (info Info, err error) {
-	// Report what the call cost to the caller's meter, if any.
-	if m := tpo.MeterFrom(ctx); m != nil {
-		defer func() {
-			u := tpo.Usage{Retries: info.Retries}
-			if err == nil {
-				u.Requests = 1
-			}
-			m.Add(u)
-		}()
-	}
 	var last error
 	var avoid *replica
 	for attempt := 0; ; attempt++ {

@@ -48,7 +48,7 @@
 // switches to /pooling with messages (one request per response, task
 // classify, use_activation and add_generation_prompt false) for this call
 // and all later ones, logs the switch once with the server's URL and notes
-// it in the call's tpo.Meter. Other refusals of a batch are retried one
+// it in the call's tpo.Scores.Notes. Other refusals of a batch are retried one
 // response at a time to find the response at fault. A conversation longer
 // than the model's context is reported with the response's index, from
 // /tokenize's max_model_len when the server sends it, else from the
@@ -71,7 +71,7 @@
 // the limit is therefore an error naming the response and the limit ("response
 // 2 is too long for the reward model (600 tokens, the limit is 512)"). With
 // TEIOptions.Truncate (tpo's --reward-truncate) such a pair is sent again
-// with "truncate": true, and the call's tpo.Meter notes it, so the step's
+// with "truncate": true, and the call's tpo.Scores.Notes say so, so the step's
 // notes show which response was scored truncated.
 //
 // Pairs go in batches of BatchSize (default 32, TEI's default limit).

@@ -97,8 +97,15 @@ type execInput struct {
 	Responses []string      `json:"responses"`
 }
 
-// Score implements tpo.Scorer.
-func (e *Exec) Score(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
+// Score implements tpo.Scorer. A command run costs no HTTP requests:
+// Usage stays zero.
+func (e *Exec) Score(ctx context.Context, messages []tpo.Message, responses []string) (tpo.Scores, error) {
+	scores, err := e.run(ctx, messages, responses)
+	return tpo.Scores{Values: scores}, err
+}
+
+// run runs the command once for responses.
+func (e *Exec) run(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
 	if len(responses) == 0 {
 		return []float64{}, nil
 	}

@@ -36,7 +36,7 @@ func TestExecSuccess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Score(context.Background(), testConversation, testResponses)
+	got, err := values(s.Score(context.Background(), testConversation, testResponses))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestExecEmpty(t *testing.T) {
 	dir := t.TempDir()
 	marker := filepath.Join(dir, "ran")
 	s := newTestExec(t, "touch "+marker+"; echo '[]'", 0)
-	got, err := s.Score(context.Background(), testConversation, nil)
+	got, err := values(s.Score(context.Background(), testConversation, nil))
 	if err != nil || got == nil || len(got) != 0 {
 		t.Errorf("Score(no responses) = %#v, %v; want an empty slice", got, err)
 	}
@@ -235,7 +235,7 @@ func TestExecOutputLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Score(context.Background(), testConversation, testResponses); err != nil || !slices.Equal(got, []float64{1, 2, 3}) {
+	if got, err := values(s.Score(context.Background(), testConversation, testResponses)); err != nil || !slices.Equal(got, []float64{1, 2, 3}) {
 		t.Errorf("output under the limit: %v, %v", got, err)
 	}
 	if _, err := NewExec(ExecOptions{Command: "true", MaxOutput: -1}); err == nil {

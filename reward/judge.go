@@ -250,16 +250,17 @@ func judgeData(messages []tpo.Message, response string) JudgeData {
 }
 
 // Score implements tpo.Scorer.
-func (j *Judge) Score(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
+func (j *Judge) Score(ctx context.Context, messages []tpo.Message, responses []string) (tpo.Scores, error) {
+	t := &tally{}
 	if len(responses) == 0 {
-		return []float64{}, nil
+		return t.scores([]float64{}), nil
 	}
 	scores := make([]float64, len(responses))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(j.concurrency)
 	for i, r := range responses {
 		g.Go(func() error {
-			v, err := j.grade(gctx, messages, r)
+			v, err := j.grade(gctx, t, messages, r)
 			if err != nil {
 				return fmt.Errorf("reward: judging response %d: %w", i, err)
 			}
@@ -268,19 +269,19 @@ func (j *Judge) Score(ctx context.Context, messages []tpo.Message, responses []s
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return t.scores(nil), err
 	}
-	return scores, nil
+	return t.scores(scores), nil
 }
 
 // grade asks the judge for one response's score, reminding it once of the
 // format if its first reply has no readable score.
-func (j *Judge) grade(ctx context.Context, messages []tpo.Message, response string) (float64, error) {
+func (j *Judge) grade(ctx context.Context, t *tally, messages []tpo.Message, response string) (float64, error) {
 	prompt, err := j.Prompt(messages, response)
 	if err != nil {
 		return 0, err
 	}
-	reply, err := j.chat(ctx, prompt)
+	reply, err := j.chat(ctx, t, prompt)
 	if err != nil {
 		return 0, err
 	}
@@ -299,7 +300,7 @@ func (j *Judge) grade(ctx context.Context, messages []tpo.Message, response stri
 		{Role: tpo.RoleAssistant, Content: reply.Text},
 		{Role: tpo.RoleUser, Content: judgeReminder},
 	})
-	again, err := j.chat(ctx, retry)
+	again, err := j.chat(ctx, t, retry)
 	if err != nil {
 		return 0, err
 	}
@@ -315,7 +316,7 @@ func (j *Judge) grade(ctx context.Context, messages []tpo.Message, response stri
 // the server refused them before, logprobs. A server that answers 400 or
 // 422 to a request with logprobs, naming them, is asked again without, and
 // never again with.
-func (j *Judge) chat(ctx context.Context, messages []tpo.Message) (judgeReply, error) {
+func (j *Judge) chat(ctx context.Context, t *tally, messages []tpo.Message) (judgeReply, error) {
 	zero, maxTokens := 0.0, j.maxTokens
 	req := openai.ChatRequest{Messages: openai.Messages(messages), Temperature: &zero}
 	if j.maxTokensField == openai.MaxCompletionTokens {
@@ -328,7 +329,8 @@ func (j *Judge) chat(ctx context.Context, messages []tpo.Message) (judgeReply, e
 		yes, top := true, judgeTopLogprobs
 		req.Logprobs, req.TopLogprobs = &yes, &top
 	}
-	resp, _, err := j.client.Chat(ctx, req)
+	resp, info, err := j.client.Chat(ctx, req)
+	t.add(info.Usage(err))
 	var se *httpx.StatusError
 	if withLogprobs && errors.As(err, &se) && inputRefused(se) &&
 		strings.Contains(strings.ToLower(se.Message+" "+se.Param), "logprobs") {
@@ -336,13 +338,14 @@ func (j *Judge) chat(ctx context.Context, messages []tpo.Message) (judgeReply, e
 			j.log.Warn("the judge's server refused logprobs; reading whole grades from the text instead", "err", err)
 		}
 		req.Logprobs, req.TopLogprobs = nil, nil
-		resp, _, err = j.client.Chat(ctx, req)
+		resp, info, err = j.client.Chat(ctx, req)
+		t.add(info.Usage(err))
 	}
 	if err != nil {
 		return judgeReply{}, err
 	}
-	if m := tpo.MeterFrom(ctx); m != nil && resp.Usage != nil {
-		m.Add(tpo.Usage{PromptTokens: resp.Usage.PromptTokens, CompletionTokens: resp.Usage.CompletionTokens})
+	if resp.Usage != nil {
+		t.add(tpo.Usage{PromptTokens: resp.Usage.PromptTokens, CompletionTokens: resp.Usage.CompletionTokens})
 	}
 	return replyOf(resp)
 }

@@ -199,7 +199,7 @@ func TestJudgeScores(t *testing.T) {
 		return 200, r
 	})
 	j := newTestJudge(t, srv.URL, JudgeOptions{})
-	got, err := j.Score(context.Background(), testConversation, testResponses)
+	got, err := values(j.Score(context.Background(), testConversation, testResponses))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestJudgeRetriesWithReminder(t *testing.T) {
 		return 200, completion("9")
 	})
 	j := newTestJudge(t, srv.URL, JudgeOptions{})
-	got, err := j.Score(context.Background(), testConversation, testResponses[:1])
+	got, err := values(j.Score(context.Background(), testConversation, testResponses[:1]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestJudgeLogprobsRefused(t *testing.T) {
 	})
 	var w warnings
 	j := newTestJudge(t, srv.URL, JudgeOptions{Options: httpx.Options{Logger: w.logger()}, Concurrency: 1})
-	got, err := j.Score(context.Background(), testConversation, testResponses)
+	got, err := values(j.Score(context.Background(), testConversation, testResponses))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +327,7 @@ func TestJudgeConcurrencyBound(t *testing.T) {
 	srv := newJudgeServer(t, func(int, openai.ChatRequest) (int, string) { return 200, completion("5") })
 	srv.delay = 20 * time.Millisecond
 	j := newTestJudge(t, srv.URL, JudgeOptions{Concurrency: 2})
-	got, err := j.Score(context.Background(), testConversation, responsesN(6))
+	got, err := values(j.Score(context.Background(), testConversation, responsesN(6)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +342,7 @@ func TestJudgeConcurrencyBound(t *testing.T) {
 func TestJudgeEmpty(t *testing.T) {
 	srv := newJudgeServer(t, func(int, openai.ChatRequest) (int, string) { return 200, completion("5") })
 	j := newTestJudge(t, srv.URL, JudgeOptions{})
-	got, err := j.Score(context.Background(), testConversation, nil)
+	got, err := values(j.Score(context.Background(), testConversation, nil))
 	if err != nil || got == nil || len(got) != 0 {
 		t.Errorf("Score(no responses) = %#v, %v; want an empty slice", got, err)
 	}
@@ -474,7 +474,7 @@ func TestJudgeWithClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := j.Score(context.Background(), testConversation, testResponses[:2])
+	got, err := values(j.Score(context.Background(), testConversation, testResponses[:2]))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,9 +103,10 @@ type predictRequest struct {
 var errShrunk = errors.New("batch size lowered")
 
 // Score implements tpo.Scorer. Batches are sent one after another.
-func (s *TEI) Score(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
+func (s *TEI) Score(ctx context.Context, messages []tpo.Message, responses []string) (tpo.Scores, error) {
+	t := &tally{}
 	if len(responses) == 0 {
-		return []float64{}, nil
+		return t.scores([]float64{}), nil
 	}
 	prompt := s.prompt(messages)
 	pairs := make([][2]string, len(responses))
@@ -115,31 +116,31 @@ func (s *TEI) Score(ctx context.Context, messages []tpo.Message, responses []str
 	scores := make([]float64, 0, len(pairs))
 	for start := 0; start < len(pairs); {
 		size := min(s.batchSize(), len(pairs)-start)
-		got, err := s.scoreBatch(ctx, pairs[start:start+size], start)
+		got, err := s.scoreBatch(ctx, t, pairs[start:start+size], start)
 		if errors.Is(err, errShrunk) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return t.scores(nil), err
 		}
 		scores = append(scores, got...)
 		start += size
 	}
-	return scores, nil
+	return t.scores(scores), nil
 }
 
 // scoreBatch scores the pairs of one batch, whose first is response start.
 // A batch refused as too large lowers the batch size and returns errShrunk;
 // one refused for what a pair holds (too long, malformed) is scored one
 // pair at a time, to find the pair at fault.
-func (s *TEI) scoreBatch(ctx context.Context, chunk [][2]string, start int) ([]float64, error) {
-	got, err := s.predict(ctx, chunk, false)
+func (s *TEI) scoreBatch(ctx context.Context, t *tally, chunk [][2]string, start int) ([]float64, error) {
+	got, err := s.predict(ctx, t, chunk, false)
 	var se *httpx.StatusError
 	switch {
 	case err == nil:
 		return got, nil
 	case len(chunk) == 1:
-		v, err := s.retryOne(ctx, chunk[0], start, err)
+		v, err := s.retryOne(ctx, t, chunk[0], start, err)
 		return []float64{v}, err
 	case !errors.As(err, &se):
 		return nil, fmt.Errorf("reward: responses %d to %d: %w", start, start+len(chunk)-1, err)
@@ -150,7 +151,7 @@ func (s *TEI) scoreBatch(ctx context.Context, chunk [][2]string, start int) ([]f
 		s.shrink(len(chunk), ref.limit, se)
 		return nil, errShrunk
 	case ref.kind == refusedTooLong || inputRefused(se):
-		return s.scoreEach(ctx, chunk, start)
+		return s.scoreEach(ctx, t, chunk, start)
 	case se.Status == http.StatusRequestEntityTooLarge: // the body limit
 		s.shrink(len(chunk), 0, se)
 		return nil, errShrunk
@@ -159,15 +160,15 @@ func (s *TEI) scoreBatch(ctx context.Context, chunk [][2]string, start int) ([]f
 }
 
 // scoreEach scores the pairs of chunk one at a time.
-func (s *TEI) scoreEach(ctx context.Context, chunk [][2]string, start int) ([]float64, error) {
+func (s *TEI) scoreEach(ctx context.Context, t *tally, chunk [][2]string, start int) ([]float64, error) {
 	scores := make([]float64, len(chunk))
 	for i, p := range chunk {
-		got, err := s.predict(ctx, [][2]string{p}, false)
+		got, err := s.predict(ctx, t, [][2]string{p}, false)
 		if err == nil {
 			scores[i] = got[0]
 			continue
 		}
-		if scores[i], err = s.retryOne(ctx, p, start+i, err); err != nil {
+		if scores[i], err = s.retryOne(ctx, t, p, start+i, err); err != nil {
 			return nil, err
 		}
 	}
@@ -177,7 +178,7 @@ func (s *TEI) scoreEach(ctx context.Context, chunk [][2]string, start int) ([]fl
 // retryOne handles the refusal err of the single pair p, response i: a
 // pair too long for the model is sent again truncated if the scorer may
 // truncate, and is an error naming the limit otherwise.
-func (s *TEI) retryOne(ctx context.Context, p [2]string, i int, err error) (float64, error) {
+func (s *TEI) retryOne(ctx context.Context, t *tally, p [2]string, i int, err error) (float64, error) {
 	var se *httpx.StatusError
 	if !errors.As(err, &se) {
 		return 0, fmt.Errorf("reward: response %d: %w", i, err)
@@ -192,15 +193,13 @@ func (s *TEI) retryOne(ctx context.Context, p [2]string, i int, err error) (floa
 		return 0, fmt.Errorf("reward: response %d is too long for the reward model (%s); TEI was told not to truncate it: "+
 			"shorten it, or score it truncated with --reward-truncate (TEIOptions.Truncate): %w", i, ref, err)
 	}
-	got, err := s.predict(ctx, [][2]string{p}, true)
+	got, err := s.predict(ctx, t, [][2]string{p}, true)
 	if err != nil {
 		return 0, fmt.Errorf("reward: response %d, sent truncated: %w", i, err)
 	}
 	note := fmt.Sprintf("reward: TEI scored a response truncated to the reward model's input limit (%s): %q", ref, head(p[1], 40))
 	s.log.Info("TEI scored an over-long response truncated", "response", i, "server", se.Server, "limit", ref.String())
-	if m := tpo.MeterFrom(ctx); m != nil {
-		m.Note(note)
-	}
+	t.note(note)
 	return got[0], nil
 }
 
@@ -239,10 +238,10 @@ func (s *TEI) shrink(refused, limit int, se *httpx.StatusError) {
 	}
 }
 
-func (s *TEI) predict(ctx context.Context, pairs [][2]string, truncate bool) ([]float64, error) {
+func (s *TEI) predict(ctx context.Context, t *tally, pairs [][2]string, truncate bool) ([]float64, error) {
 	var raw json.RawMessage
 	req := predictRequest{Inputs: pairs, RawScores: true, Truncate: truncate}
-	if _, err := s.client.PostJSON(ctx, "/predict", req, &raw); err != nil {
+	if err := t.post(ctx, s.client, "/predict", req, &raw); err != nil {
 		return nil, err
 	}
 	return decodePredict(raw, len(pairs), s.label)

@@ -54,7 +54,7 @@ func responsesN(n int) []string {
 func TestTEIRequest(t *testing.T) {
 	srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{})
 	s := newTestTEI(t, srv.URL, TEIOptions{})
-	got, err := s.Score(context.Background(), testConversation, testResponses)
+	got, err := values(s.Score(context.Background(), testConversation, testResponses))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestTEIBatching(t *testing.T) {
 	srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{})
 	s := newTestTEI(t, srv.URL, TEIOptions{BatchSize: 2})
 	responses := responsesN(5)
-	got, err := s.Score(context.Background(), testConversation, responses)
+	got, err := values(s.Score(context.Background(), testConversation, responses))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestTEIBatchLimit(t *testing.T) {
 			var w warnings
 			s := newTestTEI(t, srv.URL, TEIOptions{Options: httpx.Options{Logger: w.logger()}, BatchSize: 8})
 			responses := responsesN(7)
-			got, err := s.Score(context.Background(), testConversation, responses)
+			got, err := values(s.Score(context.Background(), testConversation, responses))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,7 +135,7 @@ func TestTEIBodyLimitHalves(t *testing.T) {
 	for _, version := range []string{"1.8.3", "1.9.3"} {
 		srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{Version: version, PayloadLimit: body(2)})
 		s := newTestTEI(t, srv.URL, TEIOptions{BatchSize: 9})
-		got, err := s.Score(context.Background(), testConversation, responses)
+		got, err := values(s.Score(context.Background(), testConversation, responses))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +199,7 @@ func TestTEILabels(t *testing.T) {
 
 	// LABEL_0 by default, though TEI lists LABEL_1 first when it scores higher.
 	s := newTestTEI(t, srv.URL, TEIOptions{})
-	got, err := s.Score(context.Background(), testConversation, responses)
+	got, err := values(s.Score(context.Background(), testConversation, responses))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestTEILabels(t *testing.T) {
 	}
 
 	s = newTestTEI(t, srv.URL, TEIOptions{LabelName: "LABEL_1"})
-	got, err = s.Score(context.Background(), testConversation, responses)
+	got, err = values(s.Score(context.Background(), testConversation, responses))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestTEILabels(t *testing.T) {
 func TestTEIEmpty(t *testing.T) {
 	srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{})
 	s := newTestTEI(t, srv.URL, TEIOptions{})
-	got, err := s.Score(context.Background(), testConversation, nil)
+	got, err := values(s.Score(context.Background(), testConversation, nil))
 	if err != nil || got == nil || len(got) != 0 {
 		t.Errorf("Score(no responses) = %#v, %v; want an empty slice", got, err)
 	}
@@ -336,12 +336,12 @@ func TestTEITruncateOnPurpose(t *testing.T) {
 		t.Run(version, func(t *testing.T) {
 			srv := tpotest.NewTEIServer(t, tpotest.TEIOptions{Version: version, MaxInputLength: 20})
 			s := newTestTEI(t, srv.URL, TEIOptions{Truncate: true})
-			m := &tpo.Meter{}
 			responses := []string{"fine", longReply, "good too"}
-			got, err := s.Score(tpo.WithMeter(context.Background(), m), testConversation, responses)
+			scores, err := s.Score(context.Background(), testConversation, responses)
 			if err != nil {
 				t.Fatal(err)
 			}
+			got := scores.Values
 			// The long reply is cut to 20-3-3 = 14 words by the server.
 			want := []float64{tpotest.TextReward("fine"), tpotest.TextReward(strings.Repeat("good ", 14)), tpotest.TextReward("good too")}
 			if !slices.Equal(got, want) {
@@ -354,7 +354,7 @@ func TestTEITruncateOnPurpose(t *testing.T) {
 			if sizes, want := predictBatches(t, srv.Requests()), []int{3, 1, 1, 1, 1}; !slices.Equal(sizes, want) {
 				t.Errorf("batch sizes = %v, want %v", sizes, want)
 			}
-			notes := m.Notes()
+			notes := scores.Notes
 			if len(notes) != 1 || !strings.Contains(notes[0], "36 tokens, the limit is 20") || !strings.Contains(notes[0], "good good") {
 				t.Errorf("notes = %q, want one about the truncated response", notes)
 			}

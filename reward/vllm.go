@@ -140,22 +140,23 @@ type (
 )
 
 // Score implements tpo.Scorer.
-func (s *VLLM) Score(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
+func (s *VLLM) Score(ctx context.Context, messages []tpo.Message, responses []string) (tpo.Scores, error) {
+	t := &tally{}
 	if len(responses) == 0 {
-		return []float64{}, nil
+		return t.scores([]float64{}), nil
 	}
 	var scores []float64
 	var err error
 	if s.method == MethodPooling || s.usesPooling() {
-		scores, err = s.scorePooling(ctx, messages, responses)
+		scores, err = s.scorePooling(ctx, t, messages, responses)
 	} else {
-		scores, err = s.scoreClassify(ctx, messages, responses)
+		scores, err = s.scoreClassify(ctx, t, messages, responses)
 	}
 	if err != nil {
-		return nil, err
+		return t.scores(nil), err
 	}
 	s.checkActivation(scores)
-	return scores, nil
+	return t.scores(scores), nil
 }
 
 // checkActivation records scores and warns once if every score so far lay
@@ -185,8 +186,8 @@ func (s *VLLM) usesPooling() bool {
 
 // switchToPooling makes this and later calls score with /pooling after se,
 // a refusal of token ids by /classify; it logs the switch once and notes
-// it in the call's meter.
-func (s *VLLM) switchToPooling(ctx context.Context, se *httpx.StatusError) {
+// it in the call's tally.
+func (s *VLLM) switchToPooling(t *tally, se *httpx.StatusError) {
 	s.mu.Lock()
 	first := !s.pooling
 	s.pooling = true
@@ -195,9 +196,7 @@ func (s *VLLM) switchToPooling(ctx context.Context, se *httpx.StatusError) {
 		s.log.Warn("the vLLM server refuses token ids on /classify; scoring with /pooling (one request per response) from now on",
 			"server", se.Server, "status", se.Status)
 	}
-	if m := tpo.MeterFrom(ctx); m != nil {
-		m.Note(fmt.Sprintf("reward: vLLM server %s refused token ids on /classify; scored with /pooling instead", se.Server))
-	}
+	t.note(fmt.Sprintf("reward: vLLM server %s refused token ids on /classify; scored with /pooling instead", se.Server))
 }
 
 // tokenIDsRefused reports whether err is a /classify refusal of token id
@@ -213,39 +212,39 @@ func tokenIDsRefused(err error) (*httpx.StatusError, bool) {
 
 // scoreClassify tokenizes the conversations and classifies the token ids,
 // or scores with /pooling if /classify refuses token ids.
-func (s *VLLM) scoreClassify(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
-	input, err := s.tokenizeAll(ctx, messages, responses)
+func (s *VLLM) scoreClassify(ctx context.Context, t *tally, messages []tpo.Message, responses []string) ([]float64, error) {
+	input, err := s.tokenizeAll(ctx, t, messages, responses)
 	if err != nil {
 		return nil, err
 	}
-	scores, err := s.classifyAll(ctx, input)
+	scores, err := s.classifyAll(ctx, t, input)
 	if se, ok := tokenIDsRefused(err); ok {
-		s.switchToPooling(ctx, se)
-		return s.scorePooling(ctx, messages, responses)
+		s.switchToPooling(t, se)
+		return s.scorePooling(ctx, t, messages, responses)
 	}
 	return scores, err
 }
 
 // tokenizeAll renders and tokenizes each response's conversation.
-func (s *VLLM) tokenizeAll(ctx context.Context, messages []tpo.Message, responses []string) ([][]int, error) {
+func (s *VLLM) tokenizeAll(ctx context.Context, t *tally, messages []tpo.Message, responses []string) ([][]int, error) {
 	toks := make([]tokenizeResponse, len(responses))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, r := range responses {
 		g.Go(func() error {
 			req := tokenizeRequest{Model: s.model, Messages: withResponse(messages, r)}
 			var raw json.RawMessage
-			if _, err := s.client.PostJSON(gctx, "/tokenize", req, &raw); err != nil {
+			if err := t.post(gctx, s.client, "/tokenize", req, &raw); err != nil {
 				return fmt.Errorf("reward: tokenizing response %d: %w", i, err)
 			}
-			t, err := decodeTokenize(raw)
+			tok, err := decodeTokenize(raw)
 			if err != nil {
 				return fmt.Errorf("reward: tokenizing response %d: %w", i, err)
 			}
-			if t.MaxModelLen > 0 && len(t.Tokens) > t.MaxModelLen {
+			if tok.MaxModelLen > 0 && len(tok.Tokens) > tok.MaxModelLen {
 				return fmt.Errorf("reward: response %d: the conversation is %d tokens, more than the reward model's maximum of %d",
-					i, len(t.Tokens), t.MaxModelLen)
+					i, len(tok.Tokens), tok.MaxModelLen)
 			}
-			toks[i] = t
+			toks[i] = tok
 			return nil
 		})
 	}
@@ -253,8 +252,8 @@ func (s *VLLM) tokenizeAll(ctx context.Context, messages []tpo.Message, response
 		return nil, err
 	}
 	input := make([][]int, len(toks))
-	for i, t := range toks {
-		input[i] = t.Tokens
+	for i, tok := range toks {
+		input[i] = tok.Tokens
 	}
 	return input, nil
 }
@@ -262,8 +261,8 @@ func (s *VLLM) tokenizeAll(ctx context.Context, messages []tpo.Message, response
 // classifyAll classifies input in one request or, when the server refuses
 // the batch for what it holds, one input at a time. A refusal of token ids
 // as such is returned as it is.
-func (s *VLLM) classifyAll(ctx context.Context, input [][]int) ([]float64, error) {
-	scores, err := s.classify(ctx, input)
+func (s *VLLM) classifyAll(ctx context.Context, t *tally, input [][]int) ([]float64, error) {
+	scores, err := s.classify(ctx, t, input)
 	var se *httpx.StatusError
 	if _, refused := tokenIDsRefused(err); err == nil || refused {
 		return scores, err
@@ -279,7 +278,7 @@ func (s *VLLM) classifyAll(ctx context.Context, input [][]int) ([]float64, error
 	s.log.Warn("batched /classify refused; scoring responses one at a time", "responses", len(input), "err", err)
 	scores = make([]float64, len(input))
 	for i := range input {
-		one, err := s.classify(ctx, input[i:i+1])
+		one, err := s.classify(ctx, t, input[i:i+1])
 		if err != nil {
 			return nil, fmt.Errorf("reward: response %d: %w", i, err)
 		}
@@ -295,15 +294,15 @@ func inputRefused(se *httpx.StatusError) bool {
 }
 
 // classify sends one /classify request.
-func (s *VLLM) classify(ctx context.Context, input [][]int) ([]float64, error) {
+func (s *VLLM) classify(ctx context.Context, t *tally, input [][]int) ([]float64, error) {
 	var raw json.RawMessage
-	if _, err := s.client.PostJSON(ctx, "/classify", classifyRequest{Model: s.model, Input: input}, &raw); err != nil {
+	if err := t.post(ctx, s.client, "/classify", classifyRequest{Model: s.model, Input: input}, &raw); err != nil {
 		return nil, err
 	}
 	return decodeClassify(raw, len(input))
 }
 
-func (s *VLLM) scorePooling(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
+func (s *VLLM) scorePooling(ctx context.Context, t *tally, messages []tpo.Message, responses []string) ([]float64, error) {
 	task := "classify"
 	if s.tokenLevel {
 		task = "token_classify"
@@ -314,7 +313,7 @@ func (s *VLLM) scorePooling(ctx context.Context, messages []tpo.Message, respons
 		g.Go(func() error {
 			req := poolingRequest{Model: s.model, Task: task, Messages: withResponse(messages, r)}
 			var raw json.RawMessage
-			if _, err := s.client.PostJSON(gctx, "/pooling", req, &raw); err != nil {
+			if err := t.post(gctx, s.client, "/pooling", req, &raw); err != nil {
 				return fmt.Errorf("reward: response %d: %w", i, err)
 			}
 			v, err := decodePooling(raw, s.tokenLevel)

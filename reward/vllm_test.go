@@ -66,7 +66,7 @@ func compactJSON(t *testing.T, body []byte) string {
 func TestVLLMClassifyRequests(t *testing.T) {
 	srv := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{})
 	s := newTestVLLM(t, srv.URL+"/v1/", VLLMOptions{Model: "rm"})
-	got, err := s.Score(context.Background(), testConversation, testResponses)
+	got, err := values(s.Score(context.Background(), testConversation, testResponses))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestVLLMModelOmitted(t *testing.T) {
 func TestVLLMClassifyOutOfOrder(t *testing.T) {
 	srv := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{ReverseClassify: true})
 	s := newTestVLLM(t, srv.URL, VLLMOptions{})
-	got, err := s.Score(context.Background(), testConversation, testResponses)
+	got, err := values(s.Score(context.Background(), testConversation, testResponses))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestVLLMPoolingRequests(t *testing.T) {
 		t.Run(fmt.Sprintf("token level %v", tokenLevel), func(t *testing.T) {
 			srv := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{})
 			s := newTestVLLM(t, srv.URL, VLLMOptions{Model: "rm", Method: MethodPooling, TokenLevel: tokenLevel})
-			got, err := s.Score(context.Background(), testConversation, testResponses)
+			got, err := values(s.Score(context.Background(), testConversation, testResponses))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -181,7 +181,7 @@ func TestVLLMEmpty(t *testing.T) {
 	srv := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{})
 	for _, method := range []string{MethodClassify, MethodPooling} {
 		s := newTestVLLM(t, srv.URL, VLLMOptions{Method: method})
-		got, err := s.Score(context.Background(), testConversation, nil)
+		got, err := values(s.Score(context.Background(), testConversation, nil))
 		if err != nil || got == nil || len(got) != 0 {
 			t.Errorf("%s: Score(no responses) = %#v, %v; want an empty slice", method, got, err)
 		}
@@ -339,7 +339,7 @@ func TestVLLMRetriesAndErrors(t *testing.T) {
 		},
 	})
 	s := newTestVLLM(t, srv.URL, VLLMOptions{})
-	got, err := s.Score(context.Background(), testConversation, testResponses)
+	got, err := values(s.Score(context.Background(), testConversation, testResponses))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,18 +420,17 @@ func TestVLLMClassifyRefusesTokenIDs(t *testing.T) {
 	want := wantRewards(testResponses)
 
 	// The first call switches to /pooling and scores there; raw scores.
-	m := &tpo.Meter{}
-	got, err := s.Score(tpo.WithMeter(context.Background(), m), testConversation, testResponses)
+	scores, err := s.Score(context.Background(), testConversation, testResponses)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(got, want) {
+	if got := scores.Values; !slices.Equal(got, want) {
 		t.Errorf("scores = %v, want the raw rewards %v", got, want)
 	}
 	if n := srv.Count("/classify"); n != 1 {
 		t.Errorf("%d /classify requests, want 1: the refusal is not worked around one response at a time", n)
 	}
-	if notes := m.Notes(); len(notes) != 1 || !strings.Contains(notes[0], "/pooling") || !strings.Contains(notes[0], srv.URL) {
+	if notes := scores.Notes; len(notes) != 1 || !strings.Contains(notes[0], "/pooling") || !strings.Contains(notes[0], srv.URL) {
 		t.Errorf("notes = %q, want one about the switch to /pooling", notes)
 	}
 	first := len(srv.Requests())
@@ -440,13 +439,12 @@ func TestVLLMClassifyRefusesTokenIDs(t *testing.T) {
 	var g errgroup.Group
 	for range 4 {
 		g.Go(func() error {
-			m := &tpo.Meter{}
-			got, err := s.Score(tpo.WithMeter(context.Background(), m), testConversation, testResponses)
-			if err == nil && !slices.Equal(got, want) {
-				err = fmt.Errorf("scores = %v, want %v", got, want)
+			scores, err := s.Score(context.Background(), testConversation, testResponses)
+			if err == nil && !slices.Equal(scores.Values, want) {
+				err = fmt.Errorf("scores = %v, want %v", scores.Values, want)
 			}
-			if err == nil && len(m.Notes()) != 0 {
-				err = fmt.Errorf("notes %q on a call after the switch", m.Notes())
+			if err == nil && len(scores.Notes) != 0 {
+				err = fmt.Errorf("notes %q on a call after the switch", scores.Notes)
 			}
 			return err
 		})
@@ -487,7 +485,7 @@ func TestVLLMClassifyRefusalOfOneResponse(t *testing.T) {
 	// A single response: the refusal is still a switch, not an error.
 	srv := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{RefuseTokenIDs: true})
 	s := newTestVLLM(t, srv.URL, VLLMOptions{})
-	got, err := s.Score(context.Background(), testConversation, testResponses[:1])
+	got, err := values(s.Score(context.Background(), testConversation, testResponses[:1]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,7 +561,7 @@ func TestVLLMPoolingOldGenerationPromptDefault(t *testing.T) {
 	// response after an empty assistant turn; the scorer says false.
 	srv := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{PoolingGenerationPrompt: true})
 	s := newTestVLLM(t, srv.URL, VLLMOptions{Method: MethodPooling})
-	got, err := s.Score(context.Background(), testConversation, testResponses)
+	got, err := values(s.Score(context.Background(), testConversation, testResponses))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -591,7 +589,7 @@ func TestVLLMSigmoidExactOne(t *testing.T) {
 			srv := tpotest.NewVLLMRewardServer(t, tt.server)
 			var w warnings
 			s := newTestVLLM(t, srv.URL, VLLMOptions{Options: httpx.Options{Logger: w.logger()}, AllowOldServer: true})
-			got, err := s.Score(context.Background(), testConversation, testResponses)
+			got, err := values(s.Score(context.Background(), testConversation, testResponses))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -135,7 +135,7 @@ func (g meterGenerator) Generate(ctx context.Context, req tpo.GenerateRequest) (
 }
 
 // Score implements tpo.Scorer.
-func (s meterScorer) Score(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
+func (s meterScorer) Score(ctx context.Context, messages []tpo.Message, responses []string) (tpo.Scores, error) {
 	t0 := time.Now()
 	scores, err := s.scorer.Score(ctx, messages, responses)
 	d := time.Since(t0)

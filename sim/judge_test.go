@@ -259,7 +259,8 @@ func TestJudgeOnSim(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		scores, err := j.Score(context.Background(), msgs, responses)
+		res, err := j.Score(context.Background(), msgs, responses)
+		scores := res.Values
 		if err != nil {
 			t.Fatalf("logprobs disabled %v: %v", disable, err)
 		}

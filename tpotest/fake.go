@@ -111,10 +111,10 @@ type Reward struct {
 	calls [][]string
 }
 
-// Score implements tpo.Scorer.
-func (r *Reward) Score(ctx context.Context, messages []tpo.Message, responses []string) ([]float64, error) {
+// Score implements tpo.Scorer. Each call costs one request.
+func (r *Reward) Score(ctx context.Context, messages []tpo.Message, responses []string) (tpo.Scores, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return tpo.Scores{}, err
 	}
 	r.mu.Lock()
 	call := len(r.calls)
@@ -122,7 +122,7 @@ func (r *Reward) Score(ctx context.Context, messages []tpo.Message, responses []
 	r.mu.Unlock()
 	if r.Err != nil {
 		if err := r.Err(call); err != nil {
-			return nil, err
+			return tpo.Scores{}, err
 		}
 	}
 	out := make([]float64, len(responses))
@@ -133,7 +133,7 @@ func (r *Reward) Score(ctx context.Context, messages []tpo.Message, responses []
 			out[i] = float64(len(t))
 		}
 	}
-	return out, nil
+	return tpo.Scores{Values: out, Usage: tpo.Usage{Requests: 1}}, nil
 }
 
 // Calls returns the responses of each call so far.

@@ -20,31 +20,50 @@ import (
 const defaultPolicyURL = "http://localhost:11434/v1"
 
 // backendFlags are the settings shared by every command that optimizes:
-// the policy and reward backends and the TPO settings.
+// the policy and reward backends, the algorithm and the store, in groups
+// that register their own flags.
 type backendFlags struct {
-	policyURLs        listFlag
-	policyModel       string
-	policyKey         string
-	policyInFlight    int
-	policyTimeout     time.Duration
-	maxTokensField    string
-	retries           int
-	reward            string
-	rewardURLs        listFlag
-	rewardModel       string
-	rewardKey         string
-	rewardCmd         string
-	rewardMaxOutput   int64
-	rewardEnv         listFlag
-	rewardMethod      string
-	rewardTokenLevel  bool
-	rewardLabel       string
-	rewardBatch       int
-	rewardAllowOld    bool
-	rewardTruncate    bool
-	rewardInFlight    int
-	rewardTimeout     time.Duration
-	judgeMaxTokens    int
+	policyFlags
+	rewardFlags
+	algoFlags
+	retries int
+	store   string
+	// tracer, set by the command, records the clients' spans (nil: none).
+	tracer tpo.Tracer
+}
+
+// policyFlags locate the policy model.
+type policyFlags struct {
+	policyURLs     listFlag
+	policyModel    string
+	policyKey      string
+	policyInFlight int
+	policyTimeout  time.Duration
+	maxTokensField string
+}
+
+// rewardFlags choose and locate the reward backend.
+type rewardFlags struct {
+	reward           string
+	rewardURLs       listFlag
+	rewardModel      string
+	rewardKey        string
+	rewardCmd        string
+	rewardMaxOutput  int64
+	rewardEnv        listFlag
+	rewardMethod     string
+	rewardTokenLevel bool
+	rewardLabel      string
+	rewardBatch      int
+	rewardAllowOld   bool
+	rewardTruncate   bool
+	rewardInFlight   int
+	rewardTimeout    time.Duration
+	judgeMaxTokens   int
+}
+
+// algoFlags are the TPO settings.
+type algoFlags struct {
 	mode              string
 	width, depth      int
 	temperature, topP float64
@@ -57,58 +76,73 @@ type backendFlags struct {
 	patience          int
 	targetScore       optFloat
 	maxItemTokens     int
-	// tracer, set by the command, records the clients' spans (nil: none).
-	tracer    tpo.Tracer
-	templates string
-	store     string
+	templates         string
 }
 
 func (b *backendFlags) register(fs *flag.FlagSet) {
-	d := tpo.DefaultConfig()
 	fs.String("config", "", "YAML `file` with settings (keys are flag names); flags override it")
-	fs.Var(&b.policyURLs, "policy-url", "policy server base `URL` (OpenAI-compatible, ending in /v1); repeat for replicas (default "+defaultPolicyURL+")")
-	fs.StringVar(&b.policyModel, "policy-model", "", "policy model `name` as the server knows it (default: the server's only model)")
-	fs.StringVar(&b.policyKey, "policy-key", "", "policy API `key` (default $TPO_POLICY_API_KEY, then $OPENAI_API_KEY)")
-	fs.IntVar(&b.policyInFlight, "policy-max-inflight", 64, "most policy requests in flight (0: no limit)")
-	fs.DurationVar(&b.policyTimeout, "policy-timeout", 10*time.Minute, "timeout of one policy request attempt")
-	fs.StringVar(&b.maxTokensField, "max-tokens-field", "max_tokens", "request field for the length limit: max_tokens or max_completion_tokens (OpenAI reasoning models)")
-	fs.IntVar(&b.retries, "retries", 4, "retries of a failed request (connection errors, 408, 429, 5xx)")
-	fs.StringVar(&b.reward, "reward", "judge", "reward backend: vllm, tei, judge or exec")
-	fs.Var(&b.rewardURLs, "reward-url", "reward server base `URL`; repeat for replicas (judge: default the policy URL)")
-	fs.StringVar(&b.rewardModel, "reward-model", "", "reward model `name` (judge: default the policy model)")
-	fs.StringVar(&b.rewardKey, "reward-key", "", "reward API `key` (default $TPO_REWARD_API_KEY; judge: the policy key)")
-	fs.StringVar(&b.rewardCmd, "reward-cmd", "", "scoring `command` for --reward exec (reads JSON on stdin, prints a JSON array of numbers)")
-	fs.Int64Var(&b.rewardMaxOutput, "reward-max-output", reward.DefaultExecMaxOutput, "exec: most `bytes` the command may print per call (it is killed beyond)")
-	fs.Var(&b.rewardEnv, "reward-env", "exec: environment variable `NAME` (or NAME=VALUE) passed on to the command; repeat for several (TPO_* and OPENAI_API_KEY are not passed on otherwise)")
-	fs.StringVar(&b.rewardMethod, "reward-method", "classify", "vllm: classify (/tokenize then one batched /classify) or pooling (/pooling per response)")
-	fs.BoolVar(&b.rewardTokenLevel, "reward-token-level", false, "vllm: a token-level reward model (token_classify task): the reward is the value at the last token (needs --reward-method pooling)")
-	fs.StringVar(&b.rewardLabel, "reward-label", "", "tei: the label whose score is the reward, for models with several labels (default LABEL_0)")
-	fs.IntVar(&b.rewardBatch, "reward-batch", 32, "tei: pairs per /predict request (the server's --max-client-batch-size)")
-	fs.BoolVar(&b.rewardAllowOld, "reward-allow-old-vllm", false, "vllm: use a server older than vLLM 0.11.1, or of unknown version, with a warning (it ignores use_activation: scores may be sigmoid-squashed)")
-	fs.BoolVar(&b.rewardTruncate, "reward-truncate", false, "tei: score a pair longer than the model's input limit truncated (noted in the step) instead of failing")
-	fs.IntVar(&b.rewardInFlight, "reward-max-inflight", 32, "most reward requests in flight (0: no limit)")
-	fs.DurationVar(&b.rewardTimeout, "reward-timeout", 2*time.Minute, "timeout of one reward request attempt (exec: of one command run)")
-	fs.IntVar(&b.judgeMaxTokens, "judge-max-tokens", 0, "judge: tokens the judge may write (default the judge's own small limit)")
-	fs.StringVar(&b.mode, "mode", string(d.Mode), "tpo, revision or bon")
-	fs.IntVar(&b.width, "width", d.Width, "N: responses per sampling or update request")
-	fs.IntVar(&b.depth, "depth", d.Depth, "D: loss/gradient/update iterations")
-	fs.Float64Var(&b.temperature, "temperature", d.Sampling.Temperature, "sampling temperature of responses")
-	fs.Float64Var(&b.topP, "top-p", d.Sampling.TopP, "top_p of responses")
-	fs.IntVar(&b.maxTokens, "max-tokens", d.Sampling.MaxTokens, "most new tokens of a response")
-	fs.Float64Var(&b.critTemperature, "critique-temperature", d.Critique.Temperature, "temperature of the loss and gradient calls")
-	fs.Float64Var(&b.critTopP, "critique-top-p", d.Critique.TopP, "top_p of the loss and gradient calls")
-	fs.IntVar(&b.critMaxTokens, "critique-max-tokens", d.Critique.MaxTokens, "most new tokens of a critique or of instructions")
-	fs.IntVar(&b.maxTextChars, "max-text-chars", d.MaxTextChars, "bytes of each text inserted into a prompt (chosen, rejected, critique); 0: no limit")
-	fs.Var(&b.seed, "seed", "base `seed` for reproducible sampling (default: none sent)")
-	fs.IntVar(&b.patience, "patience", 0, "stop an item after this many rounds in a row without a better best score (0: off)")
-	fs.Var(&b.targetScore, "target-score", "stop an item as soon as its best score reaches this `score` (default: off)")
-	fs.IntVar(&b.maxItemTokens, "max-item-tokens", 0, "an item's budget of policy `tokens`: a round that would exceed it is not started (0: none)")
-	fs.StringVar(&b.templates, "templates", "", "`dir`ectory of prompt templates overriding the built-in ones")
+	b.policyFlags.register(fs)
+	registerShared(fs, &b.retries, &b.maxTokensField)
+	b.rewardFlags.register(fs)
+	b.algoFlags.register(fs)
 	fs.StringVar(&b.store, "store", "tpo.db", storeHelp)
 }
 
+func (p *policyFlags) register(fs *flag.FlagSet) {
+	fs.Var(&p.policyURLs, "policy-url", "policy server base `URL` (OpenAI-compatible, ending in /v1); repeat for replicas (default "+defaultPolicyURL+")")
+	fs.StringVar(&p.policyModel, "policy-model", "", "policy model `name` as the server knows it (default: the server's only model)")
+	fs.StringVar(&p.policyKey, "policy-key", "", "policy API `key` (default $TPO_POLICY_API_KEY, then $OPENAI_API_KEY)")
+	fs.IntVar(&p.policyInFlight, "policy-max-inflight", 64, "most policy requests in flight (0: no limit)")
+	fs.DurationVar(&p.policyTimeout, "policy-timeout", 10*time.Minute, "timeout of one policy request attempt")
+}
+
+// registerShared registers the flags the policy and the reward backends
+// share: retries, and the length field (the judge's too).
+func registerShared(fs *flag.FlagSet, retries *int, maxTokensField *string) {
+	fs.StringVar(maxTokensField, "max-tokens-field", "max_tokens", "request field for the length limit: max_tokens or max_completion_tokens (OpenAI reasoning models)")
+	fs.IntVar(retries, "retries", 4, "retries of a failed request (connection errors, 408, 429, 5xx)")
+}
+
+func (r *rewardFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&r.reward, "reward", "judge", "reward backend: "+rewardBackendNames())
+	fs.Var(&r.rewardURLs, "reward-url", "reward server base `URL`; repeat for replicas (judge: default the policy URL)")
+	fs.StringVar(&r.rewardModel, "reward-model", "", "reward model `name` (judge: default the policy model)")
+	fs.StringVar(&r.rewardKey, "reward-key", "", "reward API `key` (default $TPO_REWARD_API_KEY; judge: the policy key)")
+	fs.StringVar(&r.rewardCmd, "reward-cmd", "", "scoring `command` for --reward exec (reads JSON on stdin, prints a JSON array of numbers)")
+	fs.Int64Var(&r.rewardMaxOutput, "reward-max-output", reward.DefaultExecMaxOutput, "exec: most `bytes` the command may print per call (it is killed beyond)")
+	fs.Var(&r.rewardEnv, "reward-env", "exec: environment variable `NAME` (or NAME=VALUE) passed on to the command; repeat for several (TPO_* and OPENAI_API_KEY are not passed on otherwise)")
+	fs.StringVar(&r.rewardMethod, "reward-method", "classify", "vllm: classify (/tokenize then one batched /classify) or pooling (/pooling per response)")
+	fs.BoolVar(&r.rewardTokenLevel, "reward-token-level", false, "vllm: a token-level reward model (token_classify task): the reward is the value at the last token (needs --reward-method pooling)")
+	fs.StringVar(&r.rewardLabel, "reward-label", "", "tei: the label whose score is the reward, for models with several labels (default LABEL_0)")
+	fs.IntVar(&r.rewardBatch, "reward-batch", 32, "tei: pairs per /predict request (the server's --max-client-batch-size)")
+	fs.BoolVar(&r.rewardAllowOld, "reward-allow-old-vllm", false, "vllm: use a server older than vLLM 0.11.1, or of unknown version, with a warning (it ignores use_activation: scores may be sigmoid-squashed)")
+	fs.BoolVar(&r.rewardTruncate, "reward-truncate", false, "tei: score a pair longer than the model's input limit truncated (noted in the step) instead of failing")
+	fs.IntVar(&r.rewardInFlight, "reward-max-inflight", 32, "most reward requests in flight (0: no limit)")
+	fs.DurationVar(&r.rewardTimeout, "reward-timeout", 2*time.Minute, "timeout of one reward request attempt (exec: of one command run)")
+	fs.IntVar(&r.judgeMaxTokens, "judge-max-tokens", 0, "judge: tokens the judge may write (default the judge's own small limit)")
+}
+
+func (a *algoFlags) register(fs *flag.FlagSet) {
+	d := tpo.DefaultConfig()
+	fs.StringVar(&a.mode, "mode", string(d.Mode), "tpo, revision or bon")
+	fs.IntVar(&a.width, "width", d.Width, "N: responses per sampling or update request")
+	fs.IntVar(&a.depth, "depth", d.Depth, "D: loss/gradient/update iterations")
+	fs.Float64Var(&a.temperature, "temperature", d.Sampling.Temperature, "sampling temperature of responses")
+	fs.Float64Var(&a.topP, "top-p", d.Sampling.TopP, "top_p of responses")
+	fs.IntVar(&a.maxTokens, "max-tokens", d.Sampling.MaxTokens, "most new tokens of a response")
+	fs.Float64Var(&a.critTemperature, "critique-temperature", d.Critique.Temperature, "temperature of the loss and gradient calls")
+	fs.Float64Var(&a.critTopP, "critique-top-p", d.Critique.TopP, "top_p of the loss and gradient calls")
+	fs.IntVar(&a.critMaxTokens, "critique-max-tokens", d.Critique.MaxTokens, "most new tokens of a critique or of instructions")
+	fs.IntVar(&a.maxTextChars, "max-text-chars", d.MaxTextChars, "bytes of each text inserted into a prompt (chosen, rejected, critique); 0: no limit")
+	fs.Var(&a.seed, "seed", "base `seed` for reproducible sampling (default: none sent)")
+	fs.IntVar(&a.patience, "patience", 0, "stop an item after this many rounds in a row without a better best score (0: off)")
+	fs.Var(&a.targetScore, "target-score", "stop an item as soon as its best score reaches this `score` (default: off)")
+	fs.IntVar(&a.maxItemTokens, "max-item-tokens", 0, "an item's budget of policy `tokens`: a round that would exceed it is not started (0: none)")
+	fs.StringVar(&a.templates, "templates", "", "`dir`ectory of prompt templates overriding the built-in ones")
+}
+
 // config returns the optimizer settings, checked.
-func (b *backendFlags) config() (tpo.Config, error) {
+func (b *algoFlags) config() (tpo.Config, error) {
 	mode, err := tpo.ParseMode(b.mode)
 	if err != nil {
 		return tpo.Config{}, usagef("--mode: %v", err)
@@ -149,19 +183,10 @@ func (b *backendFlags) build(ctx context.Context, log *slog.Logger) (*backends, 
 	if err != nil {
 		return nil, err
 	}
-	// Settle usage errors before talking to any server.
-	switch b.reward {
-	case "vllm", "tei":
-		if len(b.rewardURLs.vals) == 0 {
-			return nil, usagef("--reward %s needs --reward-url", b.reward)
-		}
-	case "exec":
-		if b.rewardCmd == "" {
-			return nil, usagef("--reward exec needs --reward-cmd")
-		}
-	case "judge":
-	default:
-		return nil, usagef("--reward: want vllm, tei, judge or exec, got %q", b.reward)
+	// Settle usage errors before talking to any server; the judge falls
+	// back on the policy's server.
+	if err := b.rewardFlags.check(b.reward != "judge"); err != nil {
+		return nil, err
 	}
 	bk := &backends{config: cfg, templates: tpo.DefaultTemplates()}
 	if b.templates != "" {

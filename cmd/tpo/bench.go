@@ -61,8 +61,9 @@ func (l *intList) Set(v string) error {
 	return nil
 }
 
-// algoFlags are the optimization settings of a benchmark.
-type algoFlags struct {
+// benchAlgoFlags are the optimization settings of a benchmark (fewer than
+// tpo run's algoFlags, and a seed always set).
+type benchAlgoFlags struct {
 	mode         string
 	width, depth int
 	maxTokens    int
@@ -70,7 +71,7 @@ type algoFlags struct {
 	seed         int64
 }
 
-func (a *algoFlags) register(fs *flag.FlagSet) {
+func (a *benchAlgoFlags) register(fs *flag.FlagSet) {
 	d := tpo.DefaultConfig()
 	fs.StringVar(&a.mode, "mode", string(d.Mode), "tpo, revision or bon")
 	fs.IntVar(&a.width, "width", d.Width, "N: responses per sampling or update request")
@@ -80,7 +81,7 @@ func (a *algoFlags) register(fs *flag.FlagSet) {
 	fs.Int64Var(&a.seed, "request-seed", 1, "base seed of the requests (the same for every pass, so that they get the same texts)")
 }
 
-func (a *algoFlags) config() (tpo.Config, error) {
+func (a *benchAlgoFlags) config() (tpo.Config, error) {
 	c := tpo.DefaultConfig()
 	m, err := tpo.ParseMode(a.mode)
 	if err != nil {
@@ -114,7 +115,7 @@ func benchThroughput(ctx context.Context, args []string, env *environ) error {
 	fs := flag.NewFlagSet("bench throughput", flag.ContinueOnError)
 	var sf simFlags
 	sf.register(fs, bench.DefaultTimeScale)
-	var af algoFlags
+	var af benchAlgoFlags
 	af.register(fs)
 	prompts := fs.Int("prompts", 500, "prompts of each runner pass")
 	mimicPrompts := fs.Int("mimic-prompts", 64, "prompts of each mimic pass")
@@ -210,7 +211,7 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	fs := flag.NewFlagSet("bench serve", flag.ContinueOnError)
 	var sf simFlags
 	sf.register(fs, bench.DefaultServeTimeScale)
-	var af algoFlags
+	var af benchAlgoFlags
 	af.register(fs)
 	requests := fs.Int("requests", 200, "requests measured")
 	warmup := fs.Int("warmup", 5, "requests sent first and not measured")

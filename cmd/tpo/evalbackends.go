@@ -18,28 +18,14 @@ import (
 	"github.com/tpoproject/tpo/reward"
 )
 
-// rewardFlagNames are the flags of backendFlags that configure the reward
-// backend alone.
-var rewardFlagNames = map[string]bool{
-	"reward": true, "reward-url": true, "reward-model": true, "reward-key": true, "reward-cmd": true,
-	"reward-method": true, "reward-token-level": true, "reward-label": true, "reward-batch": true, "reward-max-inflight": true, "reward-timeout": true,
-	"reward-allow-old-vllm": true, "reward-truncate": true,
-	"judge-max-tokens": true, "max-tokens-field": true, "retries": true,
-}
-
 // registerRewardFlags registers on fs the reward flags of tpo run (the
 // same names, meanings and defaults), for commands that only score. The
 // backend defaults to none: --reward "".
 func registerRewardFlags(fs *flag.FlagSet) *backendFlags {
 	b := &backendFlags{}
-	all := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
-	b.register(all)
+	b.rewardFlags.register(fs)
+	registerShared(fs, &b.retries, &b.maxTokensField)
 	b.reward = ""
-	all.VisitAll(func(f *flag.Flag) {
-		if rewardFlagNames[f.Name] {
-			fs.Var(f.Value, f.Name, f.Usage)
-		}
-	})
 	return b
 }
 
@@ -80,19 +66,84 @@ func (b *backendFlags) buildScorer(ctx context.Context, log *slog.Logger) (tpo.S
 }
 
 // checkScorer settles the usage errors of the reward flags for
-// buildScorer, before any file is read or server asked.
-func (b *backendFlags) checkScorer() error {
-	switch b.reward {
-	case "vllm", "tei", "judge":
-		if len(b.rewardURLs.vals) == 0 {
-			return usagef("--reward %s needs --reward-url", b.reward)
+// buildScorer, before any file is read or server asked: every backend
+// that talks to a server needs its URL here.
+func (b *backendFlags) checkScorer() error { return b.rewardFlags.check(true) }
+
+// rewardBackend is one --reward backend: what it needs, and how its
+// scorer is built from the reward flags and the resolved servers.
+type rewardBackend struct {
+	name     string
+	usesURL  bool // it talks to a server at --reward-url
+	usesCmd  bool // it runs --reward-cmd
+	newScore func(r *rewardFlags, c scorerConn) (tpo.Scorer, error)
+}
+
+// scorerConn is where a scorer's servers are and how to talk to them.
+type scorerConn struct {
+	http           httpx.Options
+	model          string
+	maxTokensField string
+}
+
+// rewardBackends are the --reward backends, in the order help lists them.
+var rewardBackends = []rewardBackend{
+	{"vllm", true, false, func(r *rewardFlags, c scorerConn) (tpo.Scorer, error) {
+		return reward.NewVLLM(reward.VLLMOptions{Options: c.http, Model: c.model, Method: r.rewardMethod,
+			TokenLevel: r.rewardTokenLevel, AllowOldServer: r.rewardAllowOld})
+	}},
+	{"tei", true, false, func(r *rewardFlags, c scorerConn) (tpo.Scorer, error) {
+		return reward.NewTEI(reward.TEIOptions{Options: c.http, BatchSize: r.rewardBatch, LabelName: r.rewardLabel,
+			Truncate: r.rewardTruncate})
+	}},
+	{"judge", true, false, func(r *rewardFlags, c scorerConn) (tpo.Scorer, error) {
+		return reward.NewJudge(reward.JudgeOptions{Options: c.http, Model: c.model, MaxTokens: r.judgeMaxTokens,
+			MaxTokensField: c.maxTokensField})
+	}},
+	{"exec", false, true, func(r *rewardFlags, c scorerConn) (tpo.Scorer, error) {
+		env, err := execEnv(r.rewardEnv.vals)
+		if err != nil {
+			return nil, err
 		}
-	case "exec":
-		if b.rewardCmd == "" {
-			return usagef("--reward exec needs --reward-cmd")
+		if r.rewardMaxOutput < 1 {
+			return nil, fmt.Errorf("--reward-max-output must be at least 1, got %d", r.rewardMaxOutput)
 		}
-	default:
-		return usagef("--reward: want vllm, tei, judge or exec, got %q", b.reward)
+		return reward.NewExec(reward.ExecOptions{Command: r.rewardCmd, Timeout: c.http.Timeout, Env: env,
+			MaxOutput: r.rewardMaxOutput, Logger: c.http.Logger})
+	}},
+}
+
+// rewardBackendNames lists the backends for help and errors.
+func rewardBackendNames() string {
+	names := make([]string, len(rewardBackends))
+	for i, rb := range rewardBackends {
+		names[i] = rb.name
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// backend returns the backend --reward names.
+func (r *rewardFlags) backend() (rewardBackend, error) {
+	for _, rb := range rewardBackends {
+		if rb.name == r.reward {
+			return rb, nil
+		}
+	}
+	return rewardBackend{}, usagef("--reward: want %s, got %q", rewardBackendNames(), r.reward)
+}
+
+// check settles the usage errors of the reward flags: an unknown backend,
+// a missing --reward-cmd, and a missing --reward-url when needURL (tpo run's
+// judge falls back on the policy's server).
+func (r *rewardFlags) check(needURL bool) error {
+	rb, err := r.backend()
+	switch {
+	case err != nil:
+		return err
+	case rb.usesURL && needURL && len(r.rewardURLs.vals) == 0:
+		return usagef("--reward %s needs --reward-url", rb.name)
+	case rb.usesCmd && r.rewardCmd == "":
+		return usagef("--reward %s needs --reward-cmd", rb.name)
 	}
 	return nil
 }
@@ -100,26 +151,15 @@ func (b *backendFlags) checkScorer() error {
 // newScorer builds the reward scorer of backend b.reward from resolved
 // settings: the servers' URLs, the model (vllm, judge) and the API key.
 func (b *backendFlags) newScorer(urls []string, model, key string, log *slog.Logger) (tpo.Scorer, error) {
-	retries := httpRetries(b.retries)
-	switch b.reward {
-	case "vllm":
-		return reward.NewVLLM(reward.VLLMOptions{Options: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log, Tracer: b.tracer}, Model: model, Method: b.rewardMethod, TokenLevel: b.rewardTokenLevel, AllowOldServer: b.rewardAllowOld})
-	case "tei":
-		return reward.NewTEI(reward.TEIOptions{Options: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log, Tracer: b.tracer}, BatchSize: b.rewardBatch, LabelName: b.rewardLabel, Truncate: b.rewardTruncate})
-	case "judge":
-		return reward.NewJudge(reward.JudgeOptions{Options: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: retries, Timeout: b.rewardTimeout, Logger: log, Tracer: b.tracer}, Model: model, MaxTokens: b.judgeMaxTokens, MaxTokensField: b.maxTokensField})
-	case "exec":
-		env, err := execEnv(b.rewardEnv.vals)
-		if err != nil {
-			return nil, err
-		}
-		if b.rewardMaxOutput < 1 {
-			return nil, fmt.Errorf("--reward-max-output must be at least 1, got %d", b.rewardMaxOutput)
-		}
-		return reward.NewExec(reward.ExecOptions{Command: b.rewardCmd, Timeout: b.rewardTimeout, Env: env,
-			MaxOutput: b.rewardMaxOutput, Logger: log})
+	rb, err := b.backend()
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("unknown reward backend %q (want vllm, tei, judge or exec)", b.reward)
+	return rb.newScore(&b.rewardFlags, scorerConn{
+		http: httpx.Options{URLs: urls, APIKey: key, MaxInFlight: b.rewardInFlight, MaxRetries: httpRetries(b.retries),
+			Timeout: b.rewardTimeout, Logger: log, Tracer: b.tracer},
+		model: model, maxTokensField: b.maxTokensField,
+	})
 }
 
 // execEnv resolves the --reward-env values: NAME takes the variable from

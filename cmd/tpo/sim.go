@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -202,9 +201,6 @@ func cmdSim(ctx context.Context, args []string, env *environ) error {
 	defer srv.Close()
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-
 	url := "http://" + ln.Addr().String()
 	fmt.Fprintf(env.stdout, "%s\n", url)
 	fmt.Fprintf(env.stderr, "tpo sim: serving policy %q at %s/v1 and reward %q at %s (%d slots, time scale %g)\n",
@@ -217,44 +213,42 @@ func cmdSim(ctx context.Context, args []string, env *environ) error {
 		fmt.Fprintf(env.stderr, "tpo sim: injecting faults into the %s endpoints\n", target)
 	}
 
-	var tick <-chan time.Time
 	if *every > 0 {
-		t := time.NewTicker(*every)
-		defer t.Stop()
-		tick = t.C
+		stopLog := logEvery(ctx, log, srv, *every)
+		defer stopLog()
 	}
-	var prev sim.Stats
-	for {
-		select {
-		case err := <-served:
-			return fmt.Errorf("serve: %w", err)
-		case <-tick:
-			st := srv.Stats()
-			logInterval(log, prev, st)
-			prev = st
-			continue
-		case <-ctx.Done():
-		}
-		break
-	}
-
 	// Stop accepting, let requests in flight finish for a while, then end
 	// the rest (the simulator answers them 503) and close the connections.
-	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
-	defer cancel()
-	err = hs.Shutdown(sctx)
+	err = serveUntil(ctx, hs, ln, *shutdown, srv.Close)
 	srv.Close()
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = hs.Close()
-	}
-	<-served
 	st := srv.Stats()
 	fmt.Fprintf(env.stderr, "tpo sim: stopped after %.0fs: %d chat requests, %d sequences, %d reward calls, utilization %.1f%%, faults %v\n",
 		st.WallSeconds, st.Requests[sim.EndpointChat], st.Sequences, st.RewardCalls, 100*st.Utilization, st.Faults)
-	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+	return err
+}
+
+// logEvery logs what the simulator did every interval until ctx ends or
+// the returned stop is called; stop waits for the logger to end.
+func logEvery(ctx context.Context, log *slog.Logger, srv *sim.Server, every time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		var prev sim.Stats
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				st := srv.Stats()
+				logInterval(log, prev, st)
+				prev = st
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // logInterval logs what the simulator did between two snapshots of its

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -87,22 +86,8 @@ func cmdUI(ctx context.Context, args []string, env *environ) error {
 	hs := lf.httpServer(uiRoot(h, hosts), log)
 	fmt.Fprintf(env.stderr, "tpo ui: serving the runs of %s at http://%s/ui/\n", storeName(*storePath), ln.Addr())
 	printHosts(env, "tpo ui", hosts)
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
 	// Pages poll; nothing long-lived needs waiting for.
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err = hs.Shutdown(sctx)
-	<-served
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+	return serveUntil(ctx, hs, ln, 5*time.Second, nil)
 }
 
 // uiRoot serves the UI at /ui and sends the root there (for the hosts the

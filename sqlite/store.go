@@ -53,15 +53,6 @@ func scanRun(scan func(...any) error, extra ...any) (tpo.Run, error) {
 	return r, nil
 }
 
-// getRun reads the run with the given id.
-func getRun(ctx context.Context, q queryer, id string) (tpo.Run, error) {
-	r, err := scanRun(q.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = ?`, id).Scan)
-	if errors.Is(err, sql.ErrNoRows) {
-		return tpo.Run{}, fmt.Errorf("run %q: %w", id, tpo.ErrNotFound)
-	}
-	return r, err
-}
-
 // runExists returns an error wrapping tpo.ErrNotFound unless run id exists.
 func runExists(ctx context.Context, q queryer, id string) error {
 	var one int

@@ -5,7 +5,7 @@ import (
 	"unicode/utf8"
 )
 
-// ParseImproved extracts the new response from an update sample: the content
+// parseImproved extracts the new response from an update sample: the content
 // of the last closed, non-empty <improved_response>...</improved_response>
 // block, with surrounding white space removed, so that what a model writes
 // after the block (such as "I put the answer inside <improved_response>
@@ -15,7 +15,7 @@ import (
 // case-insensitively and may hold white space inside the angle brackets. An
 // opening tag followed by another before any closing tag is ignored. ok is
 // false when no block with content is found.
-func ParseImproved(s string) (text string, unclosed, ok bool) {
+func parseImproved(s string) (text string, unclosed, ok bool) {
 	lower := asciiLower(s)
 	var closed, open string
 	for pos := 0; ; {
@@ -100,10 +100,10 @@ func skipSpace(s string, i int) int {
 // truncationMark ends a text cut to fit the prompt budget.
 const truncationMark = "\n[... truncated]"
 
-// Truncate cuts s to at most max bytes (counting the truncation mark), at a
+// truncate cuts s to at most max bytes (counting the truncation mark), at a
 // UTF-8 boundary and preferably at a line or word break, and marks the cut.
 // A max of zero or less means no limit.
-func Truncate(s string, max int) string {
+func truncate(s string, max int) string {
 	if max <= 0 || len(s) <= max {
 		return s
 	}
@@ -125,10 +125,10 @@ func Truncate(s string, max int) string {
 	return cut + truncationMark
 }
 
-// RenderQuery returns what the critique and update prompts show as the
+// renderQuery returns what the critique and update prompts show as the
 // request: the last user turn alone for a single-turn conversation (with no
 // system prompt), otherwise the whole conversation as a transcript.
-func RenderQuery(msgs []Message) string {
+func renderQuery(msgs []Message) string {
 	if len(msgs) == 1 && msgs[0].Role == RoleUser {
 		return msgs[0].Content
 	}

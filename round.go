@@ -45,7 +45,7 @@ type round struct {
 func newRound(tmpl *Templates, cfg Config, msgs []Message, chosen, rejected string, step int) *round {
 	r := &round{tmpl: tmpl}
 	r.data.Revision = rejected == ""
-	query := RenderQuery(msgs)
+	query := renderQuery(msgs)
 	r.data.Tag = QuoteTag(strconv.Itoa(step), query, chosen, rejected)
 	r.set(textQuery, query)
 	r.set(textChosen, chosen)
@@ -92,7 +92,7 @@ func (r *round) text(k textKind) string {
 	if k == textQuery {
 		return truncateFront(r.full[k], r.limit[k])
 	}
-	return Truncate(r.full[k], r.limit[k])
+	return truncate(r.full[k], r.limit[k])
 }
 
 // messages returns the conversation of stage's call.

@@ -117,12 +117,12 @@ type Generation struct {
 	Usage Usage
 }
 
-// FinishLength is the finish reason of a text that the server cut at the
+// finishLength is the finish reason of a text that the server cut at the
 // length limit (max_tokens).
-const FinishLength = "length"
+const finishLength = "length"
 
 // Cut reports whether text i was cut at the length limit.
-func (g Generation) Cut(i int) bool { return i < len(g.Finish) && g.Finish[i] == FinishLength }
+func (g Generation) Cut(i int) bool { return i < len(g.Finish) && g.Finish[i] == finishLength }
 
 // Generator produces responses from a policy model.
 type Generator interface {

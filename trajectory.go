@@ -416,7 +416,7 @@ func (t *Trajectory) Update(ctx context.Context) error {
 	}
 	t.pending = t.pending[:0]
 	for k, raw := range gen.Texts {
-		text, unclosed, ok := ParseImproved(raw)
+		text, unclosed, ok := parseImproved(raw)
 		if !ok {
 			t.cur.Unparsed = append(t.cur.Unparsed, raw)
 			continue

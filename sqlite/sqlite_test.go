@@ -109,12 +109,6 @@ func asJSON(t *testing.T, v any) string {
 	return string(b)
 }
 
-
-
-
-
-
-
 // TestTwoHandles writes through two DBs on one file, as two processes would.
 func TestTwoHandles(t *testing.T) {
 	ctx := context.Background()
@@ -194,11 +188,6 @@ func fillRun(t *testing.T, db *DB) tpo.Run {
 	}
 	return run
 }
-
-
-
-
-
 
 func TestReopen(t *testing.T) {
 	ctx := context.Background()
@@ -292,4 +281,3 @@ func TestCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-

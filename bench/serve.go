@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tpoproject/tpo"
@@ -310,12 +311,13 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 		rep.Stall.GoroutinesStart = settle(0, 5*time.Second)
 		sctx, stop := context.WithCancel(ctx)
 		go st.sample(sctx)
+		var stalledClients atomic.Int64
 		forEach(ctx, o.Concurrency, o.Requests, func(i int) {
 			if !stalled(i, o.Stall) {
 				send(o.Warmup + i)
 				return
 			}
-			rep.Stall.Clients++
+			stalledClients.Add(1)
 			if err := st.send(ctx, items[o.Warmup+i]); err != nil {
 				errs[o.Warmup+i] = fmt.Errorf("a client that stops reading: %w", err)
 			}
@@ -324,6 +326,7 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 		// waited for the write timeout.
 		st.waitHandled(min(wt, 30*time.Second) + 30*time.Second)
 		stop()
+		rep.Stall.Clients = int(stalledClients.Load())
 		st.finish(rep.Stall, srv, hc, o.Clients.Transport)
 	}
 	if err := ctx.Err(); err != nil {

@@ -139,16 +139,23 @@ func (j *PairJudge) Run(ctx context.Context, items []PairItem, concurrency int, 
 		la, lb := j.Lengths(it)
 		slots[i] = slot{left: 2, v: PairVerdict{Judgement: Judgement{ID: it.ID, LenA: la, LenB: lb}}}
 	}
-	var mu sync.Mutex
+	var (
+		mu     sync.Mutex
+		failed error // done's first error; done is not called again after it
+	)
 	finish := func(i int, fill func(*PairVerdict)) error {
 		mu.Lock()
 		defer mu.Unlock()
+		if failed != nil {
+			return failed
+		}
 		s := &slots[i]
 		fill(&s.v)
 		if s.left--; s.left > 0 {
 			return nil
 		}
-		return done(s.v)
+		failed = done(s.v)
+		return failed
 	}
 	return forEach(ctx, 2*len(items), concurrency, func(ctx context.Context, k int) error {
 		i, swapped := k/2, k%2 == 1

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -137,7 +138,7 @@ func (s *session) wait(ctx context.Context) error {
 		// Say once why a process with nothing to do waits.
 		idle := elsewhere == live && s.worker.running.Load() == 0
 		if idle && !waiting {
-			s.r.note(fmt.Sprintf("waiting for %s that other processes are optimizing (the items of a process that died continue here after the lease, %v)",
+			s.r.note(fmt.Sprintf("waiting for %s that other processes hold (if a process died, its items continue here once their lease, %v, has run out)",
 				plural(live, "item", "items"), s.r.lease()))
 		}
 		waiting = idle
@@ -164,8 +165,10 @@ func (r *Runner) poll() time.Duration {
 // there are any, and how many while they are few.
 const maxListed = 1000
 
-// live counts the run's live jobs of this process's inputs (at most
-// maxListed), and those of them running in another process.
+// live counts the items of this process's inputs that have live jobs (as
+// far as the first maxListed jobs tell), and those of them whose jobs all
+// run in other processes. (A process that dies may leave two jobs of an
+// item running: one it finished without River hearing of it, and the next.)
 func (s *session) live(ctx context.Context) (live, elsewhere int, err error) {
 	p := river.NewJobListParams().Queues(s.queue).States(liveStates...).First(maxListed).
 		Where("(args->>'seq')::int < @items", river.NamedArgs{"items": s.tally.inputs()})
@@ -173,12 +176,22 @@ func (s *session) live(ctx context.Context) (live, elsewhere int, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("job queue: list the run's jobs: %w", err)
 	}
+	away := map[string]bool{} // item → whether all its live jobs run elsewhere
 	for _, j := range res.Jobs {
-		if j.State == rivertype.JobStateRunning && len(j.AttemptedBy) > 0 && j.AttemptedBy[len(j.AttemptedBy)-1] != s.client.ID() {
+		var a stepArgs
+		if err := json.Unmarshal(j.EncodedArgs, &a); err != nil {
+			return 0, 0, fmt.Errorf("job queue: job %d: %w", j.ID, err)
+		}
+		prev, seen := away[a.Item]
+		away[a.Item] = (!seen || prev) && j.State == rivertype.JobStateRunning &&
+			len(j.AttemptedBy) > 0 && j.AttemptedBy[len(j.AttemptedBy)-1] != s.client.ID()
+	}
+	for _, a := range away {
+		if a {
 			elsewhere++
 		}
 	}
-	return len(res.Jobs), elsewhere, nil
+	return len(away), elsewhere, nil
 }
 
 // progress reports how many of the run's items are finished.

@@ -236,6 +236,7 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	conc := fs.Int("concurrency", 4, "requests in flight at once (also the server's --max-concurrent)")
 	stream := fs.Bool("stream", false, "send streamed requests and read the SSE answers")
 	noStore := fs.Bool("no-store", false, "run the server without a run store (to tell the store's share of the added latency)")
+	storeSpec := fs.String("store", "", "the server's run store: a SQLite `file` or a postgres://... URL (default: a SQLite file in a temporary directory)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), serveBenchUsage); fs.PrintDefaults() }
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -259,8 +260,20 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	if w == 0 {
 		w = -1 // bench: negative means none
 	}
-	rep, err := bench.Serve(ctx, bench.ServeOptions{Requests: *requests, Concurrency: *conc, Warmup: w,
-		Stream: *stream, NoStore: *noStore, Config: &cfg, Sim: sf.options(), Logger: env.log})
+	opts := bench.ServeOptions{Requests: *requests, Concurrency: *conc, Warmup: w,
+		Stream: *stream, NoStore: *noStore, Config: &cfg, Sim: sf.options(), Logger: env.log}
+	if *storeSpec != "" && !*noStore {
+		store, err := openStore(ctx, *storeSpec)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		opts.Store, opts.StoreKind = store, "sqlite"
+		if isStoreURL(*storeSpec) {
+			opts.StoreKind = "postgres"
+		}
+	}
+	rep, err := bench.Serve(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -273,8 +286,12 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", r.name, r.l.P50, r.l.P90, r.l.P99, r.l.Mean, r.l.Max)
 	}
 	tw.Flush()
-	fmt.Fprintf(env.stderr, "%d requests (%d failed), %d at a time, %s D%d-N%d, stream %v, store %v, %.1f upstream calls per request, time scale %g\n",
-		rep.Requests, rep.Failed, rep.Concurrency, rep.Mode, rep.Depth, rep.Width, rep.Stream, rep.Store, rep.UpstreamCalls, rep.TimeScale)
+	storeKind := rep.StoreKind
+	if storeKind == "" {
+		storeKind = "none"
+	}
+	fmt.Fprintf(env.stderr, "%d requests (%d failed), %d at a time, %s D%d-N%d, stream %v, store %s, %.1f upstream calls per request, time scale %g\n",
+		rep.Requests, rep.Failed, rep.Concurrency, rep.Mode, rep.Depth, rep.Width, rep.Stream, storeKind, rep.UpstreamCalls, rep.TimeScale)
 	return printBenchJSON(env.stdout, rep)
 }
 

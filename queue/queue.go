@@ -71,6 +71,9 @@ const (
 // next start of the command.
 const maxAttempts = 10
 
+// fetchCooldown is the least time between two fetches of jobs by a process.
+const fetchCooldown = 20 * time.Millisecond
+
 // Store is what a Runner needs of the run store: the writes of the
 // optimizer, an item's saved state, and the counts of a run.
 type Store interface {
@@ -236,7 +239,10 @@ func (s *session) start(ctx context.Context) error {
 		RescueStuckJobsAfter: s.r.lease(),
 		MaxAttempts:          maxAttempts,
 		RetryPolicy:          retryPolicy{},
-		Logger:               s.log,
+		// A step's next job is fetched at most this long after it is
+		// queued (River's default, 100 ms, shows when steps are short).
+		FetchCooldown: fetchCooldown,
+		Logger:        s.log,
 	})
 	if err != nil {
 		return fmt.Errorf("job queue: %w", err)

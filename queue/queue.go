@@ -45,6 +45,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"regexp"
 	"sync"
@@ -123,20 +124,13 @@ func QueueName(runID string) string {
 	if queueNameRE.MatchString(name) && len(name) <= 64 {
 		return name
 	}
-	return fmt.Sprintf("tpo_%x", fnv64(runID))
+	h := fnv.New64a()
+	h.Write([]byte(runID))
+	return fmt.Sprintf("tpo_%x", h.Sum64())
 }
 
 // queueNameRE is River's rule for queue names.
 var queueNameRE = regexp.MustCompile(`^[a-z0-9]+(?:[_|\-]?[a-z0-9]+)*$`)
-
-func fnv64(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return h
-}
 
 // Run optimizes every input of src as part of run, which it opens in the
 // store (resuming it when the store already has a run with the same key),

@@ -553,6 +553,10 @@ func TestResumeContinuesAfterSavedSteps(t *testing.T) {
 	if res.Usage.Requests != 7 {
 		t.Errorf("usage requests: got %d, want 7", res.Usage.Requests)
 	}
+	// So do their reward calls: one per step.
+	if res.ScoreCalls != 3 {
+		t.Errorf("score calls: got %d, want 3", res.ScoreCalls)
+	}
 }
 
 func TestFewerChoicesAndErrors(t *testing.T) {

@@ -51,6 +51,10 @@ type RunCounts struct {
 	Done    int // optimized now, successfully
 	Failed  int // failed now
 	Skipped int // finished successfully by an earlier run
+	// Elsewhere counts the items of Done and Failed that other processes
+	// sharing the run finished meanwhile (see package queue); Runner
+	// works alone and leaves it 0.
+	Elsewhere int
 }
 
 // Run optimizes every input of src as part of run, which it opens in the

@@ -73,6 +73,9 @@ func (t *Trajectory) resume(steps []Step) error {
 			break
 		}
 		t.steps = append(t.steps, s)
+		if _, scored := s.Millis[StageScore]; scored {
+			t.scoreCalls++ // a step that called the reward model timed it
+		}
 		for j, c := range s.Candidates {
 			t.cache.add(Ref{Step: i, Index: j}, c)
 		}

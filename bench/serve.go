@@ -50,9 +50,12 @@ type ServeOptions struct {
 	Clients ClientOptions
 	// Dir holds the server's SQLite store (default: a temporary directory).
 	// NoStore runs the server without a store, to tell the store's share
-	// of the added latency.
-	Dir     string
-	NoStore bool
+	// of the added latency. Store, when set, is the server's store instead
+	// of a SQLite file in Dir (StoreKind names it in the report).
+	Dir       string
+	NoStore   bool
+	Store     tpo.Store
+	StoreKind string
 	// Stall is the share of the measured requests whose clients stop
 	// reading: each asks for a streamed answer with n=16 (some 100 KB of
 	// events) over a connection with a 1 KiB receive buffer, and reads
@@ -64,6 +67,17 @@ type ServeOptions struct {
 	WriteTimeout  time.Duration
 	MaxConcurrent int
 	Logger        *slog.Logger
+}
+
+// storeKind names the server's store.
+func (o ServeOptions) storeKind() string {
+	switch {
+	case o.NoStore:
+		return ""
+	case o.Store != nil:
+		return o.StoreKind
+	}
+	return "sqlite"
 }
 
 // DefaultServeTimeScale keeps the upstream calls of one D2-N5 request to
@@ -102,6 +116,7 @@ type ServeReport struct {
 	Depth       int      `json:"depth"`
 	Stream      bool     `json:"stream"`
 	Store       bool     `json:"store"`
+	StoreKind   string   `json:"store_kind,omitempty"` // sqlite, postgres; empty without a store
 	Requests    int      `json:"requests"`
 	Concurrency int      `json:"concurrency"`
 	TimeScale   float64  `json:"time_scale"`
@@ -205,7 +220,7 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	rep := ServeReport{Benchmark: "serve", Machine: ThisMachine(), Mode: o.Config.Mode, Width: o.Config.Width,
-		Depth: o.Config.Depth, Stream: o.Stream, Store: !o.NoStore, Requests: o.Requests, Concurrency: o.Concurrency, TimeScale: o.Sim.TimeScale}
+		Depth: o.Config.Depth, Stream: o.Stream, Store: !o.NoStore, StoreKind: o.storeKind(), Requests: o.Requests, Concurrency: o.Concurrency, TimeScale: o.Sim.TimeScale}
 
 	dir := o.Dir
 	if dir == "" {
@@ -235,8 +250,8 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	var store tpo.Store
-	if !o.NoStore {
+	store := o.Store
+	if !o.NoStore && store == nil {
 		db, err := sqlite.Open(ctx, filepath.Join(dir, "tpo.db"))
 		if err != nil {
 			return rep, fmt.Errorf("store: %w", err)

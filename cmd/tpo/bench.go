@@ -221,6 +221,7 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	stall := fs.Float64("stall", 0, "share of the clients that stop reading (0 to 1; with --stream)")
 	writeTimeout := fs.Duration("write-timeout", guard.DefaultWriteTimeout, "the server's --write-timeout")
 	maxConc := fs.Int("max-concurrent", 0, "the server's --max-concurrent (default --concurrency)")
+	storeSpec := fs.String("store", "", "the server's run store: a SQLite `file` or a postgres://... URL (default: a SQLite file in a temporary directory)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), serveBenchUsage); fs.PrintDefaults() }
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -252,9 +253,21 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	if w == 0 {
 		w = -1 // bench: negative means none
 	}
-	rep, err := bench.Serve(ctx, bench.ServeOptions{Requests: *requests, Concurrency: *conc, Warmup: w,
+	opts := bench.ServeOptions{Requests: *requests, Concurrency: *conc, Warmup: w,
 		Stream: *stream, NoStore: *noStore, Config: &cfg, Sim: sf.options(), Logger: env.log,
-		Stall: *stall, WriteTimeout: *writeTimeout, MaxConcurrent: *maxConc})
+		Stall: *stall, WriteTimeout: *writeTimeout, MaxConcurrent: *maxConc}
+	if *storeSpec != "" && !*noStore {
+		store, err := openStore(ctx, *storeSpec)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		opts.Store, opts.StoreKind = store, "sqlite"
+		if isStoreURL(*storeSpec) {
+			opts.StoreKind = "postgres"
+		}
+	}
+	rep, err := bench.Serve(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -267,8 +280,12 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", r.name, r.l.P50, r.l.P90, r.l.P99, r.l.Mean, r.l.Max)
 	}
 	tw.Flush()
-	fmt.Fprintf(env.stderr, "%d requests (%d failed), %d at a time, %s D%d-N%d, stream %v, store %v, %.1f upstream calls per request, time scale %g\n",
-		rep.Requests, rep.Failed, rep.Concurrency, rep.Mode, rep.Depth, rep.Width, rep.Stream, rep.Store, rep.UpstreamCalls, rep.TimeScale)
+	storeKind := rep.StoreKind
+	if storeKind == "" {
+		storeKind = "none"
+	}
+	fmt.Fprintf(env.stderr, "%d requests (%d failed), %d at a time, %s D%d-N%d, stream %v, store %s, %.1f upstream calls per request, time scale %g\n",
+		rep.Requests, rep.Failed, rep.Concurrency, rep.Mode, rep.Depth, rep.Width, rep.Stream, storeKind, rep.UpstreamCalls, rep.TimeScale)
 	if s := rep.Stall; s != nil {
 		fmt.Fprintf(env.stderr, "%d clients stopped reading (the latencies above are the others'); the server held their requests %.0f ms at the median, %.0f ms at most (write timeout %gs), and dropped %d of them\n",
 			s.Clients, s.Held.P50, s.Held.Max, s.WriteTimeout, s.Dropped)

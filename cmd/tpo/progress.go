@@ -47,7 +47,8 @@ type progress struct {
 	w       io.Writer // where the bar is drawn
 	bar     *progressbar.ProgressBar
 	logs    *logSink
-	n       int
+	n       int // items reported by the runner
+	all     int // items finished, by this process or others sharing the run
 	sumBest float64
 	scored  int
 	fails   failureTally
@@ -102,6 +103,7 @@ func (p *progress) item(st tpo.ItemState, skipped bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.n++
+	p.all = max(p.all, p.n)
 	if st.Result != nil && st.Result.Error != "" && !skipped {
 		p.fails.add(st.Seq, st.Item.ID, st.Result.Error)
 	}
@@ -115,7 +117,27 @@ func (p *progress) item(st tpo.ItemState, skipped bool) {
 	if p.scored > 0 {
 		p.bar.Describe(fmt.Sprintf("mean best %.3g", p.sumBest/float64(p.scored)))
 	}
-	_ = p.bar.Add(1)
+	_ = p.bar.Set(p.all)
+}
+
+// finished moves the bar to n items finished, counting those of the other
+// processes sharing the run.
+func (p *progress) finished(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bar == nil || n <= p.all {
+		return
+	}
+	if total := p.bar.GetMax(); total >= 0 {
+		n = min(n, total)
+	}
+	p.all = n
+	_ = p.bar.Set(p.all)
+}
+
+// say writes a line of its own on stderr, above the bar.
+func (p *progress) say(msg string) {
+	p.around(func() { fmt.Fprintln(p.w, msg) })
 }
 
 // finish removes the bar, whether the run ended or was interrupted, and

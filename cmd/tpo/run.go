@@ -18,6 +18,7 @@ import (
 	"github.com/tpoproject/tpo/dataset"
 	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/internal/atomicfile"
+	"github.com/tpoproject/tpo/queue"
 	"github.com/tpoproject/tpo/results"
 )
 
@@ -44,6 +45,7 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 	limit := fs.Int("limit", 0, "optimize only the first `N` items of --data (0: all); a later run with a larger limit resumes the same run")
 	verbose := fs.Bool("v", false, "print the trajectory (scores per step, critiques, instructions) to stderr")
 	progress := fs.String("progress", "auto", "progress on stderr: auto (when a terminal), on or off")
+	lease := fs.Duration("lease", queue.DefaultLease, "with --store postgres://... and --data FILE, where processes share the run's items: how long a step may run before another process takes over its item (a step is stopped and retried after 90% of it)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), runUsage); fs.PrintDefaults() }
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -65,6 +67,9 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 		return usagef("--limit needs --data")
 	}
 	if err := checkOut(*out); err != nil {
+		return err
+	}
+	if err := checkLease(fs, *lease, b.store, *data); err != nil {
 		return err
 	}
 	// Retries are counted, and said once at the end.
@@ -148,8 +153,7 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 	}
 
 	d := dataRun{db: store, data: *data, out: *out, store: b.store, limit: *limit, progress: *progress, retries: retries}
-	rn := &tpo.Runner{Optimizer: opt, Store: store, Concurrency: *concurrency, Logger: log}
-	return d.run(ctx, env, rn, run, src)
+	return d.run(ctx, env, newItemRunner(store, opt, *data, *concurrency, *lease, log), run, src)
 }
 
 // dataRun is what tpo run needs to know to optimize a dataset and report
@@ -165,11 +169,10 @@ type dataRun struct {
 // run optimizes every item of src (as run, which resumes when the store
 // has it), writes --out, and says how it went: the counts, why items
 // failed, the retries, and where the results are.
-func (d dataRun) run(ctx context.Context, env *environ, rn *tpo.Runner, run tpo.Run, src tpo.Source) error {
+func (d dataRun) run(ctx context.Context, env *environ, newRunner func(*progress) itemRunner, run tpo.Run, src tpo.Source) error {
 	total := d.total()
 	prog := newProgress(env, d.progress, total, d.data)
-	rn.OnItem = prog.item
-	run, sum, runErr := rn.Run(ctx, run, src)
+	run, sum, runErr := newRunner(prog).Run(ctx, run, src)
 	prog.finish()
 	db := d.db
 	wctx := context.WithoutCancel(ctx) // write what was done, even when interrupted
@@ -186,9 +189,13 @@ func (d dataRun) run(ctx context.Context, env *environ, rn *tpo.Runner, run tpo.
 	if n := sum.Items - sum.Done - sum.Failed - sum.Skipped; n > 0 {
 		unfinished = fmt.Sprintf(", %d unfinished", n)
 	}
+	others := ""
+	if sum.Elsewhere > 0 {
+		others = fmt.Sprintf("; %d of them by other processes", sum.Elsewhere)
+	}
 	name := storeName(d.store)
-	fmt.Fprintf(env.stderr, "run %s: %s: %d done, %d failed, %d already done%s (store %s)\n",
-		run.ID, plural(sum.Items, "item", "items"), sum.Done, sum.Failed, sum.Skipped, unfinished, name)
+	fmt.Fprintf(env.stderr, "run %s: %s: %d done, %d failed, %d already done%s%s (store %s)\n",
+		run.ID, plural(sum.Items, "item", "items"), sum.Done, sum.Failed, sum.Skipped, unfinished, others, name)
 	if s := d.retries.summary(); s != "" {
 		fmt.Fprintln(env.stderr, s)
 	}

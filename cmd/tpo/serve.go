@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -204,35 +203,19 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	fmt.Fprintf(env.stderr, "tpo serve: web UI at http://%s/ui/\n", ln.Addr())
 	printHosts(env, "tpo serve", hosts)
 
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-
-	fmt.Fprintf(env.stderr, "tpo serve: shutting down; waiting up to %v for requests in flight\n", *shutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
-	defer cancel()
-	err = hs.Shutdown(sctx)
-	if errors.Is(err, context.DeadlineExceeded) {
+	return serveUntil(ctx, hs, ln, shutdown{
+		grace: *shutdownTimeout,
+		stopping: func() {
+			fmt.Fprintf(env.stderr, "tpo serve: shutting down; waiting up to %v for requests in flight\n", *shutdownTimeout)
+		},
 		// Cancel what is still running and give the handlers a moment to
 		// answer with an error and record their runs.
-		n := len(srv.InFlight())
-		fmt.Fprintf(env.stderr, "tpo serve: cancelling %s still running\n", plural(n, "optimization", "optimizations"))
-		stopWork()
-		gctx, gcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer gcancel()
-		if err = hs.Shutdown(gctx); err != nil {
-			err = errors.Join(err, hs.Close())
-		}
-	}
-	<-served // http.ErrServerClosed
-	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+		overrun: func() {
+			n := len(srv.InFlight())
+			fmt.Fprintf(env.stderr, "tpo serve: cancelling %s still running\n", plural(n, "optimization", "optimizations"))
+			stopWork()
+		},
+	})
 }
 
 // markInterrupted marks the runs that tpo serve processes of this machine

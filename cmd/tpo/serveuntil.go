@@ -9,11 +9,21 @@ import (
 	"time"
 )
 
-// serveUntil serves hs on ln until ctx ends, then shuts it down: the
-// requests in flight get grace to finish. Past it, overrun (when set) is
-// called, to make them end, and they get five seconds more; then the
-// connections are closed. It returns when the server has stopped.
-func serveUntil(ctx context.Context, hs *http.Server, ln net.Listener, grace time.Duration, overrun func()) error {
+// shutdown says how a server stops once its context ends.
+type shutdown struct {
+	// grace is how long the requests in flight get to finish.
+	grace time.Duration
+	// stopping, when set, is called as the shutdown starts.
+	stopping func()
+	// overrun, when set, is called once grace has passed with requests
+	// still in flight, to make them end; they get five seconds more.
+	overrun func()
+}
+
+// serveUntil serves hs on ln until ctx ends, then shuts it down as sd
+// says; connections still open at the end are closed. It returns when
+// the server has stopped.
+func serveUntil(ctx context.Context, hs *http.Server, ln net.Listener, sd shutdown) error {
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	select {
@@ -21,9 +31,12 @@ func serveUntil(ctx context.Context, hs *http.Server, ln net.Listener, grace tim
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	err := shutdownWithin(hs, grace)
-	if errors.Is(err, context.DeadlineExceeded) && overrun != nil {
-		overrun()
+	if sd.stopping != nil {
+		sd.stopping()
+	}
+	err := shutdownWithin(hs, sd.grace)
+	if errors.Is(err, context.DeadlineExceeded) && sd.overrun != nil {
+		sd.overrun()
 		err = shutdownWithin(hs, 5*time.Second)
 	}
 	if err != nil {

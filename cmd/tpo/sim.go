@@ -166,7 +166,7 @@ func cmdSim(ctx context.Context, args []string, env *environ) error {
 	model := fs.String("model", "sim-policy", "policy model name")
 	rewardModel := fs.String("reward-model", "sim-reward", "reward model name")
 	every := fs.Duration("log-every", 10*time.Second, "interval of the utilization log lines (0: none)")
-	shutdown := fs.Duration("shutdown-timeout", 5*time.Second, "on SIGINT/SIGTERM, how long requests in flight may take to finish")
+	shutdownAfter := fs.Duration("shutdown-timeout", 5*time.Second, "on SIGINT/SIGTERM, how long requests in flight may take to finish")
 	verbose := fs.Bool("v", false, "log every injected fault")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), simUsage); fs.PrintDefaults() }
 	pos, err := parseArgs(fs, args)
@@ -179,7 +179,7 @@ func cmdSim(ctx context.Context, args []string, env *environ) error {
 	if err := sf.check(); err != nil {
 		return err
 	}
-	if *every < 0 || *shutdown < 0 {
+	if *every < 0 || *shutdownAfter < 0 {
 		return usagef("durations must not be negative")
 	}
 	opts := sf.options()
@@ -219,7 +219,7 @@ func cmdSim(ctx context.Context, args []string, env *environ) error {
 	}
 	// Stop accepting, let requests in flight finish for a while, then end
 	// the rest (the simulator answers them 503) and close the connections.
-	err = serveUntil(ctx, hs, ln, *shutdown, srv.Close)
+	err = serveUntil(ctx, hs, ln, shutdown{grace: *shutdownAfter, overrun: srv.Close})
 	srv.Close()
 	st := srv.Stats()
 	fmt.Fprintf(env.stderr, "tpo sim: stopped after %.0fs: %d chat requests, %d sequences, %d reward calls, utilization %.1f%%, faults %v\n",

@@ -87,7 +87,7 @@ func cmdUI(ctx context.Context, args []string, env *environ) error {
 	fmt.Fprintf(env.stderr, "tpo ui: serving the runs of %s at http://%s/ui/\n", storeName(*storePath), ln.Addr())
 	printHosts(env, "tpo ui", hosts)
 	// Pages poll; nothing long-lived needs waiting for.
-	return serveUntil(ctx, hs, ln, 5*time.Second, nil)
+	return serveUntil(ctx, hs, ln, shutdown{grace: 5 * time.Second})
 }
 
 // uiRoot serves the UI at /ui and sends the root there (for the hosts the

@@ -90,8 +90,16 @@ type accounting struct {
 }
 
 func newScheduler(slots int, lat latency, scale float64) *scheduler {
+	s := stoppedScheduler(slots, lat, scale)
+	go s.run()
+	return s
+}
+
+// stoppedScheduler returns a scheduler whose stepping goroutine is not
+// started yet: go s.run() starts it.
+func stoppedScheduler(slots int, lat latency, scale float64) *scheduler {
 	now := time.Now()
-	s := &scheduler{
+	return &scheduler{
 		slots:     slots,
 		lat:       lat,
 		scale:     scale,
@@ -102,8 +110,6 @@ func newScheduler(slots int, lat latency, scale float64) *scheduler {
 		idleSince: now,
 		acct:      accounting{wallFrom: now},
 	}
-	go s.run()
-	return s
 }
 
 // submit queues a job of len(lengths) sequences.

@@ -28,7 +28,9 @@ func TestLatencyStep(t *testing.T) {
 }
 
 func TestSchedulerHonoursSlots(t *testing.T) {
-	s := newScheduler(4, latency{base: 0.01, perSeq: 0.001}, 1e-5)
+	// Every job is queued before the scheduler starts stepping, however
+	// slow the machine.
+	s := stoppedScheduler(4, latency{base: 0.01, perSeq: 0.001}, 1e-5)
 	defer s.close()
 	var jobs []*job
 	want := int64(0)
@@ -43,6 +45,7 @@ func TestSchedulerHonoursSlots(t *testing.T) {
 		}
 		jobs = append(jobs, j)
 	}
+	go s.run()
 	for i, j := range jobs {
 		select {
 		case <-j.done:

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/openai"
 	"github.com/tpoproject/tpo/tpotest"
 )
 
@@ -213,7 +214,7 @@ type streamChunk struct {
 		} `json:"delta"`
 		FinishReason *string `json:"finish_reason"`
 	} `json:"choices"`
-	Usage *usage           `json:"usage"`
+	Usage *openai.Usage    `json:"usage"`
 	TPO   *json.RawMessage `json:"tpo"`
 	Error *errorObject     `json:"error"`
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/httpx"
+	"github.com/tpoproject/tpo/openai"
 )
 
 const convo = `"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"What is 2+2?"},{"role":"assistant","content":"4"},{"role":"user","content":"And 3+3?"}]`
@@ -39,7 +40,7 @@ func TestChatCompletion(t *testing.T) {
 	e.up.mu.Lock()
 	rep, models := e.up.reported, e.up.genModels
 	e.up.mu.Unlock()
-	if want := usageOf(rep); c.Usage != want || want.TotalTokens == 0 {
+	if want := usageOf(rep); *c.Usage != want || want.TotalTokens == 0 {
 		t.Errorf("usage = %+v, want %+v (the fake's sum)", c.Usage, want)
 	}
 	if len(models) != 7 { // 1 + 3D with D=2
@@ -448,7 +449,7 @@ func TestStream(t *testing.T) {
 	var kinds []string
 	var content string
 	var last Progress
-	var usageSeen *usage
+	var usageSeen *openai.Usage
 	var summary Summary
 	var id string
 	for _, ev := range events[:len(events)-1] {

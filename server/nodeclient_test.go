@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/openai"
 )
 
 // TestNodeClient drives the server with the official openai npm package
@@ -57,19 +58,19 @@ func TestNodeClient(t *testing.T) {
 	}
 	var out struct {
 		Completion struct {
-			Content string `json:"content"`
-			Usage   usage  `json:"usage"`
-			RunID   string `json:"run_id"`
+			Content string       `json:"content"`
+			Usage   openai.Usage `json:"usage"`
+			RunID   string       `json:"run_id"`
 			Score   float64
 		} `json:"completion"`
 		Stream struct {
-			Content  string `json:"content"`
-			Usage    usage  `json:"usage"`
-			Progress int    `json:"progress"`
+			Content  string       `json:"content"`
+			Usage    openai.Usage `json:"usage"`
+			Progress int          `json:"progress"`
 		} `json:"stream"`
 		Helper struct {
 			Content string
-			Usage   usage
+			Usage   openai.Usage
 		} `json:"helper"`
 		Error struct {
 			Status int

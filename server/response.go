@@ -11,63 +11,23 @@ import (
 	"unicode/utf8"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/openai"
 )
 
 // completion is a chat.completion object with the "tpo" extension.
 type completion struct {
-	ID      string   `json:"id"`
-	Object  string   `json:"object"`
-	Created int64    `json:"created"`
-	Model   string   `json:"model"`
-	Choices []choice `json:"choices"`
-	Usage   usage    `json:"usage"`
-	TPO     *Summary `json:"tpo,omitempty"`
+	openai.ChatResponse
+	TPO *Summary `json:"tpo,omitempty"`
 }
 
-type choice struct {
-	Index        int        `json:"index"`
-	Message      outMessage `json:"message"`
-	Logprobs     any        `json:"logprobs"`
-	FinishReason string     `json:"finish_reason"`
-}
-
-type outMessage struct {
-	Role    string  `json:"role"`
-	Content string  `json:"content"`
-	Refusal *string `json:"refusal"`
-}
-
-type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
-}
-
-func usageOf(u tpo.Usage) usage {
-	return usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens()}
+func usageOf(u tpo.Usage) openai.Usage {
+	return openai.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens()}
 }
 
 // chunk is a chat.completion.chunk object with the "tpo" extension.
 type chunk struct {
-	ID      string        `json:"id"`
-	Object  string        `json:"object"`
-	Created int64         `json:"created"`
-	Model   string        `json:"model"`
-	Choices []chunkChoice `json:"choices"`
-	Usage   *usage        `json:"usage,omitempty"`
-	TPO     any           `json:"tpo,omitempty"`
-}
-
-type chunkChoice struct {
-	Index        int     `json:"index"`
-	Delta        delta   `json:"delta"`
-	Logprobs     any     `json:"logprobs"`
-	FinishReason *string `json:"finish_reason"`
-}
-
-type delta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	openai.ChatChunk
+	TPO any `json:"tpo,omitempty"`
 }
 
 // Summary is the "tpo" object of a response: what the optimization did and
@@ -252,14 +212,14 @@ func (o outcome) summary(cands []tpo.Candidate) *Summary {
 // completionOf builds the response to a non-streamed request.
 func completionOf(o outcome) completion {
 	cands := bestDistinct(o.Result, o.Plan.N)
+	u := usageOf(o.Meter.Total)
 	c := completion{
-		ID: o.ID, Object: "chat.completion", Created: o.Created, Model: o.Model,
-		Choices: make([]choice, 0, len(cands)),
-		Usage:   usageOf(o.Meter.Total),
-		TPO:     o.summary(cands),
+		ChatResponse: openai.ChatResponse{ID: o.ID, Object: "chat.completion", Created: o.Created, Model: o.Model,
+			Choices: make([]openai.Choice, 0, len(cands)), Usage: &u},
+		TPO: o.summary(cands),
 	}
 	for i, cd := range cands {
-		c.Choices = append(c.Choices, choice{Index: i, Message: outMessage{Role: tpo.RoleAssistant, Content: cd.Text}, FinishReason: "stop"})
+		c.Choices = append(c.Choices, openai.Choice{Index: i, Message: openai.ResponseMessage{Role: tpo.RoleAssistant, Content: cd.Text}, FinishReason: "stop"})
 	}
 	return c
 }

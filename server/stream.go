@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/openai"
 )
 
 // sseWriter writes Server-Sent Events, flushing each one. After a write
@@ -69,33 +70,32 @@ type chunkMaker struct {
 	model   string
 }
 
-func (c chunkMaker) chunk(choices ...chunkChoice) chunk {
+func (c chunkMaker) chunk(choices ...openai.ChunkChoice) chunk {
 	if choices == nil {
-		choices = []chunkChoice{}
+		choices = []openai.ChunkChoice{}
 	}
-	return chunk{ID: c.id, Object: "chat.completion.chunk", Created: c.created, Model: c.model, Choices: choices}
+	return chunk{ChatChunk: openai.ChatChunk{ID: c.id, Object: "chat.completion.chunk", Created: c.created, Model: c.model, Choices: choices}}
 }
 
 func (c chunkMaker) role(index int) chunk {
-	empty := ""
-	return c.chunk(chunkChoice{Index: index, Delta: delta{Role: tpo.RoleAssistant, Content: &empty}})
+	return c.chunk(openai.ChunkChoice{Index: index, Delta: openai.Delta{Role: tpo.RoleAssistant}})
 }
 
 func (c chunkMaker) content(index int, text string) chunk {
-	return c.chunk(chunkChoice{Index: index, Delta: delta{Content: &text}})
+	return c.chunk(openai.ChunkChoice{Index: index, Delta: openai.Delta{Content: text}})
 }
 
 func (c chunkMaker) progress(p Progress) chunk {
-	ch := c.chunk(chunkChoice{Index: 0, Delta: delta{}})
+	ch := c.chunk(openai.ChunkChoice{Index: 0})
 	ch.TPO = p
 	return ch
 }
 
 func (c chunkMaker) finish(index int, reason string) chunk {
-	return c.chunk(chunkChoice{Index: index, Delta: delta{}, FinishReason: &reason})
+	return c.chunk(openai.ChunkChoice{Index: index, FinishReason: reason})
 }
 
-func (c chunkMaker) usage(u usage) chunk {
+func (c chunkMaker) usage(u openai.Usage) chunk {
 	ch := c.chunk()
 	ch.Usage = &u
 	return ch

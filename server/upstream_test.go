@@ -104,7 +104,7 @@ func TestOpenAIUpstreamPassThrough(t *testing.T) {
 
 func TestOpenAIUpstreamOptimizes(t *testing.T) {
 	var mu sync.Mutex
-	var want usage
+	var want openai.Usage
 	chat := tpotest.NewChatServer(t, tpotest.ChatOptions{
 		Models: []string{"small", "big"},
 		Respond: func(req tpotest.ChatRequestRecord, choice int) string {
@@ -141,7 +141,7 @@ func TestOpenAIUpstreamOptimizes(t *testing.T) {
 	mu.Lock()
 	want.TotalTokens = want.PromptTokens + want.CompletionTokens
 	mu.Unlock()
-	if c.Usage != want {
+	if *c.Usage != want {
 		t.Errorf("usage = %+v, the upstream reported %+v in all", c.Usage, want)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/openai"
 )
 
@@ -352,7 +351,7 @@ func TestUpstreamFailures(t *testing.T) {
 		e := newTestEnv(t, nil)
 		e.up.policy.Err = func(call int, _ tpo.GenerateRequest) error {
 			if call == 1 {
-				return &httpx.StatusError{Name: "policy", Server: "http://gpu7:8000/v1", Path: "/chat/completions", Status: 500, Message: "CUDA out of memory"}
+				return upErr("policy", "http://gpu7:8000/v1", 500, "CUDA out of memory", "")
 			}
 			return nil
 		}
@@ -546,7 +545,7 @@ func TestStreamErrorAfterStart(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.up.policy.Err = func(call int, _ tpo.GenerateRequest) error {
 		if call == 2 {
-			return &httpx.StatusError{Name: "policy", Server: "http://gpu:8000/v1", Path: "/chat/completions", Status: 503, Message: "overloaded"}
+			return upErr("policy", "http://gpu:8000/v1", 503, "overloaded", "")
 		}
 		return nil
 	}
@@ -697,14 +696,14 @@ func TestPassThrough(t *testing.T) {
 	}
 
 	// An upstream 400 about the client's request keeps its status.
-	e.up.setChat("", &httpx.StatusError{Name: "policy", Server: "http://up/v1", Path: "/chat/completions", Status: 400, Message: "bad tool schema", Param: "tools"})
+	e.up.setChat("", upErr("policy", "http://up/v1", 400, "bad tool schema", "tools"))
 	var b errorBody
 	decodeJSON(t, e.post(t, `{"model":"m","tpo":{"mode":"off"},`+convo+`}`), 400, &b)
 	if !strings.Contains(b.Error.Message, "bad tool schema") || b.Error.Param == nil || *b.Error.Param != "tools" {
 		t.Errorf("error = %+v", b.Error)
 	}
 	// A 500 is a bad gateway.
-	e.up.setChat("", &httpx.StatusError{Name: "policy", Server: "http://up/v1", Path: "/chat/completions", Status: 500, Message: "boom"})
+	e.up.setChat("", upErr("policy", "http://up/v1", 500, "boom", ""))
 	decodeJSON(t, e.post(t, `{"model":"m","tpo":{"mode":"off"},`+convo+`}`), 502, &b)
 }
 
@@ -890,4 +889,10 @@ func TestDeadlineAnswersWithTheBestSoFar(t *testing.T) {
 	if er.Error.Param == nil || *er.Error.Param != "tpo.deadline_ms" {
 		t.Errorf("error %+v, want one naming tpo.deadline_ms", er.Error)
 	}
+}
+
+// upErr is a model server's error answer at url as an Upstream reports it.
+func upErr(role, url string, status int, msg, param string) *UpstreamError {
+	return &UpstreamError{Role: role, Status: status, Message: msg, Param: param,
+		Err: fmt.Errorf("%s server %s: POST /chat/completions: %d %s: %s", role, url, status, http.StatusText(status), msg)}
 }

@@ -118,6 +118,9 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	if err != nil {
 		return err
 	}
+	for name, s := range scorers {
+		scorers[name] = server.WithUpstreamErrors(s)
+	}
 	if bk.config.Width > *maxWidth || bk.config.Depth > *maxDepth {
 		return usagef("--width %d / --depth %d exceed --max-width %d / --max-depth %d", bk.config.Width, bk.config.Depth, *maxWidth, *maxDepth)
 	}

@@ -22,6 +22,9 @@ import (
 // pass-through requests get canned answers.
 type fakeUpstream struct {
 	policy *tpotest.Policy
+	// toolCall, if set, says whether choice i of a request with tools
+	// is a tool call, and which.
+	toolCall func(req openai.ChatRequest, i int) *openai.ToolCall
 	// block, if set, is called before every generation; it may wait (for
 	// ctx) to hold an optimization at a given call.
 	block func(ctx context.Context, call int, req tpo.GenerateRequest) error
@@ -35,6 +38,7 @@ type fakeUpstream struct {
 	chatErr    error
 	stream     func(w io.Writer) // writes the pass-through SSE stream
 	streamErr  error
+	choiceReqs []openai.ChatRequest
 }
 
 type fakeGen struct {
@@ -101,6 +105,36 @@ func (f *fakeUpstream) ChatStream(ctx context.Context, body []byte) (io.ReadClos
 		pw.Close()
 	}()
 	return pr, nil
+}
+
+// Choices answers with the policy's texts for the conversation written
+// out, or with the tool calls toolCall says.
+func (f *fakeUpstream) Choices(ctx context.Context, req openai.ChatRequest, n int) ([]openai.Choice, tpo.Usage, error) {
+	f.mu.Lock()
+	f.choiceReqs = append(f.choiceReqs, req)
+	f.mu.Unlock()
+	gr := tpo.GenerateRequest{Messages: renderConversation(req.Messages), N: n, Stage: tpo.StageSample,
+		Sampling: tpo.Sampling{Temperature: *req.Temperature, TopP: *req.TopP, MaxTokens: *req.MaxTokens}}
+	gen, err := fakeGen{f, req.Model}.Generate(ctx, gr)
+	var out []openai.Choice
+	for i, text := range gen.Texts {
+		c := openai.Choice{Index: i, Message: openai.ResponseMessage{Role: "assistant", Content: text}, FinishReason: "stop"}
+		if f.toolCall != nil {
+			if call := f.toolCall(req, i); call != nil {
+				c.Message = openai.ResponseMessage{Role: "assistant", ToolCalls: []openai.ToolCall{*call}}
+				c.FinishReason = "tool_calls"
+			}
+		}
+		out = append(out, c)
+	}
+	return out, gen.Usage, err
+}
+
+// toolRequests returns the requests sent with tools.
+func (f *fakeUpstream) toolRequests() []openai.ChatRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]openai.ChatRequest(nil), f.choiceReqs...)
 }
 
 func (f *fakeUpstream) generations() int {

@@ -744,8 +744,8 @@ func TestModelsHealthMetrics(t *testing.T) {
 		} `json:"data"`
 	}
 	decodeJSON(t, get(t, e.ts.URL+"/v1/models", ""), 200, &list)
-	if list.Object != "list" || len(list.Data) != 1 || list.Data[0].ID != "m1" {
-		t.Errorf("models = %+v", list)
+	if list.Object != "list" || len(list.Data) != 3 || list.Data[0].ID != "m1" || list.Data[1].ID != "tpo/m1" || list.Data[2].ID != "off/m1" {
+		t.Errorf("models = %+v, want m1 and the default presets tpo/m1 and off/m1", list)
 	}
 	var h map[string]any
 	decodeJSON(t, get(t, e.ts.URL+"/healthz", ""), 200, &h)

@@ -119,7 +119,7 @@ func TestNodeClient(t *testing.T) {
 	if out.Passthrough.Content != "relayed" {
 		t.Errorf("pass-through content = %q", out.Passthrough.Content)
 	}
-	if len(out.Models) != 1 || out.Models[0] != "m1" {
+	if strings.Join(out.Models, " ") != "m1 tpo/m1 off/m1" {
 		t.Errorf("models = %v", out.Models)
 	}
 	// Every policy call of the three optimizations is in the usage the

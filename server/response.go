@@ -57,9 +57,12 @@ type Summary struct {
 	Stages map[tpo.Stage]StageUsage `json:"stages"`
 	Notes  []string                 `json:"notes,omitempty"`
 	// StopReason says why the optimization stopped: depth (every round
-	// ran), patience, target, budget, or deadline (the answer is the best
-	// found before the request's deadline).
+	// ran), patience, target, budget, deadline (the answer is the best
+	// found before the request's deadline), or tool_calls (the model
+	// answered with tool calls, returned unoptimized).
 	StopReason tpo.StopReason `json:"stop_reason,omitempty"`
+	// Unoptimized says why the answer was not optimized.
+	Unoptimized string `json:"unoptimized,omitempty"`
 }
 
 // StageUsage is what the calls of one stage cost.
@@ -166,11 +169,16 @@ type outcome struct {
 	ID      string // chatcmpl-...
 	Created int64
 	Arrived time.Time
-	Model   string
-	RunID   string
-	Result  tpo.Result
-	Plan    *plan
-	Meter   meterSnapshot
+	// Model is the model the answer names (the request's), Upstream the
+	// policy model that wrote it.
+	Model    string
+	Upstream string
+	RunID    string
+	Result   tpo.Result
+	Plan     *plan
+	Meter    meterSnapshot
+	// Tools is what the initial samples of a request with tools did.
+	Tools *toolOutcome
 }
 
 // deadline is when o's answer is due, or zero.
@@ -206,13 +214,42 @@ func (o outcome) summary(cands []tpo.Candidate) *Summary {
 			s.Notes = append(s.Notes, "step "+strconv.Itoa(st.Step)+": "+n)
 		}
 	}
+	switch t := o.Tools; {
+	case t.answered():
+		s.StopReason, s.Unoptimized = StopToolCalls, t.why()
+	case t != nil && t.Called > 0:
+		s.Notes = append(s.Notes, t.why())
+	}
 	return s
+}
+
+// toolChoices returns the choices of an answer that is the model's tool
+// calls: up to n of them, as the model produced them.
+func (o outcome) toolChoices() []openai.Choice {
+	calls := o.Tools.Calls
+	if len(calls) > o.Plan.N {
+		calls = calls[:o.Plan.N]
+	}
+	out := make([]openai.Choice, len(calls))
+	for i, c := range calls {
+		c.Index = i
+		c.Logprobs = nil
+		out[i] = c
+	}
+	return out
 }
 
 // completionOf builds the response to a non-streamed request.
 func completionOf(o outcome) completion {
-	cands := bestDistinct(o.Result, o.Plan.N)
 	u := usageOf(o.Meter.Total)
+	if o.Tools.answered() {
+		return completion{
+			ChatResponse: openai.ChatResponse{ID: o.ID, Object: "chat.completion", Created: o.Created, Model: o.Model,
+				Choices: o.toolChoices(), Usage: &u},
+			TPO: o.summary(nil),
+		}
+	}
+	cands := bestDistinct(o.Result, o.Plan.N)
 	c := completion{
 		ChatResponse: openai.ChatResponse{ID: o.ID, Object: "chat.completion", Created: o.Created, Model: o.Model,
 			Choices: make([]openai.Choice, 0, len(cands)), Usage: &u},

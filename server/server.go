@@ -105,6 +105,10 @@ type Options struct {
 	// Tracer, when set, records a span per request (continuing a caller's
 	// trace from its traceparent header) and per item and stage.
 	Tracer tpo.Tracer
+	// Presets are the presets /v1/models lists for each model, as
+	// PRESET/MODEL (default DefaultPresets: tpo and off). A request may
+	// name any preset, listed or not.
+	Presets []string
 }
 
 // Server answers the OpenAI chat completions API with optimized answers.
@@ -167,6 +171,12 @@ func New(opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	opts.Limits = opts.Limits.withDefaults()
+	if opts.Presets == nil {
+		opts.Presets = DefaultPresets
+	}
+	if err := ParsePresets(opts.Presets); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -341,18 +351,6 @@ func (s *Server) authenticate(r *http.Request) *apiError {
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "in_flight": len(s.slots)})
-}
-
-func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := s.requestContext(r.Context())
-	defer cancel()
-	list, err := s.up.Models(ctx)
-	if err != nil {
-		s.log.Warn("listing the policy server's models failed", "err", err)
-		writeError(w, upstreamError(err, errors.Is(ctx.Err(), context.DeadlineExceeded)))
-		return
-	}
-	writeJSON(w, http.StatusOK, list)
 }
 
 func (s *Server) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {

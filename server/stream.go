@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -108,6 +109,9 @@ func (c chunkMaker) usage(u openai.Usage) chunk {
 // when asked for.
 func answerChunks(o outcome) []chunk {
 	c := chunkMaker{id: o.ID, created: o.Created, model: o.Model}
+	if o.Tools.answered() {
+		return toolCallChunks(o, c)
+	}
 	cands := bestDistinct(o.Result, o.Plan.N)
 	var out []chunk
 	for i, cd := range cands {
@@ -122,6 +126,38 @@ func answerChunks(o outcome) []chunk {
 		f := c.finish(i, "stop")
 		if i == len(cands)-1 {
 			f.TPO = o.summary(cands)
+		}
+		out = append(out, f)
+	}
+	if o.Plan.IncludeUsage {
+		out = append(out, c.usage(usageOf(o.Meter.Total)))
+	}
+	return out
+}
+
+// toolCallChunks returns the chunks of an answer that is the model's tool
+// calls: for each choice its role (after the first), its text if any and
+// one delta per call, whole; then the finish chunks, the last with the
+// "tpo" summary; then the usage chunk when asked for.
+func toolCallChunks(o outcome, c chunkMaker) []chunk {
+	choices := o.toolChoices()
+	var out []chunk
+	for i, ch := range choices {
+		if i > 0 {
+			out = append(out, c.role(i))
+		}
+		if ch.Message.Content != "" {
+			out = append(out, c.content(i, ch.Message.Content))
+		}
+		for k, call := range ch.Message.ToolCalls {
+			call.Index = &k
+			out = append(out, c.chunk(openai.ChunkChoice{Index: i, Delta: openai.Delta{ToolCalls: []openai.ToolCall{call}}}))
+		}
+	}
+	for i, ch := range choices {
+		f := c.finish(i, cmp.Or(ch.FinishReason, "tool_calls"))
+		if i == len(choices)-1 {
+			f.TPO = o.summary(nil)
 		}
 		out = append(out, f)
 	}

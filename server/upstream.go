@@ -91,6 +91,10 @@ type Upstream interface {
 	// ChatStream sends a streamed chat completion request body unchanged
 	// and returns the open SSE stream; the caller closes it.
 	ChatStream(ctx context.Context, body []byte) (io.ReadCloser, error)
+	// Choices sends req (a conversation with tools) asking for n choices
+	// and returns them as the model produced them, tool calls included,
+	// with what the requests cost.
+	Choices(ctx context.Context, req openai.ChatRequest, n int) ([]openai.Choice, tpo.Usage, error)
 }
 
 // OpenAI returns the Upstream of a policy client: generations go through
@@ -139,4 +143,12 @@ func (u openaiUpstream) ChatStream(ctx context.Context, body []byte) (io.ReadClo
 		return nil, upstreamErr(err)
 	}
 	return rc, nil
+}
+
+func (u openaiUpstream) Choices(ctx context.Context, req openai.ChatRequest, n int) ([]openai.Choice, tpo.Usage, error) {
+	choices, usage, err := u.c.Choices(ctx, req, n)
+	if err != nil {
+		err = upstreamErr(err)
+	}
+	return choices, usage, err
 }

@@ -51,7 +51,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	o.RunID = runID
 	if p.Stream {
-		s.stream(ctx, w, o, release)
+		s.stream(ctx, w, o, release, chatStream{s: s, c: chunkMaker{id: o.ID, created: o.Created, model: o.Model}}, s.optimize)
 		return
 	}
 	o, err = s.optimize(ctx, o, nil)

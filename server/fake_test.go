@@ -160,7 +160,7 @@ func newTestEnv(t *testing.T, edit func(*Options)) *testEnv {
 	opts := Options{
 		Policy:        e.up,
 		Scorers:       map[string]tpo.Scorer{"len": e.reward, "words": &tpotest.Reward{Func: func(_ []tpo.Message, r string) float64 { return float64(len(strings.Fields(r))) }}},
-		DefaultReward: "len", Config: cfg, Store: e.store, KeepAlive: time.Hour,
+		DefaultReward: "len", Config: cfg, Store: e.store, Jobs: e.store, KeepAlive: time.Hour,
 	}
 	if edit != nil {
 		edit(&opts)

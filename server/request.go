@@ -271,6 +271,7 @@ func passThroughPlan(p *plan, top map[string]json.RawMessage) (*plan, *apiError)
 // conversation is set: the rendered conversation, the configuration, the
 // deadline and the reward. param names the conversation in errors.
 func completePlan(p *plan, st settings, ov Overrides, samp samplingReq, param string) *apiError {
+	st.Limits = st.Limits.withDefaults()
 	p.Item = tpo.Item{Messages: renderConversation(p.Conversation)}
 	if err := p.Item.Validate(); err != nil {
 		return badRequest(param, "%v", err)
@@ -453,7 +454,7 @@ func contentText(param string, raw json.RawMessage) (string, *apiError) {
 				return "", badRequest(pp, "%s must be an object with a type: %s", pp, jsonErrText(err))
 			}
 			switch part.Type {
-			case "text", "input_text", "refusal":
+			case "text", "input_text", "output_text", "refusal":
 				if part.Text == nil {
 					if part.Type == "refusal" {
 						var r struct {

@@ -105,6 +105,13 @@ type Options struct {
 	// Tracer, when set, records a span per request (continuing a caller's
 	// trace from its traceparent header) and per item and stage.
 	Tracer tpo.Tracer
+	// Jobs keeps the responses of the Responses API and the batches (nil:
+	// responses are not stored, and background responses and batches are
+	// not available). Background jobs record Owner as their owner.
+	Jobs tpo.JobStore
+	// MaxBackground bounds the background responses queued or running at
+	// once (default DefaultMaxBackground); beyond, a 429.
+	MaxBackground int
 	// Presets are the presets /v1/models lists for each model, as
 	// PRESET/MODEL (default DefaultPresets: tpo and off). A request may
 	// name any preset, listed or not.
@@ -122,6 +129,8 @@ type Server struct {
 	metrics *metrics
 	hub     *hub
 	guard   guard.Options
+	routes  []endpoint
+	bg      *workers
 }
 
 // New returns a server for opts.
@@ -171,6 +180,9 @@ func New(opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	opts.Limits = opts.Limits.withDefaults()
+	if opts.MaxBackground <= 0 {
+		opts.MaxBackground = DefaultMaxBackground
+	}
 	if opts.Presets == nil {
 		opts.Presets = DefaultPresets
 	}
@@ -188,7 +200,9 @@ func New(opts Options) (*Server, error) {
 		slots:   make(chan struct{}, opts.MaxConcurrent),
 		metrics: newMetrics(),
 		hub:     newHub(),
+		bg:      newWorkers(opts.MaxBackground),
 	}
+	s.routes = s.endpoints()
 	s.guard = guard.Options{Hosts: opts.AllowedHosts, WriteTimeout: max(opts.WriteTimeout, 0), ReadTimeout: max(opts.ReadTimeout, 0),
 		Misdirected: func(w http.ResponseWriter, _ *http.Request, msg string) {
 			writeError(w, &apiError{Status: http.StatusMisdirectedRequest, Type: typeInvalidRequest, Code: "misdirected_request", Message: msg})
@@ -275,53 +289,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		span.End(err)
 	}
-}
-
-// route dispatches a request and returns the route's name for metrics.
-func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
-	path := strings.TrimSuffix(r.URL.Path, "/")
-	type endpoint struct {
-		method string
-		auth   bool
-		h      func(http.ResponseWriter, *http.Request)
-	}
-	var ep endpoint
-	switch path {
-	case "/v1/chat/completions", "/chat/completions":
-		path = "/v1/chat/completions"
-		ep = endpoint{http.MethodPost, true, s.handleChat}
-	case "/v1/models", "/models":
-		path = "/v1/models"
-		ep = endpoint{http.MethodGet, true, s.handleModels}
-	case "/healthz":
-		ep = endpoint{http.MethodGet, false, s.handleHealth}
-	case "/metrics":
-		ep = endpoint{http.MethodGet, true, s.metrics.handler().ServeHTTP}
-	default:
-		guard.Hangup(w, r)
-		writeError(w, &apiError{Status: http.StatusNotFound, Type: typeNotFound, Code: "unknown_url",
-			Message: fmt.Sprintf("unknown route %s %s (this server has POST /v1/chat/completions, GET /v1/models, GET /healthz, GET /metrics)", r.Method, r.URL.Path)})
-		return "unknown"
-	}
-	if r.Method != ep.method && !(ep.method == http.MethodGet && r.Method == http.MethodHead) {
-		w.Header().Set("Allow", ep.method)
-		guard.Hangup(w, r)
-		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest, Code: "method_not_allowed",
-			Message: fmt.Sprintf("method %s is not allowed on %s; use %s", r.Method, path, ep.method)})
-		return path
-	}
-	if ep.auth {
-		if aerr := s.authenticate(r); aerr != nil {
-			// The body of a request without a key is not read, however
-			// slowly it comes: the connection is closed after the 401.
-			guard.Hangup(w, r)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tpo"`)
-			writeError(w, aerr)
-			return path
-		}
-	}
-	ep.h(w, r)
-	return path
 }
 
 // authenticate checks the request's bearer key against every configured

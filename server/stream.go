@@ -167,13 +167,58 @@ func toolCallChunks(o outcome, c chunkMaker) []chunk {
 	return out
 }
 
-// stream answers a streamed request: a role chunk at once, a progress
-// chunk per finished stage and SSE comments as keep-alives while
-// optimizing, then the answer, then [DONE]. A failed write (the client
-// left, or read nothing for the write timeout) cancels the optimization,
-// which records why. release frees the optimization slot; it is called
-// when the optimization ends, before the answer is written.
-func (s *Server) stream(ctx context.Context, w http.ResponseWriter, o outcome, release func()) {
+// streamFormat writes the stream of one API: chat completion chunks, or
+// the events of a response.
+type streamFormat interface {
+	// begin writes what is sent at once.
+	begin(sw *sseWriter) error
+	// progress writes that a stage of the optimization finished.
+	progress(sw *sseWriter, p Progress) error
+	// end writes the answer (err nil) or the error, then the end of the
+	// stream. It is called also when the client left (sw.err is then set),
+	// to record what the optimization came to.
+	end(ctx context.Context, sw *sseWriter, res outcome, err error)
+}
+
+// chatStream is the stream of a chat completion.
+type chatStream struct {
+	s *Server
+	c chunkMaker
+}
+
+func (f chatStream) begin(sw *sseWriter) error { return sw.data(f.c.role(0)) }
+
+func (f chatStream) progress(sw *sseWriter, p Progress) error { return sw.data(f.c.progress(p)) }
+
+func (f chatStream) end(ctx context.Context, sw *sseWriter, res outcome, err error) {
+	if sw.err != nil {
+		f.s.log.Info("client left during a streamed optimization", "run", res.RunID, "err", sw.err)
+		return
+	}
+	if err != nil {
+		f.s.log.Warn("streamed optimization failed", "run", res.RunID, "err", err)
+		_ = sw.data(f.s.optimizeError(ctx, res, err).body())
+		_ = sw.done()
+		return
+	}
+	for _, ch := range answerChunks(res) {
+		if sw.data(ch) != nil {
+			f.s.log.Info("client left while the answer was sent", "run", res.RunID, "err", sw.err)
+			return
+		}
+	}
+	_ = sw.done()
+}
+
+// stream answers a streamed request in format f, computed by run
+// (optimize): what f sends at once,
+// a progress event per finished stage and SSE comments as keep-alives
+// while optimizing, then the answer. A failed write (the client left, or
+// read nothing for the write timeout) cancels the optimization, which
+// records why. release frees the optimization slot; it is called when the
+// optimization ends, before the answer is written.
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, o outcome, release func(), f streamFormat,
+	run func(context.Context, outcome, func(tpo.Event)) (outcome, error)) {
 	// Only this handler cancels the optimization, so that the reason is
 	// known before the optimizer sees the cancellation; the request's
 	// deadline still applies.
@@ -186,8 +231,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, o outcome, r
 	}
 	sw := startSSE(w)
 	gone := func(err error) { cancel(s.clientGone(err)) }
-	c := chunkMaker{id: o.ID, created: o.Created, model: o.Model}
-	if err := sw.data(c.role(0)); err != nil {
+	if err := f.begin(sw); err != nil {
 		gone(err)
 	}
 
@@ -209,7 +253,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, o outcome, r
 	}
 	done := make(chan result, 1)
 	go func() {
-		o, err := s.optimize(octx, o, onEvent)
+		o, err := run(octx, o, onEvent)
 		done <- result{o, err}
 	}()
 
@@ -221,7 +265,7 @@ wait:
 	for {
 		select {
 		case p := <-progress:
-			if err := sw.data(c.progress(p)); err != nil {
+			if err := f.progress(sw, p); err != nil {
 				gone(err)
 			}
 		case <-tick.C:
@@ -240,38 +284,16 @@ wait:
 		}
 	}
 	release()
-	s.finishStream(ctx, sw, c, o, res.o, res.err, progress)
-}
-
-// finishStream writes the end of a stream: the progress sent before the
-// end, then the answer or the error, then [DONE].
-func (s *Server) finishStream(ctx context.Context, sw *sseWriter, c chunkMaker, o, res outcome, err error, progress <-chan Progress) {
+	// The progress sent before the end, then the end.
 	for drained := false; !drained; {
 		select {
 		case p := <-progress:
-			_ = sw.data(c.progress(p))
+			_ = f.progress(sw, p)
 		default:
 			drained = true
 		}
 	}
-	if sw.err != nil {
-		s.log.Info("client left during a streamed optimization", "run", o.RunID, "err", sw.err)
-		return
-	}
-	if err != nil {
-		s.log.Warn("streamed optimization failed", "run", o.RunID, "err", err)
-		e := s.optimizeError(ctx, res, err)
-		_ = sw.data(e.body())
-		_ = sw.done()
-		return
-	}
-	for _, ch := range answerChunks(res) {
-		if sw.data(ch) != nil {
-			s.log.Info("client left while the answer was sent", "run", o.RunID, "err", sw.err)
-			return
-		}
-	}
-	_ = sw.done()
+	f.end(ctx, sw, res.o, res.err)
 }
 
 // clientGone is why the optimization of a streamed request was cancelled
@@ -281,4 +303,19 @@ func (s *Server) clientGone(err error) error {
 		return fmt.Errorf("the client read nothing for %v (the write timeout)", s.opts.WriteTimeout)
 	}
 	return fmt.Errorf("the client went away (%v)", err)
+}
+
+// event sends v as one JSON event of type typ.
+func (s *sseWriter) event(typ string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encoding an event: %w", err)
+	}
+	buf := make([]byte, 0, len(b)+len(typ)+16)
+	buf = append(buf, "event: "...)
+	buf = append(buf, typ...)
+	buf = append(buf, "\ndata: "...)
+	buf = append(buf, b...)
+	buf = append(buf, "\n\n"...)
+	return s.raw(buf)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/files"
 	"github.com/tpoproject/tpo/openai"
 	"github.com/tpoproject/tpo/tpotest"
 )
@@ -150,6 +151,7 @@ type testEnv struct {
 	reward *tpotest.Reward
 	store  *tpotest.MemStore
 	ts     *httptest.Server
+	opts   Options // as given to New
 }
 
 func newTestEnv(t *testing.T, edit func(*Options)) *testEnv {
@@ -165,11 +167,19 @@ func newTestEnv(t *testing.T, edit func(*Options)) *testEnv {
 	if edit != nil {
 		edit(&opts)
 	}
+	if opts.Files == nil {
+		dir, err := files.Open(t.TempDir(), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Files = dir
+	}
 	srv, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	e.srv = srv
+	e.opts = opts
 	e.ts = httptest.NewServer(srv)
 	t.Cleanup(e.ts.Close)
 	return e

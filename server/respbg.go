@@ -122,7 +122,8 @@ func (s *Server) ResumeJobs(ctx context.Context, alive func(tpo.Owner) bool) (fa
 		}
 		failed = append(failed, j.ID)
 	}
-	return failed, nil, nil
+	resumed, err = s.resumeBatches(ctx, orphaned)
+	return failed, resumed, err
 }
 
 // failOrphan stores a response that an ended process left unfinished as

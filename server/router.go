@@ -26,6 +26,12 @@ func (s *Server) endpoints() []endpoint {
 		{pattern: "/responses", auth: true, methods: map[string]http.HandlerFunc{http.MethodPost: s.handleCreateResponse}},
 		{pattern: "/responses/{id}", auth: true, methods: map[string]http.HandlerFunc{http.MethodGet: s.handleGetResponse}},
 		{pattern: "/responses/{id}/cancel", auth: true, methods: map[string]http.HandlerFunc{http.MethodPost: s.handleCancelResponse}},
+		{pattern: "/files", auth: true, methods: map[string]http.HandlerFunc{http.MethodPost: s.handleUploadFile, http.MethodGet: s.handleListFiles}},
+		{pattern: "/files/{id}", auth: true, methods: map[string]http.HandlerFunc{http.MethodGet: s.handleGetFile, http.MethodDelete: s.handleDeleteFile}},
+		{pattern: "/files/{id}/content", auth: true, methods: map[string]http.HandlerFunc{http.MethodGet: s.handleFileContent}},
+		{pattern: "/batches", auth: true, methods: map[string]http.HandlerFunc{http.MethodPost: s.handleCreateBatch, http.MethodGet: s.handleListBatches}},
+		{pattern: "/batches/{id}", auth: true, methods: map[string]http.HandlerFunc{http.MethodGet: s.handleGetBatch}},
+		{pattern: "/batches/{id}/cancel", auth: true, methods: map[string]http.HandlerFunc{http.MethodPost: s.handleCancelBatch}},
 		{pattern: "/healthz", bare: true, methods: map[string]http.HandlerFunc{http.MethodGet: s.handleHealth}},
 		{pattern: "/metrics", bare: true, auth: true, methods: map[string]http.HandlerFunc{http.MethodGet: s.metrics.handler().ServeHTTP}},
 	}
@@ -98,6 +104,14 @@ func (s *Server) serveEndpoint(w http.ResponseWriter, r *http.Request, ep endpoi
 		guard.Hangup(w, r)
 		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest, Code: "method_not_allowed",
 			Message: fmt.Sprintf("method %s is not allowed on %s; use %s", r.Method, ep.name(), strings.Join(allowed, " or "))})
+		return
+	}
+	if err := s.crossOrigin.Check(r); err != nil {
+		// A form of another site's page can post here without the
+		// browser asking first (an upload, a cancel); fetch cannot.
+		guard.Hangup(w, r)
+		writeError(w, &apiError{Status: http.StatusForbidden, Type: typeInvalidRequest, Code: "cross_origin",
+			Message: "cross-origin request refused: the page of another site cannot send requests to this server"})
 		return
 	}
 	if ep.auth {

@@ -109,6 +109,12 @@ type Options struct {
 	// responses are not stored, and background responses and batches are
 	// not available). Background jobs record Owner as their owner.
 	Jobs tpo.JobStore
+	// Files keeps the files of the Files API, batch input and output (nil:
+	// the Files and Batch APIs are off).
+	Files FileStore
+	// BatchConcurrency is the number of requests of a batch optimized at
+	// once (default DefaultBatchConcurrency), besides MaxConcurrent.
+	BatchConcurrency int
 	// MaxBackground bounds the background responses queued or running at
 	// once (default DefaultMaxBackground); beyond, a 429.
 	MaxBackground int
@@ -131,6 +137,9 @@ type Server struct {
 	guard   guard.Options
 	routes  []endpoint
 	bg      *workers
+	// crossOrigin refuses the requests of a browser on a page of another
+	// site that need no preflight: a form's upload or cancel.
+	crossOrigin *http.CrossOriginProtection
 }
 
 // New returns a server for opts.
@@ -180,6 +189,9 @@ func New(opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	opts.Limits = opts.Limits.withDefaults()
+	if opts.BatchConcurrency <= 0 {
+		opts.BatchConcurrency = DefaultBatchConcurrency
+	}
 	if opts.MaxBackground <= 0 {
 		opts.MaxBackground = DefaultMaxBackground
 	}
@@ -201,6 +213,8 @@ func New(opts Options) (*Server, error) {
 		metrics: newMetrics(),
 		hub:     newHub(),
 		bg:      newWorkers(opts.MaxBackground),
+
+		crossOrigin: http.NewCrossOriginProtection(),
 	}
 	s.routes = s.endpoints()
 	s.guard = guard.Options{Hosts: opts.AllowedHosts, WriteTimeout: max(opts.WriteTimeout, 0), ReadTimeout: max(opts.ReadTimeout, 0),

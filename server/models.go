@@ -148,8 +148,7 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 // preset and model, after the models as the upstream listed them.
 func withPresets(list json.RawMessage, presets []string) (json.RawMessage, error) {
 	var l struct {
-		Object string            `json:"object"`
-		Data   []json.RawMessage `json:"data"`
+		Data []json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(list, &l); err != nil {
 		return nil, fmt.Errorf("the policy server's model list: %w", err)
@@ -180,7 +179,10 @@ func withPresets(list json.RawMessage, presets []string) (json.RawMessage, error
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(map[string]any{"object": "list", "data": out}); err != nil {
+	if err := enc.Encode(struct {
+		Object string            `json:"object"`
+		Data   []json.RawMessage `json:"data"`
+	}{"list", out}); err != nil {
 		return nil, err
 	}
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil

@@ -160,7 +160,6 @@ type ResponseEvent struct {
 	// Logprobs is [] in text events (NoLogprobs).
 	Logprobs json.RawMessage `json:"logprobs,omitempty"`
 	// TPO is tpo serve's extension object: the progress of the
-	// optimization (events of type "tpo.progress", which standard clients
-	// ignore).
+	// optimization, in keepalive events (which standard clients ignore).
 	TPO any `json:"tpo,omitempty"`
 }

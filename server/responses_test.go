@@ -139,7 +139,7 @@ func TestResponseStream(t *testing.T) {
 			final = ev.Response
 		}
 	}
-	want := "response.created response.in_progress tpo.progress response.output_item.added response.content_part.added " +
+	want := "response.created response.in_progress keepalive response.output_item.added response.content_part.added " +
 		"response.output_text.delta response.output_text.done response.content_part.done response.output_item.done response.completed"
 	if got := strings.Join(types, " "); got != want {
 		t.Errorf("events:\n%s\nwant\n%s", got, want)

@@ -8,8 +8,11 @@ import (
 )
 
 // progressEvent is the type of the events that carry the optimization's
-// progress in a streamed response; standard clients ignore it.
-const progressEvent = "tpo.progress"
+// progress (a "tpo" object) in a streamed response: OpenAI's keepalive,
+// which it sends in long responses and which standard clients (and the
+// official SDKs' stream helpers) ignore; another type would make those
+// helpers fail.
+const progressEvent = "keepalive"
 
 // streamResponse answers a streamed response request.
 func (s *Server) streamResponse(ctx context.Context, w http.ResponseWriter, o outcome, rp *respPlan) {
@@ -31,7 +34,8 @@ func (s *Server) streamResponse(ctx context.Context, w http.ResponseWriter, o ou
 }
 
 // responseStream is the stream of a response: response.created and
-// .in_progress at once, tpo.progress events while optimizing, then the
+// .in_progress at once, keepalive events with the progress while
+// optimizing, then the
 // output item by item and response.completed, or response.failed.
 type responseStream struct {
 	s   *Server

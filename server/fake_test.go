@@ -27,7 +27,8 @@ type fakeUpstream struct {
 	// is a tool call, and which.
 	toolCall func(req openai.ChatRequest, i int) *openai.ToolCall
 	// block, if set, is called before every generation; it may wait (for
-	// ctx) to hold an optimization at a given call.
+	// ctx) to hold an optimization at a given call. Set it (and toolCall)
+	// under mu once the server may run.
 	block func(ctx context.Context, call int, req tpo.GenerateRequest) error
 
 	mu         sync.Mutex
@@ -52,9 +53,10 @@ func (g fakeGen) Generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Gen
 	call := g.f.calls
 	g.f.calls++
 	g.f.genModels = append(g.f.genModels, g.model)
+	block := g.f.block
 	g.f.mu.Unlock()
-	if g.f.block != nil {
-		if err := g.f.block(ctx, call, req); err != nil {
+	if block != nil {
+		if err := block(ctx, call, req); err != nil {
 			return tpo.Generation{Usage: tpo.Usage{Requests: 1}}, err
 		}
 	}
@@ -113,6 +115,7 @@ func (f *fakeUpstream) ChatStream(ctx context.Context, body []byte) (io.ReadClos
 func (f *fakeUpstream) Choices(ctx context.Context, req openai.ChatRequest, n int) ([]openai.Choice, tpo.Usage, error) {
 	f.mu.Lock()
 	f.choiceReqs = append(f.choiceReqs, req)
+	toolCall := f.toolCall
 	f.mu.Unlock()
 	gr := tpo.GenerateRequest{Messages: renderConversation(req.Messages), N: n, Stage: tpo.StageSample,
 		Sampling: tpo.Sampling{Temperature: *req.Temperature, TopP: *req.TopP, MaxTokens: *req.MaxTokens}}
@@ -120,8 +123,8 @@ func (f *fakeUpstream) Choices(ctx context.Context, req openai.ChatRequest, n in
 	var out []openai.Choice
 	for i, text := range gen.Texts {
 		c := openai.Choice{Index: i, Message: openai.ResponseMessage{Role: "assistant", Content: text}, FinishReason: "stop"}
-		if f.toolCall != nil {
-			if call := f.toolCall(req, i); call != nil {
+		if toolCall != nil {
+			if call := toolCall(req, i); call != nil {
 				c.Message = openai.ResponseMessage{Role: "assistant", ToolCalls: []openai.ToolCall{*call}}
 				c.FinishReason = "tool_calls"
 			}

@@ -164,6 +164,7 @@ func TestNodeClientAPIs(t *testing.T) {
 		o.APIKeys = []string{"node-test-key"}
 		o.Owner = &tpo.Owner{Host: "node-test", PID: 1}
 	})
+	e.up.mu.Lock()
 	e.up.block = func(ctx context.Context, _ int, req tpo.GenerateRequest) error {
 		if mentions(req, "hold me") {
 			<-ctx.Done()
@@ -183,6 +184,7 @@ func TestNodeClientAPIs(t *testing.T) {
 		return &openai.ToolCall{ID: fmt.Sprintf("call_%s_%d", city, i), Type: "function",
 			Function: openai.FunctionCall{Name: "get_weather", Arguments: `{"city":"` + city + `"}`}}
 	}
+	e.up.mu.Unlock()
 	stdout := runNode(t, node, "api.mjs", e.ts.URL)
 	var out struct {
 		Response struct {

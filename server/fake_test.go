@@ -185,6 +185,12 @@ func newTestEnv(t *testing.T, edit func(*Options)) *testEnv {
 	e.opts = opts
 	e.ts = httptest.NewServer(srv)
 	t.Cleanup(e.ts.Close)
+	t.Cleanup(func() {
+		// No background work outlives the test.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
 	return e
 }
 

@@ -1,15 +1,23 @@
 // Package server is tpo's OpenAI-compatible HTTP server: point any OpenAI
-// client's base URL at it and every chat completion comes back optimized
-// with Test-Time Preference Optimization.
+// client's base URL at it and every answer comes back optimized with
+// Test-Time Preference Optimization.
 //
 // POST /v1/chat/completions takes a standard request whose model field names
-// the upstream policy model. An optional "tpo" object in the body overrides
-// the server's TPO settings for that request ({"mode": "off"} relays the
-// request to the policy server unchanged). The answer is a complete
-// chat.completion whose usage sums every internal policy call, with a "tpo"
-// object describing the optimization; with stream: true the server sends
-// progress chunks while optimizing, then the answer. Every optimization is
-// recorded in the run store.
+// the upstream policy model, or PRESET/MODEL for a preset's settings. An
+// optional "tpo" object in the body overrides the server's TPO settings for
+// that request ({"mode": "off"} relays the request to the policy server
+// unchanged). The answer is a complete chat.completion whose usage sums every
+// internal policy call, with a "tpo" object describing the optimization;
+// with stream: true the server sends progress chunks while optimizing, then
+// the answer. Requests with tools get the model's tool calls when it makes
+// them, unoptimized.
+//
+// POST /v1/responses answers the Responses API the same way, streamed or
+// not; responses are stored (Options.Jobs) for GET /v1/responses/{id} and
+// previous_response_id, and may run in the background, with the server's
+// workers, until cancelled. The Files and Batch APIs (Options.Files) run
+// whole files of requests through tpo.Runner. Every optimization is
+// recorded in the run store; Shutdown ends the background work.
 package server
 
 import (

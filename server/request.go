@@ -345,13 +345,13 @@ func refuseUnsupported(req *chatRequest) *apiError {
 		name string
 		raw  json.RawMessage
 	}{{"functions", req.Functions}, {"function_call", req.FunctionCall}, {"stop", req.Stop}} {
-		if !isNull(f.raw) {
-			what := f.name + " is not supported with TPO"
-			if f.name != "stop" {
-				what = f.name + " (the legacy form of tools) is not supported with TPO; send tools instead, or"
-			}
-			return badRequest(f.name, "%s; send \"tpo\": {\"mode\": \"off\"} to pass the request through", what)
+		if isNull(f.raw) {
+			continue
 		}
+		if f.name == "stop" {
+			return badRequest(f.name, "stop is not supported with TPO; send \"tpo\": {\"mode\": \"off\"} to pass the request through")
+		}
+		return badRequest(f.name, "%s (the legacy form of tools) is not supported with TPO: send tools instead, or \"tpo\": {\"mode\": \"off\"} to pass the request through", f.name)
 	}
 	if !isNull(req.ResponseFormat) {
 		var rf struct {

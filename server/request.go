@@ -247,7 +247,10 @@ func parseRequest(body []byte, st settings) (*plan, *apiError) {
 		// Like vLLM: max_completion_tokens wins when both are given.
 		samp.MaxTokens = req.MaxCompletionTokens
 	}
-	return p, completePlan(p, st, ov, samp, "messages")
+	if aerr := completePlan(p, st, ov, samp, "messages"); aerr != nil {
+		return nil, aerr
+	}
+	return p, nil
 }
 
 // passThroughPlan makes p the plan of a request relayed unchanged: its

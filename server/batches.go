@@ -214,8 +214,16 @@ func (s *Server) handleCancelBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, ok := s.bg.cancel(kindBatch+":"+id, errCancelled); !ok {
-		writeError(w, &apiError{Status: http.StatusConflict, Type: typeInvalidRequest, Code: "batch_elsewhere",
-			Message: fmt.Sprintf("batch %s is %s in another tpo serve process: cancel it there", id, b.Status)})
+		// It ended meanwhile, or another process runs it.
+		if b, aerr = s.loadBatch(r.Context(), id); aerr == nil && !batchFinal(b.Status) {
+			aerr = &apiError{Status: http.StatusConflict, Type: typeInvalidRequest, Code: "batch_elsewhere",
+				Message: fmt.Sprintf("batch %s is %s in another tpo serve process: cancel it there", id, b.Status)}
+		}
+		if aerr != nil {
+			writeError(w, aerr)
+			return
+		}
+		writeJSON(w, http.StatusOK, b)
 		return
 	}
 	now := s.opts.Now().Unix()

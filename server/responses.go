@@ -353,9 +353,15 @@ func (s *Server) handleCancelResponse(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else if !final(sr.Response.Status) {
-		writeError(w, &apiError{Status: http.StatusConflict, Type: typeInvalidRequest, Code: "response_elsewhere",
-			Message: fmt.Sprintf("response %s is %s in another tpo serve process: cancel it there", id, sr.Response.Status)})
-		return
+		// It ended meanwhile, or another process runs it.
+		if sr, aerr = s.loadResponse(r.Context(), id, ""); aerr == nil && !final(sr.Response.Status) {
+			aerr = &apiError{Status: http.StatusConflict, Type: typeInvalidRequest, Code: "response_elsewhere",
+				Message: fmt.Sprintf("response %s is %s in another tpo serve process: cancel it there", id, sr.Response.Status)}
+		}
+		if aerr != nil {
+			writeError(w, aerr)
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, sr.Response)
 }

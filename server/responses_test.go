@@ -283,6 +283,11 @@ func TestResponseRestart(t *testing.T) {
 	if r.Status != "in_progress" {
 		t.Errorf("the live process's response is %s", r.Status)
 	}
+	var conflict errorBody
+	decodeJSON(t, e.postTo(t, "/v1/responses/resp_live/cancel", ``), http.StatusConflict, &conflict)
+	if !strings.Contains(conflict.Error.Message, "another tpo serve process") {
+		t.Errorf("cancel of another process's response: %+v", conflict.Error)
+	}
 
 	// Shutting down with a response in progress: failed, saying why.
 	e.up.block = func(ctx context.Context, call int, req tpo.GenerateRequest) error {

@@ -141,37 +141,60 @@ func (c *Client) generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Gen
 	if len(req.Messages) == 0 {
 		return gen, fmt.Errorf("%s server: no messages to send", c.http.Name())
 	}
-	n := max(req.N, 1)
-	if n == 1 || c.modes.singles.Load() {
-		err := c.singles(ctx, req, 0, n, &gen)
-		return gen, err
-	}
-	resp, info, err := c.chat(ctx, c.request(req, n, req.Seed))
-	gen.Usage.Retries += info.Retries
-	if err != nil {
-		var se *httpx.StatusError
-		if !errors.As(err, &se) || !rejectsN(se) {
-			return gen, err
-		}
-		c.useSingles(info.URL, fmt.Sprintf("the server refused n=%d: %s", n, se.Message))
-		err := c.singles(ctx, req, 0, n, &gen)
-		return gen, err
-	}
-	addUsage(&gen.Usage, resp.Usage)
-	choices := resp.Ordered()
-	if len(choices) > n {
-		choices = choices[:n]
-	}
+	choices, usage, err := c.choices(ctx, c.request(req), max(req.N, 1))
+	gen.Usage = usage
 	for _, ch := range choices {
 		gen.Texts = append(gen.Texts, ch.Message.Content)
 		gen.Finish = append(gen.Finish, ch.FinishReason)
 	}
+	return gen, err
+}
+
+// Choices sends req (Stream and N are ignored) asking for n choices and
+// returns them in choice order as the server produced them, tool calls
+// included, with what the requests cost. Like Generate, it asks for n
+// choices at once when the server honours n and otherwise sends single
+// requests, seeded Seed, Seed+1, ... An empty Model is filled with the
+// client's. On error it returns the choices of the requests that
+// succeeded, in order, up to the first failure.
+func (c *Client) Choices(ctx context.Context, req ChatRequest, n int) ([]Choice, tpo.Usage, error) {
+	if req.Model == "" {
+		req.Model = c.model
+	}
+	req.Stream, req.StreamOptions, req.N = false, nil, nil
+	return c.choices(ctx, req, max(n, 1))
+}
+
+func (c *Client) choices(ctx context.Context, base ChatRequest, n int) ([]Choice, tpo.Usage, error) {
+	var u tpo.Usage
+	if n == 1 || c.modes.singles.Load() {
+		got, err := c.singles(ctx, base, 0, n, &u)
+		return got, u, err
+	}
+	req := base
+	req.N = &n
+	resp, info, err := c.chat(ctx, req)
+	u.Retries += info.Retries
+	if err != nil {
+		var se *httpx.StatusError
+		if !errors.As(err, &se) || !rejectsN(se) {
+			return nil, u, err
+		}
+		c.useSingles(info.URL, fmt.Sprintf("the server refused n=%d: %s", n, se.Message))
+		got, err := c.singles(ctx, base, 0, n, &u)
+		return got, u, err
+	}
+	addUsage(&u, resp.Usage)
+	choices := resp.Ordered()
+	if len(choices) > n {
+		choices = choices[:n]
+	}
 	if len(choices) < n {
 		c.useSingles(info.URL, fmt.Sprintf("the server returned %d of n=%d choices", len(choices), n))
-		err := c.singles(ctx, req, len(choices), n-len(choices), &gen)
-		return gen, err
+		more, err := c.singles(ctx, base, len(choices), n-len(choices), &u)
+		return append(choices, more...), u, err
 	}
-	return gen, nil
+	return choices, u, nil
 }
 
 // useSingles switches the client to single requests, logging it once.
@@ -183,42 +206,43 @@ func (c *Client) useSingles(url, reason string) {
 	})
 }
 
-// singles sends count concurrent one-choice requests for choices first,
-// first+1, ...; seeded requests get Seed+choice. It appends to gen the texts
-// and finish reasons of the requests that succeeded, in choice order, up to
-// the first failure.
-func (c *Client) singles(ctx context.Context, req tpo.GenerateRequest, first, count int, gen *tpo.Generation) error {
+// singles sends count concurrent one-choice requests like base for
+// choices first, first+1, ...; seeded requests get base.Seed+choice. It
+// adds their cost to u and returns the choices of the requests that
+// succeeded, in choice order, up to the first failure.
+func (c *Client) singles(ctx context.Context, base ChatRequest, first, count int, u *tpo.Usage) ([]Choice, error) {
 	got := make([]Choice, count)
 	ok := make([]bool, count)
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	for i := range count {
 		g.Go(func() error {
-			var seed *int64
-			if req.Seed != nil {
-				s := *req.Seed + int64(first+i)
-				seed = &s
+			req := base
+			req.N = nil
+			if base.Seed != nil {
+				s := *base.Seed + int64(first+i)
+				req.Seed = &s
 			}
-			resp, info, err := c.chat(gctx, c.request(req, 1, seed))
+			resp, info, err := c.chat(gctx, req)
 			mu.Lock()
 			defer mu.Unlock()
-			gen.Usage.Retries += info.Retries
+			u.Retries += info.Retries
 			if err != nil {
 				return err
 			}
-			addUsage(&gen.Usage, resp.Usage)
+			addUsage(u, resp.Usage)
 			got[i] = resp.Ordered()[0]
 			ok[i] = true
 			return nil
 		})
 	}
 	err := g.Wait()
-	// Keep the prefix that succeeded: Generation.Texts is in choice order.
+	// Keep the prefix that succeeded: choices are in order.
+	var out []Choice
 	for i := 0; i < count && ok[i]; i++ {
-		gen.Texts = append(gen.Texts, got[i].Message.Content)
-		gen.Finish = append(gen.Finish, got[i].FinishReason)
+		out = append(out, got[i])
 	}
-	return err
+	return out, err
 }
 
 func addUsage(u *tpo.Usage, r *Usage) {
@@ -230,9 +254,9 @@ func addUsage(u *tpo.Usage, r *Usage) {
 }
 
 // request builds the body of a Generate request: model, messages,
-// temperature, top_p and the length limit always; n only when above 1; seed
-// when set.
-func (c *Client) request(req tpo.GenerateRequest, n int, seed *int64) ChatRequest {
+// temperature, top_p and the length limit always; seed when set (n is set
+// by choices).
+func (c *Client) request(req tpo.GenerateRequest) ChatRequest {
 	temp, topP, maxTokens := req.Sampling.Temperature, req.Sampling.TopP, req.Sampling.MaxTokens
 	r := ChatRequest{
 		Model:       c.model,
@@ -245,11 +269,8 @@ func (c *Client) request(req tpo.GenerateRequest, n int, seed *int64) ChatReques
 	} else {
 		r.MaxTokens = &maxTokens
 	}
-	if n > 1 {
-		r.N = &n
-	}
-	if seed != nil {
-		s := *seed
+	if req.Seed != nil {
+		s := *req.Seed
 		r.Seed = &s
 	}
 	return r

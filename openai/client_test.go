@@ -717,3 +717,53 @@ func TestGenerateFinishReasons(t *testing.T) {
 		})
 	}
 }
+
+// TestChoicesToolCalls: Choices sends the tools and the structured
+// conversation as they are and returns the choices as the server produced
+// them, tool calls included; a server that ignores n gets single requests.
+func TestChoicesToolCalls(t *testing.T) {
+	toolReply := `{"id":"c","object":"chat.completion","created":1,"model":"test-model","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}`
+	srv := tpotest.NewChatServer(t, tpotest.ChatOptions{Flavor: tpotest.Ollama, Fail: func(n int) (int, string) {
+		if n == 1 {
+			return 200, toolReply
+		}
+		return 0, ""
+	}})
+	c := newClient(t, srv)
+	tools := json.RawMessage(`[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]`)
+	req := openai.ChatRequest{
+		Messages: []openai.Message{
+			{Role: "user", Content: "Weather in Paris?"},
+			{Role: "assistant", ToolCalls: []openai.ToolCall{{ID: "call_0", Type: "function", Function: openai.FunctionCall{Name: "get_weather", Arguments: `{"city":"Rome"}`}}}},
+			{Role: "tool", ToolCallID: "call_0", Content: "18C"},
+		},
+		Tools:      tools,
+		ToolChoice: json.RawMessage(`"auto"`),
+	}
+	choices, usage, err := c.Choices(context.Background(), req, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(choices) != 2 {
+		t.Fatalf("%d choices, want 2", len(choices))
+	}
+	// Ollama answered the first request (n=2) with one choice: the second
+	// came from a single request, which got the tool call.
+	if choices[0].Message.Content == "" || len(choices[1].Message.ToolCalls) != 1 || choices[1].FinishReason != "tool_calls" ||
+		choices[1].Message.ToolCalls[0].Function.Arguments != `{"city":"Paris"}` {
+		t.Errorf("choices = %+v", choices)
+	}
+	if usage.Requests != 2 || usage.CompletionTokens < 7 {
+		t.Errorf("usage = %+v", usage)
+	}
+	for i, b := range srv.Bodies() {
+		if !reflect.DeepEqual(b["tools"], []any{map[string]any{"type": "function", "function": map[string]any{"name": "get_weather", "parameters": map[string]any{"type": "object"}}}}) ||
+			b["tool_choice"] != "auto" {
+			t.Errorf("request %d: tools %v, tool_choice %v", i, b["tools"], b["tool_choice"])
+		}
+		msgs := b["messages"].([]any)
+		if call := msgs[1].(map[string]any); call["content"] != nil || call["tool_calls"] == nil || msgs[2].(map[string]any)["tool_call_id"] != "call_0" {
+			t.Errorf("request %d: messages %v", i, msgs)
+		}
+	}
+}

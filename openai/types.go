@@ -8,10 +8,61 @@ import (
 	"strings"
 )
 
-// Message is one chat message of a request.
+// Message is one chat message of a request. An assistant message may
+// carry the tool calls the model made, and a "tool" message the result of
+// one (ToolCallID names the call).
 type Message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role       string     `json:"role"`
+	Content    string     `json:"content"`
+	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string     `json:"tool_call_id,omitempty"`
+	Name       string     `json:"name,omitempty"`
+}
+
+// MarshalJSON encodes the message; the content of an assistant message
+// that only calls tools is null, as OpenAI sends it.
+func (m Message) MarshalJSON() ([]byte, error) {
+	type plain Message
+	var content *string
+	if m.Content != "" || len(m.ToolCalls) == 0 {
+		content = &m.Content
+	}
+	return json.Marshal(struct {
+		Role    string  `json:"role"`
+		Content *string `json:"content"`
+		plain
+	}{m.Role, content, plain(m)})
+}
+
+// ToolCall is a call of a function tool the model made. Index is set in
+// streamed deltas only, where it says which call a delta continues.
+type ToolCall struct {
+	Index    *int         `json:"index,omitempty"`
+	ID       string       `json:"id,omitempty"`
+	Type     string       `json:"type,omitempty"`
+	Function FunctionCall `json:"function"`
+}
+
+// FunctionCall is the function a tool call calls, with its arguments as
+// the model wrote them (JSON, not checked).
+type FunctionCall struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+// Tool is a function tool the model may call, in the chat completions
+// format.
+type Tool struct {
+	Type     string      `json:"type"`
+	Function FunctionDef `json:"function"`
+}
+
+// FunctionDef describes a function tool.
+type FunctionDef struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Parameters  json.RawMessage `json:"parameters,omitempty"`
+	Strict      *bool           `json:"strict,omitempty"`
 }
 
 // StreamOptions are the options of a streamed request.
@@ -39,6 +90,11 @@ type ChatRequest struct {
 	Stream              bool           `json:"stream,omitempty"`
 	StreamOptions       *StreamOptions `json:"stream_options,omitempty"`
 	User                string         `json:"user,omitempty"`
+	// Tools and ToolChoice are sent as they are (JSON), ParallelToolCalls
+	// when set.
+	Tools             json.RawMessage `json:"tools,omitempty"`
+	ToolChoice        json.RawMessage `json:"tool_choice,omitempty"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls,omitempty"`
 	// Extra holds server-specific fields (top_k, min_p,
 	// repetition_penalty, chat_template_kwargs, ...) added to the body. A
 	// key that names a field set above is ignored.
@@ -117,6 +173,27 @@ type ResponseMessage struct {
 	// SGLang return apart from the answer.
 	ReasoningContent string `json:"reasoning_content,omitempty"`
 	Refusal          string `json:"refusal,omitempty"`
+	// ToolCalls are the tools the model called, in its order.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+}
+
+// MarshalJSON encodes the message as OpenAI does: refusal is null when
+// empty, and so is the content of a message that only calls tools.
+func (m ResponseMessage) MarshalJSON() ([]byte, error) {
+	var content, refusal *string
+	if m.Content != "" || len(m.ToolCalls) == 0 {
+		content = &m.Content
+	}
+	if m.Refusal != "" {
+		refusal = &m.Refusal
+	}
+	return json.Marshal(struct {
+		Role             string     `json:"role"`
+		Content          *string    `json:"content"`
+		ReasoningContent string     `json:"reasoning_content,omitempty"`
+		Refusal          *string    `json:"refusal"`
+		ToolCalls        []ToolCall `json:"tool_calls,omitempty"`
+	}{m.Role, content, m.ReasoningContent, refusal, m.ToolCalls})
 }
 
 // UnmarshalJSON accepts content as a string, null or a list of text parts.
@@ -127,12 +204,13 @@ func (m *ResponseMessage) UnmarshalJSON(data []byte) error {
 		ReasoningContent json.RawMessage `json:"reasoning_content"`
 		Reasoning        json.RawMessage `json:"reasoning"`
 		Refusal          json.RawMessage `json:"refusal"`
+		ToolCalls        []ToolCall      `json:"tool_calls"`
 	}
 	if err := json.Unmarshal(data, &w); err != nil {
 		return err
 	}
 	var err error
-	*m = ResponseMessage{Role: w.Role}
+	*m = ResponseMessage{Role: w.Role, ToolCalls: w.ToolCalls}
 	if m.Content, err = decodeContent(w.Content); err != nil {
 		return fmt.Errorf("content: %w", err)
 	}
@@ -178,12 +256,13 @@ func decodeContent(raw json.RawMessage) (string, error) {
 	return b.String(), nil
 }
 
-// Choice is one choice of a response.
+// Choice is one choice of a response. Logprobs is null when not asked
+// for, as OpenAI sends it.
 type Choice struct {
 	Index        int             `json:"index"`
 	Message      ResponseMessage `json:"message"`
+	Logprobs     *Logprobs       `json:"logprobs"`
 	FinishReason string          `json:"finish_reason"`
-	Logprobs     *Logprobs       `json:"logprobs,omitempty"`
 }
 
 // ChatResponse is a non-streamed /chat/completions response.
@@ -231,9 +310,25 @@ func (r ChatResponse) Ordered() []Choice {
 
 // Delta is the new part of a choice in a streamed chunk.
 type Delta struct {
-	Role             string `json:"role,omitempty"`
-	Content          string `json:"content,omitempty"`
-	ReasoningContent string `json:"reasoning_content,omitempty"`
+	Role             string     `json:"role,omitempty"`
+	Content          string     `json:"content,omitempty"`
+	ReasoningContent string     `json:"reasoning_content,omitempty"`
+	ToolCalls        []ToolCall `json:"tool_calls,omitempty"`
+}
+
+// MarshalJSON encodes the delta as OpenAI does: the first delta of a
+// choice, which carries the role, has content "" when it has no other.
+func (d Delta) MarshalJSON() ([]byte, error) {
+	var content *string
+	if d.Content != "" || d.Role != "" && len(d.ToolCalls) == 0 {
+		content = &d.Content
+	}
+	return json.Marshal(struct {
+		Role             string     `json:"role,omitempty"`
+		Content          *string    `json:"content,omitempty"`
+		ReasoningContent string     `json:"reasoning_content,omitempty"`
+		ToolCalls        []ToolCall `json:"tool_calls,omitempty"`
+	}{d.Role, content, d.ReasoningContent, d.ToolCalls})
 }
 
 // UnmarshalJSON accepts null content and reasoning under either name.
@@ -242,7 +337,7 @@ func (d *Delta) UnmarshalJSON(data []byte) error {
 	if err := m.UnmarshalJSON(data); err != nil {
 		return err
 	}
-	*d = Delta{Role: m.Role, Content: m.Content, ReasoningContent: m.ReasoningContent}
+	*d = Delta{Role: m.Role, Content: m.Content, ReasoningContent: m.ReasoningContent, ToolCalls: m.ToolCalls}
 	return nil
 }
 
@@ -252,6 +347,21 @@ type ChunkChoice struct {
 	Delta        Delta     `json:"delta"`
 	FinishReason string    `json:"finish_reason,omitempty"`
 	Logprobs     *Logprobs `json:"logprobs,omitempty"`
+}
+
+// MarshalJSON encodes the choice as OpenAI does: logprobs and
+// finish_reason are null until set.
+func (c ChunkChoice) MarshalJSON() ([]byte, error) {
+	var finish *string
+	if c.FinishReason != "" {
+		finish = &c.FinishReason
+	}
+	return json.Marshal(struct {
+		Index        int       `json:"index"`
+		Delta        Delta     `json:"delta"`
+		Logprobs     *Logprobs `json:"logprobs"`
+		FinishReason *string   `json:"finish_reason"`
+	}{c.Index, c.Delta, c.Logprobs, finish})
 }
 
 // ChatChunk is one event of a streamed response. With

@@ -35,3 +35,8 @@ func TestReadContract(t *testing.T) {
 	pgtest.URL(t)
 	storetest.RunRead(t, func(t *testing.T) storetest.ReadStore { return openTest(t) })
 }
+
+func TestJobsContract(t *testing.T) {
+	pgtest.URL(t)
+	storetest.RunJobs(t, func(t *testing.T) tpo.JobStore { return openTest(t) })
+}

@@ -85,6 +85,24 @@ CREATE TABLE processes (
 	PRIMARY KEY (host, pid, started)
 );
 `},
+	{3, "jobs: the responses and batches of tpo serve", `
+CREATE TABLE jobs (
+	kind          text NOT NULL,
+	id            text NOT NULL,
+	status        text NOT NULL,
+	created       timestamptz NOT NULL,
+	updated       timestamptz NOT NULL,
+	finished      timestamptz,
+	owner_host    text,
+	owner_pid     integer,
+	owner_started timestamptz,
+	data          json NOT NULL,  -- as the server wrote it
+	PRIMARY KEY (kind, id)
+);
+
+CREATE INDEX jobs_created ON jobs (kind, created DESC, id COLLATE "C" DESC);
+CREATE INDEX jobs_unfinished_by_host ON jobs (kind, owner_host, created) WHERE finished IS NULL;
+`},
 }
 
 // SchemaVersion is the version of the schema this package writes.

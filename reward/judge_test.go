@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -236,7 +237,7 @@ func TestJudgeRetriesWithReminder(t *testing.T) {
 		{Role: tpo.RoleAssistant, Content: "Excellent reply!"},
 		{Role: tpo.RoleUser, Content: judgeReminder},
 	}))
-	if !slices.Equal(second, want) {
+	if !reflect.DeepEqual(second, want) {
 		t.Errorf("second request messages = %v, want the first plus the reply and a reminder", second)
 	}
 }
@@ -368,8 +369,8 @@ func TestJudgeCustomTemplates(t *testing.T) {
 	if _, err := j.Score(context.Background(), testConversation, []string{"Yes."}); err != nil {
 		t.Fatal(err)
 	}
-	if reqs := srv.requests(t); !slices.Equal(reqs[0].Messages, openai.Messages(want)) {
-		t.Errorf("sent %q, want %q", reqs[0].Messages, want)
+	if reqs := srv.requests(t); !reflect.DeepEqual(reqs[0].Messages, openai.Messages(want)) {
+		t.Errorf("sent %+v, want %q", reqs[0].Messages, want)
 	}
 }
 

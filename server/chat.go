@@ -20,7 +20,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	p, aerr := parseRequest(body, s.opts.Config, s.opts.DefaultReward, s.opts.Scorers, s.opts.Limits, s.opts.Deadline)
+	p, aerr := parseRequest(body, s.settings())
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -41,10 +41,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	release := sync.OnceFunc(acquired)
 	defer release()
 
-	o := outcome{ID: newCompletionID(), Created: s.opts.Now().Unix(), Arrived: arrived, Model: p.Model, Plan: p}
-	if o.Model == "" {
-		o.Model = s.up.DefaultModel()
-	}
+	o := s.newOutcome(newCompletionID(), arrived, p)
 	runID, err := s.openRun(ctx, o)
 	if err != nil {
 		s.log.Error("opening a run in the store failed", "err", err)
@@ -54,7 +51,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	o.RunID = runID
 	if p.Stream {
-		s.stream(ctx, w, o, release)
+		s.stream(ctx, w, o, release, chatStream{s: s, c: chunkMaker{id: o.ID, created: o.Created, model: o.Model}}, s.optimize)
 		return
 	}
 	o, err = s.optimize(ctx, o, nil)
@@ -64,6 +61,18 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, completionOf(o))
+}
+
+// newOutcome starts the outcome of plan p, answered under id.
+func (s *Server) newOutcome(id string, arrived time.Time, p *plan) outcome {
+	o := outcome{ID: id, Created: s.opts.Now().Unix(), Arrived: arrived, Model: p.Model, Upstream: p.Upstream, Plan: p}
+	if o.Upstream == "" {
+		o.Upstream = s.up.DefaultModel()
+	}
+	if o.Model == "" {
+		o.Model = o.Upstream
+	}
+	return o
 }
 
 // acquire waits for an optimization slot, up to the queue wait.
@@ -105,8 +114,8 @@ func (s *Server) openRun(ctx context.Context, o outcome) (string, error) {
 		return "", nil
 	}
 	cfg, _ := json.Marshal(map[string]any{
-		"config": o.Plan.Config, "model": o.Model, "reward": o.Plan.Reward, "n": o.Plan.N,
-		"completion_id": o.ID, "stream": o.Plan.Stream,
+		"config": o.Plan.Config, "model": o.Upstream, "reward": o.Plan.Reward, "n": o.Plan.N,
+		"completion_id": o.ID, "stream": o.Plan.Stream, "requested_model": o.Model, "tools": o.Plan.Tools.any(),
 	})
 	run, _, err := s.opts.Store.OpenRun(ctx, tpo.Run{Kind: "serve", Source: "api", Config: cfg, Created: s.opts.Now(), ItemCount: 1, Owner: s.opts.Owner})
 	if err != nil {
@@ -126,7 +135,7 @@ func (s *Server) optimize(ctx context.Context, o outcome, onEvent func(tpo.Event
 	if flightID == "" {
 		flightID = o.ID
 	}
-	s.hub.start(tpo.LiveRun{RunID: flightID, Model: o.Model, Mode: p.Config.Mode, Width: p.Config.Width,
+	s.hub.start(tpo.LiveRun{RunID: flightID, Model: o.Upstream, Mode: p.Config.Mode, Width: p.Config.Width,
 		Depth: p.Config.Steps(), Prompt: item.Prompt(), Started: s.opts.Now()})
 	defer s.hub.end(flightID)
 
@@ -136,7 +145,13 @@ func (s *Server) optimize(ctx context.Context, o outcome, onEvent func(tpo.Event
 			return o, fmt.Errorf("recording the item: %w", err)
 		}
 	}
-	m := newMeter(s.up.Generator(o.Model), s.opts.Scorers[p.Reward], s.metrics)
+	gen := s.up.Generator(o.Upstream)
+	var tools *toolSampler
+	if p.Tools.any() {
+		tools = &toolSampler{up: s.up, inner: gen, model: o.Upstream, conv: p.Conversation, tools: p.Tools}
+		gen = tools
+	}
+	m := newMeter(gen, s.opts.Scorers[p.Reward], s.metrics)
 	opt := &tpo.Optimizer{Policy: meterGenerator{m}, Reward: meterScorer{m}, Config: p.Config,
 		Templates: s.opts.Templates, Logger: s.log, Tracer: s.opts.Tracer}
 	opts := tpo.Options{Deadline: o.deadline(), OnEvent: func(e tpo.Event) {
@@ -153,14 +168,22 @@ func (s *Server) optimize(ctx context.Context, o outcome, onEvent func(tpo.Event
 			return store.SaveStep(context.WithoutCancel(ctx), o.RunID, item.ID, st)
 		}
 	}
-	s.log.Info("optimizing", "run", o.RunID, "id", o.ID, "model", o.Model, "mode", p.Config.Mode,
+	s.log.Info("optimizing", "run", o.RunID, "id", o.ID, "model", o.Upstream, "mode", p.Config.Mode,
 		"width", p.Config.Width, "depth", p.Config.Steps(), "reward", p.Reward, "messages", len(item.Messages))
 	t0 := time.Now()
 	res, err := opt.Optimize(ctx, item, opts)
 	o.Result, o.Meter = res, m.snapshot()
+	if tools != nil {
+		o.Tools = tools.outcome()
+	}
 
 	outcomeLabel := "ok"
 	switch {
+	case errors.Is(err, errToolCalls) && o.Tools.answered():
+		// The answer is the model's tool calls: a success, recorded as
+		// an item that was not optimized, and why.
+		outcomeLabel, err = "tool_calls", nil
+		res.Error = "not optimized: " + o.Tools.why()
 	case err != nil && ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
 		outcomeLabel = "cancelled"
 		if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {

@@ -10,8 +10,6 @@ import (
 	"strconv"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/httpx"
-	"github.com/tpoproject/tpo/openai"
 )
 
 // apiError is an error answered in the OpenAI error format.
@@ -100,9 +98,9 @@ func upstreamError(err error, deadline bool) *apiError {
 	}
 	e := &apiError{Status: http.StatusBadGateway, Type: typeUpstream, Code: "upstream_error",
 		Message: "upstream failure: " + msg}
-	var se *httpx.StatusError
-	if errors.As(err, &se) {
-		e.Code = "upstream_status_" + strconv.Itoa(se.Status)
+	var ue *UpstreamError
+	if errors.As(err, &ue) {
+		e.Code = "upstream_status_" + strconv.Itoa(ue.Status)
 	}
 	return e
 }
@@ -115,8 +113,8 @@ func clientCaused(err error, msg string) *apiError {
 		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Code: "context_length_exceeded", Param: "messages",
 			Message: "the conversation does not fit the model's context window (TPO's prompts hold it and the responses compared): " + msg}
 	}
-	var se *httpx.StatusError
-	if !errors.As(err, &se) || se.Name != "policy" {
+	var se *UpstreamError
+	if !errors.As(err, &se) || se.Role != "policy" {
 		return nil
 	}
 	// The upstream's own words are what the client needs; the whole
@@ -125,7 +123,7 @@ func clientCaused(err error, msg string) *apiError {
 		msg = m
 	}
 	switch {
-	case openai.IsUnknownModel(se):
+	case se.UnknownModel:
 		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "model_not_found", Param: "model",
 			Message: "the policy server does not serve the model of the request: " + msg}
 	case se.Status == http.StatusBadRequest, se.Status == http.StatusUnprocessableEntity, se.Status == http.StatusRequestEntityTooLarge:
@@ -157,7 +155,7 @@ func isDigits(s string) bool {
 // is relayed with its status and its own message, since it is about what
 // the client sent.
 func passThroughError(err error, deadline bool) *apiError {
-	var se *httpx.StatusError
+	var se *UpstreamError
 	if !deadline && errors.As(err, &se) {
 		switch se.Status {
 		case http.StatusBadRequest, http.StatusNotFound, http.StatusRequestEntityTooLarge,

@@ -13,16 +13,18 @@ import (
 	"testing"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/httpx"
 )
 
 // secrets are the upstream addresses the failures below carry; no client
 // may see them.
 var secrets = []string{"gpu7", "10.0.0.5", "http://", "rm.internal"}
 
-func statusErr(name string, status int, msg, typ, code, param string) *httpx.StatusError {
-	return &httpx.StatusError{Name: name, Server: "http://gpu7.internal:8000/v1", Path: "/chat/completions",
-		Status: status, Message: msg, Type: typ, Code: code, Param: param}
+// statusErr is a model server's error answer as an Upstream reports it,
+// with the server's address in the whole error.
+func statusErr(name string, status int, msg, typ, code, param string) *UpstreamError {
+	return &UpstreamError{Role: name, Status: status, Message: msg, Type: typ, Code: code, Param: param,
+		UnknownModel: status == 404 && (strings.Contains(strings.ToLower(msg), "model") || param == "model"),
+		Err:          fmt.Errorf("%s server http://gpu7.internal:8000/v1: POST /chat/completions: %d %s: %s", name, status, http.StatusText(status), msg)}
 }
 
 // TestWhoseErrorItIs: an upstream failure the client's request caused

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/files"
+	"github.com/tpoproject/tpo/openai"
 	"github.com/tpoproject/tpo/tpotest"
 )
 
@@ -21,8 +23,12 @@ import (
 // pass-through requests get canned answers.
 type fakeUpstream struct {
 	policy *tpotest.Policy
+	// toolCall, if set, says whether choice i of a request with tools
+	// is a tool call, and which.
+	toolCall func(req openai.ChatRequest, i int) *openai.ToolCall
 	// block, if set, is called before every generation; it may wait (for
-	// ctx) to hold an optimization at a given call.
+	// ctx) to hold an optimization at a given call. Set it (and toolCall)
+	// under mu once the server may run.
 	block func(ctx context.Context, call int, req tpo.GenerateRequest) error
 
 	mu         sync.Mutex
@@ -34,6 +40,7 @@ type fakeUpstream struct {
 	chatErr    error
 	stream     func(w io.Writer) // writes the pass-through SSE stream
 	streamErr  error
+	choiceReqs []openai.ChatRequest
 }
 
 type fakeGen struct {
@@ -46,9 +53,10 @@ func (g fakeGen) Generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Gen
 	call := g.f.calls
 	g.f.calls++
 	g.f.genModels = append(g.f.genModels, g.model)
+	block := g.f.block
 	g.f.mu.Unlock()
-	if g.f.block != nil {
-		if err := g.f.block(ctx, call, req); err != nil {
+	if block != nil {
+		if err := block(ctx, call, req); err != nil {
 			return tpo.Generation{Usage: tpo.Usage{Requests: 1}}, err
 		}
 	}
@@ -102,6 +110,37 @@ func (f *fakeUpstream) ChatStream(ctx context.Context, body []byte) (io.ReadClos
 	return pr, nil
 }
 
+// Choices answers with the policy's texts for the conversation written
+// out, or with the tool calls toolCall says.
+func (f *fakeUpstream) Choices(ctx context.Context, req openai.ChatRequest, n int) ([]openai.Choice, tpo.Usage, error) {
+	f.mu.Lock()
+	f.choiceReqs = append(f.choiceReqs, req)
+	toolCall := f.toolCall
+	f.mu.Unlock()
+	gr := tpo.GenerateRequest{Messages: renderConversation(req.Messages), N: n, Stage: tpo.StageSample,
+		Sampling: tpo.Sampling{Temperature: *req.Temperature, TopP: *req.TopP, MaxTokens: *req.MaxTokens}}
+	gen, err := fakeGen{f, req.Model}.Generate(ctx, gr)
+	var out []openai.Choice
+	for i, text := range gen.Texts {
+		c := openai.Choice{Index: i, Message: openai.ResponseMessage{Role: "assistant", Content: text}, FinishReason: "stop"}
+		if toolCall != nil {
+			if call := toolCall(req, i); call != nil {
+				c.Message = openai.ResponseMessage{Role: "assistant", ToolCalls: []openai.ToolCall{*call}}
+				c.FinishReason = "tool_calls"
+			}
+		}
+		out = append(out, c)
+	}
+	return out, gen.Usage, err
+}
+
+// toolRequests returns the requests sent with tools.
+func (f *fakeUpstream) toolRequests() []openai.ChatRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]openai.ChatRequest(nil), f.choiceReqs...)
+}
+
 func (f *fakeUpstream) generations() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -115,6 +154,7 @@ type testEnv struct {
 	reward *tpotest.Reward
 	store  *tpotest.MemStore
 	ts     *httptest.Server
+	opts   Options // as given to New
 }
 
 func newTestEnv(t *testing.T, edit func(*Options)) *testEnv {
@@ -125,18 +165,32 @@ func newTestEnv(t *testing.T, edit func(*Options)) *testEnv {
 	opts := Options{
 		Policy:        e.up,
 		Scorers:       map[string]tpo.Scorer{"len": e.reward, "words": &tpotest.Reward{Func: func(_ []tpo.Message, r string) float64 { return float64(len(strings.Fields(r))) }}},
-		DefaultReward: "len", Config: cfg, Store: e.store, KeepAlive: time.Hour,
+		DefaultReward: "len", Config: cfg, Store: e.store, Jobs: e.store, KeepAlive: time.Hour,
 	}
 	if edit != nil {
 		edit(&opts)
+	}
+	if opts.Files == nil {
+		dir, err := files.Open(t.TempDir(), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Files = dir
 	}
 	srv, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	e.srv = srv
+	e.opts = opts
 	e.ts = httptest.NewServer(srv)
 	t.Cleanup(e.ts.Close)
+	t.Cleanup(func() {
+		// No background work outlives the test.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
 	return e
 }
 
@@ -213,7 +267,7 @@ type streamChunk struct {
 		} `json:"delta"`
 		FinishReason *string `json:"finish_reason"`
 	} `json:"choices"`
-	Usage *usage           `json:"usage"`
+	Usage *openai.Usage    `json:"usage"`
 	TPO   *json.RawMessage `json:"tpo"`
 	Error *errorObject     `json:"error"`
 }

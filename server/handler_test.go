@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/httpx"
+	"github.com/tpoproject/tpo/openai"
 )
 
 const convo = `"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"What is 2+2?"},{"role":"assistant","content":"4"},{"role":"user","content":"And 3+3?"}]`
@@ -39,7 +39,7 @@ func TestChatCompletion(t *testing.T) {
 	e.up.mu.Lock()
 	rep, models := e.up.reported, e.up.genModels
 	e.up.mu.Unlock()
-	if want := usageOf(rep); c.Usage != want || want.TotalTokens == 0 {
+	if want := usageOf(rep); *c.Usage != want || want.TotalTokens == 0 {
 		t.Errorf("usage = %+v, want %+v (the fake's sum)", c.Usage, want)
 	}
 	if len(models) != 7 { // 1 + 3D with D=2
@@ -351,7 +351,7 @@ func TestUpstreamFailures(t *testing.T) {
 		e := newTestEnv(t, nil)
 		e.up.policy.Err = func(call int, _ tpo.GenerateRequest) error {
 			if call == 1 {
-				return &httpx.StatusError{Name: "policy", Server: "http://gpu7:8000/v1", Path: "/chat/completions", Status: 500, Message: "CUDA out of memory"}
+				return upErr("policy", "http://gpu7:8000/v1", 500, "CUDA out of memory", "")
 			}
 			return nil
 		}
@@ -448,7 +448,7 @@ func TestStream(t *testing.T) {
 	var kinds []string
 	var content string
 	var last Progress
-	var usageSeen *usage
+	var usageSeen *openai.Usage
 	var summary Summary
 	var id string
 	for _, ev := range events[:len(events)-1] {
@@ -545,7 +545,7 @@ func TestStreamErrorAfterStart(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.up.policy.Err = func(call int, _ tpo.GenerateRequest) error {
 		if call == 2 {
-			return &httpx.StatusError{Name: "policy", Server: "http://gpu:8000/v1", Path: "/chat/completions", Status: 503, Message: "overloaded"}
+			return upErr("policy", "http://gpu:8000/v1", 503, "overloaded", "")
 		}
 		return nil
 	}
@@ -696,14 +696,14 @@ func TestPassThrough(t *testing.T) {
 	}
 
 	// An upstream 400 about the client's request keeps its status.
-	e.up.setChat("", &httpx.StatusError{Name: "policy", Server: "http://up/v1", Path: "/chat/completions", Status: 400, Message: "bad tool schema", Param: "tools"})
+	e.up.setChat("", upErr("policy", "http://up/v1", 400, "bad tool schema", "tools"))
 	var b errorBody
 	decodeJSON(t, e.post(t, `{"model":"m","tpo":{"mode":"off"},`+convo+`}`), 400, &b)
 	if !strings.Contains(b.Error.Message, "bad tool schema") || b.Error.Param == nil || *b.Error.Param != "tools" {
 		t.Errorf("error = %+v", b.Error)
 	}
 	// A 500 is a bad gateway.
-	e.up.setChat("", &httpx.StatusError{Name: "policy", Server: "http://up/v1", Path: "/chat/completions", Status: 500, Message: "boom"})
+	e.up.setChat("", upErr("policy", "http://up/v1", 500, "boom", ""))
 	decodeJSON(t, e.post(t, `{"model":"m","tpo":{"mode":"off"},`+convo+`}`), 502, &b)
 }
 
@@ -744,8 +744,8 @@ func TestModelsHealthMetrics(t *testing.T) {
 		} `json:"data"`
 	}
 	decodeJSON(t, get(t, e.ts.URL+"/v1/models", ""), 200, &list)
-	if list.Object != "list" || len(list.Data) != 1 || list.Data[0].ID != "m1" {
-		t.Errorf("models = %+v", list)
+	if list.Object != "list" || len(list.Data) != 3 || list.Data[0].ID != "m1" || list.Data[1].ID != "tpo/m1" || list.Data[2].ID != "off/m1" {
+		t.Errorf("models = %+v, want m1 and the default presets tpo/m1 and off/m1", list)
 	}
 	var h map[string]any
 	decodeJSON(t, get(t, e.ts.URL+"/healthz", ""), 200, &h)
@@ -889,4 +889,10 @@ func TestDeadlineAnswersWithTheBestSoFar(t *testing.T) {
 	if er.Error.Param == nil || *er.Error.Param != "tpo.deadline_ms" {
 		t.Errorf("error %+v, want one naming tpo.deadline_ms", er.Error)
 	}
+}
+
+// upErr is a model server's error answer at url as an Upstream reports it.
+func upErr(role, url string, status int, msg, param string) *UpstreamError {
+	return &UpstreamError{Role: role, Status: status, Message: msg, Param: param,
+		Err: fmt.Errorf("%s server %s: POST /chat/completions: %d %s: %s", role, url, status, http.StatusText(status), msg)}
 }

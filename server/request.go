@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/openai"
 )
 
 // ModeOff is the value of the "mode" override that sends the request
@@ -99,10 +100,12 @@ type chatRequest struct {
 	MaxTokens           *int           `json:"max_tokens"`
 	MaxCompletionTokens *int           `json:"max_completion_tokens"`
 	Seed                *int64         `json:"seed"`
+	// Tools the model may call: sent with the initial samples.
+	Tools             json.RawMessage `json:"tools"`
+	ToolChoice        json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
 	// Fields TPO cannot honour; their presence is checked, not their value.
-	Tools          json.RawMessage `json:"tools"`
 	Functions      json.RawMessage `json:"functions"`
-	ToolChoice     json.RawMessage `json:"tool_choice"`
 	FunctionCall   json.RawMessage `json:"function_call"`
 	ResponseFormat json.RawMessage `json:"response_format"`
 	Logprobs       *bool           `json:"logprobs"`
@@ -119,6 +122,7 @@ type inMessage struct {
 	Content    json.RawMessage `json:"content"`
 	ToolCalls  json.RawMessage `json:"tool_calls"`
 	ToolCallID string          `json:"tool_call_id"`
+	Name       string          `json:"name"`
 }
 
 type contentPart struct {
@@ -128,7 +132,10 @@ type contentPart struct {
 
 // plan is a validated request: what to do and with which settings.
 type plan struct {
+	// Model is the request's model, as answers echo it; Upstream the
+	// policy model it names (Model without its preset).
 	Model        string
+	Upstream     string
 	Stream       bool
 	IncludeUsage bool
 	// Off is true for pass-through requests; Body is then the request
@@ -136,19 +143,60 @@ type plan struct {
 	Off  bool
 	Body []byte
 
-	Item   tpo.Item
-	Config tpo.Config
-	Reward string // scorer name
-	N      int
+	// Item is the conversation as the optimization's calls see it: text,
+	// with tool calls and their results written out (see
+	// renderConversation).
+	Item tpo.Item
+	// Conversation is the conversation as the client sent it; with Tools,
+	// the initial samples are asked for with it and them.
+	Conversation []openai.Message
+	Tools        toolSpec
+	Config       tpo.Config
+	Reward       string // scorer name
+	N            int
 	// Deadline is when the answer is due, from the request's arrival
 	// (0: none).
 	Deadline time.Duration
 }
 
+// toolSpec is what a request says of tools: the tools (JSON, in the chat
+// completions format) and the choice, sent as they are.
+type toolSpec struct {
+	Tools             json.RawMessage
+	Choice            json.RawMessage
+	ParallelToolCalls *bool
+}
+
+// any reports whether the request offers the model tools.
+func (t toolSpec) any() bool { return len(t.Tools) > 0 }
+
+// settings are what requests are checked against and what they default
+// to.
+type settings struct {
+	Config        tpo.Config
+	DefaultReward string
+	Scorers       map[string]tpo.Scorer
+	Limits        Limits
+	Deadline      time.Duration
+}
+
+func (s *Server) settings() settings {
+	return settings{Config: s.opts.Config, DefaultReward: s.opts.DefaultReward, Scorers: s.opts.Scorers,
+		Limits: s.opts.Limits, Deadline: s.opts.Deadline}
+}
+
+// samplingReq is what a request asks of the sampling of its answer.
+type samplingReq struct {
+	Temperature *float64
+	TopP        *float64
+	MaxTokens   *int
+	Seed        *int64
+}
+
 // parseRequest reads a chat completion request body and checks it against
 // the server's defaults, limits and scorers. It does not touch the network.
-func parseRequest(body []byte, defaults tpo.Config, defaultReward string, scorers map[string]tpo.Scorer, lim Limits, deadline time.Duration) (*plan, *apiError) {
-	lim = lim.withDefaults()
+func parseRequest(body []byte, st settings) (*plan, *apiError) {
+	st.Limits = st.Limits.withDefaults()
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
 		return nil, badRequest("", "the request body is not a JSON object: %s", jsonErrText(err))
@@ -157,15 +205,14 @@ func parseRequest(body []byte, defaults tpo.Config, defaultReward string, scorer
 	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, jsonFieldError("", err)
 	}
-	var ov Overrides
-	if raw, ok := top["tpo"]; ok && !isNull(raw) {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&ov); err != nil {
-			return nil, jsonFieldError("tpo", err)
-		}
+	ov, aerr := decodeOverrides(top["tpo"])
+	if aerr != nil {
+		return nil, aerr
 	}
 	p := &plan{Model: req.Model, Stream: req.Stream}
+	if p.Upstream, ov, aerr = resolveModel(req.Model, ov, st.Limits); aerr != nil {
+		return nil, aerr
+	}
 	if req.StreamOptions != nil {
 		if !req.Stream {
 			return nil, badRequest("stream_options", "stream_options is only allowed with stream: true")
@@ -175,85 +222,152 @@ func parseRequest(body []byte, defaults tpo.Config, defaultReward string, scorer
 	if len(req.Messages) == 0 {
 		return nil, badRequest("messages", "messages must be a non-empty array")
 	}
-	if aerr := checkCounts(&req, lim); aerr != nil {
+	if aerr := checkCounts(&req, st.Limits); aerr != nil {
 		return nil, aerr
 	}
 	p.N = 1
 	if req.N != nil {
 		p.N = *req.N
 	}
-
 	if ov.Mode == ModeOff {
-		delete(top, "tpo")
-		b, err := json.Marshal(top)
-		if err != nil {
-			return nil, badRequest("", "re-encoding the request: %v", err)
-		}
-		p.Off, p.Body = true, b
-		return p, nil
+		return passThroughPlan(p, top)
 	}
+	if aerr := refuseUnsupported(&req); aerr != nil {
+		return nil, aerr
+	}
+	p.Tools = toolSpec{Tools: req.Tools, Choice: req.ToolChoice, ParallelToolCalls: req.ParallelToolCalls}
+	if aerr := checkTools(p.Tools, "tools", "tool_choice"); aerr != nil {
+		return nil, aerr
+	}
+	if p.Conversation, aerr = convertMessages(req.Messages); aerr != nil {
+		return nil, aerr
+	}
+	samp := samplingReq{Temperature: req.Temperature, TopP: req.TopP, MaxTokens: req.MaxTokens, Seed: req.Seed}
+	if req.MaxCompletionTokens != nil {
+		// Like vLLM: max_completion_tokens wins when both are given.
+		samp.MaxTokens = req.MaxCompletionTokens
+	}
+	if aerr := completePlan(p, st, ov, samp, "messages"); aerr != nil {
+		return nil, aerr
+	}
+	return p, nil
+}
 
-	// Features the optimizer cannot honour are refused, not ignored.
+// passThroughPlan makes p the plan of a request relayed unchanged: its
+// body without the "tpo" object, naming the upstream model when the
+// request named a preset.
+func passThroughPlan(p *plan, top map[string]json.RawMessage) (*plan, *apiError) {
+	delete(top, "tpo")
+	if p.Upstream != p.Model {
+		m, _ := json.Marshal(p.Upstream)
+		top["model"] = m
+	}
+	b, err := json.Marshal(top)
+	if err != nil {
+		return nil, badRequest("", "re-encoding the request: %v", err)
+	}
+	p.Off, p.Body = true, b
+	return p, nil
+}
+
+// completePlan fills in the settings of an optimized request whose
+// conversation is set: the rendered conversation, the configuration, the
+// deadline and the reward. param names the conversation in errors.
+func completePlan(p *plan, st settings, ov Overrides, samp samplingReq, param string) *apiError {
+	st.Limits = st.Limits.withDefaults()
+	p.Item = tpo.Item{Messages: renderConversation(p.Conversation)}
+	if err := p.Item.Validate(); err != nil {
+		return badRequest(param, "%v", err)
+	}
+	cfg, aerr := applyOverrides(st.Config, ov, st.Limits)
+	if aerr != nil {
+		return aerr
+	}
+	if aerr := applySampling(&cfg, samp); aerr != nil {
+		return aerr
+	}
+	p.Config = cfg
+	p.Deadline = st.Deadline
+	if ov.DeadlineMS != nil {
+		if *ov.DeadlineMS < 1 {
+			return badRequest("tpo.deadline_ms", "tpo.deadline_ms must be at least 1, got %d", *ov.DeadlineMS)
+		}
+		d := time.Duration(*ov.DeadlineMS) * time.Millisecond
+		if st.Deadline > 0 && d > st.Deadline {
+			return badRequest("tpo.deadline_ms", "tpo.deadline_ms must be at most this server's deadline, %d", st.Deadline.Milliseconds())
+		}
+		p.Deadline = d
+	}
+	p.Reward = st.DefaultReward
+	if ov.Reward != "" {
+		p.Reward = ov.Reward
+	}
+	if _, ok := st.Scorers[p.Reward]; !ok {
+		return badRequest("tpo.reward", "unknown reward %q (this server has: %s)", p.Reward, strings.Join(sortedKeys(st.Scorers), ", "))
+	}
+	return nil
+}
+
+// decodeOverrides reads a request's "tpo" object.
+func decodeOverrides(raw json.RawMessage) (Overrides, *apiError) {
+	var ov Overrides
+	if isNull(raw) {
+		return ov, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ov); err != nil {
+		return ov, jsonFieldError("tpo", err)
+	}
+	return ov, nil
+}
+
+// resolveModel reads a request's model: the upstream model it names, and
+// the settings of its preset under the request's "tpo" object.
+func resolveModel(model string, ov Overrides, lim Limits) (string, Overrides, *apiError) {
+	pr, upstream, ok, err := splitPreset(model)
+	if err != nil {
+		return "", ov, badRequest("model", "%v", err)
+	}
+	if !ok {
+		return model, ov, nil
+	}
+	if pr.Width != nil && (*pr.Width < 1 || *pr.Width > lim.MaxWidth) {
+		return "", ov, badRequest("model", "model %q: the preset's width (-n) must be between 1 and %d, got %d", model, lim.MaxWidth, *pr.Width)
+	}
+	if pr.Depth != nil && *pr.Depth > lim.MaxDepth {
+		return "", ov, badRequest("model", "model %q: the preset's depth (-d) must be at most %d, got %d", model, lim.MaxDepth, *pr.Depth)
+	}
+	return upstream, pr.under(ov), nil
+}
+
+// refuseUnsupported refuses the features the optimizer cannot honour
+// rather than ignoring them.
+func refuseUnsupported(req *chatRequest) *apiError {
 	for _, f := range []struct {
 		name string
 		raw  json.RawMessage
-	}{{"tools", req.Tools}, {"functions", req.Functions}, {"function_call", req.FunctionCall}, {"stop", req.Stop}} {
-		if !isNull(f.raw) {
-			return nil, badRequest(f.name, "%s is not supported with TPO; send \"tpo\": {\"mode\": \"off\"} to pass the request through", f.name)
+	}{{"functions", req.Functions}, {"function_call", req.FunctionCall}, {"stop", req.Stop}} {
+		if isNull(f.raw) {
+			continue
 		}
-	}
-	if !isNull(req.ToolChoice) && string(bytes.TrimSpace(req.ToolChoice)) != `"none"` {
-		return nil, badRequest("tool_choice", "tool_choice is not supported with TPO; send \"tpo\": {\"mode\": \"off\"} to pass the request through")
+		if f.name == "stop" {
+			return badRequest(f.name, "stop is not supported with TPO; send \"tpo\": {\"mode\": \"off\"} to pass the request through")
+		}
+		return badRequest(f.name, "%s (the legacy form of tools) is not supported with TPO: send tools instead, or \"tpo\": {\"mode\": \"off\"} to pass the request through", f.name)
 	}
 	if !isNull(req.ResponseFormat) {
 		var rf struct {
 			Type string `json:"type"`
 		}
 		if err := json.Unmarshal(req.ResponseFormat, &rf); err != nil || rf.Type != "text" {
-			return nil, badRequest("response_format", "response_format other than text is not supported with TPO; send \"tpo\": {\"mode\": \"off\"} to pass the request through")
+			return badRequest("response_format", "response_format other than text is not supported with TPO; send \"tpo\": {\"mode\": \"off\"} to pass the request through")
 		}
 	}
 	if req.Logprobs != nil && *req.Logprobs || req.TopLogprobs != nil {
-		return nil, badRequest("logprobs", "logprobs are not supported with TPO (the answer is not one sample)")
+		return badRequest("logprobs", "logprobs are not supported with TPO (the answer is not one sample)")
 	}
-
-	msgs, aerr := convertMessages(req.Messages)
-	if aerr != nil {
-		return nil, aerr
-	}
-	p.Item = tpo.Item{Messages: msgs}
-	if err := p.Item.Validate(); err != nil {
-		return nil, badRequest("messages", "%v", err)
-	}
-
-	cfg, aerr := applyOverrides(defaults, ov, lim)
-	if aerr != nil {
-		return nil, aerr
-	}
-	if aerr := applySampling(&cfg, &req); aerr != nil {
-		return nil, aerr
-	}
-	p.Config = cfg
-	p.Deadline = deadline
-	if ov.DeadlineMS != nil {
-		if *ov.DeadlineMS < 1 {
-			return nil, badRequest("tpo.deadline_ms", "tpo.deadline_ms must be at least 1, got %d", *ov.DeadlineMS)
-		}
-		d := time.Duration(*ov.DeadlineMS) * time.Millisecond
-		if deadline > 0 && d > deadline {
-			return nil, badRequest("tpo.deadline_ms", "tpo.deadline_ms must be at most this server's deadline, %d", deadline.Milliseconds())
-		}
-		p.Deadline = d
-	}
-
-	p.Reward = defaultReward
-	if ov.Reward != "" {
-		p.Reward = ov.Reward
-	}
-	if _, ok := scorers[p.Reward]; !ok {
-		return nil, badRequest("tpo.reward", "unknown reward %q (this server has: %s)", p.Reward, strings.Join(sortedKeys(scorers), ", "))
-	}
-	return p, nil
+	return nil
 }
 
 // checkCounts checks the request's n and length limits against the
@@ -273,32 +387,45 @@ func checkCounts(req *chatRequest, lim Limits) *apiError {
 	return nil
 }
 
-// convertMessages turns the request's messages into a conversation. Text
-// content parts are joined with newlines; other parts are refused.
-func convertMessages(in []inMessage) ([]tpo.Message, *apiError) {
-	out := make([]tpo.Message, 0, len(in))
+// convertMessages reads the request's messages: text content (parts
+// joined with newlines; other parts are refused), the tool calls of
+// assistant messages and the results of tool messages.
+func convertMessages(in []inMessage) ([]openai.Message, *apiError) {
+	out := make([]openai.Message, 0, len(in))
 	for i, m := range in {
 		param := fmt.Sprintf("messages[%d]", i)
 		role := m.Role
 		switch role {
-		case tpo.RoleSystem, tpo.RoleUser, tpo.RoleAssistant:
+		case tpo.RoleSystem, tpo.RoleUser, tpo.RoleAssistant, roleTool:
 		case "developer":
 			role = tpo.RoleSystem
-		case "tool", "function":
-			return nil, badRequest(param+".role", "%s messages are not supported with TPO (no tool use); send \"tpo\": {\"mode\": \"off\"} to pass the request through", role)
+		case "function":
+			return nil, badRequest(param+".role", "function messages (the legacy form of tool results) are not supported with TPO; send tool messages instead")
 		case "":
 			return nil, badRequest(param+".role", "%s has no role", param)
 		default:
 			return nil, badRequest(param+".role", "%s has unknown role %q", param, m.Role)
 		}
-		if !isNull(m.ToolCalls) && string(bytes.TrimSpace(m.ToolCalls)) != "[]" {
-			return nil, badRequest(param+".tool_calls", "tool calls are not supported with TPO; send \"tpo\": {\"mode\": \"off\"} to pass the request through")
-		}
 		text, aerr := contentText(param+".content", m.Content)
 		if aerr != nil {
 			return nil, aerr
 		}
-		out = append(out, tpo.Message{Role: role, Content: text})
+		msg := openai.Message{Role: role, Content: text}
+		if role == roleTool {
+			if m.ToolCallID == "" {
+				return nil, badRequest(param+".tool_call_id", "%s is a tool message without tool_call_id", param)
+			}
+			msg.ToolCallID = m.ToolCallID
+		}
+		if !isNull(m.ToolCalls) {
+			if role != tpo.RoleAssistant {
+				return nil, badRequest(param+".tool_calls", "%s: only assistant messages carry tool calls", param)
+			}
+			if msg.ToolCalls, aerr = readToolCalls(param+".tool_calls", m.ToolCalls); aerr != nil {
+				return nil, aerr
+			}
+		}
+		out = append(out, msg)
 	}
 	return out, nil
 }
@@ -330,7 +457,7 @@ func contentText(param string, raw json.RawMessage) (string, *apiError) {
 				return "", badRequest(pp, "%s must be an object with a type: %s", pp, jsonErrText(err))
 			}
 			switch part.Type {
-			case "text", "input_text", "refusal":
+			case "text", "input_text", "output_text", "refusal":
 				if part.Text == nil {
 					if part.Type == "refusal" {
 						var r struct {
@@ -427,7 +554,7 @@ func applyStops(cfg tpo.Config, ov Overrides) (tpo.Config, *apiError) {
 
 // applySampling lets the request's own sampling settings override those of
 // the response samples (the initial samples and the updates).
-func applySampling(cfg *tpo.Config, req *chatRequest) *apiError {
+func applySampling(cfg *tpo.Config, req samplingReq) *apiError {
 	if t := req.Temperature; t != nil {
 		if !(*t >= 0 && *t <= 2) {
 			return badRequest("temperature", "temperature must be in [0, 2], got %g", *t)
@@ -440,11 +567,7 @@ func applySampling(cfg *tpo.Config, req *chatRequest) *apiError {
 		}
 		cfg.Sampling.TopP = *t
 	}
-	// Like vLLM: max_completion_tokens wins when both are given.
-	switch {
-	case req.MaxCompletionTokens != nil:
-		cfg.Sampling.MaxTokens = *req.MaxCompletionTokens
-	case req.MaxTokens != nil:
+	if req.MaxTokens != nil {
 		cfg.Sampling.MaxTokens = *req.MaxTokens
 	}
 	if req.Seed != nil {

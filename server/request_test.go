@@ -15,9 +15,13 @@ func testScorers() map[string]tpo.Scorer {
 	return map[string]tpo.Scorer{"rm": &tpotest.Reward{}, "judge": &tpotest.Reward{}}
 }
 
+func testSettings(lim Limits) settings {
+	return settings{Config: tpo.DefaultConfig(), DefaultReward: "rm", Scorers: testScorers(), Limits: lim}
+}
+
 func parse(t *testing.T, body string) (*plan, *apiError) {
 	t.Helper()
-	return parseRequest([]byte(body), tpo.DefaultConfig(), "rm", testScorers(), Limits{}, 0)
+	return parseRequest([]byte(body), testSettings(Limits{}))
 }
 
 func TestParseRequestConversation(t *testing.T) {
@@ -101,10 +105,23 @@ func TestParseRequestErrors(t *testing.T) {
 		{"image", `{"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"http://x"}}]}]}`, "messages[0].content[1]", "image"},
 		{"audio part", `{"messages":[{"role":"user","content":[{"type":"input_audio"}]}]}`, "messages[0].content[0]", "only text"},
 		{"content number", `{"messages":[{"role":"user","content":5}]}`, "messages[0].content", "string or an array"},
-		{"tool role", `{"messages":[{"role":"tool","content":"x"},{"role":"user","content":"y"}]}`, "messages[0].role", "not supported"},
+		{"tool without call id", `{"messages":[{"role":"tool","content":"x"},{"role":"user","content":"y"}]}`, "messages[0].tool_call_id", "without tool_call_id"},
+		{"function role", `{"messages":[{"role":"function","name":"f","content":"x"},{"role":"user","content":"y"}]}`, "messages[0].role", "legacy"},
 		{"bad role", `{"messages":[{"role":"wizard","content":"y"}]}`, "messages[0].role", "unknown role"},
-		{"tool calls", `{"messages":[{"role":"assistant","tool_calls":[{"id":"1"}]},{"role":"user","content":"y"}]}`, "messages[0].tool_calls", "tool calls"},
-		{"tools", `{"tools":[{}],` + user + `}`, "tools", "not supported"},
+		{"tool call without name", `{"messages":[{"role":"assistant","tool_calls":[{"id":"1"}]},{"role":"user","content":"y"}]}`, "messages[0].tool_calls[0].function.name", "no function name"},
+		{"tool call without id", `{"messages":[{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"user","content":"y"}]}`, "messages[0].tool_calls[0].id", "no id"},
+		{"tool calls of a user", `{"messages":[{"role":"user","content":"y","tool_calls":[]}]}`, "messages[0].tool_calls", "only assistant"},
+		{"tool type", `{"tools":[{}],` + user + `}`, "tools[0].type", "function tools only"},
+		{"tool name", `{"tools":[{"type":"function","function":{"description":"x"}}],` + user + `}`, "tools[0].function.name", "no function name"},
+		{"tools not array", `{"tools":{"type":"function"},` + user + `}`, "tools", "array of tools"},
+		{"tool choice", `{"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"sometimes",` + user + `}`, "tool_choice", "want none, auto, required"},
+		{"functions", `{"functions":[{"name":"f"}],` + user + `}`, "functions", "legacy"},
+		{"preset without model", `{"model":"tpo-n3/",` + user + `}`, "model", "no model after it"},
+		{"preset bon depth", `{"model":"bon-d2/m",` + user + `}`, "model", "no depth"},
+		{"preset off width", `{"model":"off-n2/m",` + user + `}`, "model", "takes no -d or -n"},
+		{"preset width", `{"model":"tpo-n40/m",` + user + `}`, "model", "between 1 and 32, got 40"},
+		{"preset depth", `{"model":"revision-d11/m",` + user + `}`, "model", "at most 10, got 11"},
+		{"preset twice", `{"model":"tpo-n2-n3/m",` + user + `}`, "model", "sets n twice"},
 		{"stop", `{"stop":"x",` + user + `}`, "stop", "not supported"},
 		{"json format", `{"response_format":{"type":"json_object"},` + user + `}`, "response_format", "not supported"},
 		{"logprobs", `{"logprobs":true,` + user + `}`, "logprobs", "not supported"},
@@ -156,7 +173,7 @@ func TestParseRequestErrors(t *testing.T) {
 func TestParseRequestConfiguredLimits(t *testing.T) {
 	lim := Limits{MaxWidth: 64, MaxDepth: 12, MaxN: 20, MaxTokens: 100, MaxCritiqueTokens: 50}
 	body := `{"tpo":{"width":40,"depth":12,"critique_max_tokens":50},"n":20,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`
-	p, aerr := parseRequest([]byte(body), tpo.DefaultConfig(), "rm", testScorers(), lim, 0)
+	p, aerr := parseRequest([]byte(body), testSettings(lim))
 	if aerr != nil {
 		t.Fatalf("parseRequest: %v", aerr)
 	}
@@ -170,7 +187,7 @@ func TestParseRequestConfiguredLimits(t *testing.T) {
 		{`{"tpo":{"critique_max_tokens":51},"messages":[{"role":"user","content":"hi"}]}`, "tpo.critique_max_tokens"},
 		{`{"n":21,"tpo":{"mode":"off"},"messages":[{"role":"user","content":"hi"}]}`, "n"},
 	} {
-		if _, aerr := parseRequest([]byte(tt.body), tpo.DefaultConfig(), "rm", testScorers(), lim, 0); aerr == nil || aerr.Param != tt.param {
+		if _, aerr := parseRequest([]byte(tt.body), testSettings(lim)); aerr == nil || aerr.Param != tt.param {
 			t.Errorf("%s: error %+v, want a 400 on %s", tt.body, aerr, tt.param)
 		}
 	}
@@ -187,7 +204,7 @@ func FuzzParseRequest(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		p, aerr := parseRequest([]byte(body), tpo.DefaultConfig(), "rm", testScorers(), Limits{}, 0)
+		p, aerr := parseRequest([]byte(body), testSettings(Limits{}))
 		if (p == nil) == (aerr == nil) {
 			t.Fatalf("parseRequest(%q) = %v, %v: want exactly one", body, p, aerr)
 		}

@@ -11,63 +11,23 @@ import (
 	"unicode/utf8"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/openai"
 )
 
 // completion is a chat.completion object with the "tpo" extension.
 type completion struct {
-	ID      string   `json:"id"`
-	Object  string   `json:"object"`
-	Created int64    `json:"created"`
-	Model   string   `json:"model"`
-	Choices []choice `json:"choices"`
-	Usage   usage    `json:"usage"`
-	TPO     *Summary `json:"tpo,omitempty"`
+	openai.ChatResponse
+	TPO *Summary `json:"tpo,omitempty"`
 }
 
-type choice struct {
-	Index        int        `json:"index"`
-	Message      outMessage `json:"message"`
-	Logprobs     any        `json:"logprobs"`
-	FinishReason string     `json:"finish_reason"`
-}
-
-type outMessage struct {
-	Role    string  `json:"role"`
-	Content string  `json:"content"`
-	Refusal *string `json:"refusal"`
-}
-
-type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
-}
-
-func usageOf(u tpo.Usage) usage {
-	return usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens()}
+func usageOf(u tpo.Usage) openai.Usage {
+	return openai.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens()}
 }
 
 // chunk is a chat.completion.chunk object with the "tpo" extension.
 type chunk struct {
-	ID      string        `json:"id"`
-	Object  string        `json:"object"`
-	Created int64         `json:"created"`
-	Model   string        `json:"model"`
-	Choices []chunkChoice `json:"choices"`
-	Usage   *usage        `json:"usage,omitempty"`
-	TPO     any           `json:"tpo,omitempty"`
-}
-
-type chunkChoice struct {
-	Index        int     `json:"index"`
-	Delta        delta   `json:"delta"`
-	Logprobs     any     `json:"logprobs"`
-	FinishReason *string `json:"finish_reason"`
-}
-
-type delta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	openai.ChatChunk
+	TPO any `json:"tpo,omitempty"`
 }
 
 // Summary is the "tpo" object of a response: what the optimization did and
@@ -97,9 +57,12 @@ type Summary struct {
 	Stages map[tpo.Stage]StageUsage `json:"stages"`
 	Notes  []string                 `json:"notes,omitempty"`
 	// StopReason says why the optimization stopped: depth (every round
-	// ran), patience, target, budget, or deadline (the answer is the best
-	// found before the request's deadline).
+	// ran), patience, target, budget, deadline (the answer is the best
+	// found before the request's deadline), or tool_calls (the model
+	// answered with tool calls, returned unoptimized).
 	StopReason tpo.StopReason `json:"stop_reason,omitempty"`
+	// Unoptimized says why the answer was not optimized.
+	Unoptimized string `json:"unoptimized,omitempty"`
 }
 
 // StageUsage is what the calls of one stage cost.
@@ -206,11 +169,16 @@ type outcome struct {
 	ID      string // chatcmpl-...
 	Created int64
 	Arrived time.Time
-	Model   string
-	RunID   string
-	Result  tpo.Result
-	Plan    *plan
-	Meter   meterSnapshot
+	// Model is the model the answer names (the request's), Upstream the
+	// policy model that wrote it.
+	Model    string
+	Upstream string
+	RunID    string
+	Result   tpo.Result
+	Plan     *plan
+	Meter    meterSnapshot
+	// Tools is what the initial samples of a request with tools did.
+	Tools *toolOutcome
 }
 
 // deadline is when o's answer is due, or zero.
@@ -246,20 +214,49 @@ func (o outcome) summary(cands []tpo.Candidate) *Summary {
 			s.Notes = append(s.Notes, "step "+strconv.Itoa(st.Step)+": "+n)
 		}
 	}
+	switch t := o.Tools; {
+	case t.answered():
+		s.StopReason, s.Unoptimized = StopToolCalls, t.why()
+	case t != nil && t.Called > 0:
+		s.Notes = append(s.Notes, t.why())
+	}
 	return s
+}
+
+// toolChoices returns the choices of an answer that is the model's tool
+// calls: up to n of them, as the model produced them.
+func (o outcome) toolChoices() []openai.Choice {
+	calls := o.Tools.Calls
+	if len(calls) > o.Plan.N {
+		calls = calls[:o.Plan.N]
+	}
+	out := make([]openai.Choice, len(calls))
+	for i, c := range calls {
+		c.Index = i
+		c.Logprobs = nil
+		out[i] = c
+	}
+	return out
 }
 
 // completionOf builds the response to a non-streamed request.
 func completionOf(o outcome) completion {
+	u := usageOf(o.Meter.Total)
+	if o.Tools.answered() {
+		return completion{
+			ChatResponse: openai.ChatResponse{ID: o.ID, Object: "chat.completion", Created: o.Created, Model: o.Model,
+				Choices: o.toolChoices(), Usage: &u},
+			TPO: o.summary(nil),
+		}
+	}
 	cands := bestDistinct(o.Result, o.Plan.N)
 	c := completion{
-		ID: o.ID, Object: "chat.completion", Created: o.Created, Model: o.Model,
-		Choices: make([]choice, 0, len(cands)),
-		Usage:   usageOf(o.Meter.Total),
-		TPO:     o.summary(cands),
+		ChatResponse: openai.ChatResponse{ID: o.ID, Object: "chat.completion", Created: o.Created, Model: o.Model,
+			Choices: make([]openai.Choice, 0, len(cands)), Usage: &u},
+		TPO: o.summary(cands),
 	}
 	for i, cd := range cands {
-		c.Choices = append(c.Choices, choice{Index: i, Message: outMessage{Role: tpo.RoleAssistant, Content: cd.Text}, FinishReason: "stop"})
+		c.Choices = append(c.Choices, openai.Choice{Index: i, Message: openai.ResponseMessage{Role: tpo.RoleAssistant, Content: cd.Text}, FinishReason: "stop"})
 	}
 	return c
 }

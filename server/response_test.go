@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/openai"
 )
 
 func testResult() tpo.Result {
@@ -151,7 +152,7 @@ func TestCompletionOf(t *testing.T) {
 			t.Errorf("choice %d = %+v", i, ch)
 		}
 	}
-	if c.Usage != (usage{PromptTokens: 100, CompletionTokens: 50, TotalTokens: 150}) {
+	if *c.Usage != (openai.Usage{PromptTokens: 100, CompletionTokens: 50, TotalTokens: 150}) {
 		t.Errorf("usage = %+v", c.Usage)
 	}
 	s := c.TPO
@@ -186,13 +187,13 @@ func TestAnswerChunks(t *testing.T) {
 			if len(c.Choices) != 0 || c.Usage.TotalTokens != 7 {
 				t.Errorf("usage chunk = %+v", c)
 			}
-		case c.Choices[0].FinishReason != nil:
+		case c.Choices[0].FinishReason != "":
 			kinds = append(kinds, "finish")
 		case c.Choices[0].Delta.Role != "":
 			kinds = append(kinds, "role")
 		default:
 			kinds = append(kinds, "content")
-			texts[c.Choices[0].Index] += *c.Choices[0].Delta.Content
+			texts[c.Choices[0].Index] += c.Choices[0].Delta.Content
 		}
 	}
 	if texts[0] != long || texts[1] != "other" {

@@ -1,15 +1,23 @@
 // Package server is tpo's OpenAI-compatible HTTP server: point any OpenAI
-// client's base URL at it and every chat completion comes back optimized
-// with Test-Time Preference Optimization.
+// client's base URL at it and every answer comes back optimized with
+// Test-Time Preference Optimization.
 //
 // POST /v1/chat/completions takes a standard request whose model field names
-// the upstream policy model. An optional "tpo" object in the body overrides
-// the server's TPO settings for that request ({"mode": "off"} relays the
-// request to the policy server unchanged). The answer is a complete
-// chat.completion whose usage sums every internal policy call, with a "tpo"
-// object describing the optimization; with stream: true the server sends
-// progress chunks while optimizing, then the answer. Every optimization is
-// recorded in the run store.
+// the upstream policy model, or PRESET/MODEL for a preset's settings. An
+// optional "tpo" object in the body overrides the server's TPO settings for
+// that request ({"mode": "off"} relays the request to the policy server
+// unchanged). The answer is a complete chat.completion whose usage sums every
+// internal policy call, with a "tpo" object describing the optimization;
+// with stream: true the server sends progress chunks while optimizing, then
+// the answer. Requests with tools get the model's tool calls when it makes
+// them, unoptimized.
+//
+// POST /v1/responses answers the Responses API the same way, streamed or
+// not; responses are stored (Options.Jobs) for GET /v1/responses/{id} and
+// previous_response_id, and may run in the background, with the server's
+// workers, until cancelled. The Files and Batch APIs (Options.Files) run
+// whole files of requests through tpo.Runner. Every optimization is
+// recorded in the run store; Shutdown ends the background work.
 package server
 
 import (
@@ -105,6 +113,23 @@ type Options struct {
 	// Tracer, when set, records a span per request (continuing a caller's
 	// trace from its traceparent header) and per item and stage.
 	Tracer tpo.Tracer
+	// Jobs keeps the responses of the Responses API and the batches (nil:
+	// responses are not stored, and background responses and batches are
+	// not available). Background jobs record Owner as their owner.
+	Jobs tpo.JobStore
+	// Files keeps the files of the Files API, batch input and output (nil:
+	// the Files and Batch APIs are off).
+	Files FileStore
+	// BatchConcurrency is the number of requests of a batch optimized at
+	// once (default DefaultBatchConcurrency), besides MaxConcurrent.
+	BatchConcurrency int
+	// MaxBackground bounds the background responses queued or running at
+	// once (default DefaultMaxBackground); beyond, a 429.
+	MaxBackground int
+	// Presets are the presets /v1/models lists for each model, as
+	// PRESET/MODEL (default DefaultPresets: tpo and off). A request may
+	// name any preset, listed or not.
+	Presets []string
 }
 
 // Server answers the OpenAI chat completions API with optimized answers.
@@ -118,6 +143,11 @@ type Server struct {
 	metrics *metrics
 	hub     *hub
 	guard   guard.Options
+	routes  []endpoint
+	bg      *workers
+	// crossOrigin refuses the requests of a browser on a page of another
+	// site that need no preflight: a form's upload or cancel.
+	crossOrigin *http.CrossOriginProtection
 }
 
 // New returns a server for opts.
@@ -167,6 +197,18 @@ func New(opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	opts.Limits = opts.Limits.withDefaults()
+	if opts.BatchConcurrency <= 0 {
+		opts.BatchConcurrency = DefaultBatchConcurrency
+	}
+	if opts.MaxBackground <= 0 {
+		opts.MaxBackground = DefaultMaxBackground
+	}
+	if opts.Presets == nil {
+		opts.Presets = DefaultPresets
+	}
+	if err := ParsePresets(opts.Presets); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -178,7 +220,11 @@ func New(opts Options) (*Server, error) {
 		slots:   make(chan struct{}, opts.MaxConcurrent),
 		metrics: newMetrics(),
 		hub:     newHub(),
+		bg:      newWorkers(opts.MaxBackground),
+
+		crossOrigin: http.NewCrossOriginProtection(),
 	}
+	s.routes = s.endpoints()
 	s.guard = guard.Options{Hosts: opts.AllowedHosts, WriteTimeout: max(opts.WriteTimeout, 0), ReadTimeout: max(opts.ReadTimeout, 0),
 		Misdirected: func(w http.ResponseWriter, _ *http.Request, msg string) {
 			writeError(w, &apiError{Status: http.StatusMisdirectedRequest, Type: typeInvalidRequest, Code: "misdirected_request", Message: msg})
@@ -267,53 +313,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// route dispatches a request and returns the route's name for metrics.
-func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
-	path := strings.TrimSuffix(r.URL.Path, "/")
-	type endpoint struct {
-		method string
-		auth   bool
-		h      func(http.ResponseWriter, *http.Request)
-	}
-	var ep endpoint
-	switch path {
-	case "/v1/chat/completions", "/chat/completions":
-		path = "/v1/chat/completions"
-		ep = endpoint{http.MethodPost, true, s.handleChat}
-	case "/v1/models", "/models":
-		path = "/v1/models"
-		ep = endpoint{http.MethodGet, true, s.handleModels}
-	case "/healthz":
-		ep = endpoint{http.MethodGet, false, s.handleHealth}
-	case "/metrics":
-		ep = endpoint{http.MethodGet, true, s.metrics.handler().ServeHTTP}
-	default:
-		guard.Hangup(w, r)
-		writeError(w, &apiError{Status: http.StatusNotFound, Type: typeNotFound, Code: "unknown_url",
-			Message: fmt.Sprintf("unknown route %s %s (this server has POST /v1/chat/completions, GET /v1/models, GET /healthz, GET /metrics)", r.Method, r.URL.Path)})
-		return "unknown"
-	}
-	if r.Method != ep.method && !(ep.method == http.MethodGet && r.Method == http.MethodHead) {
-		w.Header().Set("Allow", ep.method)
-		guard.Hangup(w, r)
-		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest, Code: "method_not_allowed",
-			Message: fmt.Sprintf("method %s is not allowed on %s; use %s", r.Method, path, ep.method)})
-		return path
-	}
-	if ep.auth {
-		if aerr := s.authenticate(r); aerr != nil {
-			// The body of a request without a key is not read, however
-			// slowly it comes: the connection is closed after the 401.
-			guard.Hangup(w, r)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tpo"`)
-			writeError(w, aerr)
-			return path
-		}
-	}
-	ep.h(w, r)
-	return path
-}
-
 // authenticate checks the request's bearer key against every configured
 // key in constant time. The key itself is never logged.
 func (s *Server) authenticate(r *http.Request) *apiError {
@@ -341,18 +340,6 @@ func (s *Server) authenticate(r *http.Request) *apiError {
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "in_flight": len(s.slots)})
-}
-
-func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := s.requestContext(r.Context())
-	defer cancel()
-	list, err := s.up.Models(ctx)
-	if err != nil {
-		s.log.Warn("listing the policy server's models failed", "err", err)
-		writeError(w, upstreamError(err, errors.Is(ctx.Err(), context.DeadlineExceeded)))
-		return
-	}
-	writeJSON(w, http.StatusOK, list)
 }
 
 func (s *Server) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {

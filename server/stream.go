@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/openai"
 )
 
 // sseWriter writes Server-Sent Events, flushing each one. After a write
@@ -69,33 +71,32 @@ type chunkMaker struct {
 	model   string
 }
 
-func (c chunkMaker) chunk(choices ...chunkChoice) chunk {
+func (c chunkMaker) chunk(choices ...openai.ChunkChoice) chunk {
 	if choices == nil {
-		choices = []chunkChoice{}
+		choices = []openai.ChunkChoice{}
 	}
-	return chunk{ID: c.id, Object: "chat.completion.chunk", Created: c.created, Model: c.model, Choices: choices}
+	return chunk{ChatChunk: openai.ChatChunk{ID: c.id, Object: "chat.completion.chunk", Created: c.created, Model: c.model, Choices: choices}}
 }
 
 func (c chunkMaker) role(index int) chunk {
-	empty := ""
-	return c.chunk(chunkChoice{Index: index, Delta: delta{Role: tpo.RoleAssistant, Content: &empty}})
+	return c.chunk(openai.ChunkChoice{Index: index, Delta: openai.Delta{Role: tpo.RoleAssistant}})
 }
 
 func (c chunkMaker) content(index int, text string) chunk {
-	return c.chunk(chunkChoice{Index: index, Delta: delta{Content: &text}})
+	return c.chunk(openai.ChunkChoice{Index: index, Delta: openai.Delta{Content: text}})
 }
 
 func (c chunkMaker) progress(p Progress) chunk {
-	ch := c.chunk(chunkChoice{Index: 0, Delta: delta{}})
+	ch := c.chunk(openai.ChunkChoice{Index: 0})
 	ch.TPO = p
 	return ch
 }
 
 func (c chunkMaker) finish(index int, reason string) chunk {
-	return c.chunk(chunkChoice{Index: index, Delta: delta{}, FinishReason: &reason})
+	return c.chunk(openai.ChunkChoice{Index: index, FinishReason: reason})
 }
 
-func (c chunkMaker) usage(u usage) chunk {
+func (c chunkMaker) usage(u openai.Usage) chunk {
 	ch := c.chunk()
 	ch.Usage = &u
 	return ch
@@ -108,6 +109,9 @@ func (c chunkMaker) usage(u usage) chunk {
 // when asked for.
 func answerChunks(o outcome) []chunk {
 	c := chunkMaker{id: o.ID, created: o.Created, model: o.Model}
+	if o.Tools.answered() {
+		return toolCallChunks(o, c)
+	}
 	cands := bestDistinct(o.Result, o.Plan.N)
 	var out []chunk
 	for i, cd := range cands {
@@ -131,13 +135,90 @@ func answerChunks(o outcome) []chunk {
 	return out
 }
 
-// stream answers a streamed request: a role chunk at once, a progress
-// chunk per finished stage and SSE comments as keep-alives while
-// optimizing, then the answer, then [DONE]. A failed write (the client
-// left, or read nothing for the write timeout) cancels the optimization,
-// which records why. release frees the optimization slot; it is called
-// when the optimization ends, before the answer is written.
-func (s *Server) stream(ctx context.Context, w http.ResponseWriter, o outcome, release func()) {
+// toolCallChunks returns the chunks of an answer that is the model's tool
+// calls: for each choice its role (after the first), its text if any and
+// one delta per call, whole; then the finish chunks, the last with the
+// "tpo" summary; then the usage chunk when asked for.
+func toolCallChunks(o outcome, c chunkMaker) []chunk {
+	choices := o.toolChoices()
+	var out []chunk
+	for i, ch := range choices {
+		if i > 0 {
+			out = append(out, c.role(i))
+		}
+		if ch.Message.Content != "" {
+			out = append(out, c.content(i, ch.Message.Content))
+		}
+		for k, call := range ch.Message.ToolCalls {
+			call.Index = &k
+			out = append(out, c.chunk(openai.ChunkChoice{Index: i, Delta: openai.Delta{ToolCalls: []openai.ToolCall{call}}}))
+		}
+	}
+	for i, ch := range choices {
+		f := c.finish(i, cmp.Or(ch.FinishReason, "tool_calls"))
+		if i == len(choices)-1 {
+			f.TPO = o.summary(nil)
+		}
+		out = append(out, f)
+	}
+	if o.Plan.IncludeUsage {
+		out = append(out, c.usage(usageOf(o.Meter.Total)))
+	}
+	return out
+}
+
+// streamFormat writes the stream of one API: chat completion chunks, or
+// the events of a response.
+type streamFormat interface {
+	// begin writes what is sent at once.
+	begin(sw *sseWriter) error
+	// progress writes that a stage of the optimization finished.
+	progress(sw *sseWriter, p Progress) error
+	// end writes the answer (err nil) or the error, then the end of the
+	// stream. It is called also when the client left (sw.err is then set),
+	// to record what the optimization came to.
+	end(ctx context.Context, sw *sseWriter, res outcome, err error)
+}
+
+// chatStream is the stream of a chat completion.
+type chatStream struct {
+	s *Server
+	c chunkMaker
+}
+
+func (f chatStream) begin(sw *sseWriter) error { return sw.data(f.c.role(0)) }
+
+func (f chatStream) progress(sw *sseWriter, p Progress) error { return sw.data(f.c.progress(p)) }
+
+func (f chatStream) end(ctx context.Context, sw *sseWriter, res outcome, err error) {
+	if sw.err != nil {
+		f.s.log.Info("client left during a streamed optimization", "run", res.RunID, "err", sw.err)
+		return
+	}
+	if err != nil {
+		f.s.log.Warn("streamed optimization failed", "run", res.RunID, "err", err)
+		_ = sw.data(f.s.optimizeError(ctx, res, err).body())
+		_ = sw.done()
+		return
+	}
+	for _, ch := range answerChunks(res) {
+		if sw.data(ch) != nil {
+			f.s.log.Info("client left while the answer was sent", "run", res.RunID, "err", sw.err)
+			return
+		}
+	}
+	_ = sw.done()
+}
+
+// stream answers a streamed request in format f, computed by run
+// (optimize): what f sends at once,
+// a progress event per finished stage and SSE comments as keep-alives
+// while optimizing, then the answer. A failed write (the client left, or
+// read nothing for the write timeout) cancels the optimization, which
+// records why. release frees the optimization slot; it is called when the
+// optimization ends, before the answer is written.
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, o outcome, release func(), f streamFormat,
+	run func(context.Context, outcome, func(tpo.Event)) (outcome, error)) {
 	// Only this handler cancels the optimization, so that the reason is
 	// known before the optimizer sees the cancellation; the request's
 	// deadline still applies.
@@ -150,8 +231,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, o outcome, r
 	}
 	sw := startSSE(w)
 	gone := func(err error) { cancel(s.clientGone(err)) }
-	c := chunkMaker{id: o.ID, created: o.Created, model: o.Model}
-	if err := sw.data(c.role(0)); err != nil {
+	if err := f.begin(sw); err != nil {
 		gone(err)
 	}
 
@@ -173,7 +253,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, o outcome, r
 	}
 	done := make(chan result, 1)
 	go func() {
-		o, err := s.optimize(octx, o, onEvent)
+		o, err := run(octx, o, onEvent)
 		done <- result{o, err}
 	}()
 
@@ -185,7 +265,7 @@ wait:
 	for {
 		select {
 		case p := <-progress:
-			if err := sw.data(c.progress(p)); err != nil {
+			if err := f.progress(sw, p); err != nil {
 				gone(err)
 			}
 		case <-tick.C:
@@ -204,38 +284,16 @@ wait:
 		}
 	}
 	release()
-	s.finishStream(ctx, sw, c, o, res.o, res.err, progress)
-}
-
-// finishStream writes the end of a stream: the progress sent before the
-// end, then the answer or the error, then [DONE].
-func (s *Server) finishStream(ctx context.Context, sw *sseWriter, c chunkMaker, o, res outcome, err error, progress <-chan Progress) {
+	// The progress sent before the end, then the end.
 	for drained := false; !drained; {
 		select {
 		case p := <-progress:
-			_ = sw.data(c.progress(p))
+			_ = f.progress(sw, p)
 		default:
 			drained = true
 		}
 	}
-	if sw.err != nil {
-		s.log.Info("client left during a streamed optimization", "run", o.RunID, "err", sw.err)
-		return
-	}
-	if err != nil {
-		s.log.Warn("streamed optimization failed", "run", o.RunID, "err", err)
-		e := s.optimizeError(ctx, res, err)
-		_ = sw.data(e.body())
-		_ = sw.done()
-		return
-	}
-	for _, ch := range answerChunks(res) {
-		if sw.data(ch) != nil {
-			s.log.Info("client left while the answer was sent", "run", o.RunID, "err", sw.err)
-			return
-		}
-	}
-	_ = sw.done()
+	f.end(ctx, sw, res.o, res.err)
 }
 
 // clientGone is why the optimization of a streamed request was cancelled
@@ -245,4 +303,19 @@ func (s *Server) clientGone(err error) error {
 		return fmt.Errorf("the client read nothing for %v (the write timeout)", s.opts.WriteTimeout)
 	}
 	return fmt.Errorf("the client went away (%v)", err)
+}
+
+// event sends v as one JSON event of type typ.
+func (s *sseWriter) event(typ string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encoding an event: %w", err)
+	}
+	buf := make([]byte, 0, len(b)+len(typ)+16)
+	buf = append(buf, "event: "...)
+	buf = append(buf, typ...)
+	buf = append(buf, "\ndata: "...)
+	buf = append(buf, b...)
+	buf = append(buf, "\n\n"...)
+	return s.raw(buf)
 }

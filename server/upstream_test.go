@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,7 +12,6 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/openai"
 	"github.com/tpoproject/tpo/tpotest"
 )
@@ -20,13 +20,25 @@ import (
 // through the openai client.
 func newHTTPEnv(t *testing.T, chat *tpotest.ChatServer) *httptest.Server {
 	t.Helper()
-	c, err := openai.New(openai.Options{Options: httpx.Options{Name: "policy", URLs: []string{chat.URL()}, MaxRetries: -1, Timeout: 10 * time.Second}, Model: chat.Model()})
+	return newHTTPEnvScoring(t, chat, testScorers())
+}
+
+func newOpenAIClient(t *testing.T, name string, chat *tpotest.ChatServer) *openai.Client {
+	t.Helper()
+	o := openai.Options{Model: chat.Model()}
+	o.Name, o.URLs, o.MaxRetries, o.Timeout = name, []string{chat.URL()}, -1, 10*time.Second
+	c, err := openai.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+func newHTTPEnvScoring(t *testing.T, chat *tpotest.ChatServer, scorers map[string]tpo.Scorer) *httptest.Server {
+	t.Helper()
 	srv, err := New(Options{
-		Policy:  OpenAI(c),
-		Scorers: testScorers(), DefaultReward: "rm", Config: tpo.DefaultConfig(),
+		Policy:  OpenAI(newOpenAIClient(t, "policy", chat)),
+		Scorers: scorers, DefaultReward: "rm", Config: tpo.DefaultConfig(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +116,7 @@ func TestOpenAIUpstreamPassThrough(t *testing.T) {
 
 func TestOpenAIUpstreamOptimizes(t *testing.T) {
 	var mu sync.Mutex
-	var want usage
+	var want openai.Usage
 	chat := tpotest.NewChatServer(t, tpotest.ChatOptions{
 		Models: []string{"small", "big"},
 		Respond: func(req tpotest.ChatRequestRecord, choice int) string {
@@ -141,7 +153,7 @@ func TestOpenAIUpstreamOptimizes(t *testing.T) {
 	mu.Lock()
 	want.TotalTokens = want.PromptTokens + want.CompletionTokens
 	mu.Unlock()
-	if c.Usage != want {
+	if *c.Usage != want {
 		t.Errorf("usage = %+v, the upstream reported %+v in all", c.Usage, want)
 	}
 }
@@ -175,5 +187,55 @@ func TestOpenAIUpstreamClientErrors(t *testing.T) {
 		if strings.Contains(b.Error.Message, chat.URL()) || strings.Contains(b.Error.Message, "127.0.0.1") {
 			t.Errorf("%d: message %q shows the upstream", tt.status, b.Error.Message)
 		}
+	}
+}
+
+// scorerFunc is a tpo.Scorer made of a function.
+type scorerFunc func(ctx context.Context, messages []tpo.Message, responses []string) (tpo.Scores, error)
+
+func (f scorerFunc) Score(ctx context.Context, messages []tpo.Message, responses []string) (tpo.Scores, error) {
+	return f(ctx, messages, responses)
+}
+
+// TestUpstreamErrorsOfTheAdapters: the error answers of the policy
+// server (through OpenAI) and of a reward server (through
+// WithUpstreamErrors) reach the server as *UpstreamError: a reward
+// server's 503 is a 502 naming its status, a refused pass-through request
+// keeps its 400 and param.
+func TestUpstreamErrorsOfTheAdapters(t *testing.T) {
+	chat := tpotest.NewChatServer(t, tpotest.ChatOptions{})
+	rewardSrv := tpotest.NewChatServer(t, tpotest.ChatOptions{Fail: func(int) (int, string) {
+		return 503, `{"error":{"message":"reward model loading","type":"ServiceUnavailable"}}`
+	}})
+	rm := newOpenAIClient(t, "reward", rewardSrv)
+	scorer := scorerFunc(func(ctx context.Context, _ []tpo.Message, _ []string) (tpo.Scores, error) {
+		_, _, err := rm.Chat(ctx, openai.ChatRequest{Messages: []openai.Message{{Role: "user", Content: "x"}}})
+		return tpo.Scores{}, err
+	})
+	ts := newHTTPEnvScoring(t, chat, map[string]tpo.Scorer{"rm": WithUpstreamErrors(scorer)})
+	resp, err := http.Post(ts.URL+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"`+chat.Model()+`","messages":[{"role":"user","content":"hi"}],"tpo":{"mode":"bon","width":2}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b errorBody
+	decodeJSON(t, resp, http.StatusBadGateway, &b)
+	if b.Error.Code == nil || *b.Error.Code != "upstream_status_503" || !strings.Contains(b.Error.Message, "reward model loading") ||
+		strings.Contains(b.Error.Message, rewardSrv.URL()) {
+		t.Errorf("reward failure: %+v", b.Error)
+	}
+
+	refusing := tpotest.NewChatServer(t, tpotest.ChatOptions{Fail: func(int) (int, string) {
+		return 400, `{"error":{"message":"tools are not supported by this model","type":"BadRequestError","param":"tools"}}`
+	}})
+	ts = newHTTPEnv(t, refusing)
+	resp, err = http.Post(ts.URL+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"`+refusing.Model()+`","messages":[{"role":"user","content":"hi"}],"tpo":{"mode":"off"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decodeJSON(t, resp, http.StatusBadRequest, &b)
+	if b.Error.Param == nil || *b.Error.Param != "tools" || b.Error.Message != "tools are not supported by this model" {
+		t.Errorf("pass-through refusal: %+v", b.Error)
 	}
 }

@@ -63,6 +63,7 @@ type chatRequest struct {
 	TopLogprobs         *int           `json:"top_logprobs"`
 	Stream              bool           `json:"stream"`
 	StreamOptions       *streamOptions `json:"stream_options"`
+	Tools               []tool         `json:"tools"`
 }
 
 type streamOptions struct {
@@ -71,7 +72,7 @@ type streamOptions struct {
 
 type chatChoice struct {
 	Index        int             `json:"index"`
-	Message      chatMessage     `json:"message"`
+	Message      answerMessage   `json:"message"`
 	FinishReason string          `json:"finish_reason"`
 	Logprobs     *choiceLogprobs `json:"logprobs"`
 }
@@ -252,7 +253,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		Object:  "chat.completion",
 		Created: meta.created,
 		Model:   s.opts.Model,
-		Choices: chatChoices(choices),
+		Choices: withToolCalls(chatChoices(choices), req, meta.id),
 		Usage:   usage{PromptTokens: promptTokens, CompletionTokens: meta.completion, TotalTokens: promptTokens + meta.completion},
 	}, ft)
 }
@@ -260,7 +261,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 func chatChoices(cs []choice) []chatChoice {
 	out := make([]chatChoice, len(cs))
 	for i, c := range cs {
-		out[i] = chatChoice{Index: i, Message: chatMessage{Role: "assistant", Content: c.Text}, FinishReason: c.Finish, Logprobs: c.Logprobs}
+		out[i] = chatChoice{Index: i, Message: answerMessage{Role: "assistant", Content: c.Text}, FinishReason: c.Finish, Logprobs: c.Logprobs}
 	}
 	return out
 }

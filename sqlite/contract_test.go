@@ -34,3 +34,7 @@ func TestStoreContract(t *testing.T) {
 func TestReadContract(t *testing.T) {
 	storetest.RunRead(t, func(t *testing.T) storetest.ReadStore { return openContract(t) })
 }
+
+func TestJobsContract(t *testing.T) {
+	storetest.RunJobs(t, func(t *testing.T) tpo.JobStore { return openContract(t) })
+}

@@ -173,6 +173,25 @@ ALTER TABLE runs ADD COLUMN owner_started INTEGER; -- Unix nanoseconds
 ALTER TABLE runs ADD COLUMN interrupted INTEGER;   -- Unix nanoseconds
 CREATE INDEX runs_unfinished_by_host ON runs (owner_host, created) WHERE finished IS NULL AND interrupted IS NULL;
 `,
+	// 3: jobs: the responses and batches of tpo serve.
+	`
+CREATE TABLE jobs (
+	kind          TEXT NOT NULL,
+	id            TEXT NOT NULL,
+	status        TEXT NOT NULL,
+	created       INTEGER NOT NULL,   -- Unix nanoseconds
+	updated       INTEGER NOT NULL,
+	finished      INTEGER,
+	owner_host    TEXT,
+	owner_pid     INTEGER,
+	owner_started INTEGER,
+	data          TEXT NOT NULL,      -- JSON, as the server wrote it
+	PRIMARY KEY (kind, id)
+) STRICT;
+
+CREATE INDEX jobs_created ON jobs (kind, created, id);
+CREATE INDEX jobs_unfinished_by_host ON jobs (kind, owner_host, created) WHERE finished IS NULL;
+`,
 }
 
 // migrate brings the schema up to date.

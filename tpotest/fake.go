@@ -150,6 +150,7 @@ type MemStore struct {
 	items map[string]map[string]*tpo.ItemState // run → item
 	// Saves counts SaveStep calls per run/item/step key "run/item/step".
 	Saves map[string]int
+	jobs  memJobs
 }
 
 // NewMemStore returns an empty store.

@@ -11,3 +11,7 @@ import (
 func TestMemStoreContract(t *testing.T) {
 	storetest.Run(t, func(*testing.T) tpo.Store { return tpotest.NewMemStore() })
 }
+
+func TestMemStoreJobs(t *testing.T) {
+	storetest.RunJobs(t, func(*testing.T) tpo.JobStore { return tpotest.NewMemStore() })
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -17,12 +18,14 @@ import (
 
 const serveUsage = `usage: tpo serve [flags]
 
-Serves the OpenAI chat completions API: point any OpenAI client's base URL at
-http://ADDR/v1 and every chat completion comes back optimized with
-Test-Time Preference Optimization. The request's model names the policy model;
-an optional "tpo" object in the body ({"mode", "width", "depth", "reward", ...})
-overrides the settings below for that request, and {"mode": "off"} passes it
-through unchanged. Every optimization is recorded in the run store.
+Serves the OpenAI chat completions and Responses APIs: point any OpenAI
+client's base URL at http://ADDR/v1 and every answer comes back optimized with
+Test-Time Preference Optimization. The request's model names the policy model,
+or PRESET/MODEL (tpo-d2-n5/llama3.1:8b) for a preset's settings; an optional
+"tpo" object in the body ({"mode", "width", "depth", "reward", ...}) overrides
+the settings below for that request, and {"mode": "off"} passes it through.
+Responses may run in the background; the Files and Batch APIs optimize whole
+files of requests. Every optimization is recorded in the run store.
 
 Flags:
 `
@@ -49,6 +52,8 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	maxTokensCap := fs.Int("max-tokens-cap", server.DefaultMaxTokensCap, "largest max_tokens (or max_completion_tokens) a request may ask for, also with \"mode\": \"off\"")
 	critiqueCap := fs.Int("critique-max-tokens-cap", server.DefaultCritiqueMaxTokensCap, "largest tpo.critique_max_tokens a request may ask for")
 	verbose := fs.Bool("v", false, "log every request's optimization")
+	var jf jobFlags
+	jf.register(fs)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), serveUsage); fs.PrintDefaults() }
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -66,6 +71,9 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		return err
 	}
 	if err := lf.checkTimeouts(); err != nil {
+		return err
+	}
+	if err := jf.check(); err != nil {
 		return err
 	}
 	switch {
@@ -120,6 +128,9 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	if err != nil {
 		return err
 	}
+	for name, s := range scorers {
+		scorers[name] = server.WithUpstreamErrors(s)
+	}
 	if bk.config.Width > *maxWidth || bk.config.Depth > *maxDepth {
 		return usagef("--width %d / --depth %d exceed --max-width %d / --max-depth %d", bk.config.Width, bk.config.Depth, *maxWidth, *maxDepth)
 	}
@@ -129,6 +140,10 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	}
 	defer store.Close()
 	self, err := markInterrupted(ctx, env, store)
+	if err != nil {
+		return err
+	}
+	filesDir, err := jf.open(b.store)
 	if err != nil {
 		return err
 	}
@@ -173,8 +188,17 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		ReadTimeout:    orNone(lf.readTimeout),
 		Logger:         log,
 		Tracer:         env.tracer,
+		Jobs:           store,
+		Files:          filesDir,
+		Presets:        jf.presets.vals,
+		MaxBackground:  jf.maxBackground,
+
+		BatchConcurrency: jf.batchConcurrency,
 	})
 	if err != nil {
+		return err
+	}
+	if err := resumeJobs(ctx, env, srv); err != nil {
 		return err
 	}
 
@@ -201,12 +225,18 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	fmt.Fprintf(env.stderr, "tpo serve: listening on http://%s/v1 (policy model %s, reward %s, store %s, %s)\n",
 		ln.Addr(), b.policyModel, b.reward, storeName(b.store), auth)
 	fmt.Fprintf(env.stderr, "tpo serve: web UI at http://%s/ui/\n", ln.Addr())
+	limit, used := filesDir.Limit()
+	fmt.Fprintf(env.stderr, "tpo serve: files (batches) in %s, %d of %d bytes used\n", filesDir.Path(), used, limit)
 	printHosts(env, "tpo serve", hosts)
 
-	return serveUntil(ctx, hs, ln, shutdown{
+	// Background responses and batches run on while the requests in
+	// flight finish, and get what is left of the shutdown timeout.
+	var stopAt time.Time
+	err = serveUntil(ctx, hs, ln, shutdown{
 		grace: *shutdownTimeout,
 		stopping: func() {
-			fmt.Fprintf(env.stderr, "tpo serve: shutting down; waiting up to %v for requests in flight\n", *shutdownTimeout)
+			stopAt = time.Now()
+			fmt.Fprintf(env.stderr, "tpo serve: shutting down; waiting up to %v for requests in flight and background responses\n", *shutdownTimeout)
 		},
 		// Cancel what is still running and give the handlers a moment to
 		// answer with an error and record their runs.
@@ -216,6 +246,12 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 			stopWork()
 		},
 	})
+	if stopAt.IsZero() {
+		stopAt = time.Now()
+	}
+	jctx, cancel := context.WithDeadline(context.Background(), stopAt.Add(*shutdownTimeout))
+	defer cancel()
+	return errors.Join(err, shutdownJobs(jctx, env, srv))
 }
 
 // markInterrupted marks the runs that tpo serve processes of this machine

@@ -1,0 +1,51 @@
+package tpo
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Job is work that tpo serve keeps beyond the request that asked for it: a
+// response of the Responses API (stored for a later request, or computed
+// in the background) or a batch. A store keeps it, so that a later
+// request, another process sharing the store, or the server after a
+// restart can report it.
+type Job struct {
+	// Kind says what the job is ("response", "batch"); IDs are unique
+	// within a kind.
+	Kind string `json:"kind"`
+	ID   string `json:"id"`
+	// Status is the job's status in its API's words ("queued",
+	// "in_progress", "completed", ...).
+	Status  string    `json:"status"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+	// Finished is when the job reached a final status; nil while it is
+	// not done.
+	Finished *time.Time `json:"finished,omitempty"`
+	// Owner is the process that works on the job while it is not done;
+	// nil when none does.
+	Owner *Owner `json:"owner,omitempty"`
+	// Data is what the server keeps of the job, as JSON (the API object,
+	// what it needs to continue the job). A store keeps it byte for byte.
+	Data json.RawMessage `json:"data"`
+}
+
+// JobStore keeps jobs. Implementations must be safe for concurrent use.
+type JobStore interface {
+	// PutJob records job, replacing the job of the same kind and ID.
+	PutJob(ctx context.Context, job Job) error
+	// GetJob returns a job. An unknown job is an error wrapping
+	// ErrNotFound.
+	GetJob(ctx context.Context, kind, id string) (Job, error)
+	// ListJobs returns up to limit jobs of kind (all when limit <= 0),
+	// newest first (by Created, then by ID, byte by byte, descending); when
+	// after is not empty, those that come after the job with that ID. An
+	// unknown after is an error wrapping ErrNotFound.
+	ListJobs(ctx context.Context, kind, after string, limit int) ([]Job, error)
+	// UnfinishedJobs returns the jobs of kind that are not finished and
+	// whose Owner.Host is host, oldest first. Jobs without an owner are
+	// never returned.
+	UnfinishedJobs(ctx context.Context, kind, host string) ([]Job, error)
+}

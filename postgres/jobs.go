@@ -1,0 +1,135 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tpoproject/tpo"
+)
+
+var _ tpo.JobStore = (*DB)(nil)
+
+const jobColumns = `kind, id, status, created, updated, finished, owner_host, owner_pid, owner_started, data`
+
+// PutJob implements tpo.JobStore.
+func (db *DB) PutJob(ctx context.Context, job tpo.Job) error {
+	if job.Kind == "" || job.ID == "" {
+		return fmt.Errorf("put job %q of kind %q: empty kind or id", job.ID, job.Kind)
+	}
+	if err := errors.Join(checkKey("job kind", job.Kind), checkKey("job id", job.ID)); err != nil {
+		return fmt.Errorf("put job: %w", err)
+	}
+	if !json.Valid(job.Data) {
+		return fmt.Errorf("put %s %q: data is not valid JSON", job.Kind, job.ID)
+	}
+	var host, pid, started any
+	if o := job.Owner; o != nil {
+		host, pid, started = cleanText(o.Host), o.PID, o.Started
+	}
+	_, err := db.pool.Exec(ctx, `INSERT INTO jobs (`+jobColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, created = excluded.created, updated = excluded.updated,
+			finished = excluded.finished, owner_host = excluded.owner_host, owner_pid = excluded.owner_pid,
+			owner_started = excluded.owner_started, data = excluded.data`,
+		job.Kind, job.ID, cleanText(job.Status), job.Created, job.Updated, job.Finished, host, pid, started, string(job.Data))
+	if err != nil {
+		return fmt.Errorf("put %s %q: %w", job.Kind, job.ID, err)
+	}
+	return nil
+}
+
+// GetJob implements tpo.JobStore.
+func (db *DB) GetJob(ctx context.Context, kind, id string) (tpo.Job, error) {
+	if checkKey("job id", id) != nil || checkKey("job kind", kind) != nil {
+		return tpo.Job{}, fmt.Errorf("%s %q: %w", kind, id, tpo.ErrNotFound)
+	}
+	j, err := scanJob(db.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE kind = $1 AND id = $2`, kind, id).Scan)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return tpo.Job{}, fmt.Errorf("%s %q: %w", kind, id, tpo.ErrNotFound)
+	}
+	if err != nil {
+		return tpo.Job{}, fmt.Errorf("get %s %q: %w", kind, id, err)
+	}
+	return j, nil
+}
+
+// ListJobs implements tpo.JobStore, in one snapshot.
+func (db *DB) ListJobs(ctx context.Context, kind, after string, limit int) ([]tpo.Job, error) {
+	var jobs []tpo.Job
+	err := db.snapshot(ctx, func(tx pgx.Tx) error {
+		query, args := `SELECT `+jobColumns+` FROM jobs WHERE kind = $1`, []any{kind}
+		if after != "" {
+			var created time.Time
+			err := pgx.ErrNoRows
+			if checkKey("job id", after) == nil {
+				err = tx.QueryRow(ctx, `SELECT created FROM jobs WHERE kind = $1 AND id = $2`, kind, after).Scan(&created)
+			}
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("%s %q: %w", kind, after, tpo.ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			query += ` AND (created, id COLLATE "C") < ($2, $3)`
+			args = append(args, created, after)
+		}
+		query += ` ORDER BY created DESC, id COLLATE "C" DESC`
+		if limit > 0 {
+			query += fmt.Sprintf(" LIMIT %d", limit)
+		}
+		rows, err := tx.Query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		jobs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (tpo.Job, error) { return scanJob(r.Scan) })
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s jobs: %w", kind, err)
+	}
+	return jobs, nil
+}
+
+// UnfinishedJobs implements tpo.JobStore.
+func (db *DB) UnfinishedJobs(ctx context.Context, kind, host string) ([]tpo.Job, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+jobColumns+` FROM jobs
+		WHERE kind = $1 AND owner_host = $2 AND finished IS NULL ORDER BY created, id COLLATE "C"`, kind, cleanText(host))
+	if err == nil {
+		var jobs []tpo.Job
+		jobs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (tpo.Job, error) { return scanJob(r.Scan) })
+		if err == nil {
+			return jobs, nil
+		}
+	}
+	return nil, fmt.Errorf("unfinished %s jobs of %s: %w", kind, host, err)
+}
+
+// scanJob reads the jobColumns of a row.
+func scanJob(scan func(...any) error) (tpo.Job, error) {
+	var (
+		j                 tpo.Job
+		finished, started *time.Time
+		host              *string
+		pid               *int
+		data              []byte
+	)
+	if err := scan(&j.Kind, &j.ID, &j.Status, &j.Created, &j.Updated, &finished, &host, &pid, &started, &data); err != nil {
+		return tpo.Job{}, err
+	}
+	j.Created, j.Updated, j.Finished = j.Created.UTC(), j.Updated.UTC(), utc(finished)
+	if host != nil {
+		j.Owner = &tpo.Owner{Host: *host}
+		if pid != nil {
+			j.Owner.PID = *pid
+		}
+		if started != nil {
+			j.Owner.Started = started.UTC()
+		}
+	}
+	j.Data = json.RawMessage(data)
+	return j, nil
+}

@@ -1,0 +1,131 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/tpoproject/tpo"
+)
+
+var _ tpo.JobStore = (*DB)(nil)
+
+const jobColumns = `kind, id, status, created, updated, finished, owner_host, owner_pid, owner_started, data`
+
+// PutJob implements tpo.JobStore.
+func (db *DB) PutJob(ctx context.Context, job tpo.Job) error {
+	if job.Kind == "" || job.ID == "" {
+		return fmt.Errorf("put job %q of kind %q: empty kind or id", job.ID, job.Kind)
+	}
+	if !json.Valid(job.Data) {
+		return fmt.Errorf("put %s %q: data is not valid JSON", job.Kind, job.ID)
+	}
+	var host, pid, started, finished any
+	if o := job.Owner; o != nil {
+		host, pid, started = o.Host, o.PID, unixNano(o.Started)
+	}
+	if job.Finished != nil {
+		finished = unixNano(*job.Finished)
+	}
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO jobs (`+jobColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			job.Kind, job.ID, job.Status, unixNano(job.Created), unixNano(job.Updated), finished, host, pid, started, string(job.Data))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("put %s %q: %w", job.Kind, job.ID, err)
+	}
+	return nil
+}
+
+// GetJob implements tpo.JobStore.
+func (db *DB) GetJob(ctx context.Context, kind, id string) (tpo.Job, error) {
+	j, err := scanJob(db.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE kind = ? AND id = ?`, kind, id).Scan)
+	if errors.Is(err, sql.ErrNoRows) {
+		return tpo.Job{}, fmt.Errorf("%s %q: %w", kind, id, tpo.ErrNotFound)
+	}
+	if err != nil {
+		return tpo.Job{}, fmt.Errorf("get %s %q: %w", kind, id, err)
+	}
+	return j, nil
+}
+
+// ListJobs implements tpo.JobStore.
+func (db *DB) ListJobs(ctx context.Context, kind, after string, limit int) ([]tpo.Job, error) {
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	var jobs []tpo.Job
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		query, args := `SELECT `+jobColumns+` FROM jobs WHERE kind = ?`, []any{kind}
+		if after != "" {
+			var created int64
+			err := tx.QueryRowContext(ctx, `SELECT created FROM jobs WHERE kind = ? AND id = ?`, kind, after).Scan(&created)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("%s %q: %w", kind, after, tpo.ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			query += ` AND (created < ? OR created = ? AND id < ?)`
+			args = append(args, created, created, after)
+		}
+		var err error
+		jobs, err = queryJobs(ctx, tx, query+` ORDER BY created DESC, id DESC LIMIT ?`, append(args, limit)...)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s jobs: %w", kind, err)
+	}
+	return jobs, nil
+}
+
+// UnfinishedJobs implements tpo.JobStore.
+func (db *DB) UnfinishedJobs(ctx context.Context, kind, host string) ([]tpo.Job, error) {
+	jobs, err := queryJobs(ctx, db.db, `SELECT `+jobColumns+` FROM jobs
+		WHERE kind = ? AND owner_host = ? AND finished IS NULL ORDER BY created, id`, kind, host)
+	if err != nil {
+		return nil, fmt.Errorf("unfinished %s jobs of %s: %w", kind, host, err)
+	}
+	return jobs, nil
+}
+
+func queryJobs(ctx context.Context, q queryer, query string, args ...any) ([]tpo.Job, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var jobs []tpo.Job
+	for rows.Next() {
+		j, err := scanJob(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, rows.Err()
+}
+
+// scanJob reads the jobColumns of a row.
+func scanJob(scan func(...any) error) (tpo.Job, error) {
+	var (
+		j                 tpo.Job
+		created, updated  int64
+		finished, started sql.NullInt64
+		host              sql.NullString
+		pid               sql.NullInt64
+		data              string
+	)
+	if err := scan(&j.Kind, &j.ID, &j.Status, &created, &updated, &finished, &host, &pid, &started, &data); err != nil {
+		return tpo.Job{}, err
+	}
+	j.Created, j.Updated, j.Finished = fromNano(created), fromNano(updated), nullTime(finished)
+	if host.Valid {
+		j.Owner = &tpo.Owner{Host: host.String, PID: int(pid.Int64), Started: fromNano(started.Int64)}
+	}
+	j.Data = json.RawMessage(data)
+	return j, nil
+}

@@ -311,7 +311,7 @@ func (s *Server) batchResponse(o outcome, rp *respPlan) openai.Response {
 	obj.Usage = &openai.ResponseUsage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens, TotalTokens: u.TotalTokens()}
 	now := s.opts.Now().Unix()
 	obj.CompletedAt, obj.Output, obj.Store = &now, responseOutput(o), false
-	obj.TPO = o.summary(bestDistinct(o.Result, 1))
+	obj.TPO = o.optimization(bestDistinct(o.Result, 1))
 	return obj
 }
 

@@ -449,7 +449,7 @@ func TestStream(t *testing.T) {
 	var content string
 	var last Progress
 	var usageSeen *openai.Usage
-	var summary Summary
+	var summary Optimization
 	var id string
 	for _, ev := range events[:len(events)-1] {
 		var c streamChunk
@@ -856,7 +856,7 @@ func TestDeadlineAnswersWithTheBestSoFar(t *testing.T) {
 	}
 	resp := e.post(t, `{"model":"m","stream":true,`+convo+`,"tpo":{"deadline_ms":150}}`)
 	events := readSSE(t, resp.Body)
-	var final Summary
+	var final Optimization
 	for _, ev := range events {
 		var c streamChunk
 		if ev.Data == "" || ev.Data == "[DONE]" || json.Unmarshal([]byte(ev.Data), &c) != nil || c.TPO == nil {

@@ -17,7 +17,7 @@ import (
 // completion is a chat.completion object with the "tpo" extension.
 type completion struct {
 	openai.ChatResponse
-	TPO *Summary `json:"tpo,omitempty"`
+	TPO *Optimization `json:"tpo,omitempty"`
 }
 
 func usageOf(u tpo.Usage) openai.Usage {
@@ -30,9 +30,9 @@ type chunk struct {
 	TPO any `json:"tpo,omitempty"`
 }
 
-// Summary is the "tpo" object of a response: what the optimization did and
+// Optimization is the "tpo" object of a response: what the optimization did and
 // what it cost.
-type Summary struct {
+type Optimization struct {
 	// RunID names the run in the store that holds the whole trajectory.
 	RunID  string   `json:"run_id,omitempty"`
 	Mode   tpo.Mode `json:"mode"`
@@ -190,9 +190,9 @@ func (o outcome) deadline() time.Time {
 }
 
 // summary builds the "tpo" object of a finished optimization.
-func (o outcome) summary(cands []tpo.Candidate) *Summary {
+func (o outcome) optimization(cands []tpo.Candidate) *Optimization {
 	cfg := o.Plan.Config
-	s := &Summary{
+	s := &Optimization{
 		RunID: o.RunID, Mode: cfg.Mode, Width: cfg.Width, Depth: cfg.Steps(), Reward: o.Plan.Reward,
 		Score: o.Result.Score, InitialBest: o.Result.InitialBest, Gain: o.Result.Gain(),
 		Steps:       len(o.Result.Steps),
@@ -246,14 +246,14 @@ func completionOf(o outcome) completion {
 		return completion{
 			ChatResponse: openai.ChatResponse{ID: o.ID, Object: "chat.completion", Created: o.Created, Model: o.Model,
 				Choices: o.toolChoices(), Usage: &u},
-			TPO: o.summary(nil),
+			TPO: o.optimization(nil),
 		}
 	}
 	cands := bestDistinct(o.Result, o.Plan.N)
 	c := completion{
 		ChatResponse: openai.ChatResponse{ID: o.ID, Object: "chat.completion", Created: o.Created, Model: o.Model,
 			Choices: make([]openai.Choice, 0, len(cands)), Usage: &u},
-		TPO: o.summary(cands),
+		TPO: o.optimization(cands),
 	}
 	for i, cd := range cands {
 		c.Choices = append(c.Choices, openai.Choice{Index: i, Message: openai.ResponseMessage{Role: tpo.RoleAssistant, Content: cd.Text}, FinishReason: "stop"})

@@ -163,7 +163,7 @@ func (s *Server) finishResponse(ctx context.Context, o outcome, rp *respPlan, er
 	now := s.opts.Now().Unix()
 	obj.CompletedAt = &now
 	if !rp.Off {
-		obj.TPO = o.summary(bestDistinct(o.Result, 1))
+		obj.TPO = o.optimization(bestDistinct(o.Result, 1))
 	}
 	switch {
 	case errors.Is(context.Cause(ctx), errCancelled):

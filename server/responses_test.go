@@ -33,7 +33,7 @@ func (e *testEnv) postTo(t *testing.T, path, body string) *http.Response {
 // response is what tests read of a response object.
 type response struct {
 	openai.Response
-	TPO *Summary `json:"tpo"`
+	TPO *Optimization `json:"tpo"`
 }
 
 func (r response) text() string {

@@ -125,7 +125,7 @@ func answerChunks(o outcome) []chunk {
 	for i := range cands {
 		f := c.finish(i, "stop")
 		if i == len(cands)-1 {
-			f.TPO = o.summary(cands)
+			f.TPO = o.optimization(cands)
 		}
 		out = append(out, f)
 	}
@@ -157,7 +157,7 @@ func toolCallChunks(o outcome, c chunkMaker) []chunk {
 	for i, ch := range choices {
 		f := c.finish(i, cmp.Or(ch.FinishReason, "tool_calls"))
 		if i == len(choices)-1 {
-			f.TPO = o.summary(nil)
+			f.TPO = o.optimization(nil)
 		}
 		out = append(out, f)
 	}

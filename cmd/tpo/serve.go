@@ -226,7 +226,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 		ln.Addr(), b.policyModel, b.reward, storeName(b.store), auth)
 	fmt.Fprintf(env.stderr, "tpo serve: web UI at http://%s/ui/\n", ln.Addr())
 	limit, used := filesDir.Limit()
-	fmt.Fprintf(env.stderr, "tpo serve: files (batches) in %s, %d of %d bytes used\n", filesDir.Path(), used, limit)
+	fmt.Fprintf(env.stderr, "tpo serve: files (batches) in %s, %s of %s used\n", filesDir.Path(), byteSize(used), byteSize(limit))
 	printHosts(env, "tpo serve", hosts)
 
 	// Background responses and batches run on while the requests in

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/tpoproject/tpo/files"
 	"github.com/tpoproject/tpo/internal/proc"
@@ -91,4 +93,20 @@ func shutdownJobs(ctx context.Context, env *environ, srv *server.Server) error {
 		return nil
 	}
 	return err
+}
+
+// byteSize writes n bytes as people read them: 512 B, 3.2 MiB, 1 GiB.
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, i := float64(n), -1
+	for f >= unit && i < 5 {
+		f /= unit
+		i++
+	}
+	s := strconv.FormatFloat(f, 'f', 1, 64)
+	s = strings.TrimSuffix(s, ".0")
+	return s + " " + "KMGTPE"[i:i+1] + "iB"
 }

@@ -61,3 +61,17 @@ func TestServeJobFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestByteSize(t *testing.T) {
+	for _, tc := range []struct {
+		n    int64
+		want string
+	}{
+		{0, "0 B"}, {1023, "1023 B"}, {1024, "1 KiB"}, {1536, "1.5 KiB"},
+		{3<<20 + 200<<10, "3.2 MiB"}, {1 << 30, "1 GiB"}, {1<<62 + 1<<61, "6 EiB"},
+	} {
+		if got := byteSize(tc.n); got != tc.want {
+			t.Errorf("byteSize(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/tpotest/storetest"
 )
 
 // clock is a fake clock that moves one second each time it is read.
@@ -59,46 +60,6 @@ func mustRun(t *testing.T, db *DB, key string) tpo.Run {
 	return r
 }
 
-func item(id string) tpo.Item {
-	return tpo.Item{ID: id, Messages: []tpo.Message{
-		{Role: tpo.RoleSystem, Content: "be kind"},
-		{Role: tpo.RoleUser, Content: "prompt of " + id},
-	}}
-}
-
-func step(n int, scores ...float64) tpo.Step {
-	s := tpo.Step{Step: n, Usage: tpo.Usage{Requests: 1, PromptTokens: 10 * (n + 1), CompletionTokens: 100}}
-	for i, sc := range scores {
-		s.Candidates = append(s.Candidates, tpo.Candidate{Text: fmt.Sprintf("answer %d.%d", n, i), Score: sc})
-	}
-	if n > 0 {
-		s.Chosen = &tpo.Ref{Step: n - 1, Index: 0}
-		s.Loss, s.Gradient = "critique", "instructions"
-		s.Calls = []tpo.Call{{Stage: tpo.StageLoss, Messages: []tpo.Message{{Role: tpo.RoleUser, Content: "compare"}}, N: 1}}
-		s.Millis = map[tpo.Stage]int64{tpo.StageLoss: 1200, tpo.StageUpdate: 3400}
-	}
-	return s
-}
-
-// result makes a result whose score is the best of its steps.
-func result(id string, steps []tpo.Step, errText string) tpo.Result {
-	res := tpo.Result{ID: id, Prompt: "prompt of " + id, Steps: steps, Error: errText, ScoreCalls: len(steps)}
-	first := true
-	for i, s := range steps {
-		for j, c := range s.Candidates {
-			if first || c.Score > res.Score {
-				res.Score, res.Response, res.Best = c.Score, c.Text, tpo.Ref{Step: i, Index: j}
-				first = false
-			}
-			if i == 0 && (j == 0 || c.Score > res.InitialBest) {
-				res.InitialBest = c.Score
-			}
-		}
-		res.Usage.Add(s.Usage)
-	}
-	return res
-}
-
 // asJSON makes values comparable regardless of nil versus empty slices.
 func asJSON(t *testing.T, v any) string {
 	t.Helper()
@@ -132,12 +93,12 @@ func TestTwoHandles(t *testing.T) {
 		db := dbs[w%2]
 		wg.Go(func() {
 			id := fmt.Sprint(w)
-			if _, err := db.StartItem(ctx, run.ID, w, item(id)); err != nil {
+			if _, err := db.StartItem(ctx, run.ID, w, storetest.Item(id)); err != nil {
 				errc <- err
 				return
 			}
 			for n := range 5 {
-				if err := db.SaveStep(ctx, run.ID, id, step(n, 1)); err != nil {
+				if err := db.SaveStep(ctx, run.ID, id, storetest.Step(n, 1)); err != nil {
 					errc <- err
 				}
 			}
@@ -162,7 +123,7 @@ func fillRun(t *testing.T, db *DB) tpo.Run {
 	run := mustRun(t, db, "fill")
 	for i := range 10 {
 		id := fmt.Sprintf("a%d", i)
-		it := item(id)
+		it := storetest.Item(id)
 		if i == 3 {
 			it.Messages[1].Content = "What is 100% of_this?"
 		}
@@ -171,17 +132,17 @@ func fillRun(t *testing.T, db *DB) tpo.Run {
 		}
 		switch {
 		case i < 7:
-			steps := []tpo.Step{step(0, 0), step(1, float64(i))}
+			steps := []tpo.Step{storetest.Step(0, 0), storetest.Step(1, float64(i))}
 			steps[1].Usage.CompletionTokens = 1000 * i
-			if err := db.FinishItem(ctx, run.ID, result(id, steps, "")); err != nil {
+			if err := db.FinishItem(ctx, run.ID, storetest.Result(id, steps, "")); err != nil {
 				t.Fatal(err)
 			}
 		case i == 7:
-			if err := db.FinishItem(ctx, run.ID, result(id, nil, "server said no")); err != nil {
+			if err := db.FinishItem(ctx, run.ID, storetest.Result(id, nil, "server said no")); err != nil {
 				t.Fatal(err)
 			}
 		case i == 8:
-			if err := db.SaveStep(ctx, run.ID, id, step(0, 2.5)); err != nil {
+			if err := db.SaveStep(ctx, run.ID, id, storetest.Step(0, 2.5)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -200,10 +161,10 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.StartItem(ctx, run.ID, 0, item("a")); err != nil {
+	if _, err := db.StartItem(ctx, run.ID, 0, storetest.Item("a")); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SaveStep(ctx, run.ID, "a", step(0, 1, 2)); err != nil {
+	if err := db.SaveStep(ctx, run.ID, "a", storetest.Step(0, 1, 2)); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
@@ -218,11 +179,11 @@ func TestReopen(t *testing.T) {
 	if err != nil || created || got.ID != run.ID {
 		t.Fatalf("OpenRun after reopening: got %q created %v, %v; want %q", got.ID, created, err, run.ID)
 	}
-	st, err := db.StartItem(ctx, run.ID, 0, item("a"))
+	st, err := db.StartItem(ctx, run.ID, 0, storetest.Item("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if asJSON(t, st.Steps) != asJSON(t, []tpo.Step{step(0, 1, 2)}) {
+	if asJSON(t, st.Steps) != asJSON(t, []tpo.Step{storetest.Step(0, 1, 2)}) {
 		t.Errorf("steps after reopening: got %s", asJSON(t, st.Steps))
 	}
 	var mode string

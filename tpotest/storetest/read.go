@@ -76,7 +76,7 @@ func fillRun(t *testing.T, s tpo.Store) tpo.Run {
 	run := openAt(t, s, "", "fill", epoch)
 	for i := range 10 {
 		id := fmt.Sprintf("a%d", i)
-		it := item(id)
+		it := Item(id)
 		switch i {
 		case 3:
 			it.Messages[1].Content = "What is 100% of_this?"
@@ -86,13 +86,13 @@ func fillRun(t *testing.T, s tpo.Store) tpo.Run {
 		mustStart(t, s, run.ID, i, it)
 		switch {
 		case i < 7:
-			steps := []tpo.Step{step(0, 0), step(1, float64(i))}
+			steps := []tpo.Step{Step(0, 0), Step(1, float64(i))}
 			steps[1].Usage.CompletionTokens = 1000 * i
-			mustFinish(t, s, run.ID, result(id, steps, ""))
+			mustFinish(t, s, run.ID, Result(id, steps, ""))
 		case i == 7:
-			mustFinish(t, s, run.ID, result(id, nil, "server said no"))
+			mustFinish(t, s, run.ID, Result(id, nil, "server said no"))
 		case i == 8:
-			mustSave(t, s, run.ID, id, step(0, 2.5))
+			mustSave(t, s, run.ID, id, Step(0, 2.5))
 		}
 	}
 	return run
@@ -282,7 +282,7 @@ func testItemSummaries(t *testing.T, s ReadStore) {
 func testPendingSummary(t *testing.T, s ReadStore) {
 	ctx := context.Background()
 	run := mustRun(t, s, "k")
-	mustStart(t, s, run.ID, 0, item("a"))
+	mustStart(t, s, run.ID, 0, Item("a"))
 	summary := func() tpo.ItemSummary {
 		t.Helper()
 		items, _, err := s.ListItems(ctx, run.ID, tpo.ItemFilter{})
@@ -304,24 +304,24 @@ func testPendingSummary(t *testing.T, s ReadStore) {
 	check("new item", 0, nil, nil, tpo.Usage{})
 	mustSave(t, s, run.ID, "a", tpo.Step{Step: 1, Usage: tpo.Usage{Requests: 2}})
 	check("a step without candidates", 1, nil, nil, tpo.Usage{Requests: 2})
-	mustSave(t, s, run.ID, "a", step(0, 1, 3, 2))
+	mustSave(t, s, run.ID, "a", Step(0, 1, 3, 2))
 	check("steps 0 and 1", 2, f(3), f(3), tpo.Usage{Requests: 3, PromptTokens: 10, CompletionTokens: 100})
-	mustSave(t, s, run.ID, "a", step(1, 7))
+	mustSave(t, s, run.ID, "a", Step(1, 7))
 	check("step 1 replaced", 2, f(7), f(3), tpo.Usage{Requests: 2, PromptTokens: 30, CompletionTokens: 200})
-	mustSave(t, s, run.ID, "a", step(1, 2))
+	mustSave(t, s, run.ID, "a", Step(1, 2))
 	check("step 1 replaced by a worse one", 2, f(3), f(3), tpo.Usage{Requests: 2, PromptTokens: 30, CompletionTokens: 200})
 
-	res := result("a", []tpo.Step{step(0, 1, 3, 2), step(1, 2), step(2, 5)}, "")
+	res := Result("a", []tpo.Step{Step(0, 1, 3, 2), Step(1, 2), Step(2, 5)}, "")
 	res.Usage = tpo.Usage{Requests: 9, PromptTokens: 99, CompletionTokens: 999}
 	mustFinish(t, s, run.ID, res)
 	check("finished", 3, f(5), f(3), res.Usage)
 	// A step saved after the item finished is counted, but the item's
 	// figures stay its result's.
-	mustSave(t, s, run.ID, "a", step(3, 100))
+	mustSave(t, s, run.ID, "a", Step(3, 100))
 	check("a step after finishing", 4, f(5), f(3), res.Usage)
 
 	// A result without candidates has no score.
-	mustStart(t, s, run.ID, 1, item("b"))
+	mustStart(t, s, run.ID, 1, Item("b"))
 	mustFinish(t, s, run.ID, tpo.Result{ID: "b", Steps: []tpo.Step{{Step: 0}}, Score: 4, InitialBest: 4})
 	items, _, err := s.ListItems(ctx, run.ID, tpo.ItemFilter{Query: "b"})
 	if err != nil || len(items) != 1 || items[0].Score != nil || items[0].InitialBest != nil || items[0].Status != tpo.StatusDone {
@@ -347,10 +347,10 @@ func fmtFloat(f *float64) string {
 // of the prompt.
 func testPromptPreview(t *testing.T, s ReadStore) {
 	run := mustRun(t, s, "k")
-	long := item("long")
+	long := Item("long")
 	long.Messages[1].Content = strings.Repeat("é", 1000)
 	mustStart(t, s, run.ID, 0, long)
-	short := item("short")
+	short := Item("short")
 	short.Messages[1].Content = "é"
 	mustStart(t, s, run.ID, 1, short)
 	items, _, err := s.ListItems(context.Background(), run.ID, tpo.ItemFilter{})
@@ -402,16 +402,16 @@ func testGetItem(t *testing.T, s ReadStore) {
 			t.Fatal(err)
 		}
 		seq := int(id[1] - '0')
-		checkState(t, "GetItem "+id, got, mustStart(t, s, run.ID, seq, item(id)))
+		checkState(t, "GetItem "+id, got, mustStart(t, s, run.ID, seq, Item(id)))
 	}
 	res := fullResult("full")
-	mustStart(t, s, run.ID, 10, item("full"))
+	mustStart(t, s, run.ID, 10, Item("full"))
 	mustFinish(t, s, run.ID, res)
 	got, err := s.GetItem(ctx, run.ID, "full")
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkState(t, "GetItem of a full result", got, tpo.ItemState{Seq: 10, Item: item("full"), Steps: res.Steps, Done: true, Result: &res})
+	checkState(t, "GetItem of a full result", got, tpo.ItemState{Seq: 10, Item: Item("full"), Steps: res.Steps, Done: true, Result: &res})
 }
 
 func testResults(t *testing.T, s ReadStore) {
@@ -419,7 +419,7 @@ func testResults(t *testing.T, s ReadStore) {
 	run := fillRun(t, s)
 	// Another run's items are not among the results.
 	other := mustRun(t, s, "other")
-	mustStart(t, s, other.ID, 0, item("x"))
+	mustStart(t, s, other.ID, 0, Item("x"))
 
 	var seqs []int
 	err := s.Results(ctx, run.ID, func(st tpo.ItemState) error {
@@ -433,7 +433,7 @@ func testResults(t *testing.T, s ReadStore) {
 		}
 		// The callback may write to the store.
 		if st.Seq == 9 {
-			return s.SaveStep(ctx, run.ID, st.Item.ID, step(0, 1))
+			return s.SaveStep(ctx, run.ID, st.Item.ID, Step(0, 1))
 		}
 		return nil
 	})
@@ -471,8 +471,8 @@ func testDeleteRun(t *testing.T, s ReadStore) {
 	ctx := context.Background()
 	run := fillRun(t, s)
 	keep := mustRun(t, s, "keep")
-	mustStart(t, s, keep.ID, 0, item("a0"))
-	mustSave(t, s, keep.ID, "a0", step(0, 1))
+	mustStart(t, s, keep.ID, 0, Item("a0"))
+	mustSave(t, s, keep.ID, "a0", Step(0, 1))
 	if err := s.DeleteRun(ctx, run.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +491,7 @@ func testDeleteRun(t *testing.T, s ReadStore) {
 	if err != nil || !created {
 		t.Fatalf("OpenRun with a deleted run's key: created %v, %v", created, err)
 	}
-	if st := mustStart(t, s, r.ID, 0, item("a0")); len(st.Steps) != 0 || st.Done {
+	if st := mustStart(t, s, r.ID, 0, Item("a0")); len(st.Steps) != 0 || st.Done {
 		t.Errorf("an item of the new run holds the deleted run's data: %s", asJSON(t, st))
 	}
 }
@@ -499,7 +499,7 @@ func testDeleteRun(t *testing.T, s ReadStore) {
 func testReadNotFound(t *testing.T, s ReadStore) {
 	ctx := context.Background()
 	run := mustRun(t, s, "")
-	mustStart(t, s, run.ID, 0, item("a"))
+	mustStart(t, s, run.ID, 0, Item("a"))
 	calls := map[string]func() error{
 		"GetRun":       func() error { _, err := s.GetRun(ctx, "nope"); return err },
 		"GetItem/run":  func() error { _, err := s.GetItem(ctx, "nope", "a"); return err },

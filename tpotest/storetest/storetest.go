@@ -37,15 +37,16 @@ import (
 // epoch is a time with whole microseconds, which every store keeps exactly.
 var epoch = time.Date(2025, 1, 2, 3, 4, 5, 123456000, time.UTC)
 
-func item(id string) tpo.Item {
+// Item makes an item with a system prompt and a user prompt naming id.
+func Item(id string) tpo.Item {
 	return tpo.Item{ID: id, Messages: []tpo.Message{
 		{Role: tpo.RoleSystem, Content: "be kind"},
 		{Role: tpo.RoleUser, Content: "prompt of " + id},
 	}}
 }
 
-// step makes step n with candidates of the given scores.
-func step(n int, scores ...float64) tpo.Step {
+// Step makes step n with candidates of the given scores.
+func Step(n int, scores ...float64) tpo.Step {
 	s := tpo.Step{Step: n, Usage: tpo.Usage{Requests: 1, PromptTokens: 10 * (n + 1), CompletionTokens: 100}}
 	for i, sc := range scores {
 		s.Candidates = append(s.Candidates, tpo.Candidate{Text: fmt.Sprintf("answer %d.%d", n, i), Score: sc})
@@ -59,8 +60,8 @@ func step(n int, scores ...float64) tpo.Step {
 	return s
 }
 
-// result makes a result whose score is the best of its steps.
-func result(id string, steps []tpo.Step, errText string) tpo.Result {
+// Result makes a result whose score is the best of its steps.
+func Result(id string, steps []tpo.Step, errText string) tpo.Result {
 	res := tpo.Result{ID: id, Prompt: "prompt of " + id, Steps: steps, Error: errText, ScoreCalls: len(steps)}
 	first := true
 	for i, s := range steps {
@@ -83,13 +84,13 @@ func result(id string, steps []tpo.Step, errText string) tpo.Result {
 func fullResult(id string) tpo.Result {
 	seed := int64(42)
 	rej := tpo.Ref{Step: 0, Index: 1}
-	s0 := step(0, 1.5, -2.25)
+	s0 := Step(0, 1.5, -2.25)
 	s0.Candidates[1].Cut = true
-	s0.Calls = []tpo.Call{{Stage: tpo.StageSample, Messages: item(id).Messages, N: 2, Seed: &seed, Returned: 2,
+	s0.Calls = []tpo.Call{{Stage: tpo.StageSample, Messages: Item(id).Messages, N: 2, Seed: &seed, Returned: 2,
 		Usage: tpo.Usage{Requests: 1, PromptTokens: 12, CompletionTokens: 80, Retries: 1}, Millis: 950}}
 	s0.ScoreUsage = tpo.Usage{Requests: 1, Retries: 2}
 	s0.Millis = map[tpo.Stage]int64{tpo.StageSample: 950, tpo.StageScore: 30}
-	s1 := step(1, 3.75, 0.5)
+	s1 := Step(1, 3.75, 0.5)
 	s1.Candidates[0].Unclosed = true
 	s1.Candidates[0].Cut = true
 	s1.Rejected = &rej
@@ -99,8 +100,8 @@ func fullResult(id string) tpo.Result {
 		N: 2, Seed: &seed, Returned: 1, Error: "one choice was empty", Millis: 3400})
 	s1.Usage.Retries = 3
 	s1.ScoreUsage = tpo.Usage{Requests: 2, PromptTokens: 7, CompletionTokens: 1}
-	res := result(id, []tpo.Step{s0, s1}, "")
-	res.Messages = item(id).Messages
+	res := Result(id, []tpo.Step{s0, s1}, "")
+	res.Messages = Item(id).Messages
 	res.ScoreCalls = 5
 	res.ScoreUsage = tpo.Usage{Requests: 3, PromptTokens: 7, CompletionTokens: 1, Retries: 2}
 	res.Usage.Retries = 4

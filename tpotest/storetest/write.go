@@ -152,37 +152,37 @@ func testFinishRun(t *testing.T, s tpo.Store) {
 // was saved, with the messages stored the first time.
 func testStartItem(t *testing.T, s tpo.Store) {
 	run := mustRun(t, s, "k")
-	st := mustStart(t, s, run.ID, 0, item("a"))
-	want := tpo.ItemState{Seq: 0, Item: item("a")}
+	st := mustStart(t, s, run.ID, 0, Item("a"))
+	want := tpo.ItemState{Seq: 0, Item: Item("a")}
 	checkState(t, "new item", st, want)
-	checkState(t, "second item", mustStart(t, s, run.ID, 1, item("b")), tpo.ItemState{Seq: 1, Item: item("b")})
+	checkState(t, "second item", mustStart(t, s, run.ID, 1, Item("b")), tpo.ItemState{Seq: 1, Item: Item("b")})
 
-	steps := []tpo.Step{step(0, 1, 3, 2), step(1, 4, 2)}
+	steps := []tpo.Step{Step(0, 1, 3, 2), Step(1, 4, 2)}
 	mustSave(t, s, run.ID, "a", steps...)
 	want.Steps = steps
 	checkState(t, "resumed item", mustStart(t, s, run.ID, 0, tpo.Item{ID: "a"}), want)
 	checkState(t, "resumed item with other messages",
 		mustStart(t, s, run.ID, 0, tpo.Item{ID: "a", Messages: []tpo.Message{{Role: tpo.RoleUser, Content: "other"}}}), want)
-	checkState(t, "the other item", mustStart(t, s, run.ID, 1, item("b")), tpo.ItemState{Seq: 1, Item: item("b")})
+	checkState(t, "the other item", mustStart(t, s, run.ID, 1, Item("b")), tpo.ItemState{Seq: 1, Item: Item("b")})
 
 	// Items of different runs are apart, even with the same id and seq.
 	other := mustRun(t, s, "other")
-	checkState(t, "same id in another run", mustStart(t, s, other.ID, 0, item("a")), tpo.ItemState{Seq: 0, Item: item("a")})
+	checkState(t, "same id in another run", mustStart(t, s, other.ID, 0, Item("a")), tpo.ItemState{Seq: 0, Item: Item("a")})
 }
 
 func testStartItemConflicts(t *testing.T, s tpo.Store) {
 	ctx := context.Background()
 	run := mustRun(t, s, "")
-	mustStart(t, s, run.ID, 0, item("a"))
+	mustStart(t, s, run.ID, 0, Item("a"))
 	tests := []struct {
 		seq  int
 		item tpo.Item
 		want string
 	}{
-		{1, item("a"), `item "a" is recorded at position 0, not 1`},
-		{0, item("b"), `position 0 holds item "a"`},
+		{1, Item("a"), `item "a" is recorded at position 0, not 1`},
+		{0, Item("b"), `position 0 holds item "a"`},
 		{1, tpo.Item{}, "empty id"},
-		{-1, item("c"), "negative seq"},
+		{-1, Item("c"), "negative seq"},
 	}
 	for _, tt := range tests {
 		_, err := s.StartItem(ctx, run.ID, tt.seq, tt.item)
@@ -191,7 +191,7 @@ func testStartItemConflicts(t *testing.T, s tpo.Store) {
 		}
 	}
 	// The failed calls recorded nothing.
-	if st := mustStart(t, s, run.ID, 1, item("b")); st.Seq != 1 || st.Item.ID != "b" || len(st.Steps) > 0 {
+	if st := mustStart(t, s, run.ID, 1, Item("b")); st.Seq != 1 || st.Item.ID != "b" || len(st.Steps) > 0 {
 		t.Errorf("item b after the conflicts: got %s", asJSON(t, st))
 	}
 }
@@ -201,20 +201,20 @@ func testStartItemConflicts(t *testing.T, s tpo.Store) {
 func testSaveStep(t *testing.T, s tpo.Store) {
 	ctx := context.Background()
 	run := mustRun(t, s, "k")
-	mustStart(t, s, run.ID, 0, item("a"))
+	mustStart(t, s, run.ID, 0, Item("a"))
 	var want []tpo.Step
 	for _, n := range []int{2, 10, 0, 1} {
-		mustSave(t, s, run.ID, "a", step(n, float64(n)))
+		mustSave(t, s, run.ID, "a", Step(n, float64(n)))
 	}
 	for _, n := range []int{0, 1, 2, 10} {
-		want = append(want, step(n, float64(n)))
+		want = append(want, Step(n, float64(n)))
 	}
-	checkState(t, "steps saved out of order", mustStart(t, s, run.ID, 0, item("a")), tpo.ItemState{Item: item("a"), Steps: want})
+	checkState(t, "steps saved out of order", mustStart(t, s, run.ID, 0, Item("a")), tpo.ItemState{Item: Item("a"), Steps: want})
 
-	want[1] = step(1, 5, 6)
+	want[1] = Step(1, 5, 6)
 	want[1].Notes = []string{"retried"}
 	mustSave(t, s, run.ID, "a", want[1])
-	checkState(t, "after replacing step 1", mustStart(t, s, run.ID, 0, item("a")), tpo.ItemState{Item: item("a"), Steps: want})
+	checkState(t, "after replacing step 1", mustStart(t, s, run.ID, 0, Item("a")), tpo.ItemState{Item: Item("a"), Steps: want})
 
 	if err := s.SaveStep(ctx, run.ID, "a", tpo.Step{Step: -1}); err == nil {
 		t.Error("SaveStep of step -1: got no error")
@@ -225,36 +225,36 @@ func testSaveStep(t *testing.T, s tpo.Store) {
 // it carries are saved as by SaveStep.
 func testFinishItem(t *testing.T, s tpo.Store) {
 	run := mustRun(t, s, "k")
-	mustStart(t, s, run.ID, 0, item("a"))
+	mustStart(t, s, run.ID, 0, Item("a"))
 	res := fullResult("a")
 	mustSave(t, s, run.ID, "a", res.Steps[0])
-	res.Steps = append(res.Steps, step(2, 0.25)) // never saved before
+	res.Steps = append(res.Steps, Step(2, 0.25)) // never saved before
 	mustFinish(t, s, run.ID, res)
-	want := tpo.ItemState{Item: item("a"), Steps: res.Steps, Done: true, Result: &res}
-	checkState(t, "finished item", mustStart(t, s, run.ID, 0, item("a")), want)
+	want := tpo.ItemState{Item: Item("a"), Steps: res.Steps, Done: true, Result: &res}
+	checkState(t, "finished item", mustStart(t, s, run.ID, 0, Item("a")), want)
 
 	// Saving a step of a finished item adds it to the result's steps.
-	extra := step(3, 9)
+	extra := Step(3, 9)
 	mustSave(t, s, run.ID, "a", extra)
 	res.Steps = append(res.Steps, extra)
 	want.Steps = res.Steps
-	checkState(t, "finished item with a step saved after", mustStart(t, s, run.ID, 0, item("a")), want)
+	checkState(t, "finished item with a step saved after", mustStart(t, s, run.ID, 0, Item("a")), want)
 }
 
 // testFinishItemAgain: finishing an item again replaces its result; the
 // steps saved stay, and are the result's steps.
 func testFinishItemAgain(t *testing.T, s tpo.Store) {
 	run := mustRun(t, s, "k")
-	mustStart(t, s, run.ID, 0, item("a"))
-	steps := []tpo.Step{step(0, 1, 3), step(1, 4), step(2, 6)}
-	res := result("a", steps, "")
+	mustStart(t, s, run.ID, 0, Item("a"))
+	steps := []tpo.Step{Step(0, 1, 3), Step(1, 4), Step(2, 6)}
+	res := Result("a", steps, "")
 	mustFinish(t, s, run.ID, res)
 
-	res2 := result("a", steps[:1], "context length exceeded")
+	res2 := Result("a", steps[:1], "context length exceeded")
 	mustFinish(t, s, run.ID, res2)
 	res2.Steps = steps
-	checkState(t, "after a second FinishItem", mustStart(t, s, run.ID, 0, item("a")),
-		tpo.ItemState{Item: item("a"), Steps: steps, Done: true, Result: &res2})
+	checkState(t, "after a second FinishItem", mustStart(t, s, run.ID, 0, Item("a")),
+		tpo.ItemState{Item: Item("a"), Steps: steps, Done: true, Result: &res2})
 }
 
 // testFinishItemWithoutSteps: an input that could not be read is recorded
@@ -275,11 +275,11 @@ func testOddTexts(t *testing.T, s tpo.Store) {
 	run := mustRun(t, s, "k")
 	it := tpo.Item{ID: "odd 🙂 id", Messages: []tpo.Message{{Role: tpo.RoleSystem, Content: odd}, {Role: tpo.RoleUser, Content: "user: " + odd}}}
 	mustStart(t, s, run.ID, 0, it)
-	st := step(0, 1, 2)
+	st := Step(0, 1, 2)
 	st.Candidates[0].Text = odd
 	st.Notes = []string{odd}
 	mustSave(t, s, run.ID, it.ID, st)
-	res := result(it.ID, []tpo.Step{st}, "failed: "+odd)
+	res := Result(it.ID, []tpo.Step{st}, "failed: "+odd)
 	res.Prompt, res.Response = odd, odd
 	mustFinish(t, s, run.ID, res)
 	checkState(t, "item with odd texts", mustStart(t, s, run.ID, 0, it),
@@ -289,19 +289,19 @@ func testOddTexts(t *testing.T, s tpo.Store) {
 func testWriteNotFound(t *testing.T, s tpo.Store) {
 	ctx := context.Background()
 	run := mustRun(t, s, "")
-	mustStart(t, s, run.ID, 0, item("a"))
-	wantNotFound(t, "StartItem of a missing run", func() error { _, err := s.StartItem(ctx, "nope", 0, item("a")); return err }())
-	wantNotFound(t, "SaveStep of a missing run", s.SaveStep(ctx, "nope", "a", step(0)))
-	wantNotFound(t, "SaveStep of a missing item", s.SaveStep(ctx, run.ID, "zz", step(0)))
-	wantNotFound(t, "FinishItem of a missing run", s.FinishItem(ctx, "nope", result("a", nil, "")))
-	wantNotFound(t, "FinishItem of a missing item", s.FinishItem(ctx, run.ID, result("zz", []tpo.Step{step(0, 1)}, "")))
-	wantNotFound(t, "FinishItem of a missing item without steps", s.FinishItem(ctx, run.ID, result("zz", nil, "")))
+	mustStart(t, s, run.ID, 0, Item("a"))
+	wantNotFound(t, "StartItem of a missing run", func() error { _, err := s.StartItem(ctx, "nope", 0, Item("a")); return err }())
+	wantNotFound(t, "SaveStep of a missing run", s.SaveStep(ctx, "nope", "a", Step(0)))
+	wantNotFound(t, "SaveStep of a missing item", s.SaveStep(ctx, run.ID, "zz", Step(0)))
+	wantNotFound(t, "FinishItem of a missing run", s.FinishItem(ctx, "nope", Result("a", nil, "")))
+	wantNotFound(t, "FinishItem of a missing item", s.FinishItem(ctx, run.ID, Result("zz", []tpo.Step{Step(0, 1)}, "")))
+	wantNotFound(t, "FinishItem of a missing item without steps", s.FinishItem(ctx, run.ID, Result("zz", nil, "")))
 	wantNotFound(t, "FinishRun of a missing run", s.FinishRun(ctx, "nope", epoch))
 	if err := s.FinishItem(ctx, run.ID, tpo.Result{}); err == nil || errors.Is(err, tpo.ErrNotFound) {
 		t.Errorf("FinishItem without an id: got %v, want an error", err)
 	}
 	// Nothing was recorded by the failed calls.
-	checkState(t, "item a", mustStart(t, s, run.ID, 0, item("a")), tpo.ItemState{Item: item("a")})
+	checkState(t, "item a", mustStart(t, s, run.ID, 0, Item("a")), tpo.ItemState{Item: Item("a")})
 }
 
 // parallel runs fn(i) for i in [0, n) at once and fails t with every error.
@@ -354,7 +354,7 @@ func testConcurrentOpenRun(t *testing.T, s tpo.Store) {
 func testConcurrentStartItem(t *testing.T, s tpo.Store) {
 	run := mustRun(t, s, "k")
 	parallel(t, 16, func(int) error {
-		st, err := s.StartItem(context.Background(), run.ID, 3, item("a"))
+		st, err := s.StartItem(context.Background(), run.ID, 3, Item("a"))
 		if err == nil && (st.Seq != 3 || st.Item.ID != "a" || st.Done || len(st.Steps) > 0) {
 			err = fmt.Errorf("got %+v", st)
 		}
@@ -366,7 +366,7 @@ func testConcurrentStartItem(t *testing.T, s tpo.Store) {
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
-			if _, err := s.StartItem(context.Background(), run.ID, 5, item(fmt.Sprintf("x%d", i))); err == nil {
+			if _, err := s.StartItem(context.Background(), run.ID, 5, Item(fmt.Sprintf("x%d", i))); err == nil {
 				mu.Lock()
 				won++
 				mu.Unlock()
@@ -387,22 +387,22 @@ func testConcurrentItems(t *testing.T, s tpo.Store) {
 	const items, steps = 24, 6
 	parallel(t, items, func(w int) error {
 		id := fmt.Sprintf("item-%02d", w)
-		if _, err := s.StartItem(ctx, run.ID, w, item(id)); err != nil {
+		if _, err := s.StartItem(ctx, run.ID, w, Item(id)); err != nil {
 			return err
 		}
 		var all []tpo.Step
 		for n := range steps {
-			st := step(n, float64(w), float64(n))
+			st := Step(n, float64(w), float64(n))
 			all = append(all, st)
 			if err := s.SaveStep(ctx, run.ID, id, st); err != nil {
 				return err
 			}
 		}
-		return s.FinishItem(ctx, run.ID, result(id, all, ""))
+		return s.FinishItem(ctx, run.ID, Result(id, all, ""))
 	})
 	for w := range items {
 		id := fmt.Sprintf("item-%02d", w)
-		st := mustStart(t, s, run.ID, w, item(id))
+		st := mustStart(t, s, run.ID, w, Item(id))
 		if !st.Done || len(st.Steps) != steps || st.Result == nil || len(st.Result.Steps) != steps || st.Result.Score != float64(max(w, steps-1)) {
 			t.Errorf("%s: done %v, %d steps, result %s", id, st.Done, len(st.Steps), asJSON(t, st.Result))
 		}
@@ -412,12 +412,12 @@ func testConcurrentItems(t *testing.T, s tpo.Store) {
 // testConcurrentSteps: steps of one item saved at once are all kept.
 func testConcurrentSteps(t *testing.T, s tpo.Store) {
 	run := mustRun(t, s, "k")
-	mustStart(t, s, run.ID, 0, item("a"))
+	mustStart(t, s, run.ID, 0, Item("a"))
 	const n = 12
 	parallel(t, n, func(i int) error {
-		return s.SaveStep(context.Background(), run.ID, "a", step(i, float64(i)))
+		return s.SaveStep(context.Background(), run.ID, "a", Step(i, float64(i)))
 	})
-	st := mustStart(t, s, run.ID, 0, item("a"))
+	st := mustStart(t, s, run.ID, 0, Item("a"))
 	if len(st.Steps) != n {
 		t.Fatalf("%d steps saved, want %d", len(st.Steps), n)
 	}

@@ -31,36 +31,44 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		s.passThrough(ctx, w, p)
 		return
 	}
-	acquired, aerr := s.acquire(ctx)
+	o := s.newOutcome(newCompletionID(), arrived, p)
+	release, aerr := s.begin(ctx, &o)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
-	// The slot is freed when the optimization ends, before the answer is
-	// written: a client slow to read it holds no slot.
-	release := sync.OnceFunc(acquired)
 	defer release()
-
-	o := s.newOutcome(newCompletionID(), arrived, p)
-	runID, err := s.openRun(ctx, o)
-	if err != nil {
-		s.log.Error("opening a run in the store failed", "err", err)
-		writeError(w, &apiError{Status: http.StatusInternalServerError, Type: typeServer, Code: "store_error",
-			Message: fmt.Sprintf("recording the optimization failed: %v", err)})
-		return
-	}
-	o.RunID = runID
 	if p.Stream {
 		s.stream(ctx, w, o, release, chatStream{s: s, c: chunkMaker{id: o.ID, created: o.Created, model: o.Model}}, s.optimize)
 		return
 	}
-	o, err = s.optimize(ctx, o, nil)
+	o, err := s.optimize(ctx, o, nil)
 	release()
 	if err != nil {
 		s.writeOptimizeError(ctx, w, o, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, completionOf(o))
+}
+
+// begin waits for an optimization slot for o and records o's run in the
+// store. The slot is to be freed, with the function it returns, when the
+// optimization ends, before the answer is written: a client slow to read
+// it holds no slot. The function may be called more than once.
+func (s *Server) begin(ctx context.Context, o *outcome) (release func(), _ *apiError) {
+	acquired, aerr := s.acquire(ctx)
+	if aerr != nil {
+		return nil, aerr
+	}
+	id, err := s.openRun(ctx, *o)
+	if err != nil {
+		acquired()
+		s.log.Error("opening a run in the store failed", "err", err)
+		return nil, &apiError{Status: http.StatusInternalServerError, Type: typeServer, Code: "store_error",
+			Message: fmt.Sprintf("recording the optimization failed: %v", err)}
+	}
+	o.RunID = id
+	return sync.OnceFunc(acquired), nil
 }
 
 // newOutcome starts the outcome of plan p, answered under id.

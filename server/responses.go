@@ -75,39 +75,21 @@ func (s *Server) run(rp *respPlan) func(context.Context, outcome, func(tpo.Event
 func (s *Server) answerResponse(ctx context.Context, w http.ResponseWriter, o outcome, rp *respPlan) {
 	release := func() {}
 	if !rp.Off {
-		acquired, aerr := s.acquire(ctx)
-		if aerr != nil {
+		var aerr *apiError
+		if release, aerr = s.begin(ctx, &o); aerr != nil {
 			writeError(w, aerr)
 			return
 		}
-		release = acquired
-		defer func() { release() }()
-		if o.RunID, aerr = s.openRunOrFail(ctx, o); aerr != nil {
-			writeError(w, aerr)
-			return
-		}
+		defer release()
 	}
 	o, err := s.run(rp)(ctx, o, nil)
 	release()
-	release = func() {}
 	obj := s.finishResponse(ctx, o, rp, err)
 	if err != nil {
 		s.writeOptimizeError(ctx, w, o, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, obj)
-}
-
-// openRunOrFail records the optimization of o as a run, or says why it
-// could not.
-func (s *Server) openRunOrFail(ctx context.Context, o outcome) (string, *apiError) {
-	id, err := s.openRun(ctx, o)
-	if err != nil {
-		s.log.Error("opening a run in the store failed", "err", err)
-		return "", &apiError{Status: http.StatusInternalServerError, Type: typeServer, Code: "store_error",
-			Message: fmt.Sprintf("recording the optimization failed: %v", err)}
-	}
-	return id, nil
 }
 
 // sampleOnce computes an unoptimized response: one sample of the policy,

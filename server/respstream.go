@@ -18,14 +18,8 @@ const progressEvent = "keepalive"
 func (s *Server) streamResponse(ctx context.Context, w http.ResponseWriter, o outcome, rp *respPlan) {
 	release := func() {}
 	if !rp.Off {
-		acquired, aerr := s.acquire(ctx)
-		if aerr != nil {
-			writeError(w, aerr)
-			return
-		}
-		release = acquired
-		if o.RunID, aerr = s.openRunOrFail(ctx, o); aerr != nil {
-			release()
+		var aerr *apiError
+		if release, aerr = s.begin(ctx, &o); aerr != nil {
 			writeError(w, aerr)
 			return
 		}

@@ -82,7 +82,7 @@ func TestToolCallPassedThrough(t *testing.T) {
 		}
 		var ch struct {
 			Choices []openai.ChunkChoice `json:"choices"`
-			TPO     *Optimization             `json:"tpo"`
+			TPO     *Optimization        `json:"tpo"`
 		}
 		if err := json.Unmarshal([]byte(ev.Data), &ch); err != nil {
 			t.Fatal(err)

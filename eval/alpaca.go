@@ -120,15 +120,7 @@ func AlpacaEvalMetrics(anns []Annotation) AlpacaMetrics {
 // sem is the standard error of the mean of xs, with the sample standard
 // deviation; 0 for fewer than two values.
 func sem(xs []float64) float64 {
-	if len(xs) < 2 {
-		return 0
-	}
-	m := mean(xs)
-	ss := 0.0
-	for _, x := range xs {
-		ss += (x - m) * (x - m)
-	}
-	return math.Sqrt(ss/float64(len(xs)-1)) / math.Sqrt(float64(len(xs)))
+	return sampleStd(xs) / math.Sqrt(float64(max(len(xs), 1)))
 }
 
 // ReadAnnotationsFile reads AlpacaEval annotations from path: a JSON array

@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/dataset"
@@ -97,56 +96,82 @@ type judgeSummary struct {
 }
 
 func evalJudge(ctx context.Context, args []string, env *environ) error {
-	var ef evalFlags
+	var (
+		ef                                 evalFlags
+		jf                                 judgeFlags
+		baseline, baseIDField, baseRespFld string
+		data, out                          string
+		resamples                          int
+		seed                               uint64
+	)
 	fs := newEvalFlagSet("judge", evalJudgeUsage, &ef)
-	baseline := fs.String("baseline", "", "`file` of B's answers: results of another run, or reference answers such as arena_hard_v0.1:baseline (required)")
-	baseIDField := fs.String("baseline-id-field", "", "the `field` of --baseline holding the id (default: id, question_id or uid)")
-	baseRespField := fs.String("baseline-response-field", "", "the `field` of --baseline holding the answer (default: response, answer or output)")
-	data := fs.String("data", "", "dataset `file` (or a set's name, tpo data list) with the questions by id, for results without prompts")
-	judgeURL := fs.String("judge-url", "", "judge server base `URL` (OpenAI-compatible, ending in /v1; default $TPO_JUDGE_URL)")
-	judgeModel := fs.String("judge-model", "", "judge model `name` (default: the server's only model)")
-	judgeKey := fs.String("judge-key", "", "judge API `key` (default $TPO_JUDGE_API_KEY, then $OPENAI_API_KEY)")
-	maxTokens := fs.Int("judge-max-tokens", eval.DefaultJudgeSampling.MaxTokens, "tokens the judge may write: a short reasoning and the verdict")
-	temperature := fs.Float64("judge-temperature", eval.DefaultJudgeSampling.Temperature, "temperature of the judge")
-	timeout := fs.Duration("judge-timeout", 10*time.Minute, "timeout of one judge request attempt")
-	retries := fs.Int("retries", 4, "retries of a failed judge request (connection errors, 408, 429, 5xx)")
-	concurrency := fs.Int("concurrency", 8, "most judge requests in flight")
-	out := fs.String("out", "", "write each item's verdicts to this JSON Lines `file`; items already there are not judged again")
-	resamples := fs.Int("resamples", 1000, "bootstrap resamples of the interval")
-	seed := fs.Uint64("seed", 0, "`seed` of the bootstrap")
+	fs.StringVar(&baseline, "baseline", "", "`file` of B's answers: results of another run, or reference answers such as arena_hard_v0.1:baseline (required)")
+	fs.StringVar(&baseIDField, "baseline-id-field", "", "the `field` of --baseline holding the id (default: id, question_id or uid)")
+	fs.StringVar(&baseRespFld, "baseline-response-field", "", "the `field` of --baseline holding the answer (default: response, answer or output)")
+	fs.StringVar(&data, "data", "", "dataset `file` (or a set's name, tpo data list) with the questions by id, for results without prompts")
+	jf.register(fs, eval.DefaultJudgeSampling.MaxTokens)
+	fs.StringVar(&out, "out", "", "write each item's verdicts to this JSON Lines `file`; items already there are not judged again")
+	fs.IntVar(&resamples, "resamples", 1000, "bootstrap resamples of the interval")
+	fs.Uint64Var(&seed, "seed", 0, "`seed` of the bootstrap")
 	if err := parseEvalArgs(fs, &ef, args); err != nil {
 		return err
 	}
-	if *baseline == "" {
+	if baseline == "" {
 		return usagef("give --baseline FILE: the answers to compare against")
 	}
-	url := envOr(*judgeURL, "TPO_JUDGE_URL")
-	if url == "" {
-		return usagef("give --judge-url URL: the judge's OpenAI-compatible server")
-	}
-	if *maxTokens <= 0 {
-		return usagef("--judge-max-tokens must be positive")
-	}
-
-	if err := resolveDataFlags(ctx, env, map[string]*string{"data": data, "baseline": baseline}); err != nil {
+	if err := jf.check(); err != nil {
 		return err
 	}
-	a, err := readAnswers(ef.results)
-	if err != nil {
+	if err := resolveDataFlags(ctx, env, map[string]*string{"data": &data, "baseline": &baseline}); err != nil {
 		return err
-	}
-	a.warn(env, nil)
-	base, err := readBaseline(*baseline, *baseIDField, *baseRespField, env)
-	if err != nil {
-		return err
-	}
-	var prompts map[string][]tpo.Message
-	if *data != "" {
-		if prompts, err = promptsByID(*data, env); err != nil {
-			return err
-		}
 	}
 	sum := judgeSummary{Command: "judge"}
+	pairs, err := judgePairs(env, ef.results, data, baseline, baseIDField, baseRespFld, &sum)
+	if err != nil {
+		return err
+	}
+	judge := &eval.PairJudge{Sampling: jf.sampling()}
+	verdicts := map[string]eval.PairVerdict{}
+	todo := pairs
+	if out != "" {
+		if todo, err = reuseVerdicts(out, judge, pairs, verdicts); err != nil {
+			return err
+		}
+		sum.Reused = len(pairs) - len(todo)
+	}
+	if len(todo) > 0 {
+		client, err := jf.client(ctx, env)
+		if err != nil {
+			return err
+		}
+		judge.Model = client
+		sum.JudgeModel = client.Model()
+		if err := runJudge(ctx, judge, todo, jf.concurrency, out, verdicts); err != nil {
+			return err
+		}
+		sum.Judged = len(todo)
+	}
+	return finishJudge(env, ef, &sum, pairs, verdicts, eval.PairwiseOptions{Resamples: resamples, Seed: seed})
+}
+
+// judgePairs pairs the answers of the results with those of the baseline
+// and the questions, warning about the items left out (counted in sum).
+func judgePairs(env *environ, results, data, baseline, idField, respField string, sum *judgeSummary) ([]eval.PairItem, error) {
+	a, err := readAnswers(results)
+	if err != nil {
+		return nil, err
+	}
+	a.warn(env, nil)
+	base, err := readBaseline(baseline, idField, respField, env)
+	if err != nil {
+		return nil, err
+	}
+	var prompts map[string][]tpo.Message
+	if data != "" {
+		if prompts, err = promptsByID(data, env); err != nil {
+			return nil, err
+		}
+	}
 	var pairs []eval.PairItem
 	for _, id := range a.order {
 		l := a.lines[id]
@@ -167,6 +192,15 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 			sum.NoResult++
 		}
 	}
+	warnUnpaired(env, *sum)
+	if len(pairs) == 0 {
+		return nil, errors.New("no item has both answers and a question: nothing to judge")
+	}
+	return pairs, nil
+}
+
+// warnUnpaired says which items a judge run leaves out, and why.
+func warnUnpaired(env *environ, sum judgeSummary) {
 	if sum.NoBaseline > 0 {
 		fmt.Fprintf(env.stderr, "warning: %s of the results %s no answer in --baseline; %s not judged\n",
 			plural(sum.NoBaseline, "item", "items"), pick(sum.NoBaseline, "has", "have"), pick(sum.NoBaseline, "it is", "they are"))
@@ -179,33 +213,11 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 		fmt.Fprintf(env.stderr, "warning: %s no question (no prompt in the results; give --data); %s not judged\n",
 			plural(sum.NoQuestion, "item has", "items have"), pick(sum.NoQuestion, "it is", "they are"))
 	}
-	if len(pairs) == 0 {
-		return errors.New("no item has both answers and a question: nothing to judge")
-	}
+}
 
-	judge := &eval.PairJudge{Sampling: tpo.Sampling{Temperature: *temperature, TopP: 1, MaxTokens: *maxTokens}}
-	verdicts := map[string]eval.PairVerdict{}
-	todo := pairs
-	if *out != "" {
-		if todo, err = reuseVerdicts(*out, judge, pairs, verdicts); err != nil {
-			return err
-		}
-		sum.Reused = len(pairs) - len(todo)
-	}
-	if len(todo) > 0 {
-		client, err := chatModel(ctx, chatOptions{name: "judge", urls: []string{url}, model: *judgeModel, check: true,
-			key: envOr(*judgeKey, "TPO_JUDGE_API_KEY", "OPENAI_API_KEY"), timeout: *timeout, retries: *retries,
-			inFlight: *concurrency}, env.log)
-		if err != nil {
-			return err
-		}
-		judge.Model = client
-		sum.JudgeModel = client.Model()
-		if err := runJudge(ctx, judge, todo, *concurrency, *out, verdicts); err != nil {
-			return err
-		}
-		sum.Judged = len(todo)
-	}
+// finishJudge computes the figures of the verdicts and reports them, or
+// says why there are none.
+func finishJudge(env *environ, ef evalFlags, sum *judgeSummary, pairs []eval.PairItem, verdicts map[string]eval.PairVerdict, po eval.PairwiseOptions) error {
 	js := make([]eval.Judgement, 0, len(pairs))
 	firstErr := ""
 	for _, p := range pairs {
@@ -219,17 +231,18 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 			}
 		}
 	}
-	sum.PairwiseReport = eval.Pairwise(js, eval.PairwiseOptions{Resamples: *resamples, Seed: *seed})
+	sum.PairwiseReport = eval.Pairwise(js, po)
 	if sum.Items == 0 {
 		// No figure means anything: say why instead of a report of zeros.
-		return ef.finish(env, sum, func(io.Writer) {}, nothingJudged(len(pairs), sum.RequestErrors, sum.Unknown, firstErr))
+		return ef.finish(env, *sum, func(io.Writer) {}, nothingJudged(len(pairs), sum.RequestErrors, sum.Unknown, firstErr))
 	}
 	var failed error
 	if sum.RequestErrors > 0 {
 		failed = fmt.Errorf("%s failed; run the same command again (with --out) to retry %s",
 			plural(sum.RequestErrors, "judge request", "judge requests"), pick(sum.RequestErrors, "it", "them"))
 	}
-	return ef.finish(env, sum, func(w io.Writer) { printJudge(w, sum) }, failed)
+	s := *sum
+	return ef.finish(env, s, func(w io.Writer) { printJudge(w, s) }, failed)
 }
 
 // nothingJudged is the error of a judge run in which no item got a

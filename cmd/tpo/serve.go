@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/files"
+	"github.com/tpoproject/tpo/guard"
 	"github.com/tpoproject/tpo/internal/proc"
 	"github.com/tpoproject/tpo/server"
 	"github.com/tpoproject/tpo/ui"
@@ -30,30 +32,97 @@ files of requests. Every optimization is recorded in the run store.
 Flags:
 `
 
+// serveFlags are tpo serve's own flags: limits, timeouts, slots.
+type serveFlags struct {
+	backendFlags
+	sim    simBackend
+	listen listenFlags
+	jobs   jobFlags
+
+	maxBody                                int64
+	reqTimeout, replicaTimeout, deadline   time.Duration
+	queueWait, shutdownTimeout             time.Duration
+	maxConcurrent                          int
+	maxWidth, maxDepth, maxN, maxTokensCap int
+	critiqueCap                            int
+	verbose                                bool
+}
+
+func (f *serveFlags) register(fs *flag.FlagSet) {
+	f.backendFlags.register(fs)
+	f.sim.register(fs)
+	f.listen.register(fs, "127.0.0.1:8080", "API `key` clients must send as a bearer token; repeat for several (also $TPO_API_KEYS, comma-separated)")
+	fs.Int64Var(&f.maxBody, "max-body", server.DefaultMaxBody, "largest request body in `bytes`")
+	fs.DurationVar(&f.reqTimeout, "request-timeout", server.DefaultRequestTimeout, "deadline of one request (0: none)")
+	fs.DurationVar(&f.replicaTimeout, "replica-timeout", time.Minute, "with a PostgreSQL store: the runs of a tpo serve (on any machine) that has not said it is alive for this long are marked interrupted")
+	fs.DurationVar(&f.deadline, "deadline", 0, "when an answer is due after a request arrives: the best answer found by then is returned (0: none; a request's tpo.deadline_ms may ask for less)")
+	fs.IntVar(&f.maxConcurrent, "max-concurrent", server.DefaultMaxConcurrent, "optimizations run at once")
+	fs.DurationVar(&f.queueWait, "queue-wait", server.DefaultQueueWait, "how long a request waits for a free optimization slot before a 429")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish before they are cancelled")
+	fs.IntVar(&f.maxWidth, "max-width", 32, "largest width a request may ask for")
+	fs.IntVar(&f.maxDepth, "max-depth", 10, "largest depth a request may ask for")
+	fs.IntVar(&f.maxN, "max-n", 16, "largest n (choices) a request may ask for, also with \"mode\": \"off\"")
+	fs.IntVar(&f.maxTokensCap, "max-tokens-cap", server.DefaultMaxTokensCap, "largest max_tokens (or max_completion_tokens) a request may ask for, also with \"mode\": \"off\"")
+	fs.IntVar(&f.critiqueCap, "critique-max-tokens-cap", server.DefaultCritiqueMaxTokensCap, "largest tpo.critique_max_tokens a request may ask for")
+	fs.BoolVar(&f.verbose, "v", false, "log every request's optimization")
+	f.jobs.register(fs)
+}
+
+// check settles the usage errors of the flags.
+func (f *serveFlags) check() error {
+	if err := f.listen.checkTimeouts(); err != nil {
+		return err
+	}
+	if err := f.jobs.check(); err != nil {
+		return err
+	}
+	switch {
+	case f.maxConcurrent < 1:
+		return usagef("--max-concurrent must be at least 1")
+	case f.maxBody < 1:
+		return usagef("--max-body must be at least 1")
+	case f.maxWidth < 1 || f.maxDepth < 0 || f.maxN < 1:
+		return usagef("--max-width and --max-n must be at least 1, --max-depth at least 0")
+	case f.maxTokensCap < 1 || f.critiqueCap < 1:
+		return usagef("--max-tokens-cap and --critique-max-tokens-cap must be at least 1")
+	case f.reqTimeout < 0 || f.queueWait < 0 || f.shutdownTimeout < 0 || f.deadline < 0:
+		return usagef("durations must not be negative")
+	case f.replicaTimeout < 6*time.Second:
+		return usagef("--replica-timeout must be at least 6s (replicas say they are alive every sixth of it)")
+	case f.deadline > 0 && f.reqTimeout > 0 && f.deadline >= f.reqTimeout:
+		return usagef("--deadline (%v) must be shorter than --request-timeout (%v), or the request times out before its answer is due", f.deadline, f.reqTimeout)
+	}
+	// The server's own settings must be within what requests may ask for.
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	if cfg.Width > f.maxWidth || cfg.Depth > f.maxDepth {
+		return usagef("--width %d / --depth %d exceed --max-width %d / --max-depth %d", cfg.Width, cfg.Depth, f.maxWidth, f.maxDepth)
+	}
+	if cfg.Sampling.MaxTokens > f.maxTokensCap || cfg.Critique.MaxTokens > f.critiqueCap {
+		return usagef("--max-tokens %d / --critique-max-tokens %d exceed --max-tokens-cap %d / --critique-max-tokens-cap %d",
+			cfg.Sampling.MaxTokens, cfg.Critique.MaxTokens, f.maxTokensCap, f.critiqueCap)
+	}
+	return nil
+}
+
+// serveParts is what tpo serve opens before it listens.
+type serveParts struct {
+	bk      *backends
+	scorers map[string]tpo.Scorer
+	store   runStore
+	self    tpo.Owner
+	files   *files.Dir
+	keys    []string
+	hosts   *guard.Hosts
+	log     *slog.Logger
+}
+
 func cmdServe(ctx context.Context, args []string, env *environ) error {
+	var f serveFlags
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	var b backendFlags
-	b.register(fs)
-	var sb simBackend
-	sb.register(fs)
-	var lf listenFlags
-	lf.register(fs, "127.0.0.1:8080", "API `key` clients must send as a bearer token; repeat for several (also $TPO_API_KEYS, comma-separated)")
-	addr := &lf.addr
-	maxBody := fs.Int64("max-body", server.DefaultMaxBody, "largest request body in `bytes`")
-	reqTimeout := fs.Duration("request-timeout", server.DefaultRequestTimeout, "deadline of one request (0: none)")
-	replicaTimeout := fs.Duration("replica-timeout", time.Minute, "with a PostgreSQL store: the runs of a tpo serve (on any machine) that has not said it is alive for this long are marked interrupted")
-	deadline := fs.Duration("deadline", 0, "when an answer is due after a request arrives: the best answer found by then is returned (0: none; a request's tpo.deadline_ms may ask for less)")
-	maxConcurrent := fs.Int("max-concurrent", server.DefaultMaxConcurrent, "optimizations run at once")
-	queueWait := fs.Duration("queue-wait", server.DefaultQueueWait, "how long a request waits for a free optimization slot before a 429")
-	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish before they are cancelled")
-	maxWidth := fs.Int("max-width", 32, "largest width a request may ask for")
-	maxDepth := fs.Int("max-depth", 10, "largest depth a request may ask for")
-	maxN := fs.Int("max-n", 16, "largest n (choices) a request may ask for, also with \"mode\": \"off\"")
-	maxTokensCap := fs.Int("max-tokens-cap", server.DefaultMaxTokensCap, "largest max_tokens (or max_completion_tokens) a request may ask for, also with \"mode\": \"off\"")
-	critiqueCap := fs.Int("critique-max-tokens-cap", server.DefaultCritiqueMaxTokensCap, "largest tpo.critique_max_tokens a request may ask for")
-	verbose := fs.Bool("v", false, "log every request's optimization")
-	var jf jobFlags
-	jf.register(fs)
+	f.register(fs)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), serveUsage); fs.PrintDefaults() }
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -62,153 +131,127 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	if len(pos) > 0 {
 		return usagef("serve takes no arguments, got %q", strings.Join(pos, " "))
 	}
-	apiKeys, err := lf.apiKeys()
-	if err != nil {
+	var p serveParts
+	if p.keys, err = f.listen.apiKeys(); err != nil {
 		return err
 	}
-	hosts, err := lf.allowedHosts()
-	if err != nil {
+	if p.hosts, err = f.listen.allowedHosts(); err != nil {
 		return err
 	}
-	if err := lf.checkTimeouts(); err != nil {
+	if err := f.check(); err != nil {
 		return err
 	}
-	if err := jf.check(); err != nil {
-		return err
+	p.log = env.log
+	if f.verbose {
+		p.log = env.logAt(slog.LevelInfo)
 	}
-	switch {
-	case *maxConcurrent < 1:
-		return usagef("--max-concurrent must be at least 1")
-	case *maxBody < 1:
-		return usagef("--max-body must be at least 1")
-	case *maxWidth < 1 || *maxDepth < 0 || *maxN < 1:
-		return usagef("--max-width and --max-n must be at least 1, --max-depth at least 0")
-	case *maxTokensCap < 1 || *critiqueCap < 1:
-		return usagef("--max-tokens-cap and --critique-max-tokens-cap must be at least 1")
-	case *reqTimeout < 0 || *queueWait < 0 || *shutdownTimeout < 0 || *deadline < 0:
-		return usagef("durations must not be negative")
-	case *replicaTimeout < 6*time.Second:
-		return usagef("--replica-timeout must be at least 6s (replicas say they are alive every sixth of it)")
-	case *deadline > 0 && *reqTimeout > 0 && *deadline >= *reqTimeout:
-		return usagef("--deadline (%v) must be shorter than --request-timeout (%v), or the request times out before its answer is due", *deadline, *reqTimeout)
-	}
-	// The server's own settings must be within what requests may ask for.
-	cfg, err := b.config()
-	if err != nil {
-		return err
-	}
-	if cfg.Width > *maxWidth || cfg.Depth > *maxDepth {
-		return usagef("--width %d / --depth %d exceed --max-width %d / --max-depth %d", cfg.Width, cfg.Depth, *maxWidth, *maxDepth)
-	}
-	if cfg.Sampling.MaxTokens > *maxTokensCap || cfg.Critique.MaxTokens > *critiqueCap {
-		return usagef("--max-tokens %d / --critique-max-tokens %d exceed --max-tokens-cap %d / --critique-max-tokens-cap %d",
-			cfg.Sampling.MaxTokens, cfg.Critique.MaxTokens, *maxTokensCap, *critiqueCap)
-	}
-	log := env.log
-	if *verbose {
-		log = env.logAt(slog.LevelInfo)
-	}
-
-	stopSim, err := sb.start(ctx, env, &b)
+	stopSim, err := f.sim.start(ctx, env, &f.backendFlags)
 	if err != nil {
 		return err
 	}
 	defer stopSim()
-	b.tracer = env.tracer
-	bk, err := b.build(ctx, log)
-	if err != nil {
+	if err := f.openBackends(ctx, env, &p); err != nil {
 		return err
 	}
-	// A request may pick the configured reward backend or, when that is
-	// another, the judge on the policy server: {"tpo": {"reward": "judge"}}.
-	scorers := map[string]tpo.Scorer{b.reward: bk.reward}
-	if b.reward != "judge" {
-		scorers["judge"], err = b.policyJudge(log)
-	}
-	if err != nil {
+	if p.store, err = openStore(ctx, f.store); err != nil {
 		return err
 	}
-	for name, s := range scorers {
-		scorers[name] = server.WithUpstreamErrors(s)
-	}
-	if bk.config.Width > *maxWidth || bk.config.Depth > *maxDepth {
-		return usagef("--width %d / --depth %d exceed --max-width %d / --max-depth %d", bk.config.Width, bk.config.Depth, *maxWidth, *maxDepth)
-	}
-	store, err := openStore(ctx, b.store)
-	if err != nil {
+	defer p.store.Close()
+	if p.self, err = markInterrupted(ctx, env, p.store); err != nil {
 		return err
 	}
-	defer store.Close()
-	self, err := markInterrupted(ctx, env, store)
-	if err != nil {
+	if p.files, err = f.jobs.open(f.store); err != nil {
 		return err
 	}
-	filesDir, err := jf.open(b.store)
-	if err != nil {
-		return err
-	}
-	if rs, ok := store.(server.ReplicaStore); ok {
-		// Replicas sharing the store: beat, and end the runs of those
-		// that died. The watch ends with the command.
-		wctx, stopWatch := context.WithCancel(ctx)
-		watched := make(chan struct{})
-		go func() {
-			defer close(watched)
-			server.WatchReplicas(wctx, rs, self, *replicaTimeout/6, *replicaTimeout, log)
-		}()
-		defer func() { stopWatch(); <-watched }()
-	}
-
-	timeout := *reqTimeout
-	if timeout == 0 {
-		timeout = -1 // server: negative means none
-	}
-	wait := *queueWait
-	if wait == 0 {
-		wait = -1
-	}
-	srv, err := server.New(server.Options{
-		Policy:        server.OpenAI(bk.policy),
-		Scorers:       scorers,
-		DefaultReward: b.reward,
-		Config:        bk.config,
-		Templates:     bk.templates,
-		Store:         store,
-		Owner:         &self,
-		Limits: server.Limits{MaxWidth: *maxWidth, MaxDepth: *maxDepth, MaxN: *maxN,
-			MaxTokens: *maxTokensCap, MaxCritiqueTokens: *critiqueCap},
-		MaxBody:        *maxBody,
-		RequestTimeout: timeout,
-		Deadline:       *deadline,
-		MaxConcurrent:  *maxConcurrent,
-		QueueWait:      wait,
-		APIKeys:        apiKeys,
-		AllowedHosts:   hosts,
-		WriteTimeout:   orNone(lf.writeTimeout),
-		ReadTimeout:    orNone(lf.readTimeout),
-		Logger:         log,
-		Tracer:         env.tracer,
-		Jobs:           store,
-		Files:          filesDir,
-		Presets:        jf.presets.vals,
-		MaxBackground:  jf.maxBackground,
-
-		BatchConcurrency: jf.batchConcurrency,
-	})
+	defer watchReplicas(ctx, p, f.replicaTimeout)()
+	srv, err := server.New(f.serverOptions(env, &p))
 	if err != nil {
 		return err
 	}
 	if err := resumeJobs(ctx, env, srv); err != nil {
 		return err
 	}
+	return f.serve(ctx, env, srv, p)
+}
 
-	handler, err := withUI(srv, store, srv, ui.Options{APIKeys: apiKeys, AllowedHosts: hosts,
-		WriteTimeout: orNone(lf.writeTimeout), ReadTimeout: orNone(lf.readTimeout), Logger: log})
+// openBackends builds the policy client and the scorers a request may
+// pick: the configured reward backend or, when that is another, the
+// judge on the policy server ({"tpo": {"reward": "judge"}}).
+func (f *serveFlags) openBackends(ctx context.Context, env *environ, p *serveParts) error {
+	f.tracer = env.tracer
+	bk, err := f.build(ctx, p.log)
 	if err != nil {
 		return err
 	}
+	p.bk = bk
+	p.scorers = map[string]tpo.Scorer{f.reward: bk.reward}
+	if f.reward != "judge" {
+		if p.scorers["judge"], err = f.policyJudge(p.log); err != nil {
+			return err
+		}
+	}
+	for name, s := range p.scorers {
+		p.scorers[name] = server.WithUpstreamErrors(s)
+	}
+	return nil
+}
 
-	ln, err := net.Listen("tcp", *addr)
+// watchReplicas beats and ends the runs of dead replicas, when the store
+// is shared; the function it returns stops the watch and waits for it.
+func watchReplicas(ctx context.Context, p serveParts, timeout time.Duration) (stop func()) {
+	rs, ok := p.store.(server.ReplicaStore)
+	if !ok {
+		return func() {}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		server.WatchReplicas(wctx, rs, p.self, timeout/6, timeout, p.log)
+	}()
+	return func() { cancel(); <-watched }
+}
+
+func (f *serveFlags) serverOptions(env *environ, p *serveParts) server.Options {
+	return server.Options{
+		Policy:        server.OpenAI(p.bk.policy),
+		Scorers:       p.scorers,
+		DefaultReward: f.reward,
+		Config:        p.bk.config,
+		Templates:     p.bk.templates,
+		Store:         p.store,
+		Owner:         &p.self,
+		Limits: server.Limits{MaxWidth: f.maxWidth, MaxDepth: f.maxDepth, MaxN: f.maxN,
+			MaxTokens: f.maxTokensCap, MaxCritiqueTokens: f.critiqueCap},
+		MaxBody:          f.maxBody,
+		RequestTimeout:   orNone(f.reqTimeout),
+		Deadline:         f.deadline,
+		MaxConcurrent:    f.maxConcurrent,
+		QueueWait:        orNone(f.queueWait),
+		APIKeys:          p.keys,
+		AllowedHosts:     p.hosts,
+		WriteTimeout:     orNone(f.listen.writeTimeout),
+		ReadTimeout:      orNone(f.listen.readTimeout),
+		Logger:           p.log,
+		Tracer:           env.tracer,
+		Jobs:             p.store,
+		Files:            p.files,
+		Presets:          f.jobs.presets.vals,
+		MaxBackground:    f.jobs.maxBackground,
+		BatchConcurrency: f.jobs.batchConcurrency,
+	}
+}
+
+// serve listens and serves srv and the web UI until ctx ends, then shuts
+// down: background responses and batches run on while the requests in
+// flight finish, and get what is left of the shutdown timeout.
+func (f *serveFlags) serve(ctx context.Context, env *environ, srv *server.Server, p serveParts) error {
+	handler, err := withUI(srv, p.store, srv, ui.Options{APIKeys: p.keys, AllowedHosts: p.hosts,
+		WriteTimeout: orNone(f.listen.writeTimeout), ReadTimeout: orNone(f.listen.readTimeout), Logger: p.log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.listen.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
@@ -216,27 +259,16 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	// and work is cancelled only when the shutdown timeout has passed.
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
-	hs := lf.httpServer(handler, log)
+	hs := f.listen.httpServer(handler, p.log)
 	hs.BaseContext = func(net.Listener) context.Context { return work }
-	auth := "API keys required"
-	if len(apiKeys) == 0 {
-		auth = "no authentication"
-	}
-	fmt.Fprintf(env.stderr, "tpo serve: listening on http://%s/v1 (policy model %s, reward %s, store %s, %s)\n",
-		ln.Addr(), b.policyModel, b.reward, storeName(b.store), auth)
-	fmt.Fprintf(env.stderr, "tpo serve: web UI at http://%s/ui/\n", ln.Addr())
-	limit, used := filesDir.Limit()
-	fmt.Fprintf(env.stderr, "tpo serve: files (batches) in %s, %s of %s used\n", filesDir.Path(), byteSize(used), byteSize(limit))
-	printHosts(env, "tpo serve", hosts)
+	f.printListening(env, ln.Addr(), p)
 
-	// Background responses and batches run on while the requests in
-	// flight finish, and get what is left of the shutdown timeout.
 	var stopAt time.Time
 	err = serveUntil(ctx, hs, ln, shutdown{
-		grace: *shutdownTimeout,
+		grace: f.shutdownTimeout,
 		stopping: func() {
 			stopAt = time.Now()
-			fmt.Fprintf(env.stderr, "tpo serve: shutting down; waiting up to %v for requests in flight and background responses\n", *shutdownTimeout)
+			fmt.Fprintf(env.stderr, "tpo serve: shutting down; waiting up to %v for requests in flight and background responses\n", f.shutdownTimeout)
 		},
 		// Cancel what is still running and give the handlers a moment to
 		// answer with an error and record their runs.
@@ -249,9 +281,22 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	if stopAt.IsZero() {
 		stopAt = time.Now()
 	}
-	jctx, cancel := context.WithDeadline(context.Background(), stopAt.Add(*shutdownTimeout))
+	jctx, cancel := context.WithDeadline(context.Background(), stopAt.Add(f.shutdownTimeout))
 	defer cancel()
 	return errors.Join(err, shutdownJobs(jctx, env, srv))
+}
+
+func (f *serveFlags) printListening(env *environ, addr net.Addr, p serveParts) {
+	auth := "API keys required"
+	if len(p.keys) == 0 {
+		auth = "no authentication"
+	}
+	fmt.Fprintf(env.stderr, "tpo serve: listening on http://%s/v1 (policy model %s, reward %s, store %s, %s)\n",
+		addr, f.policyModel, f.reward, storeName(f.store), auth)
+	fmt.Fprintf(env.stderr, "tpo serve: web UI at http://%s/ui/\n", addr)
+	limit, used := p.files.Limit()
+	fmt.Fprintf(env.stderr, "tpo serve: files (batches) in %s, %s of %s used\n", p.files.Path(), byteSize(used), byteSize(limit))
+	printHosts(env, "tpo serve", p.hosts)
 }
 
 // markInterrupted marks the runs that tpo serve processes of this machine

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
@@ -30,103 +32,103 @@ item of --data, with Test-Time Preference Optimization.
 Flags:
 `
 
+// runFlags are the flags of tpo run.
+type runFlags struct {
+	backendFlags
+	sim                                     simBackend
+	data, promptField, idField, system, out string
+	progress                                string
+	concurrency, limit                      int
+	verbose                                 bool
+	lease                                   time.Duration
+}
+
+func (f *runFlags) register(fs *flag.FlagSet) {
+	f.backendFlags.register(fs)
+	f.sim.register(fs)
+	fs.StringVar(&f.data, "data", "", "dataset `file`: .jsonl (objects with \"prompt\" or \"messages\") or a .json array; - for stdin; or a set's name (tpo data list)")
+	fs.StringVar(&f.promptField, "prompt-field", "", "the dataset field holding the prompt (default: prompt, instruction, question, turns)")
+	fs.StringVar(&f.idField, "id-field", "", "the dataset field holding the item id (default: id, question_id, uid; else the line number)")
+	fs.StringVar(&f.system, "system", "", "a system prompt put before every conversation that has none")
+	fs.StringVar(&f.out, "out", "", "results `file`, one JSON object per line in input order (written from the store); - for stdout")
+	fs.IntVar(&f.concurrency, "concurrency", 64, "items optimized at once (64 keeps a 64-slot server busy at D2-N5; see BENCHMARKS.md)")
+	fs.IntVar(&f.limit, "limit", 0, "optimize only the first `N` items of --data (0: all); a later run with a larger limit resumes the same run")
+	fs.BoolVar(&f.verbose, "v", false, "print the trajectory (scores per step, critiques, instructions) to stderr")
+	fs.StringVar(&f.progress, "progress", "auto", "progress on stderr: auto (when a terminal), on or off")
+	fs.DurationVar(&f.lease, "lease", queue.DefaultLease, "with --store postgres://... and --data FILE, where processes share the run's items: how long a step may run before another process takes over its item (a step is stopped and retried after 90% of it)")
+}
+
+// check settles the usage errors of the flags and the arguments.
+func (f *runFlags) check(fs *flag.FlagSet, pos []string) error {
+	switch {
+	case f.concurrency < 1:
+		return usagef("--concurrency must be at least 1")
+	case f.data != "" && len(pos) > 0:
+		return usagef("give either --data or a PROMPT, not both")
+	case len(pos) > 1:
+		return usagef("one PROMPT at most (quote it), got %d arguments", len(pos))
+	case f.limit < 0:
+		return usagef("--limit must not be negative")
+	case f.limit > 0 && f.data == "":
+		return usagef("--limit needs --data")
+	}
+	if err := checkOut(f.out); err != nil {
+		return err
+	}
+	return checkLease(fs, f.lease, f.store, f.data)
+}
+
 func cmdRun(ctx context.Context, args []string, env *environ) error {
+	var f runFlags
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	var b backendFlags
-	b.register(fs)
-	var sb simBackend
-	sb.register(fs)
-	data := fs.String("data", "", "dataset `file`: .jsonl (objects with \"prompt\" or \"messages\") or a .json array; - for stdin; or a set's name (tpo data list)")
-	promptField := fs.String("prompt-field", "", "the dataset field holding the prompt (default: prompt, instruction, question, turns)")
-	idField := fs.String("id-field", "", "the dataset field holding the item id (default: id, question_id, uid; else the line number)")
-	system := fs.String("system", "", "a system prompt put before every conversation that has none")
-	out := fs.String("out", "", "results `file`, one JSON object per line in input order (written from the store); - for stdout")
-	concurrency := fs.Int("concurrency", 64, "items optimized at once (64 keeps a 64-slot server busy at D2-N5; see BENCHMARKS.md)")
-	limit := fs.Int("limit", 0, "optimize only the first `N` items of --data (0: all); a later run with a larger limit resumes the same run")
-	verbose := fs.Bool("v", false, "print the trajectory (scores per step, critiques, instructions) to stderr")
-	progress := fs.String("progress", "auto", "progress on stderr: auto (when a terminal), on or off")
-	lease := fs.Duration("lease", queue.DefaultLease, "with --store postgres://... and --data FILE, where processes share the run's items: how long a step may run before another process takes over its item (a step is stopped and retried after 90% of it)")
+	f.register(fs)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), runUsage); fs.PrintDefaults() }
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	if *concurrency < 1 {
-		return usagef("--concurrency must be at least 1")
-	}
-	if *data != "" && len(pos) > 0 {
-		return usagef("give either --data or a PROMPT, not both")
-	}
-	if len(pos) > 1 {
-		return usagef("one PROMPT at most (quote it), got %d arguments", len(pos))
-	}
-	if *limit < 0 {
-		return usagef("--limit must not be negative")
-	}
-	if *limit > 0 && *data == "" {
-		return usagef("--limit needs --data")
-	}
-	if err := checkOut(*out); err != nil {
-		return err
-	}
-	if err := checkLease(fs, *lease, b.store, *data); err != nil {
+	if err := f.check(fs, pos); err != nil {
 		return err
 	}
 	// Retries are counted, and said once at the end.
 	retries := &retryCounts{}
 	ctx = httpx.WithRetryObserver(ctx, retries)
 	log := env.log
-	if *verbose {
+	if f.verbose {
 		log = env.logAt(slog.LevelInfo)
 	}
-
-	// Read the single prompt before connecting to anything.
+	// Read the single prompt, or open the data, before connecting to
+	// anything.
 	var single *tpo.Item
-	if *data == "" {
-		text := ""
-		if len(pos) == 1 {
-			text = pos[0]
-		} else {
-			if env.stdinIsTerminal() {
-				return usagef("give a PROMPT, --data FILE, or a prompt on stdin")
-			}
-			bs, err := io.ReadAll(env.stdin)
-			if err != nil {
-				return fmt.Errorf("reading stdin: %w", err)
-			}
-			text = strings.TrimSpace(string(bs))
+	if f.data == "" {
+		if single, err = f.prompt(env, pos); err != nil {
+			return err
 		}
-		if text == "" {
-			return usagef("the prompt is empty")
-		}
-		it := tpo.Item{ID: "1", Messages: dataset.WithSystem(*system, []tpo.Message{{Role: tpo.RoleUser, Content: text}})}
-		single = &it
 	}
-
-	if *data, err = resolveData(ctx, env, "data", *data); err != nil {
+	if f.data, err = resolveData(ctx, env, "data", f.data); err != nil {
 		return err
 	}
 	var src *dataset.Source
-	if *data != "" {
-		r, err := dataset.Open(*data, dataset.Options{PromptField: *promptField, IDField: *idField})
+	if f.data != "" {
+		r, err := dataset.Open(f.data, dataset.Options{PromptField: f.promptField, IDField: f.idField})
 		if err != nil {
 			return usageError{err}
 		}
 		defer r.Close()
-		src = dataset.NewSource(r, dataset.SourceOptions{System: *system, Limit: *limit, Logger: log})
+		src = dataset.NewSource(r, dataset.SourceOptions{System: f.system, Limit: f.limit, Logger: log})
 	}
 
-	stopSim, err := sb.start(ctx, env, &b)
+	stopSim, err := f.sim.start(ctx, env, &f.backendFlags)
 	if err != nil {
 		return err
 	}
 	defer stopSim()
-	b.tracer = env.tracer
-	bk, err := b.build(ctx, log)
+	f.tracer = env.tracer
+	bk, err := f.build(ctx, log)
 	if err != nil {
 		return err
 	}
-	store, err := openStore(ctx, b.store)
+	store, err := openStore(ctx, f.store)
 	if err != nil {
 		return err
 	}
@@ -135,25 +137,49 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 	opt := &tpo.Optimizer{Policy: bk.policy, Reward: bk.reward, Config: bk.config, Templates: bk.templates, Logger: log,
 		Tracer: env.tracer}
 	cfgJSON := toJSON(map[string]any{"settings": bk.identity, "backends": map[string]any{
-		"policy_urls": b.policyURLs.vals, "reward_urls": b.rewardURLs.vals,
+		"policy_urls": f.policyURLs.vals, "reward_urls": f.rewardURLs.vals,
 	}})
-
 	if single != nil {
-		return runOne(ctx, env, store, opt, *single, cfgJSON, *verbose, *out, retries)
+		return runOne(ctx, env, store, opt, *single, cfgJSON, f.verbose, f.out, retries)
 	}
+	d := dataRun{db: store, data: f.data, out: f.out, store: f.store, limit: f.limit, progress: f.progress, retries: retries}
+	return d.run(ctx, env, newItemRunner(store, opt, f.data, f.concurrency, f.lease, log), f.storeRun(bk, cfgJSON), src)
+}
 
-	abs, _ := filepath.Abs(*data)
-	if *data == "-" {
+// prompt reads the single prompt: the argument, or standard input.
+func (f *runFlags) prompt(env *environ, pos []string) (*tpo.Item, error) {
+	text := ""
+	if len(pos) == 1 {
+		text = pos[0]
+	} else {
+		if env.stdinIsTerminal() {
+			return nil, usagef("give a PROMPT, --data FILE, or a prompt on stdin")
+		}
+		bs, err := io.ReadAll(env.stdin)
+		if err != nil {
+			return nil, fmt.Errorf("reading stdin: %w", err)
+		}
+		text = strings.TrimSpace(string(bs))
+	}
+	if text == "" {
+		return nil, usagef("the prompt is empty")
+	}
+	return &tpo.Item{ID: "1", Messages: dataset.WithSystem(f.system, []tpo.Message{{Role: tpo.RoleUser, Content: text}})}, nil
+}
+
+// storeRun is the run of --data in the store: resumed when the same
+// command runs again on the same file.
+func (f *runFlags) storeRun(bk *backends, cfgJSON json.RawMessage) tpo.Run {
+	abs, _ := filepath.Abs(f.data)
+	if f.data == "-" {
 		abs = "stdin"
 	}
 	run := tpo.Run{Kind: "run", Source: abs, Config: cfgJSON,
-		Key: runKey(bk.identity, abs, *promptField, *idField, *system)}
-	if *data == "-" {
+		Key: runKey(bk.identity, abs, f.promptField, f.idField, f.system)}
+	if f.data == "-" {
 		run.Key = "" // stdin cannot be read twice the same way: never resume
 	}
-
-	d := dataRun{db: store, data: *data, out: *out, store: b.store, limit: *limit, progress: *progress, retries: retries}
-	return d.run(ctx, env, newItemRunner(store, opt, *data, *concurrency, *lease, log), run, src)
+	return run
 }
 
 // dataRun is what tpo run needs to know to optimize a dataset and report

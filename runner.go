@@ -80,88 +80,25 @@ func (rn *Runner) Run(ctx context.Context, run Run, src Source) (Run, RunCounts,
 		log.Info("resuming run", "run", run.ID)
 	}
 
-	type job struct {
-		seq int
-		in  Input
-	}
-	workers := max(rn.Concurrency, 1)
-	jobs := make(chan job)
-	var (
-		mu    sync.Mutex
-		sum   RunCounts
-		fatal error
-	)
-	setFatal := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if fatal == nil {
-			fatal = err
-		}
-	}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-
+	t := &tally{cancel: cancel}
+	jobs := make(chan job)
 	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range max(rn.Concurrency, 1) {
+		wg.Go(func() {
 			for j := range jobs {
-				st, skipped, err := rn.item(ctx, run.ID, j.seq, j.in, now)
-				if err != nil {
-					if ctx.Err() == nil {
-						setFatal(err)
-						cancel()
-					}
-					continue
-				}
-				mu.Lock()
-				switch {
-				case skipped:
-					sum.Skipped++
-				case st.Result != nil && st.Result.Error != "":
-					sum.Failed++
-				default:
-					sum.Done++
-				}
-				mu.Unlock()
-				if rn.OnItem != nil {
-					rn.OnItem(st, skipped)
-				}
+				rn.work(ctx, run.ID, j, t, now)
 			}
-		}()
+		})
 	}
-
-	// Feed the workers in input order; the loop ends at EOF, on a read
-	// error or when ctx is cancelled.
-	seq := 0
-	for {
-		in, err := src.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			setFatal(fmt.Errorf("reading input: %w", err))
-			cancel()
-			break
-		}
-		select {
-		case jobs <- job{seq: seq, in: in}:
-			seq++
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
+	items := feed(ctx, src, jobs, t)
 	close(jobs)
 	wg.Wait()
 
-	mu.Lock()
-	sum.Items = seq
-	err = fatal
-	mu.Unlock()
+	sum, err := t.sum, t.fatal
+	sum.Items = items
 	if err == nil {
 		err = parent.Err()
 	}
@@ -172,6 +109,81 @@ func (rn *Runner) Run(ctx context.Context, run Run, src Source) (Run, RunCounts,
 		return run, sum, fmt.Errorf("finishing run: %w", err)
 	}
 	return run, sum, nil
+}
+
+// job is one input of a run, numbered in input order.
+type job struct {
+	seq int
+	in  Input
+}
+
+// tally is what the workers of a run share: the counts, and the first
+// error that stops the run (which cancels the others).
+type tally struct {
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	sum    RunCounts
+	fatal  error
+}
+
+func (t *tally) fail(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fatal == nil {
+		t.fatal = err
+	}
+	t.cancel()
+}
+
+func (t *tally) count(st ItemState, skipped bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case skipped:
+		t.sum.Skipped++
+	case st.Result != nil && st.Result.Error != "":
+		t.sum.Failed++
+	default:
+		t.sum.Done++
+	}
+}
+
+// work optimizes one input of the run and counts it.
+func (rn *Runner) work(ctx context.Context, runID string, j job, t *tally, now func() time.Time) {
+	st, skipped, err := rn.item(ctx, runID, j.seq, j.in, now)
+	if err != nil {
+		if ctx.Err() == nil {
+			t.fail(err)
+		}
+		return
+	}
+	t.count(st, skipped)
+	if rn.OnItem != nil {
+		rn.OnItem(st, skipped)
+	}
+}
+
+// feed sends the inputs of src to jobs in input order, until EOF, a read
+// error (which fails the run) or the end of ctx. It returns how many it
+// sent.
+func feed(ctx context.Context, src Source, jobs chan<- job, t *tally) int {
+	seq := 0
+	for ctx.Err() == nil {
+		in, err := src.Next()
+		if errors.Is(err, io.EOF) {
+			return seq
+		}
+		if err != nil {
+			t.fail(fmt.Errorf("reading input: %w", err))
+			return seq
+		}
+		select {
+		case jobs <- job{seq: seq, in: in}:
+			seq++
+		case <-ctx.Done():
+		}
+	}
+	return seq
 }
 
 // item optimizes one input. It returns an error only for store failures or

@@ -198,6 +198,48 @@ const benchIDHeader = "X-Bench-Request"
 // simulated server, sends it chat completion requests, and compares each
 // request's end-to-end latency with the time its upstream calls took.
 func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
+	o.setDefaults()
+	rep := ServeReport{Benchmark: "serve", Machine: ThisMachine(), Mode: o.Config.Mode, Width: o.Config.Width,
+		Depth: o.Config.Depth, Stream: o.Stream, Store: !o.NoStore, StoreKind: o.storeKind(), Requests: o.Requests, Concurrency: o.Concurrency, TimeScale: o.Sim.TimeScale}
+	var st *stallRun
+	if o.Stall > 0 {
+		// A transport of its own, whose idle connections can be closed
+		// before the goroutines are counted.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost, t.MaxIdleConns = 256, 0
+		o.Clients.Transport = t
+		defer t.CloseIdleConnections()
+		st = &stallRun{served: map[net.Conn]bool{}}
+	}
+	sv, err := startServed(ctx, o, st)
+	if err != nil {
+		return rep, err
+	}
+	defer sv.close()
+
+	items := Prompts(o.Warmup + o.Requests)
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency}}
+	defer hc.CloseIdleConnections()
+	e2e := make([]time.Duration, len(items))
+	errs := make([]error, len(items))
+	send := func(i int) {
+		t0 := time.Now()
+		errs[i] = post(ctx, hc, sv.url, strconv.Itoa(i), items[i], o.Stream)
+		e2e[i] = time.Since(t0)
+	}
+	forEach(ctx, o.Concurrency, o.Warmup, send)
+	if st == nil {
+		forEach(ctx, o.Concurrency, o.Requests, func(i int) { send(o.Warmup + i) })
+	} else {
+		rep.Stall = stallLoad(ctx, o, st, sv.srv, hc, items, errs, send)
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, err
+	}
+	return rep, o.latencies(&rep, sv, st, e2e, errs)
+}
+
+func (o *ServeOptions) setDefaults() {
 	if o.Requests <= 0 {
 		o.Requests = 200
 	}
@@ -219,47 +261,57 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	rep := ServeReport{Benchmark: "serve", Machine: ThisMachine(), Mode: o.Config.Mode, Width: o.Config.Width,
-		Depth: o.Config.Depth, Stream: o.Stream, Store: !o.NoStore, StoreKind: o.storeKind(), Requests: o.Requests, Concurrency: o.Concurrency, TimeScale: o.Sim.TimeScale}
+}
 
-	dir := o.Dir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "tpo-bench-serve-")
-		if err != nil {
-			return rep, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+// served is the server under test, listening, with the simulated model
+// server behind it.
+type served struct {
+	srv *server.Server
+	url string
+	// upstream holds the clock of each request's upstream calls, by the
+	// request's bench id.
+	mu       sync.Mutex
+	upstream map[string]*upstreamClock
+	closers  []func()
+}
+
+func (sv *served) close() {
+	for _, c := range slices.Backward(sv.closers) {
+		c()
 	}
+}
+
+// clock returns the upstream clock of request id, nil if the server
+// never saw it.
+func (sv *served) clock(id string) *upstreamClock {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	return sv.upstream[id]
+}
+
+// startServed starts the simulated model server, the store and tpo's
+// server, listening on a loopback port.
+func startServed(ctx context.Context, o ServeOptions, st *stallRun) (_ *served, err error) {
+	sv := &served{upstream: map[string]*upstreamClock{}}
+	defer func() {
+		if err != nil {
+			sv.close()
+		}
+	}()
 	up, err := StartSim(o.Sim)
 	if err != nil {
-		return rep, err
+		return nil, err
 	}
-	defer up.Close()
-	var st *stallRun
-	if o.Stall > 0 {
-		// A transport of its own, whose idle connections can be closed
-		// before the goroutines are counted.
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost, t.MaxIdleConns = 256, 0
-		o.Clients.Transport = t
-		defer t.CloseIdleConnections()
-		st = &stallRun{served: map[net.Conn]bool{}}
-	}
+	sv.closers = append(sv.closers, up.Close)
 	pol, rw, err := Clients(up.URL, o.Clients)
 	if err != nil {
-		return rep, err
+		return nil, err
 	}
-	store := o.Store
-	if !o.NoStore && store == nil {
-		db, err := sqlite.Open(ctx, filepath.Join(dir, "tpo.db"))
-		if err != nil {
-			return rep, fmt.Errorf("store: %w", err)
-		}
-		defer db.Close()
-		store = db
+	store, err := o.openStore(ctx, sv)
+	if err != nil {
+		return nil, err
 	}
-	srv, err := server.New(server.Options{
+	sv.srv, err = server.New(server.Options{
 		Policy:        timedUpstream{server.OpenAI(pol)},
 		Scorers:       map[string]tpo.Scorer{"vllm": timedScorer{rw}},
 		DefaultReward: "vllm",
@@ -271,25 +323,50 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 		Logger:        o.Logger,
 	})
 	if err != nil {
-		return rep, err
+		return nil, err
 	}
+	return sv, sv.listen(st)
+}
 
-	// The middleware gives each request a clock for its upstream calls and
-	// keeps the total under the request's bench id.
-	var mu sync.Mutex
-	upstream := map[string]*upstreamClock{}
+// openStore returns the server's store: Store, none, or a SQLite file in
+// Dir or a temporary directory.
+func (o ServeOptions) openStore(ctx context.Context, sv *served) (tpo.Store, error) {
+	if o.NoStore || o.Store != nil {
+		return o.Store, nil
+	}
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "tpo-bench-serve-")
+		if err != nil {
+			return nil, err
+		}
+		sv.closers = append(sv.closers, func() { os.RemoveAll(d) })
+		dir = d
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "tpo.db"))
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	sv.closers = append(sv.closers, func() { db.Close() })
+	return db, nil
+}
+
+// listen serves sv.srv on a loopback port. Its middleware gives each
+// request a clock for its upstream calls, kept under the request's bench
+// id.
+func (sv *served) listen(st *stallRun) error {
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &upstreamClock{}
 		if id := r.Header.Get(benchIDHeader); id != "" {
-			mu.Lock()
-			upstream[id] = c
-			mu.Unlock()
+			sv.mu.Lock()
+			sv.upstream[id] = c
+			sv.mu.Unlock()
 		}
-		srv.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clockKey{}, c)))
+		sv.srv.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clockKey{}, c)))
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return rep, fmt.Errorf("listen: %w", err)
+		return fmt.Errorf("listen: %w", err)
 	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
 	if st != nil {
@@ -297,76 +374,66 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 		hs.Handler, hs.ConnState, hs.ConnContext = st.wrap(h), st.connState, st.connContext
 		ln = wanBuffers{ln}
 	}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	defer func() {
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(ln) }()
+	sv.closers = append(sv.closers, func() {
 		hs.Close()
-		<-served
-	}()
-	url := "http://" + ln.Addr().String() + "/v1/chat/completions"
+		<-done
+	})
+	sv.url = "http://" + ln.Addr().String() + "/v1/chat/completions"
+	return nil
+}
 
-	items := Prompts(o.Warmup + o.Requests)
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency}}
-	defer hc.CloseIdleConnections()
-	e2e := make([]time.Duration, len(items))
-	errs := make([]error, len(items))
-	send := func(i int) {
-		t0 := time.Now()
-		errs[i] = post(ctx, hc, url, strconv.Itoa(i), items[i], o.Stream)
-		e2e[i] = time.Since(t0)
-	}
-	forEach(ctx, o.Concurrency, o.Warmup, send)
-	if st == nil {
-		forEach(ctx, o.Concurrency, o.Requests, func(i int) { send(o.Warmup + i) })
-	} else {
-		wt := cmp.Or(o.WriteTimeout, guard.DefaultWriteTimeout)
-		rep.Stall = &StallResult{WriteTimeout: wt.Seconds()}
-		hc.CloseIdleConnections()
-		o.Clients.Transport.CloseIdleConnections()
-		rep.Stall.GoroutinesStart = settle(0, 5*time.Second)
-		sctx, stop := context.WithCancel(ctx)
-		go st.sample(sctx)
-		var stalledClients atomic.Int64
-		forEach(ctx, o.Concurrency, o.Requests, func(i int) {
-			if !stalled(i, o.Stall) {
-				send(o.Warmup + i)
-				return
-			}
-			stalledClients.Add(1)
-			if err := st.send(ctx, items[o.Warmup+i]); err != nil {
-				errs[o.Warmup+i] = fmt.Errorf("a client that stops reading: %w", err)
-			}
-		})
-		// The server gives up on a stalled request once a write has
-		// waited for the write timeout.
-		st.waitHandled(min(wt, 30*time.Second) + 30*time.Second)
-		stop()
-		rep.Stall.Clients = int(stalledClients.Load())
-		st.finish(rep.Stall, srv, hc, o.Clients.Transport)
-	}
-	if err := ctx.Err(); err != nil {
-		return rep, err
-	}
+// stallLoad sends the measured requests, a share o.Stall of them from
+// clients that stop reading, and reports what became of those.
+func stallLoad(ctx context.Context, o ServeOptions, st *stallRun, srv *server.Server, hc *http.Client, items []tpo.Item, errs []error, send func(int)) *StallResult {
+	wt := cmp.Or(o.WriteTimeout, guard.DefaultWriteTimeout)
+	r := &StallResult{WriteTimeout: wt.Seconds()}
+	hc.CloseIdleConnections()
+	o.Clients.Transport.CloseIdleConnections()
+	r.GoroutinesStart = settle(0, 5*time.Second)
+	sctx, stop := context.WithCancel(ctx)
+	go st.sample(sctx)
+	var stalledClients atomic.Int64
+	forEach(ctx, o.Concurrency, o.Requests, func(i int) {
+		if !stalled(i, o.Stall) {
+			send(o.Warmup + i)
+			return
+		}
+		stalledClients.Add(1)
+		if err := st.send(ctx, items[o.Warmup+i]); err != nil {
+			errs[o.Warmup+i] = fmt.Errorf("a client that stops reading: %w", err)
+		}
+	})
+	// The server gives up on a stalled request once a write has waited
+	// for the write timeout.
+	st.waitHandled(min(wt, 30*time.Second) + 30*time.Second)
+	stop()
+	r.Clients = int(stalledClients.Load())
+	st.finish(r, srv, hc, o.Clients.Transport)
+	return r
+}
 
+// latencies fills rep with the latencies of the measured requests that
+// read their answers.
+func (o ServeOptions) latencies(rep *ServeReport, sv *served, st *stallRun, e2e []time.Duration, errs []error) error {
 	var ee, us, added []float64
 	calls := 0
 	var firstErr error
-	for i := o.Warmup; i < len(items); i++ {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	for i := o.Warmup; i < len(errs); i++ {
 		if st != nil && stalled(i-o.Warmup, o.Stall) && errs[i] == nil {
 			continue
 		}
 		if errs[i] != nil {
 			rep.Failed++
-			if firstErr == nil {
-				firstErr = errs[i]
-			}
+			firstErr = cmp.Or(firstErr, errs[i])
 			continue
 		}
-		c := upstream[strconv.Itoa(i)]
+		c := sv.clock(strconv.Itoa(i))
 		if c == nil {
-			return rep, fmt.Errorf("request %d: the server never saw it", i)
+			return fmt.Errorf("request %d: the server never saw it", i)
 		}
-		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 		ee = append(ee, ms(e2e[i]))
 		us = append(us, ms(c.total))
 		added = append(added, ms(e2e[i]-c.total))
@@ -376,11 +443,11 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 		o.Logger.Warn("requests failed", "failed", rep.Failed, "first", firstErr)
 	}
 	if len(ee) == 0 {
-		return rep, fmt.Errorf("every request failed: %w", firstErr)
+		return fmt.Errorf("every request failed: %w", firstErr)
 	}
 	rep.EndToEnd, rep.Upstream, rep.Added = summarize(ee), summarize(us), summarize(added)
 	rep.UpstreamCalls = float64(calls) / float64(len(ee))
-	return rep, nil
+	return nil
 }
 
 // post sends one chat completion request and reads the whole answer.

@@ -253,136 +253,165 @@ func anchor(r tpo.Ref) string { return fmt.Sprintf("s%dc%d", r.Step, r.Index) }
 // is the final answer's place, when the item is done; pending, if not nil,
 // is a step in progress known from live events.
 func timeline(steps []tpo.Step, best *tpo.Ref, pending *stepView) []stepView {
-	lo, hi := math.Inf(1), math.Inf(-1)
-	byStep := map[int]*tpo.Step{}
+	tb := newTimeline(steps, best, pending)
+	var out []stepView
+	for _, s := range steps {
+		out = append(out, tb.step(s))
+	}
+	if pending != nil {
+		out = append(out, tb.pending(*pending))
+	}
+	return out
+}
+
+// timelineBuilder holds what the views of an item's steps share: the
+// steps by number, the range of the scores (for the bars), and the marks
+// that later steps put on candidates.
+type timelineBuilder struct {
+	byStep map[int]*tpo.Step
+	lo, hi float64
+	marks  map[tpo.Ref][]tag
+	best   *tpo.Ref
+}
+
+func newTimeline(steps []tpo.Step, best *tpo.Ref, pending *stepView) *timelineBuilder {
+	tb := &timelineBuilder{byStep: map[int]*tpo.Step{}, lo: math.Inf(1), hi: math.Inf(-1), marks: map[tpo.Ref][]tag{}, best: best}
+	score := func(v float64) {
+		if finite(v) {
+			tb.lo, tb.hi = min(tb.lo, v), max(tb.hi, v)
+		}
+	}
 	for i := range steps {
 		s := &steps[i]
-		byStep[s.Step] = s
+		tb.byStep[s.Step] = s
 		for _, c := range s.Candidates {
-			if finite(c.Score) {
-				lo, hi = min(lo, c.Score), max(hi, c.Score)
-			}
+			score(c.Score)
 		}
+		tb.mark(s.Step, s.Chosen, s.Rejected)
 	}
 	if pending != nil {
 		for _, c := range pending.Candidates {
-			if finite(c.Score) {
-				lo, hi = min(lo, c.Score), max(hi, c.Score)
-			}
+			score(c.Score)
 		}
-	}
-	bar := func(v float64) float64 {
-		switch {
-		case !finite(v):
-			return 0
-		case hi <= lo:
-			return 100
-		}
-		return 4 + 96*(v-lo)/(hi-lo)
-	}
-	cand := func(r tpo.Ref) (tpo.Candidate, bool) {
-		s, ok := byStep[r.Step]
-		if !ok || r.Index < 0 || r.Index >= len(s.Candidates) {
-			return tpo.Candidate{}, false
-		}
-		return s.Candidates[r.Index], true
-	}
-	// Marks on candidates from the later steps that compared them.
-	marks := map[tpo.Ref][]tag{}
-	for _, s := range steps {
-		if s.Chosen != nil {
-			marks[*s.Chosen] = append(marks[*s.Chosen], tag{"chosen", fmt.Sprintf("chosen in step %d", s.Step)})
-		}
-		if s.Rejected != nil {
-			marks[*s.Rejected] = append(marks[*s.Rejected], tag{"rejected", fmt.Sprintf("rejected in step %d", s.Step)})
-		}
-	}
-	if pending != nil {
+		var chosen, rejected *tpo.Ref
 		if pending.Chosen != nil {
-			marks[pending.Chosen.Ref] = append(marks[pending.Chosen.Ref], tag{"chosen", fmt.Sprintf("chosen in step %d", pending.Step)})
+			chosen = &pending.Chosen.Ref
 		}
 		if pending.Rejected != nil {
-			marks[pending.Rejected.Ref] = append(marks[pending.Rejected.Ref], tag{"rejected", fmt.Sprintf("rejected in step %d", pending.Step)})
+			rejected = &pending.Rejected.Ref
 		}
+		tb.mark(pending.Step, chosen, rejected)
 	}
-	ref := func(r *tpo.Ref) *refView {
-		if r == nil {
-			return nil
-		}
-		c, ok := cand(*r)
-		return &refView{Ref: *r, Anchor: anchor(*r), Score: c.Score, Found: ok, Text: c.Text}
-	}
-	cands := func(step int, cs []tpo.Candidate) []candView {
-		bestNew := -1
-		for i, c := range cs {
-			if bestNew < 0 || c.Score > cs[bestNew].Score {
-				bestNew = i
-			}
-		}
-		var out []candView
-		for i, c := range cs {
-			r := tpo.Ref{Step: step, Index: i}
-			v := candView{Step: step, Index: i, Anchor: anchor(r), Text: c.Text,
-				Preview: preview(c.Text), Score: c.Score, Bar: bar(c.Score)}
-			if best != nil && *best == r {
-				v.Tags = append(v.Tags, tag{"final", "final answer"})
-				v.Open = true
-			}
-			if i == bestNew && len(cs) > 1 {
-				v.Tags = append(v.Tags, tag{"best", "best of step"})
-			}
-			v.Tags = append(v.Tags, marks[r]...)
-			out = append(out, v)
-		}
-		return out
-	}
+	return tb
+}
 
-	var out []stepView
-	for _, s := range steps {
-		v := stepView{Step: s.Step, Candidates: cands(s.Step, s.Candidates),
-			Chosen: ref(s.Chosen), Rejected: ref(s.Rejected), Loss: s.Loss, Gradient: s.Gradient,
-			Unparsed: s.Unparsed, Notes: s.Notes, Calls: s.Calls, Usage: s.Usage}
-		for st, ms := range s.Millis {
-			v.Millis = append(v.Millis, stageMillis{st, ms})
+// mark tags the candidates that step compared.
+func (tb *timelineBuilder) mark(step int, chosen, rejected *tpo.Ref) {
+	if chosen != nil {
+		tb.marks[*chosen] = append(tb.marks[*chosen], tag{"chosen", fmt.Sprintf("chosen in step %d", step)})
+	}
+	if rejected != nil {
+		tb.marks[*rejected] = append(tb.marks[*rejected], tag{"rejected", fmt.Sprintf("rejected in step %d", step)})
+	}
+}
+
+// bar is the width, in percent, of the bar of score v.
+func (tb *timelineBuilder) bar(v float64) float64 {
+	switch {
+	case !finite(v):
+		return 0
+	case tb.hi <= tb.lo:
+		return 100
+	}
+	return 4 + 96*(v-tb.lo)/(tb.hi-tb.lo)
+}
+
+func (tb *timelineBuilder) ref(r *tpo.Ref) *refView {
+	if r == nil {
+		return nil
+	}
+	var c tpo.Candidate
+	s, ok := tb.byStep[r.Step]
+	ok = ok && r.Index >= 0 && r.Index < len(s.Candidates)
+	if ok {
+		c = s.Candidates[r.Index]
+	}
+	return &refView{Ref: *r, Anchor: anchor(*r), Score: c.Score, Found: ok, Text: c.Text}
+}
+
+// candidates are the views of a step's candidates, tagged.
+func (tb *timelineBuilder) candidates(step int, cs []tpo.Candidate) []candView {
+	bestNew := -1
+	for i, c := range cs {
+		if bestNew < 0 || c.Score > cs[bestNew].Score {
+			bestNew = i
 		}
-		slices.SortFunc(v.Millis, func(a, b stageMillis) int {
-			ra, oka := stageRank[a.Stage]
-			rb, okb := stageRank[b.Stage]
-			switch {
-			case oka && okb:
-				return ra - rb
-			case oka:
-				return -1
-			case okb:
-				return 1
-			}
-			return strings.Compare(string(a.Stage), string(b.Stage))
-		})
-		if v.Chosen != nil && v.Chosen.Found && len(s.Candidates) > 0 {
-			v.Diff = newDiff(v.Chosen, v.Candidates)
+	}
+	var out []candView
+	for i, c := range cs {
+		r := tpo.Ref{Step: step, Index: i}
+		v := candView{Step: step, Index: i, Anchor: anchor(r), Text: c.Text,
+			Preview: preview(c.Text), Score: c.Score, Bar: tb.bar(c.Score)}
+		if tb.best != nil && *tb.best == r {
+			v.Tags = append(v.Tags, tag{"final", "final answer"})
+			v.Open = true
 		}
+		if i == bestNew && len(cs) > 1 {
+			v.Tags = append(v.Tags, tag{"best", "best of step"})
+		}
+		v.Tags = append(v.Tags, tb.marks[r]...)
 		out = append(out, v)
 	}
-	if pending != nil {
-		p := *pending
-		p.InProgress = true
-		raw := make([]tpo.Candidate, len(p.Candidates))
-		for i, c := range p.Candidates {
-			raw[i] = tpo.Candidate{Text: c.Text, Score: c.Score}
-		}
-		p.Candidates = cands(p.Step, raw)
-		if p.Chosen != nil {
-			p.Chosen = ref(&p.Chosen.Ref)
-		}
-		if p.Rejected != nil {
-			p.Rejected = ref(&p.Rejected.Ref)
-		}
-		if p.Chosen != nil && p.Chosen.Found && len(p.Candidates) > 0 {
-			p.Diff = newDiff(p.Chosen, p.Candidates)
-		}
-		out = append(out, p)
-	}
 	return out
+}
+
+func (tb *timelineBuilder) step(s tpo.Step) stepView {
+	v := stepView{Step: s.Step, Candidates: tb.candidates(s.Step, s.Candidates),
+		Chosen: tb.ref(s.Chosen), Rejected: tb.ref(s.Rejected), Loss: s.Loss, Gradient: s.Gradient,
+		Unparsed: s.Unparsed, Notes: s.Notes, Calls: s.Calls, Usage: s.Usage}
+	for st, ms := range s.Millis {
+		v.Millis = append(v.Millis, stageMillis{st, ms})
+	}
+	slices.SortFunc(v.Millis, byStageRank)
+	if v.Chosen != nil && v.Chosen.Found && len(s.Candidates) > 0 {
+		v.Diff = newDiff(v.Chosen, v.Candidates)
+	}
+	return v
+}
+
+// byStageRank orders stages as a step runs them; unknown ones last, by name.
+func byStageRank(a, b stageMillis) int {
+	ra, oka := stageRank[a.Stage]
+	rb, okb := stageRank[b.Stage]
+	switch {
+	case oka && okb:
+		return ra - rb
+	case oka:
+		return -1
+	case okb:
+		return 1
+	}
+	return strings.Compare(string(a.Stage), string(b.Stage))
+}
+
+// pending is the view of the step in progress.
+func (tb *timelineBuilder) pending(p stepView) stepView {
+	p.InProgress = true
+	raw := make([]tpo.Candidate, len(p.Candidates))
+	for i, c := range p.Candidates {
+		raw[i] = tpo.Candidate{Text: c.Text, Score: c.Score}
+	}
+	p.Candidates = tb.candidates(p.Step, raw)
+	if p.Chosen != nil {
+		p.Chosen = tb.ref(&p.Chosen.Ref)
+	}
+	if p.Rejected != nil {
+		p.Rejected = tb.ref(&p.Rejected.Ref)
+	}
+	if p.Chosen != nil && p.Chosen.Found && len(p.Candidates) > 0 {
+		p.Diff = newDiff(p.Chosen, p.Candidates)
+	}
+	return p
 }
 
 // newDiff compares the chosen response with the best of the new candidates.

@@ -46,8 +46,8 @@ type ReplicaStore interface {
 	tpo.Liveness
 }
 
-// JobTaker takes over the jobs of replicas that stopped answering; a
-// *Server (TakeOverStale) is one.
+// JobTaker takes over the jobs of replicas that stopped answering, and
+// logs each; a *Server (TakeOverStale) is one.
 type JobTaker interface {
 	TakeOverStale(ctx context.Context, silentFor time.Duration) (failed, resumed []string, err error)
 }
@@ -72,28 +72,15 @@ func WatchReplicas(ctx context.Context, store ReplicaStore, self tpo.Owner, inte
 			log.Warn("runs of replicas that stopped answering marked as interrupted", "runs", ids, "silent_for", staleAfter)
 		}
 		if jobs != nil {
-			takeOverStale(ctx, jobs, staleAfter, log)
+			if _, _, err := jobs.TakeOverStale(ctx, staleAfter); err != nil && ctx.Err() == nil {
+				log.Warn("taking over the jobs of ended replicas failed", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-	}
-}
-
-// takeOverStale has jobs take over the jobs of the replicas silent for
-// staleAfter, and logs what it took.
-func takeOverStale(ctx context.Context, jobs JobTaker, staleAfter time.Duration, log *slog.Logger) {
-	failed, resumed, err := jobs.TakeOverStale(ctx, staleAfter)
-	if err != nil && ctx.Err() == nil {
-		log.Warn("taking over the jobs of ended replicas failed", "err", err)
-	}
-	if len(failed) > 0 {
-		log.Warn("background responses of replicas that stopped answering marked as failed", "responses", failed, "silent_for", staleAfter)
-	}
-	if len(resumed) > 0 {
-		log.Warn("batches of replicas that stopped answering continued here", "batches", resumed, "silent_for", staleAfter)
 	}
 }
 

@@ -119,7 +119,7 @@ func (s *Server) failOrphan(ctx context.Context, j tpo.Job, why string) (bool, e
 	if err := s.putJob(j, sr); err != nil {
 		return false, fmt.Errorf("response %s: %w", j.ID, err)
 	}
-	s.log.Info("took over a background response: marked as failed", "id", j.ID, "owner", from.String(), "reason", msg)
+	s.log.Warn("took over a background response: marked as failed", "id", j.ID, "owner", from.String(), "reason", msg)
 	return true, nil
 }
 
@@ -138,6 +138,6 @@ func (s *Server) resumeBatch(ctx context.Context, j tpo.Job, why string) (bool, 
 		s.log.Warn("took over a batch but the server is shutting down: the next tpo serve continues it", "batch", j.ID, "owner", from.String())
 		return false, nil
 	}
-	s.log.Info("took over a batch: continuing it here", "batch", j.ID, "owner", from.String(), "reason", "the tpo serve process that ran it "+why)
+	s.log.Warn("took over a batch: continuing it here", "batch", j.ID, "owner", from.String(), "reason", "the tpo serve process that ran it "+why)
 	return true, nil
 }

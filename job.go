@@ -48,4 +48,23 @@ type JobStore interface {
 	// whose Owner.Host is host, oldest first. Jobs without an owner are
 	// never returned.
 	UnfinishedJobs(ctx context.Context, kind, host string) ([]Job, error)
+	// ClaimJob sets the owner of the job of kind and id to `to` (nil:
+	// none) if the job is not finished and its owner is still from (the
+	// same Host, PID and Started), and reports whether it did. It is a
+	// compare and swap: of several processes taking over the job of an
+	// owner that ended, exactly one does. The job's other fields are left
+	// as they are. An unknown job is an error wrapping ErrNotFound.
+	ClaimJob(ctx context.Context, kind, id string, from Owner, to *Owner) (bool, error)
+}
+
+// JobLiveness is implemented by job stores that processes on several
+// machines share (PostgreSQL), beside Liveness: the jobs of an owner that
+// stopped beating can be found from any host, and taken over with
+// ClaimJob. Implementations must be safe for concurrent use.
+type JobLiveness interface {
+	// StaleJobs returns the jobs of kind that are not finished and whose
+	// owner has not beaten (Liveness.Beat) within olderThan, oldest
+	// first, by the store's clock; an owner that never beat counts from
+	// when it started. Jobs without an owner are never returned.
+	StaleJobs(ctx context.Context, kind string, olderThan time.Duration) ([]Job, error)
 }

@@ -56,6 +56,12 @@ type Owner struct {
 // String describes the owner for messages: "pid 123 on gpu-box".
 func (o Owner) String() string { return fmt.Sprintf("pid %d on %s", o.PID, o.Host) }
 
+// SameProcess reports whether o and p name the same process: the same
+// Host, PID and Started (compared as instants, whatever their location).
+func (o Owner) SameProcess(p Owner) bool {
+	return o.Host == p.Host && o.PID == p.PID && o.Started.Equal(p.Started)
+}
+
 // ItemState is what a store knows of one item of a run.
 type ItemState struct {
 	Seq   int    `json:"seq"` // position in the input, from 0

@@ -12,7 +12,10 @@ import (
 	"github.com/tpoproject/tpo"
 )
 
-var _ tpo.JobStore = (*DB)(nil)
+var (
+	_ tpo.JobStore    = (*DB)(nil)
+	_ tpo.JobLiveness = (*DB)(nil)
+)
 
 const jobColumns = `kind, id, status, created, updated, finished, owner_host, owner_pid, owner_started, data`
 
@@ -106,6 +109,52 @@ func (db *DB) UnfinishedJobs(ctx context.Context, kind, host string) ([]tpo.Job,
 		}
 	}
 	return nil, fmt.Errorf("unfinished %s jobs of %s: %w", kind, host, err)
+}
+
+// ClaimJob implements tpo.JobStore: one UPDATE, which a concurrent claim
+// of the same job waits for and then finds the new owner.
+func (db *DB) ClaimJob(ctx context.Context, kind, id string, from tpo.Owner, to *tpo.Owner) (bool, error) {
+	if checkKey("job id", id) != nil || checkKey("job kind", kind) != nil {
+		return false, fmt.Errorf("claim %s %q: %w", kind, id, tpo.ErrNotFound)
+	}
+	var host, pid, started any
+	if to != nil {
+		host, pid, started = cleanText(to.Host), to.PID, to.Started
+	}
+	tag, err := db.pool.Exec(ctx, `UPDATE jobs SET owner_host = $3, owner_pid = $4, owner_started = $5
+		WHERE kind = $1 AND id = $2 AND finished IS NULL AND owner_host = $6 AND owner_pid = $7 AND owner_started = $8`,
+		kind, id, host, pid, started, cleanText(from.Host), from.PID, from.Started)
+	if err == nil && tag.RowsAffected() > 0 {
+		return true, nil
+	}
+	if err == nil {
+		var exists bool
+		err = db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM jobs WHERE kind = $1 AND id = $2)`, kind, id).Scan(&exists)
+		if err == nil && !exists {
+			err = tpo.ErrNotFound
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("claim %s %q from %s: %w", kind, id, from, err)
+	}
+	return false, nil
+}
+
+// StaleJobs implements tpo.JobLiveness, with the rule of StaleRuns.
+func (db *DB) StaleJobs(ctx context.Context, kind string, olderThan time.Duration) ([]tpo.Job, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+jobColumns+` FROM jobs j
+		WHERE j.kind = $1 AND j.owner_host IS NOT NULL AND j.finished IS NULL
+		AND coalesce((SELECT p.seen FROM processes p WHERE p.host = j.owner_host AND p.pid = j.owner_pid
+			AND p.started = j.owner_started), j.owner_started) < now() - make_interval(secs => $2)
+		ORDER BY j.created, j.id COLLATE "C"`, kind, olderThan.Seconds())
+	if err == nil {
+		var jobs []tpo.Job
+		jobs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (tpo.Job, error) { return scanJob(r.Scan) })
+		if err == nil {
+			return jobs, nil
+		}
+	}
+	return nil, fmt.Errorf("%s jobs of processes not seen for %v: %w", kind, olderThan, err)
 }
 
 // scanJob reads the jobColumns of a row.

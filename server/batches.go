@@ -235,32 +235,3 @@ func (s *Server) handleCancelBatch(w http.ResponseWriter, r *http.Request) {
 func (s *Server) startBatch(id string) bool {
 	return s.bg.start(kindBatch+":"+id, taskBatch, func(ctx context.Context) { s.runBatch(ctx, id) })
 }
-
-// resumeBatches continues the batches that ended processes of this
-// machine left unfinished.
-func (s *Server) resumeBatches(ctx context.Context, orphaned func(tpo.Job) bool) ([]string, error) {
-	if s.batchesOff() != nil {
-		return nil, nil
-	}
-	jobs, err := s.opts.Jobs.UnfinishedJobs(ctx, kindBatch, s.opts.Owner.Host)
-	if err != nil {
-		return nil, fmt.Errorf("unfinished batches: %w", err)
-	}
-	var resumed []string
-	for _, j := range jobs {
-		if !orphaned(j) {
-			continue
-		}
-		var sb storedBatch
-		if err := json.Unmarshal(j.Data, &sb); err != nil {
-			return resumed, fmt.Errorf("batch %s: %w", j.ID, err)
-		}
-		if err := s.saveBatch(sb.Batch); err != nil { // now ours
-			return resumed, fmt.Errorf("batch %s: %w", j.ID, err)
-		}
-		if s.startBatch(j.ID) {
-			resumed = append(resumed, j.ID)
-		}
-	}
-	return resumed, nil
-}

@@ -46,12 +46,20 @@ type ReplicaStore interface {
 	tpo.Liveness
 }
 
-// WatchReplicas keeps self's runs alive in a shared store and ends those
-// of the replicas that died, until ctx ends: every interval it beats for
-// self and interrupts the runs, on any host, whose owner has not beaten for
-// staleAfter (a killed replica, a lost machine). Failures are logged and
-// tried again at the next interval.
-func WatchReplicas(ctx context.Context, store ReplicaStore, self tpo.Owner, interval, staleAfter time.Duration, log *slog.Logger) {
+// JobTaker takes over the jobs of replicas that stopped answering, and
+// logs each; a *Server (TakeOverStale) is one.
+type JobTaker interface {
+	TakeOverStale(ctx context.Context, silentFor time.Duration) (failed, resumed []string, err error)
+}
+
+// WatchReplicas keeps self's runs and jobs alive in a shared store and
+// ends those of the replicas that died, until ctx ends: every interval it
+// beats for self, interrupts the runs, on any host, whose owner has not
+// beaten for staleAfter (a killed replica, a lost machine), and, when jobs
+// is not nil, has it take over their jobs: background responses failed,
+// batches continued in this process. Failures are logged and tried again
+// at the next interval.
+func WatchReplicas(ctx context.Context, store ReplicaStore, self tpo.Owner, interval, staleAfter time.Duration, jobs JobTaker, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -62,6 +70,11 @@ func WatchReplicas(ctx context.Context, store ReplicaStore, self tpo.Owner, inte
 			log.Warn("interrupting the runs of ended replicas failed", "err", err)
 		} else if len(ids) > 0 {
 			log.Warn("runs of replicas that stopped answering marked as interrupted", "runs", ids, "silent_for", staleAfter)
+		}
+		if jobs != nil {
+			if _, _, err := jobs.TakeOverStale(ctx, staleAfter); err != nil && ctx.Err() == nil {
+				log.Warn("taking over the jobs of ended replicas failed", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -2,13 +2,12 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"github.com/tpoproject/tpo/openai"
 	"net/http"
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/openai"
 )
 
 // startBackground answers a background request at once with the queued
@@ -93,54 +92,4 @@ func (s *Server) acquireWait(ctx context.Context) (func(), error) {
 // stored as failed), and returns once every task has ended.
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.bg.shutdown(ctx)
-}
-
-// ResumeJobs takes over, at start-up, the jobs that processes of this
-// machine left unfinished when they ended (killed, crashed; alive tells
-// whether an owner still runs): their background responses are stored as
-// failed, saying so, and their batches continue here. It returns the ids
-// of the responses failed and of the batches resumed.
-func (s *Server) ResumeJobs(ctx context.Context, alive func(tpo.Owner) bool) (failed, resumed []string, err error) {
-	self := s.opts.Owner
-	if s.opts.Jobs == nil || self == nil {
-		return nil, nil, nil
-	}
-	orphaned := func(j tpo.Job) bool {
-		o := *j.Owner
-		return !(o.PID == self.PID && o.Started.Equal(self.Started)) && !alive(o)
-	}
-	jobs, err := s.opts.Jobs.UnfinishedJobs(ctx, kindResponse, self.Host)
-	if err != nil {
-		return nil, nil, fmt.Errorf("unfinished responses: %w", err)
-	}
-	for _, j := range jobs {
-		if !orphaned(j) {
-			continue
-		}
-		if err := s.failOrphan(j); err != nil {
-			return failed, nil, err
-		}
-		failed = append(failed, j.ID)
-	}
-	resumed, err = s.resumeBatches(ctx, orphaned)
-	return failed, resumed, err
-}
-
-// failOrphan stores a response that an ended process left unfinished as
-// failed.
-func (s *Server) failOrphan(j tpo.Job) error {
-	var sr storedResponse
-	if err := json.Unmarshal(j.Data, &sr); err != nil {
-		return fmt.Errorf("response %s: %w", j.ID, err)
-	}
-	o := *j.Owner
-	sr.Response.Status = "failed"
-	sr.Response.Error = &openai.ResponseError{Code: "server_error",
-		Message: fmt.Sprintf("interrupted: the tpo serve process that ran it (%s, started %s) ended before it finished", o, o.Started.Local().Format(time.DateTime))}
-	now := s.opts.Now()
-	j.Status, j.Updated, j.Finished, j.Owner = "failed", now, &now, nil
-	if err := s.putJob(j, sr); err != nil {
-		return fmt.Errorf("response %s: %w", j.ID, err)
-	}
-	return nil
 }

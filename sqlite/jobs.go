@@ -92,6 +92,38 @@ func (db *DB) UnfinishedJobs(ctx context.Context, kind, host string) ([]tpo.Job,
 	return jobs, nil
 }
 
+// ClaimJob implements tpo.JobStore, in one transaction.
+func (db *DB) ClaimJob(ctx context.Context, kind, id string, from tpo.Owner, to *tpo.Owner) (bool, error) {
+	var host, pid, started any
+	if to != nil {
+		host, pid, started = to.Host, to.PID, unixNano(to.Started)
+	}
+	claimed := false
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE jobs SET owner_host = ?, owner_pid = ?, owner_started = ?
+			WHERE kind = ? AND id = ? AND finished IS NULL AND owner_host = ? AND owner_pid = ? AND owner_started = ?`,
+			host, pid, started, kind, id, from.Host, from.PID, unixNano(from.Started))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil || n > 0 {
+			claimed = n > 0
+			return err
+		}
+		var one int
+		err = tx.QueryRowContext(ctx, `SELECT 1 FROM jobs WHERE kind = ? AND id = ?`, kind, id).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return tpo.ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("claim %s %q from %s: %w", kind, id, from, err)
+	}
+	return claimed, nil
+}
+
 func queryJobs(ctx context.Context, q queryer, query string, args ...any) ([]tpo.Job, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {

@@ -69,6 +69,27 @@ func (m *MemStore) UnfinishedJobs(ctx context.Context, kind, host string) ([]tpo
 	return m.jobsOf(kind, func(j tpo.Job) bool { return j.Finished == nil && j.Owner != nil && j.Owner.Host == host }), nil
 }
 
+// ClaimJob implements tpo.JobStore.
+func (m *MemStore) ClaimJob(ctx context.Context, kind, id string, from tpo.Owner, to *tpo.Owner) (bool, error) {
+	m.jobs.mu.Lock()
+	defer m.jobs.mu.Unlock()
+	k := [2]string{kind, id}
+	j, ok := m.jobs.jobs[k]
+	if !ok {
+		return false, fmt.Errorf("claim %s %q: %w", kind, id, tpo.ErrNotFound)
+	}
+	if j.Finished != nil || j.Owner == nil || !j.Owner.SameProcess(from) {
+		return false, nil
+	}
+	j.Owner = nil
+	if to != nil {
+		o := *to
+		j.Owner = &o
+	}
+	m.jobs.jobs[k] = j
+	return true, nil
+}
+
 // jobsOf returns the jobs of kind that keep says to keep, oldest first.
 func (m *MemStore) jobsOf(kind string, keep func(tpo.Job) bool) []tpo.Job {
 	m.jobs.mu.Lock()

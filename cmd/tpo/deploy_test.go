@@ -49,6 +49,12 @@ type (
 				} `yaml:"secretKeyRef"`
 			} `yaml:"valueFrom"`
 		} `yaml:"env"`
+		VolumeMounts []struct {
+			MountPath string `yaml:"mountPath"`
+		} `yaml:"volumeMounts"`
+		SecurityContext struct {
+			ReadOnlyRootFilesystem bool `yaml:"readOnlyRootFilesystem"`
+		} `yaml:"securityContext"`
 		ReadinessProbe *probe `yaml:"readinessProbe"`
 		LivenessProbe  *probe `yaml:"livenessProbe"`
 		Resources      struct {
@@ -100,8 +106,9 @@ func readManifests(t *testing.T) map[string][]manifest {
 // tpo container's arguments are flags its command has (checked by the tpo
 // binary itself); every $(VAR) they use is set in the container's
 // environment, from a Secret key that secret.example.yaml has; tpo serve
-// has readiness and liveness probes on /healthz and resources; and the run
-// Job runs pods in parallel on one queue of work.
+// has readiness and liveness probes on /healthz and resources, and its
+// files on a volume; and the run Job runs pods in parallel on one queue of
+// work.
 func TestDeployManifests(t *testing.T) {
 	all := readManifests(t)
 	secrets := map[string]map[string]string{}
@@ -121,6 +128,7 @@ func TestDeployManifests(t *testing.T) {
 				checkTPOArgs(t, where, c)
 				checkEnv(t, where, c, secrets)
 				checkResources(t, where, m.Kind, c)
+				checkFilesDir(t, where, c)
 			}
 			if m.Kind == "Job" {
 				checkJob(t, file, m)
@@ -184,6 +192,28 @@ func checkEnv(t *testing.T, where string, c container, secrets map[string]map[st
 			}
 		}
 	}
+}
+
+// checkFilesDir checks that tpo serve, on a read-only root file system,
+// keeps its files (--files-dir, which it creates at start-up) on a
+// mounted volume.
+func checkFilesDir(t *testing.T, where string, c container) {
+	t.Helper()
+	if len(c.Args) == 0 || c.Args[0] != "serve" || !c.SecurityContext.ReadOnlyRootFilesystem {
+		return
+	}
+	dir := ""
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--files-dir="); ok {
+			dir = v
+		}
+	}
+	for _, m := range c.VolumeMounts {
+		if dir != "" && (dir == m.MountPath || strings.HasPrefix(dir, strings.TrimSuffix(m.MountPath, "/")+"/")) {
+			return
+		}
+	}
+	t.Errorf("%s: the root file system is read-only: want --files-dir=DIR on a mounted volume (got %q)", where, dir)
 }
 
 // checkResources checks the requests and limits, and serve's probes.

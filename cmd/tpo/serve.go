@@ -54,7 +54,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	f.listen.register(fs, "127.0.0.1:8080", "API `key` clients must send as a bearer token; repeat for several (also $TPO_API_KEYS, comma-separated)")
 	fs.Int64Var(&f.maxBody, "max-body", server.DefaultMaxBody, "largest request body in `bytes`")
 	fs.DurationVar(&f.reqTimeout, "request-timeout", server.DefaultRequestTimeout, "deadline of one request (0: none)")
-	fs.DurationVar(&f.replicaTimeout, "replica-timeout", time.Minute, "with a PostgreSQL store: the runs of a tpo serve (on any machine) that has not said it is alive for this long are marked interrupted")
+	fs.DurationVar(&f.replicaTimeout, "replica-timeout", time.Minute, "with a PostgreSQL store: a tpo serve (on any machine) that has not said it is alive for this long counts as ended: its runs are marked interrupted, its background responses failed, and its batches continue in a live one")
 	fs.DurationVar(&f.deadline, "deadline", 0, "when an answer is due after a request arrives: the best answer found by then is returned (0: none; a request's tpo.deadline_ms may ask for less)")
 	fs.IntVar(&f.maxConcurrent, "max-concurrent", server.DefaultMaxConcurrent, "optimizations run at once")
 	fs.DurationVar(&f.queueWait, "queue-wait", server.DefaultQueueWait, "how long a request waits for a free optimization slot before a 429")
@@ -163,7 +163,6 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	if p.files, err = f.jobs.open(f.store); err != nil {
 		return err
 	}
-	defer watchReplicas(ctx, p, f.replicaTimeout)()
 	srv, err := server.New(f.serverOptions(env, &p))
 	if err != nil {
 		return err
@@ -171,6 +170,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	if err := resumeJobs(ctx, env, srv); err != nil {
 		return err
 	}
+	defer watchReplicas(ctx, p, srv, f.replicaTimeout)()
 	return f.serve(ctx, env, srv, p)
 }
 
@@ -196,9 +196,10 @@ func (f *serveFlags) openBackends(ctx context.Context, env *environ, p *servePar
 	return nil
 }
 
-// watchReplicas beats and ends the runs of dead replicas, when the store
-// is shared; the function it returns stops the watch and waits for it.
-func watchReplicas(ctx context.Context, p serveParts, timeout time.Duration) (stop func()) {
+// watchReplicas beats, ends the runs of dead replicas and has srv take
+// over their jobs, when the store is shared; the function it returns
+// stops the watch and waits for it.
+func watchReplicas(ctx context.Context, p serveParts, srv *server.Server, timeout time.Duration) (stop func()) {
 	rs, ok := p.store.(server.ReplicaStore)
 	if !ok {
 		return func() {}
@@ -207,7 +208,7 @@ func watchReplicas(ctx context.Context, p serveParts, timeout time.Duration) (st
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		server.WatchReplicas(wctx, rs, p.self, timeout/6, timeout, p.log)
+		server.WatchReplicas(wctx, rs, p.self, timeout/6, timeout, srv, p.log)
 	}()
 	return func() { cancel(); <-watched }
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,13 +15,16 @@ import (
 
 // RunJobs checks the tpo.JobStore contract: a job is kept as put (its
 // data byte for byte, times to the microsecond, its owner), putting it
-// again replaces it, ListJobs pages newest first, and UnfinishedJobs finds
-// the jobs of a host that are not finished. Each test opens a new, empty
-// store.
+// again replaces it, ListJobs pages newest first, UnfinishedJobs finds
+// the jobs of a host that are not finished, and ClaimJob changes a job's
+// owner only from the owner it names, once when claims race. Each test
+// opens a new, empty store.
 func RunJobs(t *testing.T, open func(t *testing.T) tpo.JobStore) {
 	t.Run("PutGet", func(t *testing.T) { testPutGet(t, open(t)) })
 	t.Run("List", func(t *testing.T) { testListJobs(t, open(t)) })
 	t.Run("Unfinished", func(t *testing.T) { testUnfinishedJobs(t, open(t)) })
+	t.Run("Claim", func(t *testing.T) { testClaimJob(t, open(t)) })
+	t.Run("ClaimRace", func(t *testing.T) { testClaimRace(t, open(t)) })
 }
 
 func job(kind, id string, created time.Time, owner *tpo.Owner) tpo.Job {
@@ -146,4 +151,123 @@ func testUnfinishedJobs(t *testing.T, s tpo.JobStore) {
 		t.Fatalf("UnfinishedJobs = %+v, want r_early and r_late", got)
 	}
 	sameJob(t, got[0], job("response", "r_early", epoch.Add(time.Second), here))
+}
+
+func testClaimJob(t *testing.T, s tpo.JobStore) {
+	ctx := context.Background()
+	dead := tpo.Owner{Host: "gpu-box", PID: 7, Started: epoch}
+	heir := tpo.Owner{Host: "other-box", PID: 9, Started: epoch.Add(time.Hour)}
+	done := epoch.Add(time.Minute)
+	put := func(j tpo.Job) tpo.Job {
+		t.Helper()
+		if err := s.PutJob(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	owned := put(job("batch", "b_owned", epoch, &dead))
+	finished := job("batch", "b_finished", epoch, &dead)
+	finished.Status, finished.Finished = "completed", &done
+	put(finished)
+	put(job("batch", "b_nobody", epoch, nil))
+
+	// Not from the job's owner: another process, or the same pid on
+	// another host or started at another time.
+	for _, from := range []tpo.Owner{
+		heir,
+		{Host: "other-box", PID: dead.PID, Started: dead.Started},
+		{Host: dead.Host, PID: dead.PID, Started: dead.Started.Add(time.Second)},
+		{Host: dead.Host, PID: 8, Started: dead.Started},
+	} {
+		if ok, err := s.ClaimJob(ctx, "batch", "b_owned", from, &heir); ok || err != nil {
+			t.Errorf("ClaimJob from %+v = %v, %v; want false: the job is %s's", from, ok, err, dead)
+		}
+	}
+	for _, id := range []string{"b_finished", "b_nobody"} {
+		if ok, err := s.ClaimJob(ctx, "batch", id, dead, &heir); ok || err != nil {
+			t.Errorf("ClaimJob(%s) = %v, %v; want false", id, ok, err)
+		}
+	}
+	// The owner as read from the store, its start in another zone: the
+	// same process.
+	from := dead
+	from.Started = from.Started.In(time.FixedZone("UTC+2", 2*3600))
+	if ok, err := s.ClaimJob(ctx, "batch", "b_owned", from, &heir); !ok || err != nil {
+		t.Fatalf("ClaimJob from the owner = %v, %v; want true", ok, err)
+	}
+	got, err := s.GetJob(ctx, "batch", "b_owned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := owned
+	want.Owner = &heir
+	sameJob(t, got, want) // only the owner changed
+	if ok, err := s.ClaimJob(ctx, "batch", "b_owned", dead, &dead); ok || err != nil {
+		t.Errorf("ClaimJob from the former owner = %v, %v; want false", ok, err)
+	}
+	// Released: no owner.
+	if ok, err := s.ClaimJob(ctx, "batch", "b_owned", heir, nil); !ok || err != nil {
+		t.Fatalf("ClaimJob to nil = %v, %v; want true", ok, err)
+	}
+	if got, err := s.GetJob(ctx, "batch", "b_owned"); err != nil || got.Owner != nil {
+		t.Errorf("after the release: owner %+v, %v; want none", got.Owner, err)
+	}
+	for _, k := range [][2]string{{"batch", "b_unknown"}, {"response", "b_owned"}} {
+		if _, err := s.ClaimJob(ctx, k[0], k[1], dead, &heir); !errors.Is(err, tpo.ErrNotFound) {
+			t.Errorf("ClaimJob(%s, %s) = %v, want ErrNotFound", k[0], k[1], err)
+		}
+	}
+}
+
+// testClaimRace: processes claiming the same job from the same owner at
+// once: exactly one wins, and the job is the winner's.
+func testClaimRace(t *testing.T, s tpo.JobStore) {
+	ctx := context.Background()
+	dead := tpo.Owner{Host: "gpu-box", PID: 7, Started: epoch}
+	const jobs, claimers = 5, 4
+	for i := range jobs {
+		if err := s.PutJob(ctx, job("response", fmt.Sprintf("r_%d", i), epoch, &dead)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range jobs {
+		id := fmt.Sprintf("r_%d", i)
+		won := make([]bool, claimers)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for c := range claimers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				ok, err := s.ClaimJob(ctx, "response", id, dead, &tpo.Owner{Host: fmt.Sprintf("replica-%d", c), PID: 1, Started: epoch})
+				if err != nil {
+					t.Errorf("ClaimJob(%s) by claimer %d: %v", id, c, err)
+				}
+				won[c] = ok
+			}()
+		}
+		close(start)
+		wg.Wait()
+		winner := -1
+		for c, ok := range won {
+			if ok && winner >= 0 {
+				t.Errorf("%s: claimers %d and %d both won", id, winner, c)
+			}
+			if ok {
+				winner = c
+			}
+		}
+		if winner < 0 {
+			t.Errorf("%s: no claimer won", id)
+			continue
+		}
+		got, err := s.GetJob(ctx, "response", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("replica-%d", winner); got.Owner == nil || got.Owner.Host != want {
+			t.Errorf("%s: owner %+v, want the winner's, %s", id, got.Owner, want)
+		}
+	}
 }

@@ -158,3 +158,36 @@ func TestServeStalledReaders(t *testing.T) {
 			s.SlotsHeld, s.OpenConns, s.GoroutinesEnd, s.GoroutinesStart)
 	}
 }
+
+// TestServeDeadline: with a deadline far shorter than a request's 200
+// rounds, every answer that came back is the best found by the deadline
+// and says so; one that found nothing by then is a 504 (counted failed).
+// Without it, every optimization ran its rounds.
+func TestServeDeadline(t *testing.T) {
+	for _, deadline := range []time.Duration{0, 500 * time.Millisecond} {
+		cfg := tpo.DefaultConfig()
+		cfg.Width, cfg.Depth = 2, 2
+		if deadline > 0 {
+			cfg.Depth = 200
+		}
+		rep, err := Serve(context.Background(), ServeOptions{Requests: 4, Concurrency: 2, Warmup: -1, Stream: deadline > 0,
+			Config: &cfg, Deadline: deadline, Sim: sim.Options{Seed: 4, TimeScale: 0.002, MeanTokens: 40}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := rep.Answers
+		answered := rep.Requests - rep.Failed
+		switch {
+		case deadline == 0 && (rep.Failed != 0 || a.Stopped[tpo.StopDepth] != rep.Requests || a.Steps != 3):
+			t.Errorf("no deadline: %d failed, answers %+v; want every one stopped at depth after 3 steps", rep.Failed, a)
+		case deadline > 0 && (answered == 0 || a.Stopped[tpo.StopDeadline] != answered || a.Steps >= 201):
+			t.Errorf("deadline %v: %d of %d answered, answers %+v; want each stopped at the deadline", deadline, answered, rep.Requests, a)
+		}
+		if rep.DeadlineMS != float64(deadline.Milliseconds()) {
+			t.Errorf("report's deadline %v ms, want %v", rep.DeadlineMS, deadline.Milliseconds())
+		}
+		if answered > 0 && (a.Score < a.InitialBest || a.Score == 0) {
+			t.Errorf("deadline %v: mean score %v below the mean best initial sample %v", deadline, a.Score, a.InitialBest)
+		}
+	}
+}

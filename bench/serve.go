@@ -66,7 +66,11 @@ type ServeOptions struct {
 	// 30s); MaxConcurrent its optimization slots (default Concurrency).
 	WriteTimeout  time.Duration
 	MaxConcurrent int
-	Logger        *slog.Logger
+	// Deadline is the server's --deadline: when an answer is due after a
+	// request arrives (0: none). At the deadline the answer is the best
+	// response found so far.
+	Deadline time.Duration
+	Logger   *slog.Logger
 }
 
 // storeKind names the server's store.
@@ -132,9 +136,42 @@ type ServeReport struct {
 	// UpstreamCalls is the mean number of upstream calls per request.
 	UpstreamCalls float64 `json:"upstream_calls_per_request"`
 	Failed        int     `json:"failed"`
+	// DeadlineMS is the server's deadline (0: none), Answers what the
+	// answers were worth and why their optimizations stopped.
+	DeadlineMS float64       `json:"deadline_ms,omitempty"`
+	Answers    AnswerSummary `json:"answers"`
 	// Stall is set when some clients stopped reading (ServeOptions.Stall);
 	// the figures above are those of the clients that read.
 	Stall *StallResult `json:"stall,omitempty"`
+}
+
+// AnswerSummary sums up the "tpo" objects of the measured answers.
+type AnswerSummary struct {
+	// Score is the mean reward of the answers, InitialBest the mean of
+	// the best reward among each request's initial samples.
+	Score       float64 `json:"mean_score"`
+	InitialBest float64 `json:"mean_initial_best"`
+	// Steps is the mean number of finished steps (1 + update steps).
+	Steps float64 `json:"mean_steps"`
+	// Stopped counts the answers by stop_reason (depth, deadline, ...).
+	Stopped map[tpo.StopReason]int `json:"stopped"`
+}
+
+// summarizeAnswers sums up the optimizations of answers.
+func summarizeAnswers(answers []server.Optimization) AnswerSummary {
+	s := AnswerSummary{Stopped: map[tpo.StopReason]int{}}
+	if len(answers) == 0 {
+		return s
+	}
+	for _, a := range answers {
+		s.Score += a.Score
+		s.InitialBest += a.InitialBest
+		s.Steps += float64(a.Steps)
+		s.Stopped[a.StopReason]++
+	}
+	n := float64(len(answers))
+	s.Score, s.InitialBest, s.Steps = s.Score/n, s.InitialBest/n, s.Steps/n
+	return s
 }
 
 // clockKey is the context key of a request's upstream clock.
@@ -200,7 +237,8 @@ const benchIDHeader = "X-Bench-Request"
 func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 	o.setDefaults()
 	rep := ServeReport{Benchmark: "serve", Machine: ThisMachine(), Mode: o.Config.Mode, Width: o.Config.Width,
-		Depth: o.Config.Depth, Stream: o.Stream, Store: !o.NoStore, StoreKind: o.storeKind(), Requests: o.Requests, Concurrency: o.Concurrency, TimeScale: o.Sim.TimeScale}
+		Depth: o.Config.Depth, Stream: o.Stream, Store: !o.NoStore, StoreKind: o.storeKind(), Requests: o.Requests, Concurrency: o.Concurrency, TimeScale: o.Sim.TimeScale,
+		DeadlineMS: float64(o.Deadline) / float64(time.Millisecond)}
 	var st *stallRun
 	if o.Stall > 0 {
 		// A transport of its own, whose idle connections can be closed
@@ -221,10 +259,11 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency}}
 	defer hc.CloseIdleConnections()
 	e2e := make([]time.Duration, len(items))
+	answers := make([]server.Optimization, len(items))
 	errs := make([]error, len(items))
 	send := func(i int) {
 		t0 := time.Now()
-		errs[i] = post(ctx, hc, sv.url, strconv.Itoa(i), items[i], o.Stream)
+		answers[i], errs[i] = post(ctx, hc, sv.url, strconv.Itoa(i), items[i], o.Stream)
 		e2e[i] = time.Since(t0)
 	}
 	forEach(ctx, o.Concurrency, o.Warmup, send)
@@ -236,7 +275,7 @@ func Serve(ctx context.Context, o ServeOptions) (ServeReport, error) {
 	if err := ctx.Err(); err != nil {
 		return rep, err
 	}
-	return rep, o.latencies(&rep, sv, st, e2e, errs)
+	return rep, o.latencies(&rep, sv, st, e2e, answers, errs)
 }
 
 func (o *ServeOptions) setDefaults() {
@@ -320,6 +359,7 @@ func startServed(ctx context.Context, o ServeOptions, st *stallRun) (_ *served, 
 		MaxConcurrent: cmp.Or(o.MaxConcurrent, o.Concurrency),
 		QueueWait:     time.Minute,
 		WriteTimeout:  o.WriteTimeout,
+		Deadline:      o.Deadline,
 		Logger:        o.Logger,
 	})
 	if err != nil {
@@ -414,10 +454,11 @@ func stallLoad(ctx context.Context, o ServeOptions, st *stallRun, srv *server.Se
 	return r
 }
 
-// latencies fills rep with the latencies of the measured requests that
-// read their answers.
-func (o ServeOptions) latencies(rep *ServeReport, sv *served, st *stallRun, e2e []time.Duration, errs []error) error {
+// latencies fills rep with the latencies and answers of the measured
+// requests that read their answers.
+func (o ServeOptions) latencies(rep *ServeReport, sv *served, st *stallRun, e2e []time.Duration, answers []server.Optimization, errs []error) error {
 	var ee, us, added []float64
+	var read []server.Optimization
 	calls := 0
 	var firstErr error
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -437,6 +478,7 @@ func (o ServeOptions) latencies(rep *ServeReport, sv *served, st *stallRun, e2e 
 		ee = append(ee, ms(e2e[i]))
 		us = append(us, ms(c.total))
 		added = append(added, ms(e2e[i]-c.total))
+		read = append(read, answers[i])
 		calls += c.calls
 	}
 	if rep.Failed > 0 {
@@ -447,63 +489,92 @@ func (o ServeOptions) latencies(rep *ServeReport, sv *served, st *stallRun, e2e 
 	}
 	rep.EndToEnd, rep.Upstream, rep.Added = summarize(ee), summarize(us), summarize(added)
 	rep.UpstreamCalls = float64(calls) / float64(len(ee))
+	rep.Answers = summarizeAnswers(read)
 	return nil
 }
 
-// post sends one chat completion request and reads the whole answer.
-func post(ctx context.Context, hc *http.Client, url, id string, it tpo.Item, stream bool) error {
+// post sends one chat completion request, reads the whole answer and
+// returns its "tpo" object.
+func post(ctx context.Context, hc *http.Client, url, id string, it tpo.Item, stream bool) (server.Optimization, error) {
+	var none server.Optimization
 	body, err := json.Marshal(map[string]any{"model": "sim-policy", "messages": it.Messages, "stream": stream})
 	if err != nil {
-		return err
+		return none, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return none, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(benchIDHeader, id)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return none, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(b))
+		return none, fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(b))
 	}
-	if !stream {
-		var out struct {
-			Choices []struct {
-				Message struct {
-					Content string `json:"content"`
-				} `json:"message"`
-			} `json:"choices"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-			return fmt.Errorf("decoding the answer: %w", err)
-		}
-		if len(out.Choices) == 0 || out.Choices[0].Message.Content == "" {
-			return errors.New("the answer has no content")
-		}
-		return nil
+	if stream {
+		return readStream(resp.Body)
 	}
-	sc := bufio.NewScanner(resp.Body)
+	var out struct {
+		Choices []struct {
+			Message struct {
+				Content string `json:"content"`
+			} `json:"message"`
+		} `json:"choices"`
+		TPO *server.Optimization `json:"tpo"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return none, fmt.Errorf("decoding the answer: %w", err)
+	}
+	switch {
+	case len(out.Choices) == 0 || out.Choices[0].Message.Content == "":
+		return none, errors.New("the answer has no content")
+	case out.TPO == nil:
+		return none, errors.New(`the answer has no "tpo" object`)
+	}
+	return *out.TPO, nil
+}
+
+// readStream reads a streamed answer to its end and returns the "tpo"
+// summary of its last chunk that has one (progress chunks have no mode).
+func readStream(r io.Reader) (server.Optimization, error) {
+	var sum server.Optimization
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	content := false
 	for sc.Scan() {
 		line := sc.Text()
-		if line == "data: [DONE]" {
-			if !content {
-				return errors.New("the stream had no content")
-			}
-			return nil
+		data, ok := strings.CutPrefix(line, "data: ")
+		switch {
+		case !ok:
+			continue
+		case data == "[DONE]" && !content:
+			return sum, errors.New("the stream had no content")
+		case data == "[DONE]" && sum.Mode == "":
+			return sum, errors.New(`the stream had no "tpo" summary`)
+		case data == "[DONE]":
+			return sum, nil
 		}
-		if strings.HasPrefix(line, "data: ") && strings.Contains(line, `"content"`) {
-			content = true
+		content = content || strings.Contains(data, `"content"`)
+		if !strings.Contains(data, `"mode"`) {
+			continue
+		}
+		var ch struct {
+			TPO *server.Optimization `json:"tpo"`
+		}
+		if err := json.Unmarshal([]byte(data), &ch); err != nil {
+			return sum, fmt.Errorf("decoding a chunk: %w", err)
+		}
+		if ch.TPO != nil && ch.TPO.Mode != "" {
+			sum = *ch.TPO
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return err
+		return sum, err
 	}
-	return errors.New("the stream ended without [DONE]")
+	return sum, errors.New("the stream ended without [DONE]")
 }

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -196,7 +200,11 @@ on loopback in front of a simulated server, sends it --requests chat
 completion requests, --concurrency at a time, and reports the latency a client
 sees, the sum of the latencies of each request's upstream calls (policy and
 reward, measured by the server's clients), and the difference: the latency
-tpo serve adds (p50, p90, p99).
+tpo serve adds (p50, p90, p99). It also reports what the answers were
+worth: their mean reward, the mean best initial sample, and why their
+optimizations stopped. With --deadline the server answers with the best
+response found by then (compare the time to answer and the score with a pass
+without it).
 
 With --stall, that share of the clients stop reading: each asks for a
 streamed answer with n=16 over a connection with a 1 KiB receive buffer and
@@ -222,6 +230,7 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	writeTimeout := fs.Duration("write-timeout", guard.DefaultWriteTimeout, "the server's --write-timeout")
 	maxConc := fs.Int("max-concurrent", 0, "the server's --max-concurrent (default --concurrency)")
 	storeSpec := fs.String("store", "", "the server's run store: a SQLite `file` or a postgres://... URL (default: a SQLite file in a temporary directory)")
+	deadline := fs.Duration("deadline", 0, "the server's --deadline, in wall time: the best answer found by then is returned (0: none)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), serveBenchUsage); fs.PrintDefaults() }
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -246,8 +255,8 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 		return usagef("--stall must be at least 0 and below 1, got %g", *stall)
 	case *stall > 0 && !*stream:
 		return usagef("--stall needs --stream (the clients that stop reading stream)")
-	case *writeTimeout <= 0 || *maxConc < 0:
-		return usagef("--write-timeout must be positive, --max-concurrent at least 0")
+	case *writeTimeout <= 0 || *maxConc < 0 || *deadline < 0:
+		return usagef("--write-timeout must be positive, --max-concurrent and --deadline at least 0")
 	}
 	w := *warmup
 	if w == 0 {
@@ -255,7 +264,7 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	}
 	opts := bench.ServeOptions{Requests: *requests, Concurrency: *conc, Warmup: w,
 		Stream: *stream, NoStore: *noStore, Config: &cfg, Sim: sf.options(), Logger: env.log,
-		Stall: *stall, WriteTimeout: *writeTimeout, MaxConcurrent: *maxConc}
+		Stall: *stall, WriteTimeout: *writeTimeout, MaxConcurrent: *maxConc, Deadline: *deadline}
 	if *storeSpec != "" && !*noStore {
 		store, err := openStore(ctx, *storeSpec)
 		if err != nil {
@@ -271,7 +280,13 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(env.stderr, 0, 0, 2, ' ', tabwriter.AlignRight)
+	printServeReport(env.stderr, rep)
+	return printJSONLine(env.stdout, rep)
+}
+
+// printServeReport writes the table and the lines of a serve benchmark.
+func printServeReport(w io.Writer, rep bench.ServeReport) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "ms\tp50\tp90\tp99\tmean\tmax\t\n")
 	for _, r := range []struct {
 		name string
@@ -284,15 +299,35 @@ func benchServe(ctx context.Context, args []string, env *environ) error {
 	if storeKind == "" {
 		storeKind = "none"
 	}
-	fmt.Fprintf(env.stderr, "%d requests (%d failed), %d at a time, %s D%d-N%d, stream %v, store %s, %.1f upstream calls per request, time scale %g\n",
+	fmt.Fprintf(w, "%d requests (%d failed), %d at a time, %s D%d-N%d, stream %v, store %s, %.1f upstream calls per request, time scale %g\n",
 		rep.Requests, rep.Failed, rep.Concurrency, rep.Mode, rep.Depth, rep.Width, rep.Stream, storeKind, rep.UpstreamCalls, rep.TimeScale)
+	a := rep.Answers
+	deadline := "no deadline"
+	if rep.DeadlineMS > 0 {
+		deadline = fmt.Sprintf("deadline %g ms", rep.DeadlineMS)
+	}
+	fmt.Fprintf(w, "answers (%s): mean score %.3f (best initial sample %.3f, gain %+.3f), %.2f steps; stopped: %s\n",
+		deadline, a.Score, a.InitialBest, a.Score-a.InitialBest, a.Steps, stopCounts(a.Stopped))
 	if s := rep.Stall; s != nil {
-		fmt.Fprintf(env.stderr, "%d clients stopped reading (the latencies above are the others'); the server held their requests %.0f ms at the median, %.0f ms at most (write timeout %gs), and dropped %d of them\n",
+		fmt.Fprintf(w, "%d clients stopped reading (the latencies above are the others'); the server held their requests %.0f ms at the median, %.0f ms at most (write timeout %gs), and dropped %d of them\n",
 			s.Clients, s.Held.P50, s.Held.Max, s.WriteTimeout, s.Dropped)
-		fmt.Fprintf(env.stderr, "at the end: %d requests of those clients still handled, %d slots held, %d connections open, %d goroutines (%d before the load, %d at the peak)\n",
+		fmt.Fprintf(w, "at the end: %d requests of those clients still handled, %d slots held, %d connections open, %d goroutines (%d before the load, %d at the peak)\n",
 			s.StillHandled, s.SlotsHeld, s.OpenConns, s.GoroutinesEnd, s.GoroutinesStart, s.GoroutinesPeak)
 	}
-	return printJSONLine(env.stdout, rep)
+}
+
+// stopCounts lists counts by stop reason, most first: "depth 180, deadline 20".
+func stopCounts(m map[tpo.StopReason]int) string {
+	reasons := slices.Collect(maps.Keys(m))
+	slices.SortFunc(reasons, func(a, b tpo.StopReason) int { return cmp.Or(m[b]-m[a], strings.Compare(string(a), string(b))) })
+	parts := make([]string, len(reasons))
+	for i, r := range reasons {
+		parts[i] = fmt.Sprintf("%s %d", r, m[r])
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 const tokensUsage = `usage: tpo bench tokens [flags]

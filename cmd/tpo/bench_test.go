@@ -78,10 +78,17 @@ func TestBenchCommands(t *testing.T) {
 			P99 float64 `json:"p99_ms"`
 		} `json:"added"`
 		UpstreamCalls float64 `json:"upstream_calls_per_request"`
+		Answers       struct {
+			Stopped map[string]int `json:"stopped"`
+		} `json:"answers"`
 	}
 	lastJSON(t, stdout, &srv)
-	if srv.Benchmark != "serve" || srv.Store || srv.UpstreamCalls != 6 || srv.Added.P99 < srv.Added.P50 {
+	if srv.Benchmark != "serve" || srv.Store || srv.UpstreamCalls != 6 || srv.Added.P99 < srv.Added.P50 ||
+		srv.Answers.Stopped["depth"] != 4 {
 		t.Errorf("bench serve: %+v", srv)
+	}
+	if !strings.Contains(stderr, "answers (no deadline): mean score") || !strings.Contains(stderr, "stopped: depth 4") {
+		t.Errorf("bench serve printed no line on the answers:\n%s", stderr)
 	}
 }
 
@@ -97,6 +104,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"bench", "serve", "--stream", "--stall", "1"},
 		{"bench", "serve", "--stall", "0.1"},
 		{"bench", "serve", "--stream", "--stall", "0.1", "--write-timeout", "0"},
+		{"bench", "serve", "--deadline", "-1s"},
 		{"bench", "tokens", "--modes", "tpo,nope"},
 		{"bench", "tokens", "--widths", "2,x"},
 		{"bench", "tokens", "--time-scale", "0"},

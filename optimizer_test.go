@@ -714,11 +714,13 @@ func TestUnclosedAndCutUpdatesRecorded(t *testing.T) {
 func TestEmptyCritiqueAskedAgainOnce(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		empties int // empty answers before a real one, per stage
+		empties int    // empty answers before a real one, per stage
+		empty   string // what an empty answer is
 		wantErr string
 	}{
-		{"once", 1, ""},
-		{"twice", 2, "the policy returned an empty response, twice"},
+		{"once", 1, "", ""},
+		{"twice", 2, "", "the policy returned an empty response, twice"},
+		{"white space once", 1, " \n\n ", ""},
 	} {
 		for _, stage := range []tpo.Stage{tpo.StageLoss, tpo.StageGradient} {
 			t.Run(tc.name+"/"+string(stage), func(t *testing.T) {
@@ -726,7 +728,7 @@ func TestEmptyCritiqueAskedAgainOnce(t *testing.T) {
 				pol := &tpotest.Policy{Respond: func(call int, req tpo.GenerateRequest, i int) string {
 					if req.Stage == stage {
 						if seen++; seen <= tc.empties {
-							return ""
+							return tc.empty
 						}
 					}
 					if req.Stage == tpo.StageUpdate {

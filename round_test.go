@@ -71,3 +71,55 @@ func FuzzTruncateFront(f *testing.F) {
 		}
 	})
 }
+
+// TestUpdateRequestAsksForTheAnswer: the update call's own instruction is
+// its last message, and it asks for the answer shown to the user; what
+// the critic was told ("only evaluate", "do not rewrite") stays in the
+// evaluation turn, scoped to that step, followed by the turns that move on
+// from it. Nothing after the evaluation turn tells the model not to write
+// the answer.
+func TestUpdateRequestAsksForTheAnswer(t *testing.T) {
+	for _, revision := range []bool{false, true} {
+		cfg := DefaultConfig()
+		rejected := "rejected"
+		if revision {
+			cfg.Mode, rejected = ModeRevision, ""
+		}
+		r := newRound(defaultTemplates(), cfg, []Message{{Role: RoleUser, Content: "q"}}, "chosen", rejected, 1)
+		r.set(textLoss, "the critique")
+		r.set(textGradient, "the instructions")
+		msgs, err := r.messages(StageUpdate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var users []string
+		for _, m := range msgs {
+			if m.Role == RoleUser {
+				users = append(users, m.Content)
+			}
+		}
+		if len(users) != 3 || msgs[len(msgs)-1].Role != RoleUser {
+			t.Fatalf("revision %v: update request %+v, want three user turns, the update's last", revision, msgs)
+		}
+		last := users[2]
+		for _, want := range []string{"Step 3", "write a new version", "shown to the user exactly as it is", "Length is not a merit", "<improved_response>"} {
+			if !strings.Contains(last, want) {
+				t.Errorf("revision %v: the update turn lacks %q:\n%s", revision, want, last)
+			}
+		}
+		critic := []string{"only evaluate", "do not answer the request", "do not rewrite"}
+		for _, phrase := range critic {
+			if i := strings.Index(users[0], phrase); i < 0 || !strings.Contains(users[0][:i], "Step 1") || !strings.Contains(users[0][:i], "In this step") {
+				t.Errorf("revision %v: %q is not scoped to step 1 in the evaluation turn:\n%s", revision, phrase, users[0])
+			}
+			for _, later := range users[1:] {
+				if strings.Contains(strings.ToLower(later), phrase) {
+					t.Errorf("revision %v: a later turn says %q:\n%s", revision, phrase, later)
+				}
+			}
+		}
+		if !strings.Contains(users[1], "the improved response itself is the next step") {
+			t.Errorf("revision %v: the instructions turn does not say the answer comes next:\n%s", revision, users[1])
+		}
+	}
+}

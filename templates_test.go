@@ -21,7 +21,7 @@ func TestDefaultTemplatesRender(t *testing.T) {
 			t.Errorf("%s rendered empty", name)
 		}
 	}
-	// What each turn carries (see docs/tpo.md): the loss turn quotes the
+	// What each turn carries (see the README, "Prompt templates"): the loss turn quotes the
 	// request and both responses between tagged lines, then the task.
 	must := map[string][]string{
 		"loss.tmpl":   {"Q?", "CHOSEN", "REJ", "BEGIN CHOSEN RESPONSE c0ffee", "END REJECTED RESPONSE c0ffee", "do not answer the request"},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -446,7 +447,8 @@ func (t *Trajectory) Update(ctx context.Context) error {
 }
 
 // ask sends a one-sample critique call (loss or gradient) and returns its
-// text. An empty answer is asked again once, with another seed.
+// text. An empty answer (or one of only white space) is asked again once,
+// with another seed.
 func (t *Trajectory) ask(ctx context.Context, stage Stage, req int) (string, error) {
 	cfg := t.o.Config
 	seed := t.seed(req)
@@ -455,7 +457,7 @@ func (t *Trajectory) ask(ctx context.Context, stage Stage, req int) (string, err
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", stage, err)
 		}
-		if len(gen.Texts) > 0 && gen.Texts[0] != "" {
+		if len(gen.Texts) > 0 && strings.TrimSpace(gen.Texts[0]) != "" {
 			t.noteCut(stage, gen)
 			return gen.Texts[0], nil
 		}

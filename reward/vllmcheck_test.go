@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpoproject/tpo"
 	"github.com/tpoproject/tpo/httpx"
 	"github.com/tpoproject/tpo/tpotest"
 )
@@ -167,5 +168,48 @@ func TestVLLMCheckEveryReplica(t *testing.T) {
 	var joined interface{ Unwrap() []error }
 	if !errors.As(err, &joined) || len(joined.Unwrap()) != 2 || !strings.Contains(err.Error(), old2.URL) {
 		t.Errorf("Check = %v, want two errors", err)
+	}
+}
+
+// TestVLLMCheckModel: a server that lists its models without the reward
+// model is refused at once, naming it, the model and what it serves; one
+// that serves it, or lists no models, or no model named, passes.
+func TestVLLMCheckModel(t *testing.T) {
+	serves := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{Models: []string{"rm-a", "rm-b"}})
+	unlisted := tpotest.NewVLLMRewardServer(t, tpotest.VLLMRewardOptions{})
+	tests := []struct {
+		name, url, model string
+		wantErr          []string
+	}{
+		{"served", serves.URL, "rm-b", nil},
+		{"not served", serves.URL, "no-such-rm", []string{serves.URL, `"no-such-rm"`, `"rm-a", "rm-b"`, "--reward-model"}},
+		{"none named", serves.URL, "", nil},
+		{"no list", unlisted.URL, "no-such-rm", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := newTestVLLM(t, tt.url, VLLMOptions{Model: tt.model}).Check(context.Background())
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("Check = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Check = nil, want an error")
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Check = %v, want it to name %s", err, w)
+				}
+			}
+		})
+	}
+	// The fake refuses the unknown model as vLLM does, so that the check
+	// is what stands between it and failing every item later.
+	s := newTestVLLM(t, serves.URL, VLLMOptions{Model: "no-such-rm"})
+	if _, err := s.Score(context.Background(), []tpo.Message{{Role: tpo.RoleUser, Content: "q"}}, []string{"a"}); err == nil ||
+		!strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("Score with a model not served = %v, want vLLM's 404", err)
 	}
 }

@@ -9,8 +9,11 @@
 // (samples, critiques, instructions, updates), the LLM judge (a grade from 1
 // to 10, with logprobs) and the reward model. The reward endpoints follow
 // the version's handling of use_activation (see Options.VLLMVersion);
-// /pooling honours add_generation_prompt (default false; with true the
-// reward is read after an empty assistant turn). GET /sim/stats reports the
+// /pooling honours add_generation_prompt (default false, or true with
+// Options.PoolingGenerationPrompt as very old versions had it; with true
+// the reward is read after an empty assistant turn), and with
+// Options.RefuseTokenIDs /classify refuses token ids as some 0.11.2-0.12
+// servers do. GET /sim/stats reports the
 // simulator's own accounting as JSON (see Stats).
 //
 // Its texts are synthetic: machine-readable markers followed by filler

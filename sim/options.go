@@ -28,6 +28,14 @@ type Options struct {
 	// activation on. A version that does not parse is answered as given but
 	// behaves as the default.
 	VLLMVersion string
+	// RefuseTokenIDs makes /classify refuse lists of token ids with the
+	// 400 and pydantic message ("Input should be a valid string") of some
+	// vLLM 0.11.2-0.12 servers; strings are still classified.
+	RefuseTokenIDs bool
+	// PoolingGenerationPrompt makes /pooling add the generation prompt
+	// when a request does not say add_generation_prompt, as very old vLLM
+	// versions did: the reward is then read after an empty assistant turn.
+	PoolingGenerationPrompt bool
 
 	// Slots is the most sequences decoded together (default 64).
 	Slots int

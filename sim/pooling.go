@@ -125,6 +125,14 @@ func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
 
 // classifyInputs reads /classify's input: a string, a list of strings, a
 // list of token ids or a list of token id lists.
+// isStrings reports whether a /classify input is a string or a list of
+// strings.
+func isStrings(raw json.RawMessage) bool {
+	var one string
+	var strs []string
+	return json.Unmarshal(raw, &one) == nil || json.Unmarshal(raw, &strs) == nil
+}
+
 func classifyInputs(raw json.RawMessage) ([]string, error) {
 	var one string
 	if json.Unmarshal(raw, &one) == nil {
@@ -165,6 +173,11 @@ func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request) {
 		activation
 	}
 	if !s.decode(w, r, &req) || !s.checkModel(w, req.Model, s.opts.RewardModel) {
+		return
+	}
+	if s.opts.RefuseTokenIDs && !isStrings(req.Input) {
+		writeBody(w, http.StatusBadRequest, vllmError(http.StatusBadRequest,
+			"1 validation error:\n  {'type': 'string_type', 'loc': ('body', 'input', 'str'), 'msg': 'Input should be a valid string', 'input': [...]}", "input"))
 		return
 	}
 	texts, err := classifyInputs(req.Input)
@@ -220,11 +233,15 @@ func (s *Server) handlePooling(w http.ResponseWriter, r *http.Request) {
 		Task                string        `json:"task"`
 		Messages            []chatMessage `json:"messages"`
 		Input               *string       `json:"input"`
-		AddGenerationPrompt bool          `json:"add_generation_prompt"`
+		AddGenerationPrompt *bool         `json:"add_generation_prompt"`
 		activation
 	}
 	if !s.decode(w, r, &req) || !s.checkModel(w, req.Model, s.opts.RewardModel) {
 		return
+	}
+	addGen := s.opts.PoolingGenerationPrompt
+	if req.AddGenerationPrompt != nil {
+		addGen = *req.AddGenerationPrompt
 	}
 	if !vllmver.AtLeast(s.version, vllmver.UseActivation) {
 		req.Task = "" // older versions ignore task
@@ -239,7 +256,7 @@ func (s *Server) handlePooling(w http.ResponseWriter, r *http.Request) {
 	case req.Messages != nil:
 		// With the generation prompt the reward is read after an empty
 		// assistant turn.
-		text = render(req.Messages, req.AddGenerationPrompt)
+		text = render(req.Messages, addGen)
 		response = lastAssistant(text)
 	case req.Input != nil:
 		text = *req.Input

@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -95,8 +96,39 @@ func TestPoolingGenerationPrompt(t *testing.T) {
 	}
 	// With the generation prompt the score is read after an empty turn: the
 	// score of a text with no marker.
-	if got := poolingScore(t, ts.URL, body(true)); got < -4 || got >= -2 || math.Abs(got-s.Reward(answer)) < 1 {
+	emptyTurn := func(got float64) bool { return got >= -4 && got < -2 && math.Abs(got-s.Reward(answer)) >= 1 }
+	if got := poolingScore(t, ts.URL, body(true)); !emptyTurn(got) {
 		t.Errorf("add_generation_prompt true: score %v, want one of an empty turn, in [-4, -2)", got)
+	}
+	// A very old vLLM added it when the request did not say: only an
+	// explicit false reads the answer's score.
+	_, old := newTest(t, Options{RewardNoise: -1, PoolingGenerationPrompt: true})
+	if got := poolingScore(t, old.URL, body(nil)); !emptyTurn(got) {
+		t.Errorf("PoolingGenerationPrompt, add_generation_prompt unset: score %v, want one of an empty turn", got)
+	}
+	if got := poolingScore(t, old.URL, body(false)); got != s.Reward(answer) {
+		t.Errorf("PoolingGenerationPrompt, add_generation_prompt false: score %v, want %v", got, s.Reward(answer))
+	}
+}
+
+func TestClassifyRefusesTokenIDs(t *testing.T) {
+	_, ts := newTest(t, Options{RefuseTokenIDs: true})
+	for _, tt := range []struct {
+		input any
+		want  int
+	}{
+		{[][]int{{1, 2, 3}}, 400},
+		{[]int{1, 2, 3}, 400},
+		{"<|user|>q<|assistant|>[q=1 id=0c] a", 200},
+		{[]string{"<|user|>q<|assistant|>[q=1 id=0c] a"}, 200},
+	} {
+		resp, data := post(t, nil, ts.URL+EndpointClassify, map[string]any{"input": tt.input, "use_activation": false})
+		if resp.StatusCode != tt.want {
+			t.Errorf("input %v: %d %s, want %d", tt.input, resp.StatusCode, data, tt.want)
+		}
+		if tt.want == 400 && !strings.Contains(string(data), "Input should be a valid string") {
+			t.Errorf("input %v: %s, want pydantic's message", tt.input, data)
+		}
 	}
 }
 

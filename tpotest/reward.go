@@ -107,6 +107,11 @@ type VLLMRewardOptions struct {
 	HideMaxModelLen bool
 	// ReverseClassify makes /classify list its results in reverse order.
 	ReverseClassify bool
+	// Models, when set, are the served model names: GET /v1/models lists
+	// them, and a scoring request naming another model gets vLLM's 404
+	// ("The model `x` does not exist."). Unset, GET /v1/models answers
+	// 404 and any model name is accepted.
+	Models []string
 	// Intercept, if set, sees every request first (after it is recorded)
 	// and may answer it itself by returning true.
 	Intercept func(w http.ResponseWriter, r *http.Request, body []byte) bool
@@ -183,17 +188,19 @@ func (s *VLLMRewardServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodGet {
-		if r.URL.Path != "/version" || s.opts.HideVersion {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusNotFound)
-			fmt.Fprint(w, `{"detail":"Not Found"}`) // FastAPI's
-			return
-		}
-		rewardJSON(w, map[string]string{"version": s.opts.Version})
+		s.get(w, r)
 		return
 	}
 	if r.Method != http.MethodPost {
 		vllmRewardError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	var named struct {
+		Model string `json:"model"`
+	}
+	json.Unmarshal(body, &named)
+	if len(s.opts.Models) > 0 && named.Model != "" && !slices.Contains(s.opts.Models, named.Model) {
+		vllmRewardError(w, http.StatusNotFound, "The model `"+named.Model+"` does not exist.")
 		return
 	}
 	switch r.URL.Path {
@@ -205,6 +212,28 @@ func (s *VLLMRewardServer) serve(w http.ResponseWriter, r *http.Request) {
 		s.pooling(w, body)
 	default:
 		vllmRewardError(w, http.StatusNotFound, "not found: "+r.URL.Path)
+	}
+}
+
+// get answers GET /version and, with Models, GET /v1/models.
+func (s *VLLMRewardServer) get(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/version" && !s.opts.HideVersion:
+		rewardJSON(w, map[string]string{"version": s.opts.Version})
+	case r.URL.Path == "/v1/models" && len(s.opts.Models) > 0:
+		type model struct {
+			ID     string `json:"id"`
+			Object string `json:"object"`
+		}
+		var data []model
+		for _, id := range s.opts.Models {
+			data = append(data, model{id, "model"})
+		}
+		rewardJSON(w, map[string]any{"object": "list", "data": data})
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"detail":"Not Found"}`) // FastAPI's
 	}
 }
 

@@ -22,7 +22,7 @@ type failureTally struct {
 
 // reason is one distinct error and where it happened.
 type reason struct {
-	text  string
+	text  string // the first error's text, or its shape once others differed
 	n     int
 	where []place // the items or dataset lines
 	lines bool    // where holds dataset lines
@@ -46,10 +46,13 @@ func (t *failureTally) add(seq int, id, err string) {
 		t.reasons = map[string]*reason{}
 	}
 	text, where, lines := t.normalize(id, err)
-	r := t.reasons[text]
+	key := shape(text)
+	r := t.reasons[key]
 	if r == nil {
 		r = &reason{text: text, lines: lines, first: seq}
-		t.reasons[text] = r
+		t.reasons[key] = r
+	} else if r.text != text {
+		r.text = key
 	}
 	r.first = min(r.first, seq)
 	t.n++
@@ -58,6 +61,24 @@ func (t *failureTally) add(seq int, id, err string) {
 }
 
 var locationRE = regexp.MustCompile(`^(.*?):(\d+): `)
+
+// countRE finds the numbers in an error that say which step or response
+// failed, or how long a text was: they differ from item to item when the
+// cause is the same.
+var countRE = regexp.MustCompile(`\b(step|steps|response|responses|to) \d+\b|\b\d+ tokens\b`)
+
+// shape is an error's text with its step and response numbers and token
+// counts replaced by #, so that one cause met at different responses is
+// one reason: "tokenizing response #: ... 404 Not Found". Other numbers
+// (HTTP statuses, limits) stay: they tell causes apart.
+func shape(text string) string {
+	return countRE.ReplaceAllStringFunc(text, func(m string) string {
+		if w, _, ok := strings.Cut(m, " "); ok && w != "" && (w[0] < '0' || w[0] > '9') {
+			return w + " #"
+		}
+		return "# tokens"
+	})
+}
 
 // normalize splits an item's error into its reason and where it happened:
 // a dataset error "data.jsonl:17: field ..." is the reason

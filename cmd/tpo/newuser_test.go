@@ -103,6 +103,18 @@ func TestFailureTally(t *testing.T) {
 			"H; hint\n" +
 				"  4 items: d.jsonl: field \"prompt\": want a string, got number (lines 1, 3, 7 and 1 more)\n" +
 				"  1 item: score: reward server down (item b)"},
+		{"one cause at different responses and steps", []fail{
+			{0, "a", "step 0: score: reward: tokenizing response 0: POST /tokenize: 404 Not Found: no model"},
+			{1, "b", "step 0: score: reward: tokenizing response 3: POST /tokenize: 404 Not Found: no model"},
+			{2, "c", "step 1: score: reward: tokenizing response 3: POST /tokenize: 404 Not Found: no model"},
+			{3, "d", "step 0: score: reward: tokenizing response 1: POST /tokenize: 500 Internal Server Error"},
+			{4, "e", "step 0: score: reward: response 2: the conversation is 900 tokens, more than the reward model's maximum of 512"},
+			{5, "f", "step 1: score: reward: response 4: the conversation is 612 tokens, more than the reward model's maximum of 512"},
+		},
+			"H; hint\n" +
+				"  3 items: step #: score: reward: tokenizing response #: POST /tokenize: 404 Not Found: no model (items a, b, c)\n" +
+				"  2 items: step #: score: reward: response #: the conversation is # tokens, more than the reward model's maximum of 512 (items e, f)\n" +
+				"  1 item: step 0: score: reward: tokenizing response 1: POST /tokenize: 500 Internal Server Error (item d)"},
 		{"ties in input order, capped", many,
 			"H; hint\n" +
 				"  8 items: error 7 (items i28, i29, i30 and 5 more)\n" +

@@ -63,6 +63,11 @@ func TestRunSim(t *testing.T) {
 					t.Errorf("-v trajectory lacks %q:\n%s", want, stderr)
 				}
 			}
+			// Responses are named "step 0 #3", never as Go structs.
+			if !regexp.MustCompile(`critique of step \d #\d against step \d #\d:`).MatchString(stderr) ||
+				regexp.MustCompile(`\{\d+ \d+\}`).MatchString(stderr) {
+				t.Errorf("-v names responses wrongly (want \"critique of step 0 #3 against step 0 #1:\"):\n%s", stderr)
+			}
 			assertDown(t, url)
 		})
 	}

@@ -40,3 +40,8 @@ func TestJobsContract(t *testing.T) {
 	pgtest.URL(t)
 	storetest.RunJobs(t, func(t *testing.T) tpo.JobStore { return openTest(t) })
 }
+
+func TestClaimsContract(t *testing.T) {
+	pgtest.URL(t)
+	storetest.RunClaims(t, func(t *testing.T) storetest.ClaimStore { return openTest(t) })
+}

@@ -103,6 +103,16 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_created ON jobs (kind, created DESC, id COLLATE "C" DESC);
 CREATE INDEX jobs_unfinished_by_host ON jobs (kind, owner_host, created) WHERE finished IS NULL;
 `},
+	{4, "run claims: the process that works on a run", `
+CREATE TABLE run_claims (
+	run_id        text PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+	owner_host    text NOT NULL,
+	owner_pid     integer NOT NULL,
+	owner_started timestamptz NOT NULL,
+	token         text NOT NULL,
+	since         timestamptz NOT NULL
+);
+`},
 }
 
 // SchemaVersion is the version of the schema this package writes.

@@ -38,3 +38,7 @@ func TestReadContract(t *testing.T) {
 func TestJobsContract(t *testing.T) {
 	storetest.RunJobs(t, func(t *testing.T) tpo.JobStore { return openContract(t) })
 }
+
+func TestClaimsContract(t *testing.T) {
+	storetest.RunClaims(t, func(t *testing.T) storetest.ClaimStore { return openContract(t) })
+}

@@ -192,6 +192,18 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_created ON jobs (kind, created, id);
 CREATE INDEX jobs_unfinished_by_host ON jobs (kind, owner_host, created) WHERE finished IS NULL;
 `,
+	// 4: run claims: the process that works on a run (tpo run), so that a
+	// second one refuses.
+	`
+CREATE TABLE run_claims (
+	run_id        TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+	owner_host    TEXT NOT NULL,
+	owner_pid     INTEGER NOT NULL,
+	owner_started INTEGER NOT NULL,   -- Unix nanoseconds
+	token         TEXT NOT NULL,
+	since         INTEGER NOT NULL    -- Unix nanoseconds
+) STRICT;
+`,
 }
 
 // migrate brings the schema up to date.

@@ -149,8 +149,9 @@ type MemStore struct {
 	runs  map[string]*tpo.Run
 	items map[string]map[string]*tpo.ItemState // run → item
 	// Saves counts SaveStep calls per run/item/step key "run/item/step".
-	Saves map[string]int
-	jobs  memJobs
+	Saves  map[string]int
+	jobs   memJobs
+	claims map[string]tpo.RunClaim // run → its claim
 }
 
 // NewMemStore returns an empty store.

@@ -15,3 +15,7 @@ func TestMemStoreContract(t *testing.T) {
 func TestMemStoreJobs(t *testing.T) {
 	storetest.RunJobs(t, func(*testing.T) tpo.JobStore { return tpotest.NewMemStore() })
 }
+
+func TestMemStoreClaims(t *testing.T) {
+	storetest.RunClaims(t, func(*testing.T) storetest.ClaimStore { return tpotest.NewMemStore() })
+}

@@ -41,6 +41,11 @@ type Runner struct {
 	// several goroutines at once. skipped is true for items finished by an
 	// earlier run.
 	OnItem func(st ItemState, skipped bool)
+	// Opened, if set, is called with the run once it is open in the
+	// store, before any input is read: an error from it ends Run at once,
+	// with nothing done, and is returned as it is (tpo run claims the run
+	// there, and refuses it when another process works on it).
+	Opened func(ctx context.Context, run Run) error
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
 }
@@ -78,6 +83,11 @@ func (rn *Runner) Run(ctx context.Context, run Run, src Source) (Run, RunCounts,
 		log.Info("run created", "run", run.ID)
 	} else {
 		log.Info("resuming run", "run", run.ID)
+	}
+	if rn.Opened != nil {
+		if err := rn.Opened(ctx, run); err != nil {
+			return run, RunCounts{}, err
+		}
 	}
 
 	parent := ctx

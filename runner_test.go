@@ -171,3 +171,46 @@ func TestRunnerSourceError(t *testing.T) {
 		t.Errorf("summary: %+v", sum)
 	}
 }
+
+// TestRunnerOpened: Opened sees the run as opened, before any input is
+// read; its error ends the run with nothing done.
+func TestRunnerOpened(t *testing.T) {
+	cfg := tpo.DefaultConfig()
+	cfg.Width, cfg.Depth = 2, 1
+	pol := &tpotest.Policy{}
+	store := tpotest.NewMemStore()
+	refused := errors.New("another process works on it")
+	src := &sliceSource{in: inputs(3)}
+	var opened []string
+	rn := &tpo.Runner{
+		Optimizer: &tpo.Optimizer{Policy: pol, Reward: &tpotest.Reward{Func: scoreByNumber}, Config: cfg},
+		Store:     store,
+		Opened: func(ctx context.Context, run tpo.Run) error {
+			opened = append(opened, run.ID)
+			if src.i > 0 {
+				t.Errorf("Opened called after %d inputs were read", src.i)
+			}
+			return refused
+		},
+	}
+	run, sum, err := rn.Run(context.Background(), tpo.Run{Key: "k", Kind: "run"}, src)
+	if !errors.Is(err, refused) || err.Error() != refused.Error() {
+		t.Errorf("Run: %v, want Opened's error as it is", err)
+	}
+	if len(opened) != 1 || opened[0] != run.ID || run.ID == "" {
+		t.Errorf("Opened got %v, want the run %q", opened, run.ID)
+	}
+	if sum != (tpo.RunCounts{}) || len(pol.Calls()) > 0 || len(store.Items(run.ID)) > 0 || src.i > 0 {
+		t.Errorf("a refused run did work: %+v, %d policy calls, %d items stored, %d inputs read",
+			sum, len(pol.Calls()), len(store.Items(run.ID)), src.i)
+	}
+	if r, _ := store.Run(run.ID); r.Finished != nil {
+		t.Error("a refused run was marked finished")
+	}
+
+	// Without an error, the run goes on.
+	rn.Opened = func(context.Context, tpo.Run) error { return nil }
+	if _, sum, err := rn.Run(context.Background(), tpo.Run{Key: "k", Kind: "run"}, src); err != nil || sum.Done != 3 {
+		t.Errorf("Run = %+v, %v; want 3 done", sum, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/internal/proc"
 	"github.com/tpoproject/tpo/postgres"
 	"github.com/tpoproject/tpo/queue"
 )
@@ -21,12 +22,14 @@ type itemRunner interface {
 // newItemRunner returns what makes the runner of a dataset run reporting
 // to a progress: on a PostgreSQL store, for a data file (stdin cannot be
 // shared), a queue.Runner, which shares the run's items with every process
-// running it; else a tpo.Runner.
-func newItemRunner(store runStore, opt *tpo.Optimizer, data string, concurrency int, lease time.Duration, log *slog.Logger) func(*progress) itemRunner {
+// running it; else a tpo.Runner, which works alone: it claims the run, and
+// refuses it when another process works on it (unless force).
+func newItemRunner(store runStore, opt *tpo.Optimizer, data string, concurrency int, lease time.Duration, force bool, log *slog.Logger) func(*progress) itemRunner {
 	pg, shared := store.(*postgres.DB)
 	if !shared || data == "-" {
 		return func(p *progress) itemRunner {
-			return &tpo.Runner{Optimizer: opt, Store: store, Concurrency: concurrency, Logger: log, OnItem: p.item}
+			rn := &tpo.Runner{Optimizer: opt, Store: store, Concurrency: concurrency, Logger: log, OnItem: p.item}
+			return claimingRunner{rn: rn, claim: &runClaim{store: store, force: force, alive: proc.Alive, now: time.Now, say: p.say, log: log}}
 		}
 	}
 	return func(p *progress) itemRunner {

@@ -39,7 +39,7 @@ type runFlags struct {
 	data, promptField, idField, system, out string
 	progress                                string
 	concurrency, limit                      int
-	verbose                                 bool
+	verbose, force                          bool
 	lease                                   time.Duration
 }
 
@@ -55,6 +55,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.limit, "limit", 0, "optimize only the first `N` items of --data (0: all); a later run with a larger limit resumes the same run")
 	fs.BoolVar(&f.verbose, "v", false, "print the trajectory (scores per step, critiques, instructions) to stderr")
 	fs.StringVar(&f.progress, "progress", "auto", "progress on stderr: auto (when a terminal), on or off")
+	fs.BoolVar(&f.force, "force", false, "with --data: take the run over from the process that claims it, when that process is gone (killed, its machine lost); the claim of a process of this machine that no longer runs is taken over without it")
 	fs.DurationVar(&f.lease, "lease", queue.DefaultLease, "with --store postgres://... and --data FILE, where processes share the run's items: how long a step may run before another process takes over its item (a step is stopped and retried after 90% of it)")
 }
 
@@ -71,6 +72,10 @@ func (f *runFlags) check(fs *flag.FlagSet, pos []string) error {
 		return usagef("--limit must not be negative")
 	case f.limit > 0 && f.data == "":
 		return usagef("--limit needs --data")
+	case f.force && f.data == "":
+		return usagef("--force needs --data: it takes over a dataset run that another process claims")
+	case f.force && isStoreURL(f.store) && f.data != "-":
+		return usagef("--force is for a run that one process works on alone; the processes running --data FILE on a PostgreSQL store share the run's items and claim none")
 	}
 	if err := checkOut(f.out); err != nil {
 		return err
@@ -143,7 +148,7 @@ func cmdRun(ctx context.Context, args []string, env *environ) error {
 		return runOne(ctx, env, store, opt, *single, cfgJSON, f.verbose, f.out, retries)
 	}
 	d := dataRun{db: store, data: f.data, out: f.out, store: f.store, limit: f.limit, progress: f.progress, retries: retries}
-	return d.run(ctx, env, newItemRunner(store, opt, f.data, f.concurrency, f.lease, log), f.storeRun(bk, cfgJSON), src)
+	return d.run(ctx, env, newItemRunner(store, opt, f.data, f.concurrency, f.lease, f.force, log), f.storeRun(bk, cfgJSON), src)
 }
 
 // prompt reads the single prompt: the argument, or standard input.
@@ -200,6 +205,9 @@ func (d dataRun) run(ctx context.Context, env *environ, newRunner func(*progress
 	prog := newProgress(env, d.progress, total, d.data)
 	run, sum, runErr := newRunner(prog).Run(ctx, run, src)
 	prog.finish()
+	if isClaimed(runErr) {
+		return runErr // another process works on the run: nothing to say of it here
+	}
 	db := d.db
 	wctx := context.WithoutCancel(ctx) // write what was done, even when interrupted
 

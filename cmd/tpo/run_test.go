@@ -19,9 +19,15 @@ import (
 // cli runs tpo in process and returns its exit status and output.
 func cli(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return cliCtx(context.Background(), t, stdin, args...)
+}
+
+// cliCtx is cli under ctx: cancelling it is a Ctrl-C.
+func cliCtx(ctx context.Context, t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var o, e bytes.Buffer
 	env := newEnviron(strings.NewReader(stdin), &o, &e)
-	code = runMain(context.Background(), args, env)
+	code = runMain(ctx, args, env)
 	return code, o.String(), e.String()
 }
 

@@ -16,11 +16,13 @@ const storeHelp = "run store: a SQLite `file`, or a PostgreSQL database postgres
 
 // runStore is what tpo's commands need of a run store: the writes of the
 // optimizer and tpo serve, and the reads of the web UI, reports and
-// exports, and the responses and batches of tpo serve. *sqlite.DB and
-// *postgres.DB implement it.
+// exports, the responses and batches of tpo serve, and the claims of tpo
+// run on the runs it works on alone. *sqlite.DB and *postgres.DB
+// implement it.
 type runStore interface {
 	tpo.Store
 	tpo.JobStore
+	tpo.RunClaimer
 	ui.Store
 	Close() error
 }

@@ -24,7 +24,8 @@ type Tracer interface {
 type Span interface {
 	// Set adds attributes.
 	Set(attrs ...Attr)
-	// End ends the span; a non-nil err marks it failed.
+	// End ends the span; a non-nil err marks it failed. A span is
+	// recorded as it ends: one never ended is dropped.
 	End(err error)
 }
 
@@ -38,13 +39,17 @@ type Attr struct {
 // A returns an attribute.
 func A(key string, value any) Attr { return Attr{key, value} }
 
+// NoSpan is a span that records nothing.
+var NoSpan Span = noSpan{}
+
 type noSpan struct{}
 
 func (noSpan) Set(...Attr) {}
 func (noSpan) End(error)   {}
 
-// startSpan starts a span with t, or does nothing when t is nil.
-func startSpan(ctx context.Context, t Tracer, name string, attrs ...Attr) (context.Context, Span) {
+// StartSpan starts a span with t, a child of the span in ctx, or does
+// nothing when t is nil.
+func StartSpan(ctx context.Context, t Tracer, name string, attrs ...Attr) (context.Context, Span) {
 	if t == nil {
 		return ctx, noSpan{}
 	}

@@ -60,6 +60,11 @@ func TestConsole(t *testing.T) {
 	if !strings.Contains(buf.String(), `"Name":"tpo.item"`) || !strings.Contains(buf.String(), "q1") {
 		t.Errorf("console output lacks the span:\n%s", buf.String())
 	}
+	for _, k := range []string{`"host.name"`, `"process.pid"`} {
+		if !strings.Contains(buf.String(), k) {
+			t.Errorf("console output lacks the resource attribute %s:\n%s", k, buf.String())
+		}
+	}
 }
 
 // An optimization against fake model servers: spans per item, stage,

@@ -141,7 +141,7 @@ type Options struct {
 // Optimize runs the configured algorithm on item and returns its result. On
 // error the result holds the steps that finished and Error is set.
 func (o *Optimizer) Optimize(ctx context.Context, item Item, opts Options) (Result, error) {
-	ctx, span := startSpan(ctx, o.Tracer, "tpo.item", A("tpo.item", item.ID), A("tpo.mode", string(o.Config.Mode)),
+	ctx, span := StartSpan(ctx, o.Tracer, "tpo.item", A("tpo.item", item.ID), A("tpo.mode", string(o.Config.Mode)),
 		A("tpo.width", o.Config.Width), A("tpo.depth", o.Config.Steps()))
 	res, err := o.optimize(ctx, item, opts)
 	span.Set(A("tpo.steps", len(res.Steps)), A("tpo.score", res.Score), A("tpo.stop_reason", string(res.StopReason)),

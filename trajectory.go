@@ -181,7 +181,7 @@ func (t *Trajectory) Do(ctx context.Context, st Stage) error {
 	if t.cur != nil {
 		step = t.cur.Step
 	}
-	ctx, span := startSpan(ctx, t.o.Tracer, "tpo.stage "+string(st), A("tpo.item", t.item.ID), A("tpo.stage", string(st)), A("tpo.step", step))
+	ctx, span := StartSpan(WithStage(ctx, st), t.o.Tracer, "tpo.stage "+string(st), A("tpo.item", t.item.ID), A("tpo.stage", string(st)), A("tpo.step", step))
 	before := t.usage()
 	err := t.do(ctx, st)
 	used := t.usage()

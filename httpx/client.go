@@ -233,6 +233,9 @@ func normalizeURL(raw string) (string, error) {
 // Name returns the role the client was created with.
 func (c *Client) Name() string { return c.name }
 
+// Tracer returns the tracer of the client's spans, nil when none.
+func (c *Client) Tracer() tpo.Tracer { return c.tracer }
+
 // URLs returns the replicas' base URLs.
 func (c *Client) URLs() []string {
 	urls := make([]string, len(c.replicas))

@@ -118,19 +118,17 @@ func (c *Client) WithModel(model string) *Client {
 // now or before) it sends N concurrent single requests, giving seeded
 // requests the seeds Seed, Seed+1, ... as vLLM does for the children of one
 // request.
-func (c *Client) Generate(ctx context.Context, req tpo.GenerateRequest) (gen tpo.Generation, err error) {
-	if c.tracer != nil {
-		var span tpo.Span
-		ctx, span = c.tracer.Start(ctx, "chat "+c.model, tpo.A("gen_ai.operation.name", "chat"),
-			tpo.A("gen_ai.request.model", c.model), tpo.A("tpo.stage", string(req.Stage)), tpo.A("tpo.n", req.N),
-			tpo.A("tpo.backend", c.http.Name()))
-		defer func() {
-			span.Set(tpo.A("gen_ai.usage.input_tokens", gen.Usage.PromptTokens), tpo.A("gen_ai.usage.output_tokens", gen.Usage.CompletionTokens),
-				tpo.A("tpo.returned", len(gen.Texts)), tpo.A("tpo.requests", gen.Usage.Requests), tpo.A("tpo.retries", gen.Usage.Retries))
-			span.End(err)
-		}()
-	}
-	return c.generate(ctx, req)
+func (c *Client) Generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Generation, error) {
+	ctx, span := c.startCall(ctx, c.model, req.Stage, req.N)
+	gen, err := c.generate(ctx, req)
+	span.Set(tpo.A("tpo.returned", len(gen.Texts)))
+	span.End(gen.Usage, err)
+	return gen, err
+}
+
+// startCall starts the span of a model call asking model for n choices.
+func (c *Client) startCall(ctx context.Context, model string, st tpo.Stage, n int) (context.Context, *tpo.ModelCallSpan) {
+	return tpo.StartModelCall(ctx, c.tracer, tpo.ModelCall{Operation: tpo.OpChat, Model: model, Backend: c.http.Name(), Stage: st, N: n})
 }
 
 func (c *Client) generate(ctx context.Context, req tpo.GenerateRequest) (tpo.Generation, error) {
@@ -162,7 +160,11 @@ func (c *Client) Choices(ctx context.Context, req ChatRequest, n int) ([]Choice,
 		req.Model = c.model
 	}
 	req.Stream, req.StreamOptions, req.N = false, nil, nil
-	return c.choices(ctx, req, max(n, 1))
+	ctx, span := c.startCall(ctx, req.Model, "", max(n, 1))
+	choices, u, err := c.choices(ctx, req, max(n, 1))
+	span.Set(tpo.A("tpo.returned", len(choices)))
+	span.End(u, err)
+	return choices, u, err
 }
 
 func (c *Client) choices(ctx context.Context, base ChatRequest, n int) ([]Choice, tpo.Usage, error) {
@@ -294,7 +296,19 @@ func (c *Client) Chat(ctx context.Context, req ChatRequest) (ChatResponse, httpx
 	}
 	req.Stream = false
 	req.StreamOptions = nil
-	return c.chat(ctx, req)
+	n := 1
+	if req.N != nil {
+		n = *req.N
+	}
+	ctx, span := c.startCall(ctx, req.Model, "", n)
+	resp, info, err := c.chat(ctx, req)
+	u := info.Usage(err)
+	if resp.Usage != nil {
+		u.PromptTokens, u.CompletionTokens = resp.Usage.PromptTokens, resp.Usage.CompletionTokens
+	}
+	span.Set(tpo.A("tpo.returned", len(resp.Choices)))
+	span.End(u, err)
+	return resp, info, err
 }
 
 func (c *Client) chat(ctx context.Context, req ChatRequest) (ChatResponse, httpx.Info, error) {

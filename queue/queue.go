@@ -32,6 +32,13 @@
 // continues the item from its last saved step. Give every process of a run
 // the same lease.
 //
+// # Traces
+//
+// When the Optimizer has a Tracer, an item is one trace across processes:
+// the process that enqueues it starts a short tpo.item span and keeps its
+// W3C trace context in the metadata of the item's jobs, and every job has
+// a tpo.item.step span under it, with the step's stages below.
+//
 // # Ending
 //
 // Run returns when no job of the run is left (every item finished, or some

@@ -24,12 +24,14 @@ const insertBatch = 500
 // inputs that could not be read are recorded as failed, as tpo.Runner does.
 func (s *session) enqueue(ctx context.Context, src tpo.Source) error {
 	var batch []river.InsertManyParams
+	spans := traced{}
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		_, err := s.client.InsertMany(ctx, batch)
+		res, err := s.client.InsertMany(ctx, batch)
 		batch = batch[:0]
+		spans.end(res)
 		if err != nil {
 			return fmt.Errorf("job queue: insert: %w", err)
 		}
@@ -49,7 +51,9 @@ func (s *session) enqueue(ctx context.Context, src tpo.Source) error {
 			return err
 		}
 		if ok {
-			batch = append(batch, river.InsertManyParams{Args: a, InsertOpts: s.insertOpts(a)})
+			span, meta := s.startItem(ctx, a)
+			spans.add(a.Item, span)
+			batch = append(batch, river.InsertManyParams{Args: a, InsertOpts: s.insertOpts(a, meta)})
 		}
 		if len(batch) >= insertBatch {
 			if err := flush(); err != nil {
@@ -101,18 +105,20 @@ var uniqueStates = []rivertype.JobState{
 // insertOpts are the options of a step's job: the run's queue, unique by
 // its arguments among live jobs, and a higher priority for later steps, so
 // that items under way finish before new ones start (as tpo.Runner keeps
-// Concurrency items at a time) rather than every item advancing together.
-func (s *session) insertOpts(a stepArgs) *river.InsertOpts {
+// Concurrency items at a time) rather than every item advancing together;
+// and its metadata, which is not part of what makes it unique.
+func (s *session) insertOpts(a stepArgs, meta jobMeta) *river.InsertOpts {
 	return &river.InsertOpts{
 		Queue:      s.queue,
 		Priority:   max(1, 4-a.Step),
 		UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: uniqueStates},
+		Metadata:   meta.encode(),
 	}
 }
 
-// insert inserts the job a, unless the same job is live.
-func (s *session) insert(ctx context.Context, a stepArgs) error {
-	if _, err := s.client.Insert(ctx, a, s.insertOpts(a)); err != nil {
+// insert inserts the job a with meta, unless the same job is live.
+func (s *session) insert(ctx context.Context, a stepArgs, meta jobMeta) error {
+	if _, err := s.client.Insert(ctx, a, s.insertOpts(a, meta)); err != nil {
 		return fmt.Errorf("job queue: insert the job of item %q, step %d: %w", a.Item, a.Step, err)
 	}
 	return nil

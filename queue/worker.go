@@ -37,28 +37,47 @@ type stepWorker struct {
 func (w *stepWorker) Work(ctx context.Context, job *river.Job[stepArgs]) error {
 	w.running.Add(1)
 	defer w.running.Add(-1)
-	a := job.Args
-	st, err := w.s.r.Store.GetItem(ctx, a.Run, a.Item)
+	ctx, span, meta := w.startStep(ctx, job)
+	err := w.work(ctx, &stepJob{stepArgs: job.Args, meta: meta, span: span})
+	if err != nil && ctx.Err() != nil {
+		span.Set(tpo.A("tpo.outcome", outcomeInterrupted))
+	}
+	span.End(err)
+	return err
+}
+
+// stepJob is a job being worked: its arguments, the metadata it passes on
+// to the job of the next step, and its span.
+type stepJob struct {
+	stepArgs
+	meta jobMeta
+	span tpo.Span
+}
+
+func (w *stepWorker) work(ctx context.Context, j *stepJob) error {
+	st, err := w.s.r.Store.GetItem(ctx, j.Run, j.Item)
 	switch {
 	case errors.Is(err, tpo.ErrNotFound):
-		return river.JobCancel(fmt.Errorf("item %q of run %q is not in the store", a.Item, a.Run))
+		return river.JobCancel(fmt.Errorf("item %q of run %q is not in the store", j.Item, j.Run))
 	case err != nil:
 		return w.storeError(ctx, err)
 	}
-	if st.Done && (!a.Retry || st.Result == nil || st.Result.Error == "") {
+	if st.Done && (!j.Retry || st.Result == nil || st.Result.Error == "") {
+		j.span.Set(tpo.A("tpo.outcome", outcomeDone))
 		return nil
 	}
-	if len(st.Steps) != a.Step {
-		a.Step = len(st.Steps)
-		return w.insert(ctx, a)
+	if len(st.Steps) != j.Step {
+		j.span.Set(tpo.A("tpo.outcome", outcomeStale), tpo.A("tpo.next_step", len(st.Steps)))
+		j.Step = len(st.Steps)
+		return w.insert(ctx, j)
 	}
-	return w.advance(ctx, a, st)
+	return w.advance(ctx, j, st)
 }
 
 // advance runs the item's trajectory until one more step is saved, then
 // inserts the job of the next step, or finishes the item when its
 // trajectory ended.
-func (w *stepWorker) advance(ctx context.Context, a stepArgs, st tpo.ItemState) error {
+func (w *stepWorker) advance(ctx context.Context, j *stepJob, st tpo.ItemState) error {
 	var (
 		saved   bool
 		saveErr error
@@ -66,7 +85,7 @@ func (w *stepWorker) advance(ctx context.Context, a stepArgs, st tpo.ItemState) 
 	t, err := w.s.r.Optimizer.Start(st.Item, tpo.Options{
 		Resume: st.Steps,
 		OnStep: func(ctx context.Context, s tpo.Step) error {
-			saveErr = w.s.r.Store.SaveStep(ctx, a.Run, a.Item, s)
+			saveErr = w.s.r.Store.SaveStep(ctx, j.Run, j.Item, s)
 			saved = saveErr == nil
 			return saveErr
 		},
@@ -76,20 +95,22 @@ func (w *stepWorker) advance(ctx context.Context, a stepArgs, st tpo.ItemState) 
 	}
 	switch {
 	case saveErr != nil:
-		return w.storeError(ctx, fmt.Errorf("item %q: %w", a.Item, saveErr))
+		return w.storeError(ctx, fmt.Errorf("item %q: %w", j.Item, saveErr))
 	case err != nil && ctx.Err() != nil:
-		return w.interrupted(ctx, a)
+		return w.interrupted(ctx, j.stepArgs)
 	case t.Next() == "":
-		return w.finish(ctx, st, t.Result())
+		return w.finish(ctx, j, st, t.Result())
 	}
 	// The step is saved: its successor is inserted even if ctx ended.
-	a.Step++
-	return w.insert(context.WithoutCancel(ctx), a)
+	j.span.Set(tpo.A("tpo.outcome", outcomeSaved))
+	j.Step++
+	return w.insert(context.WithoutCancel(ctx), j)
 }
 
 // finish records the item's result.
-func (w *stepWorker) finish(ctx context.Context, st tpo.ItemState, res tpo.Result) error {
+func (w *stepWorker) finish(ctx context.Context, j *stepJob, st tpo.ItemState, res tpo.Result) error {
 	res.ID = st.Item.ID
+	finished(j.span, res)
 	if err := w.s.r.Store.FinishItem(context.WithoutCancel(ctx), w.s.run.ID, res); err != nil {
 		return w.storeError(ctx, fmt.Errorf("item %q: %w", st.Item.ID, err))
 	}
@@ -98,9 +119,9 @@ func (w *stepWorker) finish(ctx context.Context, st tpo.ItemState, res tpo.Resul
 	return nil
 }
 
-// insert inserts the job a.
-func (w *stepWorker) insert(ctx context.Context, a stepArgs) error {
-	if err := w.s.insert(ctx, a); err != nil {
+// insert inserts the job j, which passes on its metadata.
+func (w *stepWorker) insert(ctx context.Context, j *stepJob) error {
+	if err := w.s.insert(ctx, j.stepArgs, j.meta); err != nil {
 		return w.storeError(ctx, err)
 	}
 	return nil

@@ -11,8 +11,9 @@ import (
 // tally adds up what the requests of one Score call cost, and the notes
 // it makes. It is safe for concurrent use.
 type tally struct {
-	mu sync.Mutex
-	s  tpo.Scores
+	mu     sync.Mutex
+	s      tpo.Scores
+	tokens int // the input tokens the reward model read, when known
 }
 
 // post sends one request with c and counts it.
@@ -26,6 +27,13 @@ func (t *tally) post(ctx context.Context, c *httpx.Client, path string, body, ou
 func (t *tally) add(u tpo.Usage) {
 	t.mu.Lock()
 	t.s.Usage.Add(u)
+	t.mu.Unlock()
+}
+
+// read counts n input tokens the reward model read.
+func (t *tally) read(n int) {
+	t.mu.Lock()
+	t.tokens += n
 	t.mu.Unlock()
 }
 
@@ -43,4 +51,19 @@ func (t *tally) scores(values []float64) tpo.Scores {
 	out := t.s
 	out.Values = values
 	return out
+}
+
+// startCall starts the span of a Score call of a reward model served by c
+// (model "" when the server picks it), scoring n responses.
+func startCall(ctx context.Context, c *httpx.Client, model string, n int) (context.Context, *tpo.ModelCallSpan) {
+	return tpo.StartModelCall(ctx, c.Tracer(), tpo.ModelCall{Operation: tpo.OpScore, Model: model, Backend: c.Name(), N: n})
+}
+
+// end ends the span of the call whose cost t holds.
+func (t *tally) end(span *tpo.ModelCallSpan, err error) {
+	t.mu.Lock()
+	u := t.s.Usage
+	u.PromptTokens += t.tokens
+	t.mu.Unlock()
+	span.End(u, err)
 }

@@ -108,6 +108,14 @@ func (s *TEI) Score(ctx context.Context, messages []tpo.Message, responses []str
 	if len(responses) == 0 {
 		return t.scores([]float64{}), nil
 	}
+	ctx, span := startCall(ctx, s.client, "", len(responses))
+	scores, err := s.score(ctx, t, messages, responses)
+	t.end(span, err)
+	return t.scores(scores), err
+}
+
+// score scores the responses, adding what it costs to t.
+func (s *TEI) score(ctx context.Context, t *tally, messages []tpo.Message, responses []string) ([]float64, error) {
 	prompt := s.prompt(messages)
 	pairs := make([][2]string, len(responses))
 	for i, r := range responses {
@@ -121,12 +129,12 @@ func (s *TEI) Score(ctx context.Context, messages []tpo.Message, responses []str
 			continue
 		}
 		if err != nil {
-			return t.scores(nil), err
+			return nil, err
 		}
 		scores = append(scores, got...)
 		start += size
 	}
-	return t.scores(scores), nil
+	return scores, nil
 }
 
 // scoreBatch scores the pairs of one batch, whose first is response start.

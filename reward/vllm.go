@@ -145,6 +145,7 @@ func (s *VLLM) Score(ctx context.Context, messages []tpo.Message, responses []st
 	if len(responses) == 0 {
 		return t.scores([]float64{}), nil
 	}
+	ctx, span := startCall(ctx, s.client, s.model, len(responses))
 	var scores []float64
 	var err error
 	if s.method == MethodPooling || s.usesPooling() {
@@ -152,6 +153,7 @@ func (s *VLLM) Score(ctx context.Context, messages []tpo.Message, responses []st
 	} else {
 		scores, err = s.scoreClassify(ctx, t, messages, responses)
 	}
+	t.end(span, err)
 	if err != nil {
 		return t.scores(nil), err
 	}
@@ -221,6 +223,11 @@ func (s *VLLM) scoreClassify(ctx context.Context, t *tally, messages []tpo.Messa
 	if se, ok := tokenIDsRefused(err); ok {
 		s.switchToPooling(t, se)
 		return s.scorePooling(ctx, t, messages, responses)
+	}
+	if err == nil {
+		for _, in := range input {
+			t.read(len(in))
+		}
 	}
 	return scores, err
 }

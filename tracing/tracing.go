@@ -124,7 +124,10 @@ func FromEnv(ctx context.Context, getenv func(string) string, stderr io.Writer) 
 	if err != nil || exp == nil {
 		return nil, noop, err
 	}
-	res, err := resource.New(ctx, resource.WithFromEnv(), resource.WithTelemetrySDK(),
+	// The host and process tell apart the processes that share a run's
+	// items, whose steps are spans of one trace. OTEL_RESOURCE_ATTRIBUTES,
+	// read later, wins.
+	res, err := resource.New(ctx, resource.WithHost(), resource.WithProcessPID(), resource.WithTelemetrySDK(), resource.WithFromEnv(),
 		resource.WithAttributes(semconv.ServiceName(serviceName(getenv))))
 	if err != nil {
 		return nil, noop, fmt.Errorf("tracing: resource: %w", err)

@@ -272,8 +272,23 @@ func TestAuth(t *testing.T) {
 			t.Errorf("%s with key: %d, want 200", p, s)
 		}
 	}
-	if _, err := New(Options{Policy: e.up, Scorers: testScorers(), DefaultReward: "rm", Config: tpo.DefaultConfig(), APIKeys: []string{""}}); err == nil {
-		t.Error("New accepted an empty API key")
+}
+
+// TestAPIKeysTrimmed: a key is trimmed, as the one a client sends is, and
+// a key that is blank after trimming is refused: it would let in no one,
+// or everyone, depending on the caller's reading of an empty list.
+func TestAPIKeysTrimmed(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.APIKeys = []string{" k1 ", "\tk2\n"} })
+	for _, key := range []string{"k1", "k2"} {
+		if s := get(t, e.ts.URL+"/v1/models", key).StatusCode; s != 200 {
+			t.Errorf("key %q, configured with spaces around it: %d, want 200", key, s)
+		}
+	}
+	for _, keys := range [][]string{{""}, {" "}, {"k", "\t\n"}} {
+		_, err := New(Options{Policy: e.up, Scorers: testScorers(), DefaultReward: "rm", Config: tpo.DefaultConfig(), APIKeys: keys})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("API key %d of %d is blank", len(keys), len(keys))) {
+			t.Errorf("New with keys %q: %v, want an error naming the blank key", keys, err)
+		}
 	}
 }
 

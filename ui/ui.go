@@ -70,6 +70,11 @@ const (
 	// DefaultMaxStream is how long one event stream stays open; the
 	// browser reconnects after it.
 	DefaultMaxStream = 10 * time.Minute
+	// MaxQueryLength is the most characters of a page's free-text query
+	// parameters (the search text q, the id of a deleted run): a request
+	// with a longer one gets a 400 naming the parameter. Item searches
+	// become LIKE patterns, which the store bounds (SQLite: 50,000 bytes).
+	MaxQueryLength = 1000
 )
 
 // Options configures a Handler.

@@ -51,7 +51,7 @@ func cands(texts []string, scores ...float64) []tpo.Candidate {
 // fixture fills db with a finished tpo run "r1" (items: a done, b failed,
 // c pending, "x/y z" done) and a serve run "r2", with model text holding
 // HTML and script everywhere model text goes.
-func fixture(t *testing.T, db *sqlite.DB) {
+func fixture(t *testing.T, db tpo.Store) {
 	t.Helper()
 	ctx := context.Background()
 	must := func(err error) {

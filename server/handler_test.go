@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -788,8 +789,16 @@ func TestModelsHealthMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	if strings.Contains(string(body), "go_goroutines") {
-		t.Error("metrics include the global registry's collectors")
+	// The Go runtime's and the process's collectors, in the server's own
+	// registry (not the global one: tests make many servers).
+	runtimeMetrics := []string{"go_goroutines ", "go_memstats_alloc_bytes ", "go_gc_duration_seconds"}
+	if runtime.GOOS == "linux" {
+		runtimeMetrics = append(runtimeMetrics, "process_open_fds ", "process_resident_memory_bytes ", "process_cpu_seconds_total ")
+	}
+	for _, want := range runtimeMetrics {
+		if !strings.Contains(string(body), "\n"+want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 

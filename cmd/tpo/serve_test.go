@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -489,6 +493,60 @@ func TestAPIKeysTrimmed(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("GET /ui/ with password %q: %d, want 200", key, resp.StatusCode)
 		}
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIdleTimeout: tpo serve and tpo ui close a keep-alive connection that
+// stays idle for --idle-timeout after a response, and not before.
+func TestIdleTimeout(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	path := filepath.Join(t.TempDir(), "s.db")
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	serveBase, errc, _ := startServe(t, ctx, []string{"--sim", "--addr", "127.0.0.1:0", "--store", path, "--idle-timeout", idle.String()})
+	uiBase := startUI(t, ctx, "--store", path, "--idle-timeout", idle.String())
+	for name, u := range map[string]string{"serve": strings.TrimSuffix(serveBase, "/v1") + "/healthz", "ui": uiBase + "/ui/"} {
+		t.Run(name, func(t *testing.T) {
+			pu, err := url.Parse(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := net.Dial("tcp", pu.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", pu.Path, pu.Host)
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || resp.Close {
+				t.Fatalf("GET %s: %d, close %v; want 200 on a connection kept alive", pu.Path, resp.StatusCode, resp.Close)
+			}
+			t0 := time.Now()
+			conn.SetReadDeadline(t0.Add(idle + 5*time.Second))
+			n, err := br.Read(make([]byte, 1))
+			took := time.Since(t0)
+			if n != 0 || !errors.Is(err, io.EOF) {
+				t.Fatalf("idle connection after %v: read %d bytes, %v; want it closed by the server (EOF)", took.Round(time.Millisecond), n, err)
+			}
+			if took < idle/2 {
+				t.Errorf("idle connection closed after %v, before the idle timeout %v", took, idle)
+			}
+		})
 	}
 	cancel()
 	if err := <-errc; err != nil {

@@ -263,7 +263,7 @@ func redactQuery(query string) string {
 // cleanText makes s fit a text column: NUL bytes and invalid UTF-8 become
 // U+FFFD.
 func cleanText(s string) string {
-	if strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) {
+	if storable(s) {
 		return s
 	}
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
@@ -271,8 +271,15 @@ func cleanText(s string) string {
 
 // checkKey returns an error unless s fits a text column as it is.
 func checkKey(what, s string) error {
-	if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
+	if !storable(s) {
 		return fmt.Errorf("%s %q: PostgreSQL cannot store a NUL byte or invalid UTF-8 in text", what, s)
 	}
 	return nil
+}
+
+// storable reports whether s fits a text column as it is. A key that does
+// not was never stored: reads of it find nothing, rather than sending
+// PostgreSQL a text it refuses.
+func storable(s string) bool {
+	return strings.IndexByte(s, 0) < 0 && utf8.ValidString(s)
 }

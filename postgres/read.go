@@ -66,6 +66,9 @@ func (db *DB) ListRuns(ctx context.Context) ([]tpo.RunSummary, error) {
 
 // GetRun returns one run with its aggregates.
 func (db *DB) GetRun(ctx context.Context, runID string) (tpo.RunSummary, error) {
+	if !storable(runID) {
+		return tpo.RunSummary{}, fmt.Errorf("run %q: %w", runID, tpo.ErrNotFound)
+	}
 	s, err := scanRunSummary(db.pool.QueryRow(ctx, runSummarySelect+` WHERE r.id = $1 GROUP BY r.id`, runID).Scan)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return tpo.RunSummary{}, fmt.Errorf("run %q: %w", runID, tpo.ErrNotFound)
@@ -207,6 +210,9 @@ func (db *DB) snapshot(ctx context.Context, fn func(pgx.Tx) error) error {
 
 // GetItem returns everything stored of one item.
 func (db *DB) GetItem(ctx context.Context, runID, itemID string) (tpo.ItemState, error) {
+	if !storable(runID) || !storable(itemID) {
+		return tpo.ItemState{}, fmt.Errorf("get item: %w", db.notFound(ctx, runID, itemID))
+	}
 	rows, err := db.pool.Query(ctx, itemSelect+` WHERE i.run_id = $1 AND i.item_id = $2 ORDER BY s.step`, runID, itemID)
 	if err != nil {
 		return tpo.ItemState{}, fmt.Errorf("get item: %w", err)

@@ -76,6 +76,9 @@ func (db *DB) notFound(ctx context.Context, runID, itemID string) error {
 
 // runExists returns an error wrapping tpo.ErrNotFound unless run id exists.
 func (db *DB) runExists(ctx context.Context, q querier, id string) error {
+	if !storable(id) {
+		return fmt.Errorf("run %q: %w", id, tpo.ErrNotFound)
+	}
 	var one int
 	err := q.QueryRow(ctx, `SELECT 1 FROM runs WHERE id = $1`, id).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -411,6 +414,9 @@ func (db *DB) FinishRun(ctx context.Context, runID string, at time.Time) error {
 
 // DeleteRun deletes a run with its items and steps.
 func (db *DB) DeleteRun(ctx context.Context, runID string) error {
+	if !storable(runID) {
+		return fmt.Errorf("delete run: run %q: %w", runID, tpo.ErrNotFound)
+	}
 	tag, err := db.pool.Exec(ctx, `DELETE FROM runs WHERE id = $1`, runID)
 	if err == nil && tag.RowsAffected() == 0 {
 		err = fmt.Errorf("run %q: %w", runID, tpo.ErrNotFound)

@@ -153,30 +153,37 @@ func isDigits(s string) bool {
 // passThroughError is upstreamError for a request relayed unchanged: the
 // upstream's verdict on the client's own request (400, 404, 413, 422, 429)
 // is relayed with its status and its own message, since it is about what
-// the client sent.
+// the client sent. A conversation too long for the model is answered as
+// OpenAI answers it (400, code context_length_exceeded, param messages),
+// whatever shape the model server gave its error: clients look for that
+// code to shorten the conversation.
 func passThroughError(err error, deadline bool) *apiError {
 	var se *UpstreamError
-	if !deadline && errors.As(err, &se) {
-		switch se.Status {
-		case http.StatusBadRequest, http.StatusNotFound, http.StatusRequestEntityTooLarge,
-			http.StatusUnprocessableEntity, http.StatusTooManyRequests:
-			typ := se.Type
-			if typ == "" {
-				typ = typeInvalidRequest
-				if se.Status == http.StatusTooManyRequests {
-					typ = typeRateLimit
-				}
+	if deadline || !errors.As(err, &se) {
+		return upstreamError(err, deadline)
+	}
+	msg := scrub(se.Message)
+	if msg == "" {
+		msg = fmt.Sprintf("the policy server answered %d %s", se.Status, http.StatusText(se.Status))
+	}
+	if errors.Is(err, tpo.ErrContextLength) {
+		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Code: "context_length_exceeded", Param: "messages", Message: msg}
+	}
+	switch se.Status {
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusRequestEntityTooLarge,
+		http.StatusUnprocessableEntity, http.StatusTooManyRequests:
+		typ := se.Type
+		if typ == "" {
+			typ = typeInvalidRequest
+			if se.Status == http.StatusTooManyRequests {
+				typ = typeRateLimit
 			}
-			msg := scrub(se.Message)
-			if msg == "" {
-				msg = fmt.Sprintf("the policy server answered %d %s", se.Status, http.StatusText(se.Status))
-			}
-			e := &apiError{Status: se.Status, Type: typ, Param: se.Param, Code: se.Code, Message: msg}
-			if se.RetryAfter > 0 {
-				e.RetryAfter = max(1, int(se.RetryAfter.Seconds()+0.5))
-			}
-			return e
 		}
+		e := &apiError{Status: se.Status, Type: typ, Param: se.Param, Code: se.Code, Message: msg}
+		if se.RetryAfter > 0 {
+			e.RetryAfter = max(1, int(se.RetryAfter.Seconds()+0.5))
+		}
+		return e
 	}
 	return upstreamError(err, deadline)
 }

@@ -112,6 +112,15 @@ func TestPassThroughErrorsHideUpstream(t *testing.T) {
 	if b.Error.Message != "The model `x` does not exist." || b.Error.Code == nil || *b.Error.Code != "model_not_found" {
 		t.Errorf("error = %+v", b.Error)
 	}
+	// A conversation too long for the model, in llama.cpp's shape, is
+	// answered in OpenAI's.
+	e.up.setChat("", fmt.Errorf("%w: %w", tpo.ErrContextLength,
+		statusErr("policy", 400, "the request exceeds the available context size, try increasing it", "exceed_context_size_error", "400", "")))
+	decodeJSON(t, e.post(t, `{"model":"x","tpo":{"mode":"off"},`+convo+`}`), http.StatusBadRequest, &b)
+	if b.Error.Code == nil || *b.Error.Code != "context_length_exceeded" || b.Error.Param == nil || *b.Error.Param != "messages" ||
+		b.Error.Type != typeInvalidRequest || !strings.HasPrefix(b.Error.Message, "the request exceeds the available context size") {
+		t.Errorf("context length: error = %+v, want 400 context_length_exceeded on messages with the server's message", b.Error)
+	}
 	e.up.setChat("", fmt.Errorf("policy server http://gpu7.internal:8000/v1: POST /chat/completions: %w", context.DeadlineExceeded))
 	decodeJSON(t, e.post(t, `{"model":"x","tpo":{"mode":"off"},`+convo+`}`), http.StatusGatewayTimeout, &b)
 	if strings.Contains(b.Error.Message, "gpu7") {

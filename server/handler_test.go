@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -272,8 +273,23 @@ func TestAuth(t *testing.T) {
 			t.Errorf("%s with key: %d, want 200", p, s)
 		}
 	}
-	if _, err := New(Options{Policy: e.up, Scorers: testScorers(), DefaultReward: "rm", Config: tpo.DefaultConfig(), APIKeys: []string{""}}); err == nil {
-		t.Error("New accepted an empty API key")
+}
+
+// TestAPIKeysTrimmed: a key is trimmed, as the one a client sends is, and
+// a key that is blank after trimming is refused: it would let in no one,
+// or everyone, depending on the caller's reading of an empty list.
+func TestAPIKeysTrimmed(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.APIKeys = []string{" k1 ", "\tk2\n"} })
+	for _, key := range []string{"k1", "k2"} {
+		if s := get(t, e.ts.URL+"/v1/models", key).StatusCode; s != 200 {
+			t.Errorf("key %q, configured with spaces around it: %d, want 200", key, s)
+		}
+	}
+	for _, keys := range [][]string{{""}, {" "}, {"k", "\t\n"}} {
+		_, err := New(Options{Policy: e.up, Scorers: testScorers(), DefaultReward: "rm", Config: tpo.DefaultConfig(), APIKeys: keys})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("API key %d of %d is blank", len(keys), len(keys))) {
+			t.Errorf("New with keys %q: %v, want an error naming the blank key", keys, err)
+		}
 	}
 }
 
@@ -773,8 +789,16 @@ func TestModelsHealthMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	if strings.Contains(string(body), "go_goroutines") {
-		t.Error("metrics include the global registry's collectors")
+	// The Go runtime's and the process's collectors, in the server's own
+	// registry (not the global one: tests make many servers).
+	runtimeMetrics := []string{"go_goroutines ", "go_memstats_alloc_bytes ", "go_gc_duration_seconds"}
+	if runtime.GOOS == "linux" {
+		runtimeMetrics = append(runtimeMetrics, "process_open_fds ", "process_resident_memory_bytes ", "process_cpu_seconds_total ")
+	}
+	for _, want := range runtimeMetrics {
+		if !strings.Contains(string(body), "\n"+want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 

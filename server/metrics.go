@@ -9,12 +9,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tpoproject/tpo"
 )
 
-// metrics are the server's Prometheus metrics, in a registry of its own.
+// metrics are the server's Prometheus metrics, in a registry of its own
+// (each Server has one): tpo_serve_* and the Go runtime's and the
+// process's collectors.
 type metrics struct {
 	reg            *prometheus.Registry
 	requests       *prometheus.CounterVec   // route, code
@@ -62,7 +65,10 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.stageLatency, m.upstreamErrors, m.retries,
-		m.tokens, m.optimizations, m.inFlight, m.queued)
+		m.tokens, m.optimizations, m.inFlight, m.queued,
+		// The process's own figures: go_* (goroutines, memory, GC) and,
+		// where the platform has them, process_* (CPU, memory, open fds).
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -87,7 +87,9 @@ type Options struct {
 	MaxConcurrent int
 	QueueWait     time.Duration
 	// APIKeys are the keys clients must send as "Authorization: Bearer
-	// KEY". Empty means no authentication.
+	// KEY". Empty means no authentication. Spaces around a key are
+	// trimmed (as they are around the key a client sends); a blank key
+	// is an error.
 	APIKeys []string
 	// KeepAlive is the interval of SSE comments sent while a streamed
 	// request is optimized (default 10s).
@@ -229,9 +231,9 @@ func New(opts Options) (*Server, error) {
 		Misdirected: func(w http.ResponseWriter, _ *http.Request, msg string) {
 			writeError(w, &apiError{Status: http.StatusMisdirectedRequest, Type: typeInvalidRequest, Code: "misdirected_request", Message: msg})
 		}}
-	for _, k := range opts.APIKeys {
-		if k == "" {
-			return nil, errors.New("server: empty API key")
+	for i, k := range opts.APIKeys {
+		if k = strings.TrimSpace(k); k == "" {
+			return nil, fmt.Errorf("server: API key %d of %d is blank", i+1, len(opts.APIKeys))
 		}
 		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
 	}

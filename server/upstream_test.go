@@ -161,18 +161,22 @@ func TestOpenAIUpstreamOptimizes(t *testing.T) {
 // TestOpenAIUpstreamClientErrors: through the real openai client, an
 // optimized request for a model the policy server does not serve is a
 // 404, one whose conversation overflows the model's context a 400, both
-// in the OpenAI shape and without the upstream's address.
+// in the OpenAI shape and without the upstream's address. Passed through,
+// the overflow is the same 400, not the model server's own shape (vLLM's
+// code "400", no param).
 func TestOpenAIUpstreamClientErrors(t *testing.T) {
 	chat := tpotest.NewChatServer(t, tpotest.ChatOptions{ContextLength: 3000})
 	ts := newHTTPEnv(t, chat)
-	long := strings.Repeat("word ", 4000)
+	long := `"messages":[{"role":"user","content":"` + strings.Repeat("word ", 4000) + `"}]`
 	tests := []struct {
 		body        string
 		status      int
 		code, param string
 	}{
 		{`{"model":"nope","messages":[{"role":"user","content":"hi"}]}`, 404, "model_not_found", "model"},
-		{`{"model":"` + chat.Model() + `","max_tokens":100,"messages":[{"role":"user","content":"` + long + `"}]}`, 400, "context_length_exceeded", "messages"},
+		{`{"model":"` + chat.Model() + `","max_tokens":100,` + long + `}`, 400, "context_length_exceeded", "messages"},
+		{`{"model":"` + chat.Model() + `","max_tokens":100,"tpo":{"mode":"off"},` + long + `}`, 400, "context_length_exceeded", "messages"},
+		{`{"model":"` + chat.Model() + `","max_tokens":100,"stream":true,"tpo":{"mode":"off"},` + long + `}`, 400, "context_length_exceeded", "messages"},
 	}
 	for _, tt := range tests {
 		resp, err := http.Post(ts.URL+"/v1/chat/completions", "application/json", strings.NewReader(tt.body))

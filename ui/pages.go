@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tpoproject/tpo"
 )
@@ -199,12 +200,28 @@ func newPager(u *url.URL, pageNo, total, per int) pager {
 	return p
 }
 
+// maxPage is the highest page number of a listing asked for: any page
+// beyond the last is empty, and offsets beyond int overflow.
+const maxPage = 1 << 30
+
+// pageParam returns the page number of r's query (default 1).
 func pageParam(r *http.Request) int {
 	n, err := strconv.Atoi(r.URL.Query().Get("page"))
 	if err != nil || n < 1 {
 		return 1
 	}
-	return n
+	return min(n, maxPage)
+}
+
+// textParam returns the trimmed free-text query parameter name of r, or
+// answers 400 and returns false when it is longer than MaxQueryLength.
+func (h *Handler) textParam(w http.ResponseWriter, r *http.Request, name string) (string, bool) {
+	v := strings.TrimSpace(r.URL.Query().Get(name))
+	if n := utf8.RuneCountInString(v); n > MaxQueryLength {
+		h.fail(w, r, http.StatusBadRequest, fmt.Sprintf("The query parameter %s is %d characters long; at most %d are allowed.", name, n, MaxQueryLength))
+		return "", false
+	}
+	return v, true
 }
 
 // ---- runs ----
@@ -319,7 +336,15 @@ func matchRun(r runRow, q string) bool {
 
 func (h *Handler) handleRuns(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	kind, text, sortKey := q.Get("kind"), strings.TrimSpace(q.Get("q")), q.Get("sort")
+	kind, sortKey := q.Get("kind"), q.Get("sort")
+	text, ok := h.textParam(w, r, "q")
+	if !ok {
+		return
+	}
+	deleted, ok := h.textParam(w, r, "deleted")
+	if !ok {
+		return
+	}
 	if kind != "run" && kind != "serve" {
 		kind = ""
 	}
@@ -333,7 +358,7 @@ func (h *Handler) handleRuns(w http.ResponseWriter, r *http.Request) {
 	}
 	flying := h.inFlight()
 	p := runsPage{page: page{Title: "Runs"}, Kind: kind, Query: text, Sort: sortKey, Total: len(all), HasLive: h.live != nil,
-		Deleted: q.Get("deleted"),
+		Deleted: deleted,
 		Kinds:   options(kind, "", "all kinds", "run", "tpo run", "serve", "tpo serve")}
 	for i := 0; i+1 < len(runSorts); i += 2 {
 		p.Sorts = append(p.Sorts, option{runSorts[i], runSorts[i+1], runSorts[i] == sortKey})
@@ -425,7 +450,11 @@ func (h *Handler) handleRun(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	q := r.URL.Query()
-	status, order, text := q.Get("status"), q.Get("order"), strings.TrimSpace(q.Get("q"))
+	status, order := q.Get("status"), q.Get("order")
+	text, ok := h.textParam(w, r, "q")
+	if !ok {
+		return
+	}
 	switch tpo.ItemStatus(status) {
 	case tpo.StatusDone, tpo.StatusFailed, tpo.StatusPending:
 	default:

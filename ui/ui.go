@@ -70,6 +70,11 @@ const (
 	// DefaultMaxStream is how long one event stream stays open; the
 	// browser reconnects after it.
 	DefaultMaxStream = 10 * time.Minute
+	// MaxQueryLength is the most characters of a page's free-text query
+	// parameters (the search text q, the id of a deleted run): a request
+	// with a longer one gets a 400 naming the parameter. Item searches
+	// become LIKE patterns, which the store bounds (SQLite: 50,000 bytes).
+	MaxQueryLength = 1000
 )
 
 // Options configures a Handler.
@@ -85,7 +90,8 @@ type Options struct {
 	Logger *slog.Logger
 	// APIKeys, when not empty, protect every page: a request must carry one
 	// of them as the password of HTTP Basic authentication (any user name)
-	// or as a bearer token.
+	// or as a bearer token. Spaces around a key are trimmed (as they are
+	// around the one a request carries); a blank key is an error.
 	APIKeys []string
 	// PollInterval is the first interval between polls of a page whose run
 	// is still being written (default 2s); it grows while nothing changes.
@@ -180,9 +186,9 @@ func New(opts Options) (*Handler, error) {
 	if h.maxSSE <= 0 {
 		h.maxSSE = DefaultMaxStream
 	}
-	for _, k := range opts.APIKeys {
-		if k == "" {
-			return nil, errors.New("ui: empty API key")
+	for i, k := range opts.APIKeys {
+		if k = strings.TrimSpace(k); k == "" {
+			return nil, fmt.Errorf("ui: API key %d of %d is blank", i+1, len(opts.APIKeys))
 		}
 		h.keys = append(h.keys, sha256.Sum256([]byte(k)))
 	}
@@ -265,7 +271,7 @@ func (h *Handler) authorized(r *http.Request) bool {
 	}
 	var key string
 	if _, pass, ok := r.BasicAuth(); ok {
-		key = pass
+		key = strings.TrimSpace(pass)
 	} else if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 		key = strings.TrimSpace(a[7:])
 	} else {

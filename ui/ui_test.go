@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -50,7 +51,7 @@ func cands(texts []string, scores ...float64) []tpo.Candidate {
 // fixture fills db with a finished tpo run "r1" (items: a done, b failed,
 // c pending, "x/y z" done) and a serve run "r2", with model text holding
 // HTML and script everywhere model text goes.
-func fixture(t *testing.T, db *sqlite.DB) {
+func fixture(t *testing.T, db tpo.Store) {
 	t.Helper()
 	ctx := context.Background()
 	must := func(err error) {
@@ -568,8 +569,24 @@ func TestAuth(t *testing.T) {
 			}
 		}
 	}
-	if _, err := New(Options{Store: db, APIKeys: []string{""}}); err == nil {
-		t.Error("an empty API key was accepted")
+}
+
+// TestAPIKeysTrimmed: keys are trimmed, as the password or token a
+// browser sends is, and a key blank after trimming is refused.
+func TestAPIKeysTrimmed(t *testing.T) {
+	db := openStore(t)
+	fixture(t, db)
+	h := newHandler(t, Options{Store: db, APIKeys: []string{" k1 ", "\tk2"}})
+	for _, hdr := range []string{"Basic " + basic("u", "k1"), "Basic " + basic("u", " k2 "), "Bearer k2"} {
+		if r := do(t, h, http.MethodGet, "/ui/", nil, map[string]string{"Authorization": hdr}); r.code != http.StatusOK {
+			t.Errorf("Authorization %q: status %d, want 200", hdr, r.code)
+		}
+	}
+	for _, keys := range [][]string{{""}, {" "}, {"k", "\t\n"}} {
+		_, err := New(Options{Store: db, APIKeys: keys})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("API key %d of %d is blank", len(keys), len(keys))) {
+			t.Errorf("New with keys %q: %v, want an error naming the blank key", keys, err)
+		}
 	}
 }
 

@@ -34,10 +34,19 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 type listFlag struct {
 	vals       []string
 	fromConfig bool
+	// clean, when set, checks each value as it is set and returns the
+	// value to keep.
+	clean func(string) (string, error)
 }
 
 func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
 func (l *listFlag) Set(v string) error {
+	if l.clean != nil {
+		var err error
+		if v, err = l.clean(v); err != nil {
+			return err
+		}
+	}
 	if l.fromConfig {
 		l.vals, l.fromConfig = nil, false
 	}
@@ -351,6 +360,7 @@ type listenFlags struct {
 
 func (l *listenFlags) register(fs *flag.FlagSet, defaultAddr, keyUsage string) {
 	fs.StringVar(&l.addr, "addr", defaultAddr, "`address` to listen on (host:port)")
+	l.keys.clean = cleanKey
 	fs.Var(&l.keys, "api-key", keyUsage)
 	fs.BoolVar(&l.insecure, "insecure-no-auth", false, "allow listening on a non-loopback address without API keys")
 	fs.Var(&l.hosts, "allowed-host", "`host` name the server answers to (a name, an IP address, *.example.com, or * for any); repeat for several; others get 421 (default: localhost, 127.0.0.1, ::1 and the --addr host; on a wildcard address also the machine's name and addresses)")
@@ -404,15 +414,41 @@ func orNone(d time.Duration) time.Duration {
 
 // apiKeys returns the keys of --api-key and $TPO_API_KEYS (comma-separated),
 // refusing a non-loopback address without any unless --insecure-no-auth.
+// Keys are trimmed; a blank one (of --api-key, refused as it is set, or of
+// $TPO_API_KEYS) is refused, lest a server meant to need a key need none.
 func (l *listenFlags) apiKeys() ([]string, error) {
 	keys := append([]string(nil), l.keys.vals...)
-	for _, k := range strings.Split(os.Getenv("TPO_API_KEYS"), ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			keys = append(keys, k)
-		}
+	envKeys, err := splitKeys(os.Getenv("TPO_API_KEYS"))
+	if err != nil {
+		return nil, usagef("$TPO_API_KEYS: %w", err)
 	}
+	keys = append(keys, envKeys...)
 	if len(keys) == 0 && !isLoopback(l.addr) && !l.insecure {
 		return nil, usagef("refusing to listen on %s without API keys: give --api-key (or $TPO_API_KEYS), listen on a loopback address, or pass --insecure-no-auth", l.addr)
+	}
+	return keys, nil
+}
+
+// cleanKey trims an API key, refusing one that is blank.
+func cleanKey(k string) (string, error) {
+	if k = strings.TrimSpace(k); k == "" {
+		return "", errors.New("blank API key (spaces around a key are trimmed)")
+	}
+	return k, nil
+}
+
+// splitKeys returns the trimmed keys of a comma-separated list, refusing a
+// blank entry ("a,,b", "a, " or " "); an empty list has no keys.
+func splitKeys(list string) ([]string, error) {
+	if list == "" {
+		return nil, nil
+	}
+	parts := strings.Split(list, ",")
+	keys := make([]string, len(parts))
+	for i, p := range parts {
+		if keys[i] = strings.TrimSpace(p); keys[i] == "" {
+			return nil, fmt.Errorf("key %d of %d is blank (keys are separated by commas; spaces around a key are trimmed)", i+1, len(parts))
+		}
 	}
 	return keys, nil
 }

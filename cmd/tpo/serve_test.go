@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -408,5 +412,144 @@ func TestServeMarksInterruptedRuns(t *testing.T) {
 		if (r.Interrupted != nil) != want || want && (r.Failed != 1 || r.Pending != 0) {
 			t.Errorf("run %s: interrupted %v, failed %d, pending %d; want interrupted %v", id, r.Interrupted, r.Failed, r.Pending, want)
 		}
+	}
+}
+
+// TestBlankAPIKeysRefused: a key that is blank after trimming, from the
+// command line, $TPO_API_KEYS or a config file, stops tpo serve and tpo ui
+// before they listen, with an error naming where it came from: a blank
+// key would leave a server that was meant to need one open to all.
+func TestBlankAPIKeysRefused(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "s.db")
+	tests := []struct {
+		name, env, config string
+		args              []string
+		want              string
+	}{
+		{name: "flag blank", args: []string{"serve", "--sim", "--api-key", " "}, want: `invalid value " " for flag -api-key: blank API key`},
+		{name: "flag empty", args: []string{"serve", "--sim", "--api-key", "good", "--api-key", ""}, want: `invalid value "" for flag -api-key: blank API key`},
+		{name: "ui flag", args: []string{"ui", "--api-key", "\t"}, want: `invalid value "\t" for flag -api-key: blank API key`},
+		{name: "env blank", env: " ", args: []string{"serve", "--sim"}, want: "$TPO_API_KEYS: key 1 of 1 is blank"},
+		{name: "env comma", env: ",", args: []string{"serve", "--sim"}, want: "$TPO_API_KEYS: key 1 of 2 is blank"},
+		{name: "env empty entry", env: "a,,b", args: []string{"serve", "--sim", "--api-key", "c"}, want: "$TPO_API_KEYS: key 2 of 3 is blank"},
+		{name: "ui env trailing comma", env: "a, ", args: []string{"ui"}, want: "$TPO_API_KEYS: key 2 of 2 is blank"},
+		{name: "config", config: "api-key: \" \"\n", args: []string{"serve", "--sim"}, want: `c.yaml:1: api-key: invalid value " ": blank API key`},
+		{name: "config list", config: "api-key:\n  - k\n  - ''\n", args: []string{"serve", "--sim"}, want: `c.yaml:3: api-key: invalid value "": blank API key`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("TPO_API_KEYS", tt.env)
+			args := append(tt.args, "--addr", "127.0.0.1:0", "--store", store)
+			if tt.config != "" {
+				cfg := filepath.Join(dir, "c.yaml")
+				if err := os.WriteFile(cfg, []byte(tt.config), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--config", cfg)
+			}
+			// A server that starts anyway is stopped, and fails the test.
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			var stderr bytes.Buffer
+			code := runMain(ctx, args, newEnviron(strings.NewReader(""), io.Discard, &stderr))
+			if code != 2 || !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("%q: exit %d, stderr:\n%s\nwant exit 2 and %q", args, code, stderr.String(), tt.want)
+			}
+			for _, started := range []string{"listening on", "serving the runs", "simulated model server at"} {
+				if strings.Contains(stderr.String(), started) {
+					t.Errorf("%q: started before refusing the key:\n%s", args, stderr.String())
+				}
+			}
+		})
+	}
+}
+
+// TestAPIKeysTrimmed: spaces around a key of --api-key or $TPO_API_KEYS
+// are not part of it, for the API and the UI.
+func TestAPIKeysTrimmed(t *testing.T) {
+	t.Setenv("TPO_API_KEYS", " e1 , e2")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base, errc, _ := startServe(t, ctx, []string{"--sim", "--addr", "127.0.0.1:0", "--store", filepath.Join(t.TempDir(), "s.db"),
+		"--api-key", " k "})
+	for _, key := range []string{"k", "e1", "e2"} {
+		req, _ := http.NewRequest(http.MethodGet, base+"/models", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /v1/models with key %q: %d, want 200", key, resp.StatusCode)
+		}
+		req, _ = http.NewRequest(http.MethodGet, strings.TrimSuffix(base, "/v1")+"/ui/", nil)
+		req.SetBasicAuth("me", key)
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /ui/ with password %q: %d, want 200", key, resp.StatusCode)
+		}
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIdleTimeout: tpo serve and tpo ui close a keep-alive connection that
+// stays idle for --idle-timeout after a response, and not before.
+func TestIdleTimeout(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	path := filepath.Join(t.TempDir(), "s.db")
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	serveBase, errc, _ := startServe(t, ctx, []string{"--sim", "--addr", "127.0.0.1:0", "--store", path, "--idle-timeout", idle.String()})
+	uiBase := startUI(t, ctx, "--store", path, "--idle-timeout", idle.String())
+	for name, u := range map[string]string{"serve": strings.TrimSuffix(serveBase, "/v1") + "/healthz", "ui": uiBase + "/ui/"} {
+		t.Run(name, func(t *testing.T) {
+			pu, err := url.Parse(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := net.Dial("tcp", pu.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", pu.Path, pu.Host)
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || resp.Close {
+				t.Fatalf("GET %s: %d, close %v; want 200 on a connection kept alive", pu.Path, resp.StatusCode, resp.Close)
+			}
+			t0 := time.Now()
+			conn.SetReadDeadline(t0.Add(idle + 5*time.Second))
+			n, err := br.Read(make([]byte, 1))
+			took := time.Since(t0)
+			if n != 0 || !errors.Is(err, io.EOF) {
+				t.Fatalf("idle connection after %v: read %d bytes, %v; want it closed by the server (EOF)", took.Round(time.Millisecond), n, err)
+			}
+			if took < idle/2 {
+				t.Errorf("idle connection closed after %v, before the idle timeout %v", took, idle)
+			}
+		})
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
 	}
 }

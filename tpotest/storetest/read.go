@@ -496,21 +496,26 @@ func testDeleteRun(t *testing.T, s ReadStore) {
 	}
 }
 
+// testReadNotFound: a run or item that does not exist is not found, also
+// when its id holds what no stored id may (a NUL byte, invalid UTF-8: ids
+// a client puts in a URL), rather than failing the read.
 func testReadNotFound(t *testing.T, s ReadStore) {
 	ctx := context.Background()
 	run := mustRun(t, s, "")
 	mustStart(t, s, run.ID, 0, Item("a"))
-	calls := map[string]func() error{
-		"GetRun":       func() error { _, err := s.GetRun(ctx, "nope"); return err },
-		"GetItem/run":  func() error { _, err := s.GetItem(ctx, "nope", "a"); return err },
-		"GetItem/item": func() error { _, err := s.GetItem(ctx, run.ID, "zz"); return err },
-		"ListItems":    func() error { _, _, err := s.ListItems(ctx, "nope", tpo.ItemFilter{}); return err },
-		"Results": func() error {
-			return s.Results(ctx, "nope", func(tpo.ItemState) error { return nil })
-		},
-		"DeleteRun": func() error { return s.DeleteRun(ctx, "nope") },
-	}
-	for name, call := range calls {
-		wantNotFound(t, name, call())
+	for _, nope := range []string{"nope", "nul\x00", "bad \xff"} {
+		calls := map[string]func() error{
+			"GetRun":       func() error { _, err := s.GetRun(ctx, nope); return err },
+			"GetItem/run":  func() error { _, err := s.GetItem(ctx, nope, "a"); return err },
+			"GetItem/item": func() error { _, err := s.GetItem(ctx, run.ID, nope); return err },
+			"ListItems":    func() error { _, _, err := s.ListItems(ctx, nope, tpo.ItemFilter{}); return err },
+			"Results": func() error {
+				return s.Results(ctx, nope, func(tpo.ItemState) error { return nil })
+			},
+			"DeleteRun": func() error { return s.DeleteRun(ctx, nope) },
+		}
+		for name, call := range calls {
+			wantNotFound(t, fmt.Sprintf("%s(%q)", name, nope), call())
+		}
 	}
 }

@@ -113,7 +113,7 @@ type serveParts struct {
 	scorers map[string]tpo.Scorer
 	store   runStore
 	self    tpo.Owner
-	files   *files.Dir
+	files   files.Store
 	keys    []string
 	hosts   *guard.Hosts
 	log     *slog.Logger
@@ -262,7 +262,7 @@ func (f *serveFlags) serve(ctx context.Context, env *environ, srv *server.Server
 	defer stopWork()
 	hs := f.listen.httpServer(handler, p.log)
 	hs.BaseContext = func(net.Listener) context.Context { return work }
-	f.printListening(env, ln.Addr(), p)
+	f.printListening(ctx, env, ln.Addr(), p)
 
 	var stopAt time.Time
 	err = serveUntil(ctx, hs, ln, shutdown{
@@ -287,7 +287,7 @@ func (f *serveFlags) serve(ctx context.Context, env *environ, srv *server.Server
 	return errors.Join(err, shutdownJobs(jctx, env, srv))
 }
 
-func (f *serveFlags) printListening(env *environ, addr net.Addr, p serveParts) {
+func (f *serveFlags) printListening(ctx context.Context, env *environ, addr net.Addr, p serveParts) {
 	auth := "API keys required"
 	if len(p.keys) == 0 {
 		auth = "no authentication"
@@ -295,8 +295,12 @@ func (f *serveFlags) printListening(env *environ, addr net.Addr, p serveParts) {
 	fmt.Fprintf(env.stderr, "tpo serve: listening on http://%s/v1 (policy model %s, reward %s, store %s, %s)\n",
 		addr, f.policyModel, f.reward, storeName(f.store), auth)
 	fmt.Fprintf(env.stderr, "tpo serve: web UI at http://%s/ui/\n", addr)
-	limit, used := p.files.Limit()
-	fmt.Fprintf(env.stderr, "tpo serve: files (batches) in %s, %s of %s used\n", p.files.Path(), byteSize(used), byteSize(limit))
+	if limit, used, err := p.files.Usage(ctx); err != nil {
+		p.log.Warn("reading how much room the files take failed", "err", err)
+		fmt.Fprintf(env.stderr, "tpo serve: files (batches) in %s\n", p.files.Where())
+	} else {
+		fmt.Fprintf(env.stderr, "tpo serve: files (batches) in %s, %s of %s used\n", p.files.Where(), byteSize(used), byteSize(limit))
+	}
 	printHosts(env, "tpo serve", p.hosts)
 }
 

@@ -50,11 +50,11 @@ func (j *jobFlags) check() error {
 
 // open opens the files directory, creating it when missing; by default
 // it is beside the store's file.
-func (j *jobFlags) open(store string) (*files.Dir, error) {
+func (j *jobFlags) open(spec string) (files.Store, error) {
 	if j.filesDir == "" {
 		j.filesDir = "tpo-files"
-		if isStoreFile(store) {
-			j.filesDir = filepath.Join(filepath.Dir(store), "tpo-files")
+		if isStoreFile(spec) {
+			j.filesDir = filepath.Join(filepath.Dir(spec), "tpo-files")
 		}
 	}
 	d, err := files.Open(j.filesDir, j.filesLimit)

@@ -76,6 +76,9 @@ func (f *serveFlags) check() error {
 	if err := f.jobs.check(); err != nil {
 		return err
 	}
+	if err := f.jobs.checkStore(f.store); err != nil {
+		return err
+	}
 	switch {
 	case f.maxConcurrent < 1:
 		return usagef("--max-concurrent must be at least 1")
@@ -160,7 +163,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	if p.self, err = markInterrupted(ctx, env, p.store); err != nil {
 		return err
 	}
-	if p.files, err = f.jobs.open(f.store); err != nil {
+	if p.files, err = f.jobs.open(f.store, p.store); err != nil {
 		return err
 	}
 	srv, err := server.New(f.serverOptions(env, &p))

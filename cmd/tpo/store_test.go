@@ -45,6 +45,7 @@ func TestStoreUnknownScheme(t *testing.T) {
 	for _, args := range [][]string{
 		{"export", "--format", "jsonl", "--out", "-", "abc"},
 		{"report", "abc"},
+		{"eval", "reward", "abc"},
 		{"ui"},
 		{"run", "--sim", "hello"},
 	} {
@@ -160,6 +161,7 @@ func TestPostgresStoreErrors(t *testing.T) {
 		append([]string{"run", "hello"}, backendArgs(simURL)...),
 		{"export", "--format", "jsonl", "--out", "-", "abc"},
 		{"report", "abc"},
+		{"eval", "reward", "abc"},
 		{"ui", "--addr", "127.0.0.1:0"},
 		append([]string{"serve", "--addr", "127.0.0.1:0"}, serveBackendArgs(simURL)...),
 	}

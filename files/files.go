@@ -1,11 +1,15 @@
 // Package files keeps the files of tpo serve's Files API (batch input and
-// output) in a directory, within a size limit: a file's content is kept
-// in ID, its description in ID.json. Uploads stream to a temporary file
-// and are refused once the directory would hold more than its limit;
+// output), within a size limit. Store is what the server needs of them;
+// Dir keeps them in a directory, for one process (a SQLite store), and
+// package postgres keeps them in the database that tpo serve replicas
+// share, so that any replica serves any file. In a Dir a file's content is
+// kept in ID, its description in ID.json. Uploads stream to a temporary
+// file and are refused once the directory would hold more than its limit;
 // files the server writes itself (a batch's output) always fit.
 package files
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -26,15 +30,57 @@ import (
 // ErrNotFound is wrapped by the errors for a file that does not exist.
 var ErrNotFound = errors.New("no such file")
 
-// LimitError is the error of an upload that would take the directory
-// past its limit.
+// LimitError is the error of an upload that would take the files past
+// their limit.
 type LimitError struct {
 	Limit, Used int64
 }
 
 func (e *LimitError) Error() string {
-	return fmt.Sprintf("the file does not fit: the files directory holds %d of its %d bytes; delete files to make room", e.Used, e.Limit)
+	return fmt.Sprintf("the file does not fit: the stored files hold %d of the %d bytes allowed; delete files to make room", e.Used, e.Limit)
 }
+
+// Store keeps files within a size limit. Its methods are safe for
+// concurrent use; every error for a file that does not exist wraps
+// ErrNotFound.
+type Store interface {
+	// Upload stores the content of r as a file to be committed,
+	// refusing it with a *LimitError, keeping nothing, when the files
+	// would hold more than their limit. A failure to read r is returned
+	// as it is (wrapped).
+	Upload(ctx context.Context, name string, r io.Reader) (Pending, error)
+	// Write stores a file the server writes itself, with the content
+	// fill writes; it counts as used room but is never refused for lack
+	// of it.
+	Write(ctx context.Context, name, purpose string, now time.Time, fill func(w io.Writer) error) (File, error)
+	// Get returns a file's description.
+	Get(ctx context.Context, id string) (File, error)
+	// Open returns a file's description and its content, which the
+	// caller closes.
+	Open(ctx context.Context, id string) (File, Content, error)
+	// Delete removes a file.
+	Delete(ctx context.Context, id string) error
+	// List returns the files for purpose ("": all), newest first (then
+	// by id, descending).
+	List(ctx context.Context, purpose string) ([]File, error)
+	// Usage returns the room for uploads in bytes (0: no limit) and how much
+	// the files (and the uploads under way) use.
+	Usage(ctx context.Context) (limit, used int64, err error)
+	// Where says where the files are, for messages.
+	Where() string
+}
+
+// Pending is an uploaded file not yet described: Commit or Discard it.
+type Pending interface {
+	// Commit keeps the upload as a file for purpose, created at now.
+	Commit(ctx context.Context, purpose string, now time.Time) (File, error)
+	// Discard removes the upload (it may be called after a failed
+	// Commit, and more than once).
+	Discard()
+}
+
+// Content is a file's content, read from the start or from any offset.
+type Content = io.ReadSeekCloser
 
 // File describes a stored file.
 type File struct {
@@ -46,7 +92,8 @@ type File struct {
 }
 
 // Dir is a directory of files. It is safe for concurrent use by the
-// goroutines of one process.
+// goroutines of one process; processes that share a directory do not
+// share its limit.
 type Dir struct {
 	path  string
 	limit int64
@@ -55,18 +102,24 @@ type Dir struct {
 	used int64 // bytes of the files and of the uploads under way
 }
 
+var _ Store = (*Dir)(nil)
+
 // idRE matches the ids this package makes, and nothing that could name
 // another path.
 var idRE = regexp.MustCompile(`^file-[0-9a-f]{48}$`)
 
+// ValidID reports whether id is one NewID could have made: every other id
+// names no file.
+func ValidID(id string) bool { return idRE.MatchString(id) }
+
 // Open opens the directory at path, creating it when missing, with limit
-// bytes of room for uploads (0: none).
+// bytes of room for uploads (0: no limit).
 func Open(path string, limit int64) (*Dir, error) {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("files directory: %w", err)
 	}
 	d := &Dir{path: path, limit: limit}
-	list, err := d.List("")
+	list, err := d.List(context.Background(), "")
 	if err != nil {
 		return nil, err
 	}
@@ -79,11 +132,15 @@ func Open(path string, limit int64) (*Dir, error) {
 // Path returns the directory's path.
 func (d *Dir) Path() string { return d.path }
 
-// Limit returns the room for uploads in bytes, and how much is used.
-func (d *Dir) Limit() (limit, used int64) {
+// Where returns the directory's path.
+func (d *Dir) Where() string { return d.path }
+
+// Usage returns the room for uploads in bytes, and how much is used by
+// the files and the uploads under way of this process.
+func (d *Dir) Usage(context.Context) (limit, used int64, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.limit, d.used
+	return d.limit, d.used, nil
 }
 
 // Upload is a file being uploaded: its content is written, its
@@ -98,7 +155,7 @@ type Upload struct {
 // Upload writes r to a temporary file of the directory. It fails with a
 // *LimitError, keeping nothing, when the directory would hold more than
 // its limit.
-func (d *Dir) Upload(name string, r io.Reader) (*Upload, error) {
+func (d *Dir) Upload(_ context.Context, name string, r io.Reader) (Pending, error) {
 	tmp, err := os.CreateTemp(d.path, ".upload-*")
 	if err != nil {
 		return nil, fmt.Errorf("files directory: %w", err)
@@ -150,8 +207,11 @@ func (d *Dir) release(n int64) {
 }
 
 // Commit keeps the upload as a file for purpose.
-func (up *Upload) Commit(purpose string, now time.Time) (File, error) {
-	f := File{ID: newID(), Name: up.name, Purpose: purpose, Bytes: up.bytes, Created: now.UTC()}
+func (up *Upload) Commit(_ context.Context, purpose string, now time.Time) (File, error) {
+	if up.tmp == "" {
+		return File{}, errors.New("files directory: the upload was discarded")
+	}
+	f := File{ID: NewID(), Name: up.name, Purpose: purpose, Bytes: up.bytes, Created: now.UTC()}
 	if err := up.d.describe(f); err != nil {
 		up.Discard()
 		return File{}, err
@@ -176,8 +236,8 @@ func (up *Upload) Discard() {
 
 // Write stores a file the server writes itself, with the content fill
 // writes; it counts as used room but is never refused for lack of it.
-func (d *Dir) Write(name, purpose string, now time.Time, fill func(w io.Writer) error) (File, error) {
-	f := File{ID: newID(), Name: name, Purpose: purpose, Created: now.UTC()}
+func (d *Dir) Write(_ context.Context, name, purpose string, now time.Time, fill func(w io.Writer) error) (File, error) {
+	f := File{ID: NewID(), Name: name, Purpose: purpose, Created: now.UTC()}
 	err := atomicfile.Write(d.content(f.ID), func(w io.Writer) error {
 		cw := &countWriter{w: w}
 		err := fill(cw)
@@ -221,7 +281,7 @@ func (d *Dir) describe(f File) error {
 }
 
 // Get returns a file's description.
-func (d *Dir) Get(id string) (File, error) {
+func (d *Dir) Get(_ context.Context, id string) (File, error) {
 	if !idRE.MatchString(id) {
 		return File{}, fmt.Errorf("file %q: %w", id, ErrNotFound)
 	}
@@ -241,12 +301,15 @@ func (d *Dir) Get(id string) (File, error) {
 
 // Open returns a file's description and its content, which the caller
 // closes.
-func (d *Dir) Open(id string) (File, *os.File, error) {
-	f, err := d.Get(id)
+func (d *Dir) Open(ctx context.Context, id string) (File, Content, error) {
+	f, err := d.Get(ctx, id)
 	if err != nil {
 		return File{}, nil, err
 	}
 	r, err := os.Open(d.content(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return File{}, nil, fmt.Errorf("file %q: %w", id, ErrNotFound)
+	}
 	if err != nil {
 		return File{}, nil, fmt.Errorf("file %q: %w", id, err)
 	}
@@ -254,8 +317,8 @@ func (d *Dir) Open(id string) (File, *os.File, error) {
 }
 
 // Delete removes a file.
-func (d *Dir) Delete(id string) error {
-	f, err := d.Get(id)
+func (d *Dir) Delete(ctx context.Context, id string) error {
+	f, err := d.Get(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -270,7 +333,7 @@ func (d *Dir) Delete(id string) error {
 }
 
 // List returns the files for purpose ("": all), newest first.
-func (d *Dir) List(purpose string) ([]File, error) {
+func (d *Dir) List(ctx context.Context, purpose string) ([]File, error) {
 	entries, err := os.ReadDir(d.path)
 	if err != nil {
 		return nil, fmt.Errorf("files directory: %w", err)
@@ -281,7 +344,10 @@ func (d *Dir) List(purpose string) ([]File, error) {
 		if !ok || !idRE.MatchString(id) {
 			continue
 		}
-		f, err := d.Get(id)
+		f, err := d.Get(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted meanwhile
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -301,7 +367,8 @@ func (d *Dir) List(purpose string) ([]File, error) {
 func (d *Dir) content(id string) string { return filepath.Join(d.path, id) }
 func (d *Dir) meta(id string) string    { return filepath.Join(d.path, id+".json") }
 
-func newID() string {
+// NewID returns a new file id: file- and 48 random hex digits.
+func NewID() string {
 	var b [24]byte
 	_, _ = rand.Read(b[:])
 	return "file-" + hex.EncodeToString(b[:])

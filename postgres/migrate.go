@@ -113,6 +113,34 @@ CREATE TABLE run_claims (
 	since         timestamptz NOT NULL
 );
 `},
+	{5, "files: the Files API's files, shared by tpo serve replicas", `
+-- A file is done once committed (an upload) or written (a batch's
+-- output); until then no one else sees it, but an upload's bytes count
+-- against the limit as they arrive. An upload under way whose last chunk
+-- is old (its process died) is removed by the next upload.
+CREATE TABLE files (
+	id         text PRIMARY KEY,
+	name       text NOT NULL,
+	purpose    text NOT NULL DEFAULT '',
+	bytes      bigint NOT NULL DEFAULT 0 CHECK (bytes >= 0),
+	chunk_size integer NOT NULL CHECK (chunk_size > 0),
+	created    timestamptz NOT NULL,  -- as the API shows it (the server's clock)
+	done       boolean NOT NULL DEFAULT false,
+	updated    timestamptz NOT NULL DEFAULT now()  -- the database's clock
+);
+
+CREATE INDEX files_created ON files (created DESC, id COLLATE "C" DESC) WHERE done;
+CREATE INDEX files_uploading ON files (updated) WHERE NOT done;
+
+-- The content, chunk_size bytes a chunk (the last one shorter), so that
+-- it is stored and read a chunk at a time.
+CREATE TABLE file_chunks (
+	file_id text NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+	n       integer NOT NULL CHECK (n >= 0),
+	data    bytea NOT NULL,
+	PRIMARY KEY (file_id, n)
+);
+`},
 }
 
 // SchemaVersion is the version of the schema this package writes.
@@ -208,7 +236,8 @@ func applyMigrations(ctx context.Context, tx pgx.Tx) error {
 
 // Check looks for what should never be: a schema at another version than
 // this program's, items whose step count differs from their steps, finished
-// items without a finish time or a result. It returns an error describing
+// items without a finish time or a result, files whose size differs from
+// their content's. It returns an error describing
 // every problem found, or nil. (PostgreSQL itself keeps foreign keys and
 // its files sound.)
 func (db *DB) Check(ctx context.Context) error {
@@ -229,7 +258,11 @@ func (db *DB) Check(ctx context.Context) error {
 		FROM items WHERE done AND (finished IS NULL OR result IS NULL)
 		UNION ALL
 		SELECT format('item %s of run %s is not done but has a finish time', item_id, run_id)
-		FROM items WHERE NOT done AND finished IS NOT NULL`)
+		FROM items WHERE NOT done AND finished IS NOT NULL
+		UNION ALL
+		SELECT format('file %s counts %s bytes but its chunks hold %s', f.id, f.bytes, coalesce(sum(length(c.data)), 0))
+		FROM files f LEFT JOIN file_chunks c ON c.file_id = f.id
+		WHERE f.done GROUP BY f.id HAVING f.bytes <> coalesce(sum(length(c.data)), 0)`)
 	if err != nil {
 		return fmt.Errorf("check store %s: %w", db.url, err)
 	}

@@ -47,6 +47,9 @@
 // become U+FFFD; ids and keys that hold them are refused. Listings sort ids
 // byte by byte (COLLATE "C"), as SQLite does, and searches use ILIKE.
 //
+// Files keeps the files of tpo serve's Files API (batch input and output)
+// in the database too, so that every replica serves every file.
+//
 // Pool returns the connection pool, for packages that share the database
 // (job queues, notifications).
 package postgres

@@ -59,7 +59,7 @@ func (s *Server) handleCreateBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	b, aerr := s.newBatch(body)
+	b, aerr := s.newBatch(r.Context(), body)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -77,12 +77,12 @@ func (s *Server) handleCreateBatch(w http.ResponseWriter, r *http.Request) {
 }
 
 // newBatch reads and checks a request to create a batch.
-func (s *Server) newBatch(body []byte) (openai.Batch, *apiError) {
+func (s *Server) newBatch(ctx context.Context, body []byte) (openai.Batch, *apiError) {
 	var req batchCreate
 	if err := json.Unmarshal(body, &req); err != nil {
 		return openai.Batch{}, jsonFieldError("", err)
 	}
-	f, err := s.opts.Files.Get(req.InputFileID)
+	f, err := s.opts.Files.Get(ctx, req.InputFileID)
 	switch {
 	case req.InputFileID == "":
 		return openai.Batch{}, badRequest("input_file_id", "input_file_id is required: upload the requests with POST /v1/files first")

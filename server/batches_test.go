@@ -386,7 +386,7 @@ func TestFiles(t *testing.T) {
 	decodeJSON(t, post("application/json", `{}`, ""), http.StatusUnsupportedMediaType, &b)
 	ct, body = form("batch", "{}")
 	decodeJSON(t, post(ct, body, "https://evil.example"), http.StatusForbidden, &b)
-	if n, _ := e.opts.Files.List(""); len(n) != 0 {
+	if n, _ := e.opts.Files.List(context.Background(), ""); len(n) != 0 {
 		t.Errorf("files kept after refused uploads: %v", n)
 	}
 }
@@ -441,7 +441,7 @@ func FuzzReadUpload(f *testing.F) {
 	f.Add("garbage")
 	f.Fuzz(func(t *testing.T, body string) {
 		var kept, discarded int
-		upload := func(name string, r io.Reader) (pendingUpload, error) {
+		upload := func(name string, r io.Reader) (files.Pending, error) {
 			if _, err := io.Copy(io.Discard, r); err != nil {
 				return nil, err
 			}
@@ -466,5 +466,7 @@ func FuzzReadUpload(f *testing.F) {
 
 type fakeUpload struct{ discarded *int }
 
-func (f *fakeUpload) Commit(string, time.Time) (files.File, error) { return files.File{}, nil }
-func (f *fakeUpload) Discard()                                     { *f.discarded++ }
+func (f *fakeUpload) Commit(context.Context, string, time.Time) (files.File, error) {
+	return files.File{}, nil
+}
+func (f *fakeUpload) Discard() { *f.discarded++ }

@@ -79,7 +79,7 @@ func (s *Server) runBatch(ctx context.Context, id string) {
 // endpoint would refuse gets its error line at once.
 func (br *batchRun) prepare(ctx context.Context) error {
 	s := br.s
-	_, rd, err := s.opts.Files.Open(br.b.InputFileID)
+	_, rd, err := s.opts.Files.Open(ctx, br.b.InputFileID)
 	if err != nil {
 		return fmt.Errorf("reading input file %s: %w", br.b.InputFileID, err)
 	}
@@ -384,7 +384,8 @@ func (br *batchRun) finish(ctx context.Context) {
 	br.mu.Unlock()
 	br.save()
 	out, errs := br.outputs(code, why)
-	if err := br.writeFiles(out, errs); err != nil {
+	// Written even when ctx ended (cancelled, expired).
+	if err := br.writeFiles(context.WithoutCancel(ctx), out, errs); err != nil {
 		br.fail(err)
 		return
 	}
@@ -426,12 +427,12 @@ func (br *batchRun) outputs(code, why string) (out, errs [][]byte) {
 
 // writeFiles writes the batch's output and error files, those that have
 // lines.
-func (br *batchRun) writeFiles(out, errs [][]byte) error {
+func (br *batchRun) writeFiles(ctx context.Context, out, errs [][]byte) error {
 	write := func(lines [][]byte, kind string) (*string, error) {
 		if len(lines) == 0 {
 			return nil, nil
 		}
-		f, err := br.s.opts.Files.Write(br.b.ID+"_"+kind+".jsonl", "batch_output", br.s.opts.Now(), func(w io.Writer) error {
+		f, err := br.s.opts.Files.Write(ctx, br.b.ID+"_"+kind+".jsonl", "batch_output", br.s.opts.Now(), func(w io.Writer) error {
 			for _, l := range lines {
 				if _, err := w.Write(append(l, '\n')); err != nil {
 					return err

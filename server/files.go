@@ -7,7 +7,6 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
 
@@ -17,25 +16,10 @@ import (
 )
 
 // FileStore keeps the files of the Files API: batch input files uploaded
-// by clients, and the output files of batches (*files.Dir implements it).
-type FileStore interface {
-	// Upload stores the content of r, refusing it with a
-	// *files.LimitError when it does not fit.
-	Upload(name string, r io.Reader) (*files.Upload, error)
-	// Write stores a file the server writes.
-	Write(name, purpose string, now time.Time, fill func(w io.Writer) error) (files.File, error)
-	Get(id string) (files.File, error)
-	Open(id string) (files.File, *os.File, error)
-	Delete(id string) error
-	// List returns the files for purpose ("": all), newest first.
-	List(purpose string) ([]files.File, error)
-}
-
-// pendingUpload is an uploaded file not yet described.
-type pendingUpload interface {
-	Commit(purpose string, now time.Time) (files.File, error)
-	Discard()
-}
+// by clients, and the output files of batches. *files.Dir keeps them in a
+// directory, for one process; *postgres.Files in the PostgreSQL store,
+// where every replica of the server finds them.
+type FileStore = files.Store
 
 // maxFormField bounds the size of a form field other than the file.
 const maxFormField = 64 << 10
@@ -68,12 +52,8 @@ func (s *Server) handleUploadFile(w http.ResponseWriter, r *http.Request) {
 			Message: "upload a file as a multipart/form-data body with the fields file and purpose"})
 		return
 	}
-	upload := func(name string, rd io.Reader) (pendingUpload, error) {
-		up, err := s.opts.Files.Upload(name, rd)
-		if err != nil {
-			return nil, err
-		}
-		return up, nil
+	upload := func(name string, rd io.Reader) (files.Pending, error) {
+		return s.opts.Files.Upload(r.Context(), name, rd)
 	}
 	up, purpose, aerr := readUpload(multipart.NewReader(r.Body, params["boundary"]), upload, s.opts.ReadTimeout)
 	if aerr != nil {
@@ -83,7 +63,7 @@ func (s *Server) handleUploadFile(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	f, err := up.Commit(purpose, s.opts.Now())
+	f, err := up.Commit(r.Context(), purpose, s.opts.Now())
 	if err != nil {
 		s.log.Error("storing an uploaded file failed", "err", err)
 		writeError(w, &apiError{Status: http.StatusInternalServerError, Type: typeServer, Code: "files_error", Message: "storing the file failed"})
@@ -96,7 +76,7 @@ func (s *Server) handleUploadFile(w http.ResponseWriter, r *http.Request) {
 // readUpload reads an upload's form: the file part, stored with upload,
 // and the purpose, which must be "batch". Other fields are skipped. On
 // error nothing is kept.
-func readUpload(mr *multipart.Reader, upload func(name string, r io.Reader) (pendingUpload, error), readTimeout time.Duration) (up pendingUpload, purpose string, aerr *apiError) {
+func readUpload(mr *multipart.Reader, upload func(name string, r io.Reader) (files.Pending, error), readTimeout time.Duration) (up files.Pending, purpose string, aerr *apiError) {
 	defer func() {
 		if aerr != nil && up != nil {
 			up.Discard()
@@ -166,7 +146,7 @@ func (s *Server) fileOf(w http.ResponseWriter, r *http.Request) (files.File, boo
 		return files.File{}, false
 	}
 	id := r.PathValue("id")
-	f, err := s.opts.Files.Get(id)
+	f, err := s.opts.Files.Get(r.Context(), id)
 	if err != nil {
 		writeError(w, s.fileError(id, err))
 		return files.File{}, false
@@ -197,7 +177,7 @@ func (s *Server) handleFileContent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	_, rd, err := s.opts.Files.Open(f.ID)
+	_, rd, err := s.opts.Files.Open(r.Context(), f.ID)
 	if err != nil {
 		writeError(w, s.fileError(f.ID, err))
 		return
@@ -214,7 +194,7 @@ func (s *Server) handleDeleteFile(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.opts.Files.Delete(f.ID); err != nil {
+	if err := s.opts.Files.Delete(r.Context(), f.ID); err != nil {
 		writeError(w, s.fileError(f.ID, err))
 		return
 	}
@@ -234,7 +214,7 @@ func (s *Server) handleListFiles(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	list, err := s.opts.Files.List(q.Get("purpose"))
+	list, err := s.opts.Files.List(r.Context(), q.Get("purpose"))
 	if err != nil {
 		writeError(w, s.fileError("", err))
 		return

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tpoproject/tpo"
-	"github.com/tpoproject/tpo/files"
 	"github.com/tpoproject/tpo/internal/pgtest"
 	"github.com/tpoproject/tpo/openai"
 	"github.com/tpoproject/tpo/postgres"
@@ -196,7 +195,6 @@ func TestReplicaTakesOverJobs(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() }) // after the servers' shutdowns
 	const silence, beat, questions = time.Second, 100 * time.Millisecond, 6
-	shared := t.TempDir() // the files directory, a volume every replica mounts
 	counts := &tally{n: map[int]int{}}
 	logs := &logBuffer{}
 	replica := func(owner *tpo.Owner, store interface {
@@ -204,11 +202,8 @@ func TestReplicaTakesOverJobs(t *testing.T) {
 		tpo.JobStore
 	}) *testEnv {
 		return newTestEnv(t, func(o *Options) {
-			dir, err := files.Open(shared, 1<<20)
-			if err != nil {
-				t.Fatal(err)
-			}
-			o.Store, o.Jobs, o.Files, o.Owner, o.BatchConcurrency = store, store, dir, owner, 1
+			// The files are in the store, as tpo serve keeps them there.
+			o.Store, o.Jobs, o.Files, o.Owner, o.BatchConcurrency = store, store, db.Files(1<<20), owner, 1
 			o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 		})
 	}
@@ -308,5 +303,60 @@ func TestReplicaTakesOverJobs(t *testing.T) {
 	}
 	if n := logs.count("took over a background response: marked as failed"); n != 1 {
 		t.Errorf("the response was taken over %d times, want once", n)
+	}
+}
+
+// TestBatchAcrossReplicas: replicas A and B of tpo serve, processes of
+// their own on one PostgreSQL store, keep the Files API's files in it, as
+// tpo serve does with such a store: a file uploaded to A makes a batch
+// created on B, which runs there, and A serves its output file; both list
+// every file.
+func TestBatchAcrossReplicas(t *testing.T) {
+	pgtest.URL(t)
+	ctx := context.Background()
+	u := pgtest.Schema(t)
+	replica := func(host string) *testEnv {
+		db, err := postgres.Open(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() }) // after the server's shutdown
+		return newTestEnv(t, func(o *Options) {
+			o.Store, o.Jobs, o.Files = db, db, db.Files(1<<20)
+			o.Owner = &tpo.Owner{Host: host, PID: 1, Started: time.Now().UTC().Truncate(time.Microsecond)}
+		})
+	}
+	a, b := replica("tpo-serve-7f9c-a"), replica("tpo-serve-7f9c-b")
+	const questions = 5
+	content := chatLines(questions, func(i int) string {
+		return fmt.Sprintf(`{"messages":[{"role":"user","content":"question %d"}],"tpo":{"mode":"bon","width":2}}`, i)
+	})
+	fileID := a.upload(t, content)
+	created := b.createBatch(t, fileID, "/v1/chat/completions")
+	done := pollBatch(t, a.ts, created.ID, func(b openai.Batch) bool { return batchFinal(b.Status) })
+	if done.Status != "completed" || done.RequestCounts != (openai.BatchRequestCounts{Total: questions, Completed: questions}) || done.OutputFileID == nil {
+		t.Fatalf("the batch created on B, seen from A: %+v", done)
+	}
+	if a.up.generations() != 0 || b.up.generations() == 0 {
+		t.Errorf("generations on A %d, on B %d: want the batch run by B, which created it", a.up.generations(), b.up.generations())
+	}
+	out := outputLines(t, a.ts, done.OutputFileID)
+	for i := range questions {
+		if o, ok := out[fmt.Sprintf("req-%d", i)]; !ok || o.Response == nil || o.Response.StatusCode != http.StatusOK {
+			t.Errorf("output line %d, downloaded from A: %+v", i, o)
+		}
+	}
+	if len(out) != questions {
+		t.Errorf("%d output lines, want %d", len(out), questions)
+	}
+	if got := readAll(t, get(t, b.ts.URL+"/v1/files/"+fileID+"/content", "")); got != content {
+		t.Errorf("the input file, downloaded from B: %q", got)
+	}
+	for _, e := range []*testEnv{a, b} {
+		var list openai.List[openai.FileObject]
+		decodeJSON(t, get(t, e.ts.URL+"/v1/files", ""), http.StatusOK, &list)
+		if len(list.Data) != 2 || list.Data[0].ID != *done.OutputFileID || list.Data[1].ID != fileID {
+			t.Errorf("files listed by %s: %+v; want the output, then the input", e.opts.Owner.Host, list.Data)
+		}
 	}
 }

@@ -23,6 +23,7 @@ type (
 			Name string `yaml:"name"`
 		} `yaml:"metadata"`
 		Spec struct {
+			Replicas    *int     `yaml:"replicas"`
 			Parallelism *int     `yaml:"parallelism"`
 			Completions *int     `yaml:"completions"`
 			Template    template `yaml:"template"`
@@ -106,9 +107,9 @@ func readManifests(t *testing.T) map[string][]manifest {
 // tpo container's arguments are flags its command has (checked by the tpo
 // binary itself); every $(VAR) they use is set in the container's
 // environment, from a Secret key that secret.example.yaml has; tpo serve
-// has readiness and liveness probes on /healthz and resources, and its
-// files on a volume; and the run Job runs pods in parallel on one queue of
-// work.
+// has readiness and liveness probes on /healthz and resources, and keeps
+// its files where every replica finds them; and the run Job runs pods in
+// parallel on one queue of work.
 func TestDeployManifests(t *testing.T) {
 	all := readManifests(t)
 	secrets := map[string]map[string]string{}
@@ -128,7 +129,7 @@ func TestDeployManifests(t *testing.T) {
 				checkTPOArgs(t, where, c)
 				checkEnv(t, where, c, secrets)
 				checkResources(t, where, m.Kind, c)
-				checkFilesDir(t, where, c)
+				checkServeFiles(t, where, m, c, secrets)
 			}
 			if m.Kind == "Job" {
 				checkJob(t, file, m)
@@ -194,26 +195,58 @@ func checkEnv(t *testing.T, where string, c container, secrets map[string]map[st
 	}
 }
 
-// checkFilesDir checks that tpo serve, on a read-only root file system,
-// keeps its files (--files-dir, which it creates at start-up) on a
-// mounted volume.
-func checkFilesDir(t *testing.T, where string, c container) {
+// checkServeFiles checks where tpo serve keeps the files of the Files and
+// Batch APIs. Replicas must share them, so a Deployment of several needs a
+// PostgreSQL store, which keeps them (and refuses --files-dir): a batch's
+// upload, its creation and the download of its output may each reach
+// another pod. With a SQLite store on a read-only root file system,
+// --files-dir must be on a mounted volume.
+func checkServeFiles(t *testing.T, where string, m manifest, c container, secrets map[string]map[string]string) {
 	t.Helper()
-	if len(c.Args) == 0 || c.Args[0] != "serve" || !c.SecurityContext.ReadOnlyRootFilesystem {
+	if len(c.Args) == 0 || c.Args[0] != "serve" {
 		return
 	}
-	dir := ""
+	store, dir := "tpo.db", ""
 	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--store="); ok {
+			store = expandEnv(v, c, secrets)
+		}
 		if v, ok := strings.CutPrefix(a, "--files-dir="); ok {
 			dir = v
 		}
 	}
-	for _, m := range c.VolumeMounts {
-		if dir != "" && (dir == m.MountPath || strings.HasPrefix(dir, strings.TrimSuffix(m.MountPath, "/")+"/")) {
+	if isStoreURL(store) {
+		if dir != "" {
+			t.Errorf("%s: --files-dir=%s with a PostgreSQL store, which keeps the files itself: tpo serve refuses it", where, dir)
+		}
+		return
+	}
+	if m.Spec.Replicas != nil && *m.Spec.Replicas > 1 {
+		t.Errorf("%s: %d replicas on store %q: replicas must share a PostgreSQL store (their runs, jobs and files)", where, *m.Spec.Replicas, store)
+	}
+	if !c.SecurityContext.ReadOnlyRootFilesystem {
+		return
+	}
+	for _, vm := range c.VolumeMounts {
+		if dir != "" && (dir == vm.MountPath || strings.HasPrefix(dir, strings.TrimSuffix(vm.MountPath, "/")+"/")) {
 			return
 		}
 	}
 	t.Errorf("%s: the root file system is read-only: want --files-dir=DIR on a mounted volume (got %q)", where, dir)
+}
+
+// expandEnv replaces the $(VAR) references of a container argument by
+// their values: the example Secret's, for variables set from it.
+func expandEnv(arg string, c container, secrets map[string]map[string]string) string {
+	return envRefRE.ReplaceAllStringFunc(arg, func(ref string) string {
+		name := envRefRE.FindStringSubmatch(ref)[1]
+		for _, e := range c.Env {
+			if e.Name == name && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				return secrets[e.ValueFrom.SecretKeyRef.Name][e.ValueFrom.SecretKeyRef.Key]
+			}
+		}
+		return ref
+	})
 }
 
 // checkResources checks the requests and limits, and serve's probes.

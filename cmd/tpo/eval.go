@@ -20,7 +20,9 @@ const evalUsage = `usage: tpo eval COMMAND [flags]
 
 Scores the answers of a run on the benchmarks of the TPO paper. Every
 command reads a results file written by 'tpo run --out', or any JSON Lines
-file of {"id": ..., "response": ...} objects.
+file of {"id": ..., "response": ...} objects (--results FILE), or the run
+itself from a store (--store S RUN: a SQLite file or a postgres:// URL and
+the run's id; the same answers tpo export and tpo run --out would write).
 
 commands:
   math        MATH-500 accuracy, by level and subject
@@ -55,13 +57,13 @@ func cmdEval(ctx context.Context, args []string, env *environ) error {
 
 // evalFlags are the flags every eval command has.
 type evalFlags struct {
-	results string
-	json    bool
+	src  answerSource
+	json bool
 }
 
 func newEvalFlagSet(name, usage string, ef *evalFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("eval "+name, flag.ContinueOnError)
-	fs.StringVar(&ef.results, "results", "", "results `file` of tpo run --out, or JSON Lines of {id, response} (required)")
+	ef.src.register(fs, " (or --store S RUN)")
 	fs.BoolVar(&ef.json, "json", false, "print the figures as one JSON line instead of a readable report")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
 	return fs
@@ -81,20 +83,15 @@ func (ef *evalFlags) finish(env *environ, figures any, report func(io.Writer), f
 	return failure
 }
 
-// parseEvalArgs parses the flags of an eval command, which takes no
-// positional arguments, and checks that the results file is given.
+// parseEvalArgs parses the flags of an eval command, whose only
+// positional argument is the RUN of --store, and checks that the answers
+// are given: --results FILE or --store S RUN.
 func parseEvalArgs(fs *flag.FlagSet, ef *evalFlags, args []string) error {
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q (see 'tpo %s -h')", pos[0], fs.Name())
-	}
-	if ef.results == "" {
-		return usagef("give --results FILE")
-	}
-	return nil
+	return ef.src.set(pos, fs.Name())
 }
 
 // inputError wraps the failure to read an input file: a file that does not
@@ -106,20 +103,21 @@ func inputError(flagName string, err error) error {
 	return fmt.Errorf("--%s: %w", flagName, err)
 }
 
-// answers are the responses of a results file, by id.
+// answers are the responses of a results file or a run, by id.
 type answers struct {
+	name     string   // the source's model name (answerSource.name)
 	order    []string // ids in file order, each once
 	lines    map[string]results.Line
 	failed   int // lines with an error and no response, left out
 	repeated int // ids seen again; the last line wins
 }
 
-// readAnswers reads the responses of a results file. Items that failed
-// before any response are left out (and counted), so that they count as
-// unanswered.
-func readAnswers(path string) (*answers, error) {
+// readAnswers reads the responses of a results file or a run. Items that
+// failed before any response are left out (and counted), so that they
+// count as unanswered.
+func readAnswers(ctx context.Context, env *environ, src *answerSource) (*answers, error) {
 	a := &answers{lines: map[string]results.Line{}}
-	err := results.Read(path, func(l results.Line) error {
+	err := src.each(ctx, env, func(l results.Line) error {
 		if l.Error != nil && l.Response == "" {
 			a.failed++
 			return nil
@@ -134,19 +132,21 @@ func readAnswers(path string) (*answers, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, inputError("results", err)
+		return nil, err
 	}
+	a.name = src.name()
 	return a, nil
 }
 
 // readGraded reads the items of a benchmark's data file and the answers of
-// a results file, and warns of the answers whose ids are not in the data.
-func readGraded[T any](dataPath, resultsPath string, env *environ, id func(T) string) (items []T, ans *answers, unknown []string, err error) {
+// a results file or a run, and warns of the answers whose ids are not in
+// the data.
+func readGraded[T any](ctx context.Context, env *environ, dataPath string, src *answerSource, id func(T) string) (items []T, ans *answers, unknown []string, err error) {
 	items, err = eval.ReadJSONLFile[T](dataPath)
 	if err != nil {
 		return nil, nil, nil, inputError("data", err)
 	}
-	if ans, err = readAnswers(resultsPath); err != nil {
+	if ans, err = readAnswers(ctx, env, src); err != nil {
 		return nil, nil, nil, err
 	}
 	ids := make(map[string]bool, len(items))

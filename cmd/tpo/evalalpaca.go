@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 
 const evalAlpacaUsage = `usage: tpo eval alpaca --annotations FILE [--lc-weights FILE]... [flags]
        tpo eval alpaca --results FILE --judge-url URL [--out annotations.jsonl] [flags]
+       tpo eval alpaca --store S --judge-url URL [--out annotations.jsonl] [flags] RUN
 
 Reports what AlpacaEval 2's leaderboard reports: the win rate against the
 baseline with its standard error, wins, draws and the baseline's wins,
@@ -29,7 +31,8 @@ With --annotations it scores AlpacaEval annotation files as they are
 baseline's output_1, 2 for the model's output_2, 1.5 a draw), calling no
 model: published annotations can be scored again.
 
-With --results it judges the answers against the baseline's first (by
+With --results (or --store S and a RUN id, for the answers of a run of
+the store) it judges the answers against the baseline's first (by
 default alpaca_eval:baseline, gpt4_1106_preview, AlpacaEval 2's
 reference) on the instructions of --data (by default alpaca_eval), each
 pair twice with either answer shown first, and writes the annotations in
@@ -79,29 +82,36 @@ type alpacaSummary struct {
 
 // alpacaFlags are the flags of tpo eval alpaca.
 type alpacaFlags struct {
-	annotations, results, data, baseline, generator, out string
-	lcWeights                                            listFlag
-	json                                                 bool
-	judge                                                judgeFlags
+	annotations, data, baseline, generator, out string
+	src                                         answerSource
+	lcWeights                                   listFlag
+	json                                        bool
+	judge                                       judgeFlags
 }
 
 func evalAlpaca(ctx context.Context, args []string, env *environ) error {
 	var f alpacaFlags
 	fs := flagSet("eval alpaca", evalAlpacaUsage)
 	fs.StringVar(&f.annotations, "annotations", "", "AlpacaEval annotations `file` to score (a JSON array or JSON Lines)")
-	fs.StringVar(&f.results, "results", "", "results `file` of tpo run --out, or JSON Lines of {id, response}: the answers to judge")
+	f.src.register(fs, ": the answers to judge (or --store S RUN)")
 	fs.StringVar(&f.data, "data", "alpaca_eval", "the instructions, in AlpacaEval's order: a `file` or a set's name")
 	fs.StringVar(&f.baseline, "baseline", "alpaca_eval:baseline", "the baseline's answers by id (`file` or a set's name); its first record's model names it")
-	fs.StringVar(&f.generator, "generator", "", "the `name` of the judged model in the annotations (default: the results file's name)")
+	fs.StringVar(&f.generator, "generator", "", "the `name` of the judged model in the annotations (default: the results file's name, or the run's mode-N-D)")
 	fs.StringVar(&f.out, "out", "", "write the annotations to `file`: a JSON array if it ends in .json, else JSON Lines, kept as they come")
 	fs.Var(&f.lcWeights, "lc-weights", "AlpacaEval's instruction_difficulty.csv or df_gamed.csv (`file`), or a directory holding them; repeatable")
 	fs.BoolVar(&f.json, "json", false, "print the figures as one JSON line instead of a readable report")
 	f.judge.register(fs, eval.DefaultJudgeSampling.MaxTokens)
-	if err := parseNoArgs(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if (f.annotations == "") == (f.results == "") {
-		return usagef("give either --annotations FILE (to score annotations) or --results FILE (to judge answers)")
+	if (f.annotations == "") == !f.src.given(pos) {
+		return usagef("give either --annotations FILE (to score annotations) or --results FILE or --store S RUN (to judge answers)")
+	}
+	if f.annotations == "" {
+		if err := f.src.set(pos, fs.Name()); err != nil {
+			return err
+		}
 	}
 	lc, err := readLCWeights(f.lcWeights.vals)
 	if err != nil {
@@ -132,18 +142,6 @@ func flagSet(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
 	return fs
-}
-
-// parseNoArgs parses flags that take no positional arguments.
-func parseNoArgs(fs *flag.FlagSet, args []string) error {
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q (see 'tpo %s -h')", pos[0], fs.Name())
-	}
-	return nil
 }
 
 // alpacaFigures computes the figures of the annotations into sum: AlpacaEval's
@@ -218,7 +216,7 @@ func judgeAlpaca(ctx context.Context, env *environ, f *alpacaFlags, sum *alpacaS
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := readAnswers(f.results)
+	a, err := readAnswers(ctx, env, &f.src)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -233,7 +231,7 @@ func judgeAlpaca(ctx context.Context, env *environ, f *alpacaFlags, sum *alpacaS
 	if gen1 == "" {
 		gen1 = modelName("", f.baseline)
 	}
-	gen2 := modelName(f.generator, f.results)
+	gen2 := cmp.Or(f.generator, a.name)
 	var todo []eval.Annotation
 	for _, q := range qs {
 		ans, ok1 := answers[q.id]

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 const evalArenaUsage = `usage: tpo eval arena-hard --judgments FILE|DIR [flags]
        tpo eval arena-hard --results FILE --judge-url URL [--out judgments.jsonl] [flags]
+       tpo eval arena-hard --store S --judge-url URL [--out judgments.jsonl] [flags] RUN
 
 Scores answers on Arena-Hard-Auto v0.1 as its show_result.py does: each
 question is judged in two games, the baseline's answer shown first in the
@@ -33,7 +35,8 @@ With --judgments it scores judgment files in Arena-Hard-Auto's own format
 score strings; a directory scores every model in it), calling no model:
 published judgments can be scored again.
 
-With --results it judges the answers first, against the baseline's (by
+With --results (or --store S and a RUN id, for the answers of a run of
+the store) it judges the answers first, against the baseline's (by
 default arena_hard_v0.1:baseline, gpt-4-0314) on the questions of --data
 (by default arena_hard_v0.1), with tpo's own judge prompt, or the one
 --judge-template gives: a Go template with "system" and "user" templates
@@ -64,32 +67,39 @@ type arenaFigure struct {
 }
 
 type arenaFlags struct {
-	judgments, results, data, baseline, model, template, out string
-	json                                                     bool
-	rounds                                                   int
-	seed                                                     uint64
-	judge                                                    judgeFlags
+	judgments, data, baseline, model, template, out string
+	src                                             answerSource
+	json                                            bool
+	rounds                                          int
+	seed                                            uint64
+	judge                                           judgeFlags
 }
 
 func evalArenaHard(ctx context.Context, args []string, env *environ) error {
 	var f arenaFlags
 	fs := flagSet("eval arena-hard", evalArenaUsage)
 	fs.StringVar(&f.judgments, "judgments", "", "Arena-Hard-Auto judgment `file`, or a directory of them (model_judgment/JUDGE), to score")
-	fs.StringVar(&f.results, "results", "", "results `file` of tpo run --out, or JSON Lines of {id, response}: the answers to judge")
+	f.src.register(fs, ": the answers to judge (or --store S RUN)")
 	fs.StringVar(&f.data, "data", "arena_hard_v0.1", "the questions: a `file` or a set's name")
 	fs.StringVar(&f.baseline, "baseline", "arena_hard_v0.1:baseline", "the baseline's answers by id: a `file` or a set's name")
-	fs.StringVar(&f.model, "model-name", "", "the judged model's `name` in the judgments (default: the results file's name)")
+	fs.StringVar(&f.model, "model-name", "", "the judged model's `name` in the judgments (default: the results file's name, or the run's mode-N-D)")
 	fs.StringVar(&f.template, "judge-template", "", "the judge prompt: a Go template `file`, or Arena-Hard-Auto's judge configuration (.yaml)")
 	fs.StringVar(&f.out, "out", "", "write the judgments to this JSON Lines `file`, in Arena-Hard-Auto's format; questions already there are not judged again")
 	fs.IntVar(&f.rounds, "resamples", 100, "bootstrap rounds of the interval (Arena-Hard-Auto: 100)")
 	fs.Uint64Var(&f.seed, "seed", 0, "`seed` of the bootstrap")
 	fs.BoolVar(&f.json, "json", false, "print the figures as one JSON line instead of a readable report")
 	f.judge.register(fs, 4096)
-	if err := parseNoArgs(fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if (f.judgments == "") == (f.results == "") {
-		return usagef("give either --judgments FILE|DIR (to score judgments) or --results FILE (to judge answers)")
+	if (f.judgments == "") == !f.src.given(pos) {
+		return usagef("give either --judgments FILE|DIR (to score judgments) or --results FILE or --store S RUN (to judge answers)")
+	}
+	if f.judgments == "" {
+		if err := f.src.set(pos, fs.Name()); err != nil {
+			return err
+		}
 	}
 	if f.rounds < 1 {
 		return usagef("--resamples must be at least 1")
@@ -97,7 +107,6 @@ func evalArenaHard(ctx context.Context, args []string, env *environ) error {
 	sum := arenaSummary{Command: "arena-hard"}
 	var js []eval.ArenaJudgment
 	var failure error
-	var err error
 	if f.judgments != "" {
 		js, err = readJudgments(f.judgments)
 	} else {
@@ -220,7 +229,7 @@ func judgeArena(ctx context.Context, env *environ, f *arenaFlags, sum *arenaSumm
 	if err != nil {
 		return nil, nil, err
 	}
-	j := &eval.ArenaJudge{Prompt: prompt, Sampling: f.judge.sampling(), ModelName: modelName(f.model, f.results)}
+	j := &eval.ArenaJudge{Prompt: prompt, Sampling: f.judge.sampling(), ModelName: cmp.Or(f.model, f.src.name())}
 	done, todo, err := reuseJudgments(f.out, j, items)
 	if err != nil {
 		return nil, nil, err
@@ -271,7 +280,7 @@ func arenaItems(ctx context.Context, env *environ, f *arenaFlags) ([]eval.ArenaI
 	if err != nil {
 		return nil, err
 	}
-	a, err := readAnswers(f.results)
+	a, err := readAnswers(ctx, env, &f.src)
 	if err != nil {
 		return nil, err
 	}

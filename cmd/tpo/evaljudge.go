@@ -19,6 +19,7 @@ import (
 )
 
 const evalJudgeUsage = `usage: tpo eval judge --results A --baseline B --judge-url URL [flags]
+       tpo eval judge --store S --baseline B --judge-url URL [flags] A
 
 Judges the answers of A against those of B with an LLM judge, pairwise, and
 reports A's win rate (ties count half) with a bootstrap 95% interval and
@@ -28,7 +29,8 @@ AlpacaEval's length-controlled win rate; for the paper's metrics use
 'tpo eval alpaca' and 'tpo eval arena-hard'). Each pair is judged twice,
 with either answer shown first, to cancel the judge's position bias.
 
-B is another run's results, or a file of reference answers such as
+A is a results file (--results), or a run of the store S (--store S and
+the run's id). B is another run's results, or a file of reference answers such as
 Arena-Hard's baseline_gpt-4-0314.jsonl: the id is read from the first of
 id, question_id, uid and the answer from the first of response, answer,
 output present in its first record (or the fields --baseline-id-field and
@@ -126,7 +128,7 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 		return err
 	}
 	sum := judgeSummary{Command: "judge"}
-	pairs, err := judgePairs(env, ef.results, data, baseline, baseIDField, baseRespFld, &sum)
+	pairs, err := judgePairs(ctx, env, &ef.src, data, baseline, baseIDField, baseRespFld, &sum)
 	if err != nil {
 		return err
 	}
@@ -156,8 +158,8 @@ func evalJudge(ctx context.Context, args []string, env *environ) error {
 
 // judgePairs pairs the answers of the results with those of the baseline
 // and the questions, warning about the items left out (counted in sum).
-func judgePairs(env *environ, results, data, baseline, idField, respField string, sum *judgeSummary) ([]eval.PairItem, error) {
-	a, err := readAnswers(results)
+func judgePairs(ctx context.Context, env *environ, src *answerSource, data, baseline, idField, respField string, sum *judgeSummary) ([]eval.PairItem, error) {
+	a, err := readAnswers(ctx, env, src)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 )
 
 const evalMathUsage = `usage: tpo eval math --results FILE --data FILE [flags]
+       tpo eval math --store S --data FILE [flags] RUN
 
 Grades MATH-500 answers: the final answer of each response (the last
 \boxed{...}, or a closing "the answer is ...", else the last math
@@ -47,7 +48,7 @@ func evalMath(ctx context.Context, args []string, env *environ) error {
 	if err := resolveDataFlags(ctx, env, map[string]*string{"data": data}); err != nil {
 		return err
 	}
-	items, ans, unknown, err := readGraded(*data, ef.results, env, func(it eval.MathItem) string { return it.ID })
+	items, ans, unknown, err := readGraded(ctx, env, *data, &ef.src, func(it eval.MathItem) string { return it.ID })
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 )
 
 const evalRewardUsage = `usage: tpo eval reward --results FILE [--reward vllm|tei|judge|exec ...] [flags]
+       tpo eval reward --store S [--reward ...] [flags] RUN
 
 Reports the mean reward-model score of the final answers (the metric of
 the HH-RLHF and BeaverTails experiments). With --reward, every answer is
@@ -130,7 +131,7 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 	var curve eval.CurveBuilder
 	var items []eval.RewardItem
 	stored := 0.0
-	err := results.Read(ef.results, func(l results.Line) error {
+	err := ef.src.each(ctx, env, func(l results.Line) error {
 		if l.Error != nil {
 			sum.Failed++
 		}
@@ -155,7 +156,7 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 		return nil
 	})
 	if err != nil {
-		return inputError("results", err)
+		return err
 	}
 	sum.Curve = curve.Curve()
 	if sum.Stored > 0 {
@@ -168,7 +169,7 @@ func evalReward(ctx context.Context, args []string, env *environ) error {
 	var scoreErr error
 	if b.reward == "" {
 		if sum.Stored == 0 {
-			return usagef("%s holds no stored scores; give --reward to score the answers", ef.results)
+			return usagef("%s holds no stored scores; give --reward to score the answers", &ef.src)
 		}
 		sum.MeanReward, sum.Scored = sum.MeanStored, sum.Stored
 	} else {

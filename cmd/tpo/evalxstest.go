@@ -12,6 +12,7 @@ import (
 )
 
 const evalXSTestUsage = `usage: tpo eval xstest --results FILE --data FILE [flags]
+       tpo eval xstest --store S --data FILE [flags] RUN
 
 Grades responses to the XSTest prompts (--data: JSON Lines with id, prompt,
 type, label "safe" or "unsafe", such as xstest.jsonl): the refusal rate on
@@ -79,7 +80,7 @@ func evalXSTest(ctx context.Context, args []string, env *environ) error {
 	if *clModel != "" && *clURL == "" {
 		return usagef("--classifier-model needs --classifier-url")
 	}
-	items, ans, unknown, err := readGraded(*data, ef.results, env, func(it eval.XSTestItem) string { return it.ID })
+	items, ans, unknown, err := readGraded(ctx, env, *data, &ef.src, func(it eval.XSTestItem) string { return it.ID })
 	if err != nil {
 		return err
 	}

@@ -76,6 +76,9 @@ func (f *serveFlags) check() error {
 	if err := f.jobs.check(); err != nil {
 		return err
 	}
+	if err := f.jobs.checkStore(f.store); err != nil {
+		return err
+	}
 	switch {
 	case f.maxConcurrent < 1:
 		return usagef("--max-concurrent must be at least 1")
@@ -113,7 +116,7 @@ type serveParts struct {
 	scorers map[string]tpo.Scorer
 	store   runStore
 	self    tpo.Owner
-	files   *files.Dir
+	files   files.Store
 	keys    []string
 	hosts   *guard.Hosts
 	log     *slog.Logger
@@ -160,7 +163,7 @@ func cmdServe(ctx context.Context, args []string, env *environ) error {
 	if p.self, err = markInterrupted(ctx, env, p.store); err != nil {
 		return err
 	}
-	if p.files, err = f.jobs.open(f.store); err != nil {
+	if p.files, err = f.jobs.open(f.store, p.store); err != nil {
 		return err
 	}
 	srv, err := server.New(f.serverOptions(env, &p))
@@ -262,7 +265,7 @@ func (f *serveFlags) serve(ctx context.Context, env *environ, srv *server.Server
 	defer stopWork()
 	hs := f.listen.httpServer(handler, p.log)
 	hs.BaseContext = func(net.Listener) context.Context { return work }
-	f.printListening(env, ln.Addr(), p)
+	f.printListening(ctx, env, ln.Addr(), p)
 
 	var stopAt time.Time
 	err = serveUntil(ctx, hs, ln, shutdown{
@@ -287,7 +290,7 @@ func (f *serveFlags) serve(ctx context.Context, env *environ, srv *server.Server
 	return errors.Join(err, shutdownJobs(jctx, env, srv))
 }
 
-func (f *serveFlags) printListening(env *environ, addr net.Addr, p serveParts) {
+func (f *serveFlags) printListening(ctx context.Context, env *environ, addr net.Addr, p serveParts) {
 	auth := "API keys required"
 	if len(p.keys) == 0 {
 		auth = "no authentication"
@@ -295,8 +298,12 @@ func (f *serveFlags) printListening(env *environ, addr net.Addr, p serveParts) {
 	fmt.Fprintf(env.stderr, "tpo serve: listening on http://%s/v1 (policy model %s, reward %s, store %s, %s)\n",
 		addr, f.policyModel, f.reward, storeName(f.store), auth)
 	fmt.Fprintf(env.stderr, "tpo serve: web UI at http://%s/ui/\n", addr)
-	limit, used := p.files.Limit()
-	fmt.Fprintf(env.stderr, "tpo serve: files (batches) in %s, %s of %s used\n", p.files.Path(), byteSize(used), byteSize(limit))
+	if limit, used, err := p.files.Usage(ctx); err != nil {
+		p.log.Warn("reading how much room the files take failed", "err", err)
+		fmt.Fprintf(env.stderr, "tpo serve: files (batches) in %s\n", p.files.Where())
+	} else {
+		fmt.Fprintf(env.stderr, "tpo serve: files (batches) in %s, %s of %s used\n", p.files.Where(), byteSize(used), byteSize(limit))
+	}
 	printHosts(env, "tpo serve", p.hosts)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tpoproject/tpo/files"
 	"github.com/tpoproject/tpo/internal/proc"
+	"github.com/tpoproject/tpo/postgres"
 	"github.com/tpoproject/tpo/server"
 )
 
@@ -26,8 +27,8 @@ type jobFlags struct {
 
 func (j *jobFlags) register(fs *flag.FlagSet) {
 	fs.Var(&j.presets, "preset", "preset `NAME` that /v1/models lists for each model as NAME/MODEL (tpo, revision, bon, off, with -dD and -nN: tpo-d2-n5); repeat for several (default tpo and off); a request may name any preset")
-	fs.StringVar(&j.filesDir, "files-dir", "", "`directory` of the Files API's files, batch input and output (default: tpo-files beside the SQLite store, or in the current directory with PostgreSQL)")
-	fs.Int64Var(&j.filesLimit, "files-limit", 1<<30, "most `bytes` the files directory holds: uploads beyond are refused (413); a batch's output is always written")
+	fs.StringVar(&j.filesDir, "files-dir", "", "with a SQLite store: `directory` of the Files API's files, batch input and output (default: tpo-files beside the store); with a PostgreSQL store they are kept in the database, which every replica shares")
+	fs.Int64Var(&j.filesLimit, "files-limit", 1<<30, "most `bytes` the files hold (with a PostgreSQL store: those of every replica): uploads beyond are refused (413); a batch's output is always written")
 	fs.IntVar(&j.batchConcurrency, "batch-concurrency", server.DefaultBatchConcurrency, "requests of a batch optimized at once, besides --max-concurrent")
 	fs.IntVar(&j.maxBackground, "max-background", server.DefaultMaxBackground, "background responses queued or running at once (429 beyond)")
 }
@@ -48,13 +49,26 @@ func (j *jobFlags) check() error {
 	return nil
 }
 
-// open opens the files directory, creating it when missing; by default
-// it is beside the store's file.
-func (j *jobFlags) open(store string) (*files.Dir, error) {
+// checkStore refuses --files-dir with a PostgreSQL store, which keeps the
+// files itself.
+func (j *jobFlags) checkStore(store string) error {
+	if isStoreURL(store) && j.filesDir != "" {
+		return usagef("--files-dir: with a PostgreSQL store the files of the Files and Batch APIs are kept in the database, where every replica finds them; drop --files-dir")
+	}
+	return nil
+}
+
+// open opens the files of the Files API: in the PostgreSQL store, shared
+// by every replica, or in a directory, created when missing, by default
+// beside the SQLite store's file.
+func (j *jobFlags) open(spec string, store runStore) (files.Store, error) {
+	if db, ok := store.(*postgres.DB); ok {
+		return db.Files(j.filesLimit), nil
+	}
 	if j.filesDir == "" {
 		j.filesDir = "tpo-files"
-		if isStoreFile(store) {
-			j.filesDir = filepath.Join(filepath.Dir(store), "tpo-files")
+		if isStoreFile(spec) {
+			j.filesDir = filepath.Join(filepath.Dir(spec), "tpo-files")
 		}
 	}
 	d, err := files.Open(j.filesDir, j.filesLimit)

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"os"
@@ -41,6 +45,7 @@ func TestStoreUnknownScheme(t *testing.T) {
 	for _, args := range [][]string{
 		{"export", "--format", "jsonl", "--out", "-", "abc"},
 		{"report", "abc"},
+		{"eval", "reward", "abc"},
 		{"ui"},
 		{"run", "--sim", "hello"},
 	} {
@@ -156,6 +161,7 @@ func TestPostgresStoreErrors(t *testing.T) {
 		append([]string{"run", "hello"}, backendArgs(simURL)...),
 		{"export", "--format", "jsonl", "--out", "-", "abc"},
 		{"report", "abc"},
+		{"eval", "reward", "abc"},
 		{"ui", "--addr", "127.0.0.1:0"},
 		append([]string{"serve", "--addr", "127.0.0.1:0"}, serveBackendArgs(simURL)...),
 	}
@@ -213,5 +219,116 @@ func TestPostgresServe(t *testing.T) {
 	code, stdout, errOut := cli(t, "", "export", "--store", store, "--format", "jsonl", "--out", "-", c.TPO.RunID)
 	if code != 0 || strings.Count(stdout, "\n") != 1 || !strings.Contains(stdout, "Explain RAID 5.") {
 		t.Errorf("tpo export of the served run: exit %d, stdout %q, stderr %q", code, stdout, errOut)
+	}
+}
+
+// TestPostgresServeBatches: two tpo serve replicas on one PostgreSQL
+// store keep the files of the Files and Batch APIs in it: a file
+// uploaded to one makes a batch created on the other, and the first
+// serves its output. No files directory is made; --files-dir is refused.
+func TestPostgresServeBatches(t *testing.T) {
+	store := pgtest.Schema(t)
+	simURL := simServer(t, sim.Options{Seed: 8})
+	// Bounded: a tpo serve that took the flag would serve on.
+	refused, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	var errOut bytes.Buffer
+	code := runMain(refused, append([]string{"serve", "--addr", "127.0.0.1:0", "--store", store, "--files-dir", t.TempDir()},
+		serveBackendArgs(simURL)...), newEnviron(strings.NewReader(""), io.Discard, &errOut))
+	stop()
+	if code != 2 || !strings.Contains(errOut.String(), "--files-dir: with a PostgreSQL store the files of the Files and Batch APIs are kept in the database") {
+		t.Errorf("--files-dir with a PostgreSQL store: exit %d, stderr %q; want a usage error", code, errOut.String())
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var bases [2]string
+	var stops [2]func()
+	for i := range bases {
+		rctx, stop := context.WithCancel(ctx)
+		base, errc, stderr := startServe(t, rctx, append([]string{"--addr", "127.0.0.1:0", "--store", store, "--width", "2", "--depth", "1"},
+			serveBackendArgs(simURL)...))
+		bases[i] = base
+		stops[i] = func() {
+			stop()
+			if err := <-errc; err != nil {
+				t.Errorf("tpo serve %d: %v", i, err)
+			}
+			if !strings.Contains(stderr.String(), "tpo serve: files (batches) in the PostgreSQL store, ") {
+				t.Errorf("tpo serve %d does not say where the files are:\n%s", i, stderr)
+			}
+		}
+	}
+	a, b := bases[0], bases[1]
+	var in strings.Builder
+	for i := range 3 {
+		fmt.Fprintf(&in, `{"custom_id":"q%d","method":"POST","url":"/v1/chat/completions","body":{"model":"sim-policy","messages":[{"role":"user","content":"Explain RAID %d."}]}}`+"\n", i, i)
+	}
+	var file struct{ ID string }
+	postForm(t, a+"/files", "requests.jsonl", in.String(), &file)
+	var batch struct {
+		ID           string `json:"id"`
+		Status       string `json:"status"`
+		OutputFileID string `json:"output_file_id"`
+	}
+	postJSON(t, b+"/batches", `{"input_file_id":"`+file.ID+`","endpoint":"/v1/chat/completions","completion_window":"24h"}`, &batch)
+	deadline := time.Now().Add(30 * time.Second)
+	for batch.Status != "completed" {
+		if time.Now().After(deadline) || batch.Status == "failed" {
+			t.Fatalf("batch %s, created on B: %s", batch.ID, batch.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+		code, body, _ := httpGet(t, a+"/batches/"+batch.ID)
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &batch) != nil {
+			t.Fatalf("GET the batch from A: %d %s", code, body)
+		}
+	}
+	code, out, _ := httpGet(t, a+"/files/"+batch.OutputFileID+"/content")
+	if code != http.StatusOK || strings.Count(out, `"status_code":200`) != 3 {
+		t.Errorf("the output file, downloaded from A: %d\n%s", code, out)
+	}
+	for _, stop := range stops {
+		stop()
+	}
+	if _, err := os.Stat("tpo-files"); !os.IsNotExist(err) {
+		os.RemoveAll("tpo-files")
+		t.Errorf("tpo serve made a files directory in the working directory: %v", err)
+	}
+}
+
+// postForm uploads content as a batch input file and decodes the answer.
+func postForm(t *testing.T, u, name, content string, v any) {
+	t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("file", name)
+	io.WriteString(fw, content)
+	mw.WriteField("purpose", "batch")
+	mw.Close()
+	resp, err := http.Post(u, mw.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decodeOK(t, resp, v)
+}
+
+// postJSON posts body and decodes the answer.
+func postJSON(t *testing.T, u, body string, v any) {
+	t.Helper()
+	resp, err := http.Post(u, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decodeOK(t, resp, v)
+}
+
+func decodeOK(t *testing.T, resp *http.Response, v any) {
+	t.Helper()
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %d %s", resp.Request.URL, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v: %s", resp.Request.URL, err, b)
 	}
 }

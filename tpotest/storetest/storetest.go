@@ -5,7 +5,9 @@
 // Run checks the write side, the methods of tpo.Store that the optimizer,
 // the dataset runner and tpo serve call; RunRead checks the read side that
 // the web UI, reports and exports use (ListRuns, GetRun, ListItems, GetItem,
-// Results, DeleteRun). Each test opens a new, empty store:
+// Results, DeleteRun); RunJobs the jobs of tpo serve (tpo.JobStore); and
+// RunFiles the files of its Files API (files.Store: a directory, or
+// package postgres's Files). Each test opens a new, empty store:
 //
 //	func TestContract(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) tpo.Store {

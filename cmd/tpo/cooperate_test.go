@@ -317,8 +317,12 @@ func TestPostgresRunResumesAfterCtrlC(t *testing.T) {
 		}
 		// (The simulated reward model's scores lie in [0, 1], which tpo
 		// warns about before.)
+		// A run interrupted while it starts (on a loaded machine, before
+		// it opened the run) has nothing to count and says only that.
 		lines := strings.Split(stderr, "\n")
-		if code != 130 || !ctrlCLineRE.MatchString(lines[len(lines)-1]) {
+		lastLine := lines[len(lines)-1]
+		early := lastLine == "interrupted" && len(w.steps()) == 0
+		if code != 130 || !(ctrlCLineRE.MatchString(lastLine) || early) {
 			t.Errorf("attempt %d: exit %d, stderr:\n%s\nwant 130 and the interrupted line last", attempt, code, stderr)
 		}
 		saved = pgSavedSteps(t, s.store)

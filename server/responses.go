@@ -101,7 +101,7 @@ func (s *Server) sampleOnce(ctx context.Context, o outcome, _ func(tpo.Event)) (
 		MaxTokens: &samp.MaxTokens, Seed: p.Config.Seed, Tools: p.Tools.Tools, ToolChoice: p.Tools.Choice,
 		ParallelToolCalls: p.Tools.ParallelToolCalls}
 	choices, usage, err := s.up.Choices(ctx, req, 1)
-	o.Meter = meterSnapshot{Total: usage}
+	o.Meter = meterSnapshot{Policy: usage}
 	switch {
 	case err != nil:
 		return o, err
@@ -140,8 +140,7 @@ func (s *Server) responseObject(o outcome, rp *respPlan, status string) openai.R
 // with err, and stores it when the request asked for that.
 func (s *Server) finishResponse(ctx context.Context, o outcome, rp *respPlan, err error) openai.Response {
 	obj := s.responseObject(o, rp, "completed")
-	u := o.Meter.Total
-	obj.Usage = &openai.ResponseUsage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens, TotalTokens: u.TotalTokens()}
+	obj.Usage = o.Meter.responseUsage()
 	now := s.opts.Now().Unix()
 	obj.CompletedAt = &now
 	if !rp.Off {

@@ -7,7 +7,8 @@
 // optional "tpo" object in the body overrides the server's TPO settings for
 // that request ({"mode": "off"} relays the request to the policy server
 // unchanged). The answer is a complete chat.completion whose usage sums every
-// internal policy call, with a "tpo" object describing the optimization;
+// model call the request caused (the policy's, and a judge's when the reward
+// is one), with a "tpo" object describing the optimization;
 // with stream: true the server sends progress chunks while optimizing, then
 // the answer. Requests with tools get the model's tool calls when it makes
 // them, unoptimized.

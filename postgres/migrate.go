@@ -103,6 +103,9 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_created ON jobs (kind, created DESC, id COLLATE "C" DESC);
 CREATE INDEX jobs_unfinished_by_host ON jobs (kind, owner_host, created) WHERE finished IS NULL;
 `},
+	{4, "when a client asked to cancel a job through a process that does not run it", `
+ALTER TABLE jobs ADD COLUMN cancel_requested timestamptz;
+`},
 }
 
 // SchemaVersion is the version of the schema this package writes.

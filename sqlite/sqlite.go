@@ -192,6 +192,11 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_created ON jobs (kind, created, id);
 CREATE INDEX jobs_unfinished_by_host ON jobs (kind, owner_host, created) WHERE finished IS NULL;
 `,
+	// 4: when a client asked to cancel a job through a process that does
+	// not run it.
+	`
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER; -- Unix nanoseconds
+`,
 }
 
 // migrate brings the schema up to date.

@@ -27,6 +27,12 @@ type Job struct {
 	// Owner is the process that works on the job while it is not done;
 	// nil when none does.
 	Owner *Owner `json:"owner,omitempty"`
+	// CancelRequested is when a client asked to cancel the job through a
+	// process that does not run it (JobStore.RequestCancel); nil when
+	// none did. The job's Owner looks for it and cancels the job; a
+	// process that takes the job over from an owner that ended ends it
+	// cancelled.
+	CancelRequested *time.Time `json:"cancel_requested,omitempty"`
 	// Data is what the server keeps of the job, as JSON (the API object,
 	// what it needs to continue the job). A store keeps it byte for byte.
 	Data json.RawMessage `json:"data"`
@@ -34,7 +40,10 @@ type Job struct {
 
 // JobStore keeps jobs. Implementations must be safe for concurrent use.
 type JobStore interface {
-	// PutJob records job, replacing the job of the same kind and ID.
+	// PutJob records job, replacing the job of the same kind and ID, but
+	// for a cancel requested: once a job has one, putting it again keeps
+	// it (job.CancelRequested is recorded only when the job had none), so
+	// that its owner's writes never lose a request made meanwhile.
 	PutJob(ctx context.Context, job Job) error
 	// GetJob returns a job. An unknown job is an error wrapping
 	// ErrNotFound.
@@ -55,6 +64,12 @@ type JobStore interface {
 	// owner that ended, exactly one does. The job's other fields are left
 	// as they are. An unknown job is an error wrapping ErrNotFound.
 	ClaimJob(ctx context.Context, kind, id string, from Owner, to *Owner) (bool, error)
+	// RequestCancel records that a client asked, at `at`, to cancel the
+	// job of kind and id, and returns the job as it is then. A finished
+	// job, or one with a cancel requested already (the first request's
+	// time is kept), is left as it is. The job's other fields are left as
+	// they are. An unknown job is an error wrapping ErrNotFound.
+	RequestCancel(ctx context.Context, kind, id string, at time.Time) (Job, error)
 }
 
 // JobLiveness is implemented by job stores that processes on several

@@ -17,7 +17,7 @@ var (
 	_ tpo.JobLiveness = (*DB)(nil)
 )
 
-const jobColumns = `kind, id, status, created, updated, finished, owner_host, owner_pid, owner_started, data`
+const jobColumns = `kind, id, status, created, updated, finished, owner_host, owner_pid, owner_started, data, cancel_requested`
 
 // PutJob implements tpo.JobStore.
 func (db *DB) PutJob(ctx context.Context, job tpo.Job) error {
@@ -34,11 +34,12 @@ func (db *DB) PutJob(ctx context.Context, job tpo.Job) error {
 	if o := job.Owner; o != nil {
 		host, pid, started = cleanText(o.Host), o.PID, o.Started
 	}
-	_, err := db.pool.Exec(ctx, `INSERT INTO jobs (`+jobColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+	_, err := db.pool.Exec(ctx, `INSERT INTO jobs (`+jobColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, created = excluded.created, updated = excluded.updated,
 			finished = excluded.finished, owner_host = excluded.owner_host, owner_pid = excluded.owner_pid,
-			owner_started = excluded.owner_started, data = excluded.data`,
-		job.Kind, job.ID, cleanText(job.Status), job.Created, job.Updated, job.Finished, host, pid, started, string(job.Data))
+			owner_started = excluded.owner_started, data = excluded.data,
+			cancel_requested = coalesce(jobs.cancel_requested, excluded.cancel_requested)`,
+		job.Kind, job.ID, cleanText(job.Status), job.Created, job.Updated, job.Finished, host, pid, started, string(job.Data), job.CancelRequested)
 	if err != nil {
 		return fmt.Errorf("put %s %q: %w", job.Kind, job.ID, err)
 	}
@@ -140,6 +141,26 @@ func (db *DB) ClaimJob(ctx context.Context, kind, id string, from tpo.Owner, to 
 	return false, nil
 }
 
+// RequestCancel implements tpo.JobStore: one UPDATE that returns the
+// job, then, when it changed nothing, the job as it is.
+func (db *DB) RequestCancel(ctx context.Context, kind, id string, at time.Time) (tpo.Job, error) {
+	if checkKey("job id", id) != nil || checkKey("job kind", kind) != nil {
+		return tpo.Job{}, fmt.Errorf("request the cancel of %s %q: %w", kind, id, tpo.ErrNotFound)
+	}
+	j, err := scanJob(db.pool.QueryRow(ctx, `UPDATE jobs SET cancel_requested = $3
+		WHERE kind = $1 AND id = $2 AND finished IS NULL AND cancel_requested IS NULL RETURNING `+jobColumns, kind, id, at).Scan)
+	if errors.Is(err, pgx.ErrNoRows) {
+		j, err = scanJob(db.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE kind = $1 AND id = $2`, kind, id).Scan)
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = tpo.ErrNotFound
+	}
+	if err != nil {
+		return tpo.Job{}, fmt.Errorf("request the cancel of %s %q: %w", kind, id, err)
+	}
+	return j, nil
+}
+
 // StaleJobs implements tpo.JobLiveness, with the rule of StaleRuns.
 func (db *DB) StaleJobs(ctx context.Context, kind string, olderThan time.Duration) ([]tpo.Job, error) {
 	rows, err := db.pool.Query(ctx, `SELECT `+jobColumns+` FROM jobs j
@@ -165,11 +186,12 @@ func scanJob(scan func(...any) error) (tpo.Job, error) {
 		host              *string
 		pid               *int
 		data              []byte
+		cancel            *time.Time
 	)
-	if err := scan(&j.Kind, &j.ID, &j.Status, &j.Created, &j.Updated, &finished, &host, &pid, &started, &data); err != nil {
+	if err := scan(&j.Kind, &j.ID, &j.Status, &j.Created, &j.Updated, &finished, &host, &pid, &started, &data, &cancel); err != nil {
 		return tpo.Job{}, err
 	}
-	j.Created, j.Updated, j.Finished = j.Created.UTC(), j.Updated.UTC(), utc(finished)
+	j.Created, j.Updated, j.Finished, j.CancelRequested = j.Created.UTC(), j.Updated.UTC(), utc(finished), utc(cancel)
 	if host != nil {
 		j.Owner = &tpo.Owner{Host: *host}
 		if pid != nil {

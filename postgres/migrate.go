@@ -141,6 +141,9 @@ CREATE TABLE file_chunks (
 	PRIMARY KEY (file_id, n)
 );
 `},
+	{6, "when a client asked to cancel a job through a process that does not run it", `
+ALTER TABLE jobs ADD COLUMN cancel_requested timestamptz;
+`},
 }
 
 // SchemaVersion is the version of the schema this package writes.

@@ -191,6 +191,31 @@ func TestGoldenMarkdown(t *testing.T) {
 	golden(t, "fixture-run1-curves.svg", charts[1].SVG)
 }
 
+// TestJudgeTokens: a run whose reward was a judge says what the judge's
+// calls cost besides the policy's; one without says nothing of it.
+func TestJudgeTokens(t *testing.T) {
+	const note = "The judge's calls (the reward) used 76.0 more tokens per prompt: 300 prompt and 4 completion tokens in all."
+	for _, judged := range []bool{true, false} {
+		res := handResults()
+		if !judged {
+			res[0].ScoreUsage = tpo.Usage{Requests: 4}
+		}
+		sums := []Summary{Summarize("hand", res)}
+		var h, m bytes.Buffer
+		if err := WriteHTML(&h, sums, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := WriteMarkdown(&m, sums, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		for format, out := range map[string]string{"html": h.String(), "markdown": m.String()} {
+			if got := strings.Contains(out, note); got != judged {
+				t.Errorf("judged %v: the %s report says %q: %v", judged, format, note, got)
+			}
+		}
+	}
+}
+
 func TestSingleRunHasNoComparison(t *testing.T) {
 	var b bytes.Buffer
 	if err := WriteHTML(&b, fixtureSummaries(t)[:1], Options{}); err != nil {

@@ -113,15 +113,21 @@ type Point struct {
 	MeanScore float64 `json:"mean_score"`
 }
 
-// Usage is the policy usage per item.
+// Usage is what the items cost, per item and in all: Requests and the
+// tokens are the policy's (tpo.Result.Usage); ScoreCalls the reward
+// model calls, and ScoreTokens their tokens as far as the reward reports
+// them (a judge's; tpo.Result.ScoreUsage). The tokens of every model
+// call are Tokens plus ScoreTokens.
 type Usage struct {
 	Requests         float64   `json:"requests"`
 	PromptTokens     float64   `json:"prompt_tokens"`
 	CompletionTokens float64   `json:"completion_tokens"`
 	Tokens           float64   `json:"tokens"`
 	ScoreCalls       float64   `json:"score_calls"`
+	ScoreTokens      float64   `json:"score_tokens"`
 	Total            tpo.Usage `json:"total"`
 	TotalScoreCalls  int       `json:"total_score_calls"`
+	TotalScore       tpo.Usage `json:"total_score"`
 }
 
 // StageLatency is the wall time of one stage, in milliseconds, over every
@@ -167,7 +173,7 @@ type Builder struct {
 	finals, initials    []float64
 	gains               []float64
 	curve               eval.CurveBuilder
-	usage               tpo.Usage
+	usage, scoreUsage   tpo.Usage
 	scoreCalls          int
 	millis              map[tpo.Stage][]float64
 	parse               []ParseStep
@@ -205,6 +211,7 @@ func (b *Builder) Add(r tpo.Result) {
 		}
 	}
 	b.usage.Add(r.Usage)
+	b.scoreUsage.Add(r.ScoreUsage)
 	b.scoreCalls += r.ScoreCalls
 
 	for _, s := range r.Steps {
@@ -271,9 +278,10 @@ func (b *Builder) Summary() Summary {
 			CompletionTokens: float64(b.usage.CompletionTokens) / n,
 			Tokens:           float64(b.usage.TotalTokens()) / n,
 			ScoreCalls:       float64(b.scoreCalls) / n,
+			ScoreTokens:      float64(b.scoreUsage.TotalTokens()) / n,
 		}
 	}
-	s.Usage.Total, s.Usage.TotalScoreCalls = b.usage, b.scoreCalls
+	s.Usage.Total, s.Usage.TotalScoreCalls, s.Usage.TotalScore = b.usage, b.scoreCalls, b.scoreUsage
 	s.Stages = stageLatencies(b.millis)
 	for _, why := range tpo.StopReasons {
 		if n := b.stops[why]; n > 0 {

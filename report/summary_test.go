@@ -25,7 +25,8 @@ func handResults() []tpo.Result {
 	rej := &tpo.Ref{Step: 0, Index: 0}
 	return []tpo.Result{
 		{ID: "r1", Score: 5, InitialBest: 3, ScoreCalls: 2,
-			Usage: tpo.Usage{Requests: 7, PromptTokens: 100, CompletionTokens: 50},
+			Usage:      tpo.Usage{Requests: 7, PromptTokens: 100, CompletionTokens: 50},
+			ScoreUsage: tpo.Usage{Requests: 4, PromptTokens: 300, CompletionTokens: 4}, // a judge's
 			Steps: []tpo.Step{
 				{Step: 0, Candidates: cands(1, 3), Millis: stageMillis{tpo.StageSample: 100, tpo.StageScore: 10}},
 				{Step: 1, Candidates: cands(2, 5), Unparsed: []string{"no block here"}, Rejected: rej,
@@ -65,6 +66,7 @@ func TestSummarize(t *testing.T) {
 		{"width", s.Width, 2}, {"depth", s.Depth, 2},
 		{"improved", s.Gain.Improved, 2}, {"unchanged", s.Gain.Unchanged, 1}, {"worse", s.Gain.Worse, 0},
 		{"total requests", s.Usage.Total.Requests, 22}, {"total score calls", s.Usage.TotalScoreCalls, 8},
+		{"total score prompt tokens", s.Usage.TotalScore.PromptTokens, 300}, {"total score completion tokens", s.Usage.TotalScore.CompletionTokens, 4},
 	}
 	for _, c := range ints {
 		if c.got != c.want {
@@ -85,6 +87,7 @@ func TestSummarize(t *testing.T) {
 		{"completion tokens per item", s.Usage.CompletionTokens, 25},
 		{"tokens per item", s.Usage.Tokens, 75},
 		{"score calls per item", s.Usage.ScoreCalls, 2},
+		{"score tokens per item", s.Usage.ScoreTokens, 76},
 	}
 	for _, c := range floats {
 		if !near(c.got, c.want) {

@@ -142,16 +142,32 @@ func (s *Server) loadBatch(ctx context.Context, id string) (openai.Batch, *apiEr
 		return openai.Batch{}, &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "batch_not_found",
 			Message: fmt.Sprintf("no batch with id %q", id)}
 	}
-	var sb storedBatch
+	var b openai.Batch
 	if err == nil {
-		err = json.Unmarshal(job.Data, &sb)
+		b, err = batchOf(job)
 	}
 	if err != nil {
 		s.log.Error("reading a batch from the store failed", "batch", id, "err", err)
 		return openai.Batch{}, &apiError{Status: http.StatusInternalServerError, Type: typeServer, Code: "store_error",
 			Message: fmt.Sprintf("reading batch %s from the store failed", id)}
 	}
-	return sb.Batch, nil
+	return b, nil
+}
+
+// batchOf reads the batch a job holds. A batch whose cancel a client
+// asked through another process than the one running it is cancelling
+// from then on, until that process ends it.
+func batchOf(job tpo.Job) (openai.Batch, error) {
+	var sb storedBatch
+	if err := json.Unmarshal(job.Data, &sb); err != nil {
+		return openai.Batch{}, fmt.Errorf("batch %s: %w", job.ID, err)
+	}
+	b := sb.Batch
+	if job.CancelRequested != nil && job.Finished == nil && (b.Status == "validating" || b.Status == "in_progress") {
+		at := job.CancelRequested.Unix()
+		b.Status, b.CancellingAt = "cancelling", &at
+	}
+	return b, nil
 }
 
 // handleGetBatch answers GET /v1/batches/{id}.
@@ -189,19 +205,20 @@ func (s *Server) handleListBatches(w http.ResponseWriter, r *http.Request) {
 	}
 	list := make([]openai.Batch, 0, len(jobs))
 	for _, j := range jobs {
-		var sb storedBatch
-		if err := json.Unmarshal(j.Data, &sb); err != nil {
+		b, err := batchOf(j)
+		if err != nil {
 			s.log.Error("a stored batch is not readable", "batch", j.ID, "err", err)
 			continue
 		}
-		list = append(list, sb.Batch)
+		list = append(list, b)
 	}
 	writeJSON(w, http.StatusOK, page(list, limit, func(b openai.Batch) string { return b.ID }))
 }
 
-// handleCancelBatch answers POST /v1/batches/{id}/cancel: a batch this
-// process runs is cancelling (then cancelled, its finished requests in
-// its output file); one that has ended is returned as it is.
+// handleCancelBatch answers POST /v1/batches/{id}/cancel: a batch that
+// this process runs, or, through the store, another one, is cancelling
+// (then cancelled, its finished requests in its output file); one that
+// has ended is returned as it is.
 func (s *Server) handleCancelBatch(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	b, aerr := s.loadBatch(r.Context(), id)
@@ -213,11 +230,17 @@ func (s *Server) handleCancelBatch(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b)
 		return
 	}
-	if _, ok := s.bg.cancel(kindBatch+":"+id, errCancelled); !ok {
-		// It ended meanwhile, or another process runs it.
-		if b, aerr = s.loadBatch(r.Context(), id); aerr == nil && !batchFinal(b.Status) {
-			aerr = &apiError{Status: http.StatusConflict, Type: typeInvalidRequest, Code: "batch_elsewhere",
-				Message: fmt.Sprintf("batch %s is %s in another tpo serve process: cancel it there", id, b.Status)}
+	if _, ok := s.bg.cancel(taskID(kindBatch, id), errCancelled); !ok {
+		// Another process runs it (or it ended meanwhile): it sees the
+		// request in the store.
+		j, aerr := s.requestCancel(r.Context(), kindBatch, id)
+		if aerr == nil {
+			var err error
+			if b, err = batchOf(j); err != nil {
+				s.log.Error("a stored batch is not readable", "batch", id, "err", err)
+				aerr = &apiError{Status: http.StatusInternalServerError, Type: typeServer, Code: "store_error",
+					Message: fmt.Sprintf("reading batch %s from the store failed", id)}
+			}
 		}
 		if aerr != nil {
 			writeError(w, aerr)
@@ -233,5 +256,5 @@ func (s *Server) handleCancelBatch(w http.ResponseWriter, r *http.Request) {
 
 // startBatch runs batch id in the server's workers.
 func (s *Server) startBatch(id string) bool {
-	return s.bg.start(kindBatch+":"+id, taskBatch, func(ctx context.Context) { s.runBatch(ctx, id) })
+	return s.bg.start(taskID(kindBatch, id), taskBatch, func(ctx context.Context) { s.runBatch(ctx, id) })
 }

@@ -280,20 +280,19 @@ func optimizationFailure(msg string) *apiError {
 }
 
 // meterOf is what an optimization cost, from its result: its policy
-// calls by stage and its reward calls.
+// calls by stage and its reward calls (with a judge's tokens).
 func meterOf(res tpo.Result) meterSnapshot {
-	m := meterSnapshot{Total: res.Usage, Stages: map[tpo.Stage]StageUsage{}, RewardCalls: res.ScoreCalls}
+	m := meterSnapshot{Policy: res.Usage, Reward: res.ScoreUsage, Stages: map[tpo.Stage]StageUsage{}, RewardCalls: res.ScoreCalls}
 	for _, st := range res.Steps {
 		for _, c := range st.Calls {
 			u := m.Stages[c.Stage]
 			u.Requests += c.Usage.Requests
-			u.PromptTokens += c.Usage.PromptTokens
-			u.CompletionTokens += c.Usage.CompletionTokens
-			u.TotalTokens += c.Usage.TotalTokens()
+			u.addTokens(c.Usage)
 			u.Millis += c.Millis
 			m.Stages[c.Stage] = u
 		}
 		sc := m.Stages[tpo.StageScore]
+		sc.addTokens(st.ScoreUsage)
 		sc.Millis += st.Millis[tpo.StageScore]
 		m.Stages[tpo.StageScore] = sc
 	}
@@ -307,8 +306,7 @@ func meterOf(res tpo.Result) meterSnapshot {
 // batch (not stored).
 func (s *Server) batchResponse(o outcome, rp *respPlan) openai.Response {
 	obj := s.responseObject(o, rp, "completed")
-	u := o.Meter.Total
-	obj.Usage = &openai.ResponseUsage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens, TotalTokens: u.TotalTokens()}
+	obj.Usage = o.Meter.responseUsage()
 	now := s.opts.Now().Unix()
 	obj.CompletedAt, obj.Output, obj.Store = &now, responseOutput(o), false
 	obj.TPO = o.optimization(bestDistinct(o.Result, 1))

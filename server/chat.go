@@ -204,7 +204,7 @@ func (s *Server) optimize(ctx context.Context, o outcome, onEvent func(tpo.Event
 	}
 	s.metrics.optimizations.WithLabelValues(string(p.Config.Mode), outcomeLabel).Inc()
 	s.log.Info("optimized", "run", o.RunID, "id", o.ID, "outcome", outcomeLabel, "score", res.Score,
-		"initial_best", res.InitialBest, "requests", o.Meter.Total.Requests, "tokens", o.Meter.Total.TotalTokens(),
+		"initial_best", res.InitialBest, "requests", o.Meter.Policy.Requests, "tokens", o.Meter.usage().TotalTokens,
 		"elapsed", time.Since(t0).Round(time.Millisecond), "err", err)
 	if store != nil {
 		sctx := context.WithoutCancel(ctx)

@@ -271,3 +271,6 @@ type streamChunk struct {
 	TPO   *json.RawMessage `json:"tpo"`
 	Error *errorObject     `json:"error"`
 }
+
+// usageOf is the usage object of what the fake upstream reported.
+func usageOf(u tpo.Usage) openai.Usage { return meterSnapshot{Policy: u}.usage() }

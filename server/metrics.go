@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tpoproject/tpo"
+	"github.com/tpoproject/tpo/openai"
 )
 
 // metrics are the server's Prometheus metrics, in a registry of its own
@@ -52,7 +53,7 @@ func newMetrics() *metrics {
 			Name: "tpo_serve_upstream_retries_total", Help: "HTTP attempts to the policy server that were retried.",
 		}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tpo_serve_tokens_total", Help: "Policy model tokens, by stage and kind (prompt, completion).",
+			Name: "tpo_serve_tokens_total", Help: "Model tokens of the optimizations (the policy's, and a judge's in stage score), by stage and kind (prompt, completion).",
 		}, []string{"stage", "kind"}),
 		optimizations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tpo_serve_optimizations_total", Help: "Optimizations run, by mode and outcome (ok, error, cancelled).",
@@ -76,6 +77,12 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
+// countTokens adds the tokens of u to the stage's counters.
+func (m *metrics) countTokens(stage tpo.Stage, u tpo.Usage) {
+	m.tokens.WithLabelValues(string(stage), "prompt").Add(float64(u.PromptTokens))
+	m.tokens.WithLabelValues(string(stage), "completion").Add(float64(u.CompletionTokens))
+}
+
 func (m *metrics) observeRequest(route string, code int, d time.Duration) {
 	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 	m.latency.WithLabelValues(route).Observe(d.Seconds())
@@ -83,9 +90,27 @@ func (m *metrics) observeRequest(route string, code int, d time.Duration) {
 
 // meterSnapshot is what a meter counted.
 type meterSnapshot struct {
-	Total       tpo.Usage
+	// Policy is what the policy calls cost; Reward what the reward calls
+	// cost as far as the scorer reports it (a judge's tokens; a reward
+	// model on vLLM or TEI reports none).
+	Policy      tpo.Usage
+	Reward      tpo.Usage
 	Stages      map[tpo.Stage]StageUsage
 	RewardCalls int
+}
+
+// usage is the request's usage object: the tokens of every model call
+// the request caused, the policy's and the judge's.
+func (m meterSnapshot) usage() openai.Usage {
+	prompt := m.Policy.PromptTokens + m.Reward.PromptTokens
+	completion := m.Policy.CompletionTokens + m.Reward.CompletionTokens
+	return openai.Usage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: prompt + completion}
+}
+
+// responseUsage is usage in the Responses API's words.
+func (m meterSnapshot) responseUsage() *openai.ResponseUsage {
+	u := m.usage()
+	return &openai.ResponseUsage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
 }
 
 // meter wraps the policy and the scorer of one optimization, counting the
@@ -96,7 +121,8 @@ type meter struct {
 	m      *metrics
 
 	mu          sync.Mutex
-	total       tpo.Usage
+	policyUsage tpo.Usage
+	rewardUsage tpo.Usage
 	stages      map[tpo.Stage]StageUsage
 	rewardCalls int
 }
@@ -119,19 +145,16 @@ func (g meterGenerator) Generate(ctx context.Context, req tpo.GenerateRequest) (
 		stage = tpo.StageSample
 	}
 	g.mu.Lock()
-	g.total.Add(gen.Usage)
+	g.policyUsage.Add(gen.Usage)
 	su := g.stages[stage]
 	su.Requests += gen.Usage.Requests
-	su.PromptTokens += gen.Usage.PromptTokens
-	su.CompletionTokens += gen.Usage.CompletionTokens
-	su.TotalTokens += gen.Usage.TotalTokens()
+	su.addTokens(gen.Usage)
 	su.Millis += d.Milliseconds()
 	g.stages[stage] = su
 	g.mu.Unlock()
 	if g.m != nil {
 		g.m.stageLatency.WithLabelValues(string(stage)).Observe(d.Seconds())
-		g.m.tokens.WithLabelValues(string(stage), "prompt").Add(float64(gen.Usage.PromptTokens))
-		g.m.tokens.WithLabelValues(string(stage), "completion").Add(float64(gen.Usage.CompletionTokens))
+		g.m.countTokens(stage, gen.Usage)
 		g.m.retries.Add(float64(gen.Usage.Retries))
 		if err != nil && !errors.Is(err, context.Canceled) {
 			g.m.upstreamErrors.WithLabelValues("policy").Inc()
@@ -147,13 +170,16 @@ func (s meterScorer) Score(ctx context.Context, messages []tpo.Message, response
 	d := time.Since(t0)
 	s.mu.Lock()
 	s.rewardCalls++
+	s.rewardUsage.Add(scores.Usage)
 	su := s.stages[tpo.StageScore]
 	su.Requests++
+	su.addTokens(scores.Usage)
 	su.Millis += d.Milliseconds()
 	s.stages[tpo.StageScore] = su
 	s.mu.Unlock()
 	if s.m != nil {
 		s.m.stageLatency.WithLabelValues(string(tpo.StageScore)).Observe(d.Seconds())
+		s.m.countTokens(tpo.StageScore, scores.Usage)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			s.m.upstreamErrors.WithLabelValues("reward").Inc()
 		}
@@ -164,7 +190,7 @@ func (s meterScorer) Score(ctx context.Context, messages []tpo.Message, response
 func (m *meter) snapshot() meterSnapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := meterSnapshot{Total: m.total, RewardCalls: m.rewardCalls, Stages: make(map[tpo.Stage]StageUsage, len(m.stages))}
+	s := meterSnapshot{Policy: m.policyUsage, Reward: m.rewardUsage, RewardCalls: m.rewardCalls, Stages: make(map[tpo.Stage]StageUsage, len(m.stages))}
 	for k, v := range m.stages {
 		s.Stages[k] = v
 	}

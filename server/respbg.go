@@ -37,8 +37,9 @@ func (s *Server) startBackground(w http.ResponseWriter, o outcome, rp *respPlan)
 }
 
 // runBackground computes a background response: it waits for an
-// optimization slot (queued), optimizes (in_progress, its progress kept
-// for GET), and stores how it ended: completed, failed, or cancelled.
+// optimization slot (queued), optimizes (in_progress, its progress stored
+// after each stage), and stores how it ended: completed, failed, or
+// cancelled.
 func (s *Server) runBackground(ctx context.Context, o outcome, rp *respPlan) {
 	if s.opts.RequestTimeout > 0 {
 		var cancel context.CancelFunc
@@ -60,7 +61,7 @@ func (s *Server) runBackground(ctx context.Context, o outcome, rp *respPlan) {
 		tr := &progressTracker{runID: o.RunID}
 		onEvent := func(e tpo.Event) {
 			if p, ok := tr.progress(e); ok {
-				s.bg.setProgress(o.ID, p)
+				s.saveProgress(o, rp, p)
 			}
 		}
 		o, err = s.run(rp)(ctx, o, onEvent)
@@ -68,6 +69,15 @@ func (s *Server) runBackground(ctx context.Context, o outcome, rp *respPlan) {
 	release()
 	obj := s.finishResponse(ctx, o, rp, err)
 	s.log.Info("background response ended", "id", o.ID, "run", o.RunID, "status", obj.Status, "err", err)
+}
+
+// saveProgress stores background response o in progress, its tpo object
+// p, the progress after a stage, so that a GET on any process sharing the
+// store shows it.
+func (s *Server) saveProgress(o outcome, rp *respPlan, p Progress) {
+	obj := s.responseObject(o, rp, "in_progress")
+	obj.TPO = p
+	s.saveResponse(obj, rp, o, false)
 }
 
 // acquireWait waits for an optimization slot as long as ctx lasts.

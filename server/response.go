@@ -20,10 +20,6 @@ type completion struct {
 	TPO *Optimization `json:"tpo,omitempty"`
 }
 
-func usageOf(u tpo.Usage) openai.Usage {
-	return openai.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens()}
-}
-
 // chunk is a chat.completion.chunk object with the "tpo" extension.
 type chunk struct {
 	openai.ChatChunk
@@ -53,7 +49,9 @@ type Optimization struct {
 	Retries     int `json:"retries"`
 	RewardCalls int `json:"reward_calls"`
 	// Stages breaks usage down by stage (sample, loss, gradient, update,
-	// score; score counts reward calls and has no tokens).
+	// score): their tokens add up to the answer's usage. Score counts
+	// reward calls as requests, and has the tokens of a judge (a reward
+	// model on vLLM or TEI reports none).
 	Stages map[tpo.Stage]StageUsage `json:"stages"`
 	Notes  []string                 `json:"notes,omitempty"`
 	// StopReason says why the optimization stopped: depth (every round
@@ -72,6 +70,13 @@ type StageUsage struct {
 	CompletionTokens int   `json:"completion_tokens"`
 	TotalTokens      int   `json:"total_tokens"`
 	Millis           int64 `json:"millis"`
+}
+
+// addTokens adds the tokens of u.
+func (su *StageUsage) addTokens(u tpo.Usage) {
+	su.PromptTokens += u.PromptTokens
+	su.CompletionTokens += u.CompletionTokens
+	su.TotalTokens += u.TotalTokens()
 }
 
 // Progress is the "tpo" object of a progress chunk.
@@ -196,8 +201,8 @@ func (o outcome) optimization(cands []tpo.Candidate) *Optimization {
 		RunID: o.RunID, Mode: cfg.Mode, Width: cfg.Width, Depth: cfg.Steps(), Reward: o.Plan.Reward,
 		Score: o.Result.Score, InitialBest: o.Result.InitialBest, Gain: o.Result.Gain(),
 		Steps:       len(o.Result.Steps),
-		Requests:    o.Meter.Total.Requests,
-		Retries:     o.Meter.Total.Retries,
+		Requests:    o.Meter.Policy.Requests,
+		Retries:     o.Meter.Policy.Retries,
 		RewardCalls: o.Meter.RewardCalls,
 		Stages:      map[tpo.Stage]StageUsage{},
 		Scores:      []float64{},
@@ -241,7 +246,7 @@ func (o outcome) toolChoices() []openai.Choice {
 
 // completionOf builds the response to a non-streamed request.
 func completionOf(o outcome) completion {
-	u := usageOf(o.Meter.Total)
+	u := o.Meter.usage()
 	if o.Tools.answered() {
 		return completion{
 			ChatResponse: openai.ChatResponse{ID: o.ID, Object: "chat.completion", Created: o.Created, Model: o.Model,

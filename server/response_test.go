@@ -133,7 +133,7 @@ func TestCompletionOf(t *testing.T) {
 	o := outcome{ID: "chatcmpl-x", Created: 123, Model: "m", RunID: "run7", Result: testResult(),
 		Plan: &plan{N: 2, Reward: "rm", Config: tpo.Config{Mode: tpo.ModeTPO, Width: 4, Depth: 1}},
 		Meter: meterSnapshot{
-			Total:       tpo.Usage{Requests: 4, PromptTokens: 100, CompletionTokens: 50, Retries: 1},
+			Policy:      tpo.Usage{Requests: 4, PromptTokens: 100, CompletionTokens: 50, Retries: 1},
 			RewardCalls: 2,
 			Stages: map[tpo.Stage]StageUsage{
 				tpo.StageSample: {Requests: 1, PromptTokens: 10, CompletionTokens: 20, TotalTokens: 30},
@@ -173,7 +173,7 @@ func TestAnswerChunks(t *testing.T) {
 	res := tpo.Result{Response: long, Score: 2, Steps: []tpo.Step{{Candidates: []tpo.Candidate{{Text: long, Score: 2}, {Text: "other", Score: 1}}}}}
 	o := outcome{ID: "chatcmpl-y", Created: 1, Model: "m", Result: res,
 		Plan:  &plan{N: 2, IncludeUsage: true, Config: tpo.DefaultConfig()},
-		Meter: meterSnapshot{Total: tpo.Usage{PromptTokens: 3, CompletionTokens: 4}}}
+		Meter: meterSnapshot{Policy: tpo.Usage{PromptTokens: 3, CompletionTokens: 4}}}
 	chunks := answerChunks(o)
 	texts := map[int]string{}
 	var kinds []string

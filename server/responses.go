@@ -101,7 +101,7 @@ func (s *Server) sampleOnce(ctx context.Context, o outcome, _ func(tpo.Event)) (
 		MaxTokens: &samp.MaxTokens, Seed: p.Config.Seed, Tools: p.Tools.Tools, ToolChoice: p.Tools.Choice,
 		ParallelToolCalls: p.Tools.ParallelToolCalls}
 	choices, usage, err := s.up.Choices(ctx, req, 1)
-	o.Meter = meterSnapshot{Total: usage}
+	o.Meter = meterSnapshot{Policy: usage}
 	switch {
 	case err != nil:
 		return o, err
@@ -140,8 +140,7 @@ func (s *Server) responseObject(o outcome, rp *respPlan, status string) openai.R
 // with err, and stores it when the request asked for that.
 func (s *Server) finishResponse(ctx context.Context, o outcome, rp *respPlan, err error) openai.Response {
 	obj := s.responseObject(o, rp, "completed")
-	u := o.Meter.Total
-	obj.Usage = &openai.ResponseUsage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens, TotalTokens: u.TotalTokens()}
+	obj.Usage = o.Meter.responseUsage()
 	now := s.opts.Now().Unix()
 	obj.CompletedAt = &now
 	if !rp.Off {
@@ -282,19 +281,28 @@ func (s *Server) loadResponse(ctx context.Context, id, param string) (storedResp
 	if errors.Is(err, tpo.ErrNotFound) {
 		return sr, notFound
 	}
-	if err == nil {
-		err = json.Unmarshal(job.Data, &sr)
-	}
 	if err != nil {
 		s.log.Error("reading a response from the store failed", "id", id, "err", err)
 		return sr, &apiError{Status: http.StatusInternalServerError, Type: typeServer, Code: "store_error",
 			Message: fmt.Sprintf("reading response %s from the store failed", id)}
 	}
+	return s.responseOf(job)
+}
+
+// responseOf reads the response a job holds.
+func (s *Server) responseOf(job tpo.Job) (storedResponse, *apiError) {
+	var sr storedResponse
+	if err := json.Unmarshal(job.Data, &sr); err != nil {
+		s.log.Error("a stored response is not readable", "id", job.ID, "err", err)
+		return sr, &apiError{Status: http.StatusInternalServerError, Type: typeServer, Code: "store_error",
+			Message: fmt.Sprintf("reading response %s from the store failed", job.ID)}
+	}
 	return sr, nil
 }
 
-// handleGetResponse answers GET /v1/responses/{id}: the stored response,
-// with the progress of its optimization while this process runs it.
+// handleGetResponse answers GET /v1/responses/{id}: the stored response;
+// while it is in progress, its tpo object is the progress of its
+// optimization, which the process that runs it stores as it goes.
 func (s *Server) handleGetResponse(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if r.URL.Query().Get("stream") == "true" {
@@ -306,15 +314,16 @@ func (s *Server) handleGetResponse(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	if p, ok := s.bg.progress(id); ok && !final(sr.Response.Status) {
-		sr.Response.TPO = p
-	}
 	writeJSON(w, http.StatusOK, sr.Response)
 }
 
 // handleCancelResponse answers POST /v1/responses/{id}/cancel: a
-// background response still queued or in progress is cancelled; one that
-// has ended is returned as it is.
+// background response still queued or in progress is cancelled, here or,
+// through the store, by the process that runs it; one that has ended is
+// returned as it is. The answer is the response once it has ended, or, if
+// its process has not ended it within five Options.JobPoll (or has itself
+// ended: the process that takes its jobs over ends it cancelled), as it is
+// then.
 func (s *Server) handleCancelResponse(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	sr, aerr := s.loadResponse(r.Context(), id, "")
@@ -335,17 +344,27 @@ func (s *Server) handleCancelResponse(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else if !final(sr.Response.Status) {
-		// It ended meanwhile, or another process runs it.
-		if sr, aerr = s.loadResponse(r.Context(), id, ""); aerr == nil && !final(sr.Response.Status) {
-			aerr = &apiError{Status: http.StatusConflict, Type: typeInvalidRequest, Code: "response_elsewhere",
-				Message: fmt.Sprintf("response %s is %s in another tpo serve process: cancel it there", id, sr.Response.Status)}
-		}
-		if aerr != nil {
+		// Another process runs it (or it ended meanwhile).
+		if sr, aerr = s.cancelElsewhere(r.Context(), id); aerr != nil {
 			writeError(w, aerr)
 			return
 		}
 	}
 	writeJSON(w, http.StatusOK, sr.Response)
+}
+
+// cancelElsewhere asks the process that runs background response id to
+// cancel it, through the store, and returns the response once it has
+// ended, or a while later as it is then.
+func (s *Server) cancelElsewhere(ctx context.Context, id string) (storedResponse, *apiError) {
+	j, aerr := s.requestCancel(ctx, kindResponse, id)
+	if aerr != nil {
+		return storedResponse{}, aerr
+	}
+	if j.Owner != nil {
+		j = s.awaitEnd(ctx, j)
+	}
+	return s.responseOf(j)
 }
 
 // newID returns an id like OpenAI's: prefix and random hex.

@@ -7,7 +7,8 @@
 // optional "tpo" object in the body overrides the server's TPO settings for
 // that request ({"mode": "off"} relays the request to the policy server
 // unchanged). The answer is a complete chat.completion whose usage sums every
-// internal policy call, with a "tpo" object describing the optimization;
+// model call the request caused (the policy's, and a judge's when the reward
+// is one), with a "tpo" object describing the optimization;
 // with stream: true the server sends progress chunks while optimizing, then
 // the answer. Requests with tools get the model's tool calls when it makes
 // them, unoptimized.
@@ -45,6 +46,7 @@ const (
 	DefaultQueueWait      = 5 * time.Second
 	DefaultKeepAlive      = 10 * time.Second
 	DefaultRequestTimeout = 15 * time.Minute
+	DefaultJobPoll        = time.Second
 )
 
 // deltaSize is the approximate size in bytes of the content deltas a
@@ -132,6 +134,11 @@ type Options struct {
 	// PRESET/MODEL (default DefaultPresets: tpo and off). A request may
 	// name any preset, listed or not.
 	Presets []string
+	// JobPoll is how often, while this process runs background work, it
+	// looks in Jobs for the cancels that clients asked of its jobs through
+	// other processes sharing the store (default DefaultJobPoll). It needs
+	// an Owner.
+	JobPoll time.Duration
 }
 
 // Server answers the OpenAI chat completions API with optimized answers.
@@ -208,6 +215,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Presets == nil {
 		opts.Presets = DefaultPresets
 	}
+	if opts.JobPoll <= 0 {
+		opts.JobPoll = DefaultJobPoll
+	}
 	if err := ParsePresets(opts.Presets); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -222,10 +232,14 @@ func New(opts Options) (*Server, error) {
 		slots:   make(chan struct{}, opts.MaxConcurrent),
 		metrics: newMetrics(),
 		hub:     newHub(),
-		bg:      newWorkers(opts.MaxBackground),
 
 		crossOrigin: http.NewCrossOriginProtection(),
 	}
+	var watch func(context.Context)
+	if opts.Jobs != nil && opts.Owner != nil {
+		watch = s.pollCancels
+	}
+	s.bg = newWorkers(opts.MaxBackground, watch, opts.JobPoll)
 	s.routes = s.endpoints()
 	s.guard = guard.Options{Hosts: opts.AllowedHosts, WriteTimeout: max(opts.WriteTimeout, 0), ReadTimeout: max(opts.ReadTimeout, 0),
 		Misdirected: func(w http.ResponseWriter, _ *http.Request, msg string) {

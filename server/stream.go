@@ -130,7 +130,7 @@ func answerChunks(o outcome) []chunk {
 		out = append(out, f)
 	}
 	if o.Plan.IncludeUsage {
-		out = append(out, c.usage(usageOf(o.Meter.Total)))
+		out = append(out, c.usage(o.Meter.usage()))
 	}
 	return out
 }
@@ -162,7 +162,7 @@ func toolCallChunks(o outcome, c chunkMaker) []chunk {
 		out = append(out, f)
 	}
 	if o.Plan.IncludeUsage {
-		out = append(out, c.usage(usageOf(o.Meter.Total)))
+		out = append(out, c.usage(o.Meter.usage()))
 	}
 	return out
 }

@@ -15,10 +15,11 @@ import (
 // ResumeJobs takes over, at start-up, the jobs that processes of this
 // machine left unfinished when they ended (killed, crashed; alive tells
 // whether an owner still runs): their background responses are stored as
-// failed, saying so, and their batches continue here. Each job is claimed
-// first (tpo.JobStore.ClaimJob), so that of several processes starting at
-// once, one takes it. It returns the ids of the responses failed and of
-// the batches resumed.
+// failed, saying so (cancelled, when a client asked to cancel them), and
+// their batches continue here (and end cancelled when a client asked).
+// Each job is claimed first (tpo.JobStore.ClaimJob), so that of several
+// processes starting at once, one takes it. It returns the ids of the
+// responses ended (failed) and of the batches resumed.
 func (s *Server) ResumeJobs(ctx context.Context, alive func(tpo.Owner) bool) (failed, resumed []string, err error) {
 	self := s.opts.Owner
 	if s.opts.Jobs == nil || self == nil {
@@ -38,11 +39,12 @@ func (s *Server) ResumeJobs(ctx context.Context, alive func(tpo.Owner) bool) (fa
 // machine, that have not said they are alive (tpo.Liveness.Beat) for
 // silentFor: a killed replica, a lost machine, a pod that never comes
 // back under its name. Their background responses are stored as failed,
-// saying who stopped answering and for how long, and their batches
-// continue here, each claimed first, so that of several replicas
-// watching, one takes it. The store must be shared across machines
-// (tpo.JobLiveness); with another, or without an Owner, it does nothing.
-// It returns the ids of the responses failed and of the batches resumed.
+// saying who stopped answering and for how long (cancelled, when a client
+// asked to cancel them), and their batches continue here, each claimed
+// first, so that of several replicas watching, one takes it. The store
+// must be shared across machines (tpo.JobLiveness); with another, or
+// without an Owner, it does nothing. It returns the ids of the responses
+// ended (failed) and of the batches resumed.
 func (s *Server) TakeOverStale(ctx context.Context, silentFor time.Duration) (failed, resumed []string, err error) {
 	store, ok := s.opts.Jobs.(tpo.JobLiveness)
 	self := s.opts.Owner
@@ -95,8 +97,9 @@ func (s *Server) takeOver(ctx context.Context, find func(ctx context.Context, ki
 }
 
 // failOrphan claims a background response that an ended process left
-// unfinished and stores it as failed, saying why; it reports false when
-// another process claimed it first.
+// unfinished and stores it as failed, saying why (or as cancelled, when a
+// client asked to cancel it); it reports false when another process
+// claimed it first.
 func (s *Server) failOrphan(ctx context.Context, j tpo.Job, why string) (bool, error) {
 	from := *j.Owner
 	claimed, err := s.opts.Jobs.ClaimJob(ctx, kindResponse, j.ID, from, s.opts.Owner)
@@ -114,12 +117,16 @@ func (s *Server) failOrphan(ctx context.Context, j tpo.Job, why string) (bool, e
 	msg := "interrupted: the tpo serve process that ran it " + why
 	sr.Response.Status = "failed"
 	sr.Response.Error = &openai.ResponseError{Code: "server_error", Message: msg}
+	if j.CancelRequested != nil {
+		// A client asked to cancel it: it ends as asked.
+		sr.Response.Status, sr.Response.Error = "cancelled", nil
+	}
 	now := s.opts.Now()
-	j.Status, j.Updated, j.Finished, j.Owner = "failed", now, &now, nil
+	j.Status, j.Updated, j.Finished, j.Owner = sr.Response.Status, now, &now, nil
 	if err := s.putJob(j, sr); err != nil {
 		return false, fmt.Errorf("response %s: %w", j.ID, err)
 	}
-	s.log.Warn("took over a background response: marked as failed", "id", j.ID, "owner", from.String(), "reason", msg)
+	s.log.Warn("took over a background response: marked as "+sr.Response.Status, "id", j.ID, "owner", from.String(), "reason", msg)
 	return true, nil
 }
 

@@ -31,28 +31,37 @@ const (
 // workers runs the server's background work (background responses,
 // batches): one goroutine per task, each with a context that ends when
 // the task is cancelled or the server shuts down (Shutdown), so that no
-// task outlives the server.
+// task outlives the server. While tasks run, a watcher calls watch
+// every interval (when watch is set).
 type workers struct {
 	ctx  context.Context
 	stop context.CancelCauseFunc
 	wg   sync.WaitGroup
 	max  int // response tasks at most
 
-	mu      sync.Mutex
-	closed  bool
-	running map[string]*task
+	watch    func(ctx context.Context)
+	interval time.Duration
+	idle     chan struct{} // told when the last task ends
+
+	mu       sync.Mutex
+	closed   bool
+	watching bool
+	running  map[string]*task
 }
 
 type task struct {
-	kind     taskKind
-	cancel   context.CancelCauseFunc
-	done     chan struct{}
-	progress *Progress
+	kind      taskKind
+	cancel    context.CancelCauseFunc
+	cancelled bool
+	done      chan struct{}
 }
 
-func newWorkers(max int) *workers {
+// newWorkers returns workers that run at most max response tasks at
+// once, and call watch (when not nil) every interval while tasks run.
+func newWorkers(max int, watch func(ctx context.Context), interval time.Duration) *workers {
 	ctx, stop := context.WithCancelCause(context.Background())
-	return &workers{ctx: ctx, stop: stop, max: max, running: map[string]*task{}}
+	return &workers{ctx: ctx, stop: stop, max: max, watch: watch, interval: interval,
+		idle: make(chan struct{}, 1), running: map[string]*task{}}
 }
 
 // start runs fn as task id in a goroutine of its own; it reports false
@@ -75,7 +84,35 @@ func (w *workers) start(id string, kind taskKind, fn func(ctx context.Context)) 
 		defer w.remove(id)
 		fn(ctx)
 	}()
+	if w.watch != nil && !w.watching {
+		w.watching = true
+		w.wg.Add(1)
+		go w.watchWhileBusy()
+	}
 	return true
+}
+
+// watchWhileBusy calls w.watch every interval until no task runs, or the
+// workers stop.
+func (w *workers) watchWhileBusy() {
+	defer w.wg.Done()
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-w.idle:
+		case <-w.ctx.Done():
+		}
+		w.mu.Lock()
+		if len(w.running) == 0 || w.ctx.Err() != nil {
+			w.watching = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		w.watch(w.ctx)
+	}
 }
 
 func (w *workers) count(kind taskKind) int {
@@ -92,6 +129,12 @@ func (w *workers) remove(id string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.running, id)
+	if len(w.running) == 0 && w.watching {
+		select {
+		case w.idle <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // cancel cancels task id with cause, and returns a channel closed when
@@ -104,26 +147,22 @@ func (w *workers) cancel(id string, cause error) (done <-chan struct{}, ok bool)
 		return nil, false
 	}
 	t.cancel(cause)
+	t.cancelled = true
 	return t.done, true
 }
 
-// setProgress records the latest progress of task id.
-func (w *workers) setProgress(id string, p Progress) {
+// cancelOnce cancels task id with cause unless it was cancelled before,
+// and reports whether it did.
+func (w *workers) cancelOnce(id string, cause error) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if t := w.running[id]; t != nil {
-		t.progress = &p
+	t := w.running[id]
+	if t == nil || t.cancelled {
+		return false
 	}
-}
-
-// progress returns the latest progress of task id, if it runs here.
-func (w *workers) progress(id string) (Progress, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if t := w.running[id]; t != nil && t.progress != nil {
-		return *t.progress, true
-	}
-	return Progress{}, false
+	t.cancel(cause)
+	t.cancelled = true
+	return true
 }
 
 // shutdown starts no more tasks, stops the batches at once, waits for the

@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tpoproject/tpo"
 )
 
 var _ tpo.JobStore = (*DB)(nil)
 
-const jobColumns = `kind, id, status, created, updated, finished, owner_host, owner_pid, owner_started, data`
+const jobColumns = `kind, id, status, created, updated, finished, owner_host, owner_pid, owner_started, data, cancel_requested`
 
 // PutJob implements tpo.JobStore.
 func (db *DB) PutJob(ctx context.Context, job tpo.Job) error {
@@ -22,16 +23,23 @@ func (db *DB) PutJob(ctx context.Context, job tpo.Job) error {
 	if !json.Valid(job.Data) {
 		return fmt.Errorf("put %s %q: data is not valid JSON", job.Kind, job.ID)
 	}
-	var host, pid, started, finished any
+	var host, pid, started, finished, cancel any
 	if o := job.Owner; o != nil {
 		host, pid, started = o.Host, o.PID, unixNano(o.Started)
 	}
 	if job.Finished != nil {
 		finished = unixNano(*job.Finished)
 	}
+	if job.CancelRequested != nil {
+		cancel = unixNano(*job.CancelRequested)
+	}
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO jobs (`+jobColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			job.Kind, job.ID, job.Status, unixNano(job.Created), unixNano(job.Updated), finished, host, pid, started, string(job.Data))
+		_, err := tx.ExecContext(ctx, `INSERT INTO jobs (`+jobColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, created = excluded.created, updated = excluded.updated,
+				finished = excluded.finished, owner_host = excluded.owner_host, owner_pid = excluded.owner_pid,
+				owner_started = excluded.owner_started, data = excluded.data,
+				cancel_requested = coalesce(jobs.cancel_requested, excluded.cancel_requested)`,
+			job.Kind, job.ID, job.Status, unixNano(job.Created), unixNano(job.Updated), finished, host, pid, started, string(job.Data), cancel)
 		return err
 	})
 	if err != nil {
@@ -124,6 +132,27 @@ func (db *DB) ClaimJob(ctx context.Context, kind, id string, from tpo.Owner, to 
 	return claimed, nil
 }
 
+// RequestCancel implements tpo.JobStore, in one transaction.
+func (db *DB) RequestCancel(ctx context.Context, kind, id string, at time.Time) (tpo.Job, error) {
+	var j tpo.Job
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE jobs SET cancel_requested = ?
+			WHERE kind = ? AND id = ? AND finished IS NULL AND cancel_requested IS NULL`, unixNano(at), kind, id)
+		if err != nil {
+			return err
+		}
+		j, err = scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE kind = ? AND id = ?`, kind, id).Scan)
+		if errors.Is(err, sql.ErrNoRows) {
+			return tpo.ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return tpo.Job{}, fmt.Errorf("request the cancel of %s %q: %w", kind, id, err)
+	}
+	return j, nil
+}
+
 func queryJobs(ctx context.Context, q queryer, query string, args ...any) ([]tpo.Job, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -150,11 +179,13 @@ func scanJob(scan func(...any) error) (tpo.Job, error) {
 		host              sql.NullString
 		pid               sql.NullInt64
 		data              string
+		cancel            sql.NullInt64
 	)
-	if err := scan(&j.Kind, &j.ID, &j.Status, &created, &updated, &finished, &host, &pid, &started, &data); err != nil {
+	if err := scan(&j.Kind, &j.ID, &j.Status, &created, &updated, &finished, &host, &pid, &started, &data, &cancel); err != nil {
 		return tpo.Job{}, err
 	}
 	j.Created, j.Updated, j.Finished = fromNano(created), fromNano(updated), nullTime(finished)
+	j.CancelRequested = nullTime(cancel)
 	if host.Valid {
 		j.Owner = &tpo.Owner{Host: host.String, PID: int(pid.Int64), Started: fromNano(started.Int64)}
 	}

@@ -204,6 +204,11 @@ CREATE TABLE run_claims (
 	since         INTEGER NOT NULL    -- Unix nanoseconds
 ) STRICT;
 `,
+	// 5: when a client asked to cancel a job through a process that does
+	// not run it.
+	`
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER; -- Unix nanoseconds
+`,
 }
 
 // migrate brings the schema up to date.

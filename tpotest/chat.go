@@ -143,7 +143,8 @@ type ChatServer struct {
 
 	mu   sync.Mutex
 	reqs []Recorded
-	n    int // chat requests seen
+	n    int       // chat requests seen
+	used tpo.Usage // the usage of the answers
 }
 
 // NewChatServer starts a fake chat server; it is closed when the test ends.
@@ -189,6 +190,15 @@ func (s *ChatServer) Requests() []Recorded {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.reqs)
+}
+
+// Usage sums the usage the server reported in its answers so far (one
+// request per answer, streamed or not, and its prompt and completion
+// tokens): what a client that asked for them all was billed.
+func (s *ChatServer) Usage() tpo.Usage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used
 }
 
 // ChatRequests returns the chat requests received so far.
@@ -401,6 +411,9 @@ func (s *ChatServer) chat(w http.ResponseWriter, r *http.Request, rec Recorded) 
 		completion += CountTokens(text)
 	}
 	usage := map[string]any{"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+	s.mu.Lock()
+	s.used.Add(tpo.Usage{Requests: 1, PromptTokens: prompt, CompletionTokens: completion})
+	s.mu.Unlock()
 	id := fmt.Sprintf("chatcmpl-%d", n)
 	model := req.Model
 	if model == "" {

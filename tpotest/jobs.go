@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/tpoproject/tpo"
 )
@@ -32,7 +33,11 @@ func (m *MemStore) PutJob(ctx context.Context, job tpo.Job) error {
 	if m.jobs.jobs == nil {
 		m.jobs.jobs = map[[2]string]tpo.Job{}
 	}
-	m.jobs.jobs[[2]string{job.Kind, job.ID}] = cloneJob(job)
+	k := [2]string{job.Kind, job.ID}
+	if old, ok := m.jobs.jobs[k]; ok && old.CancelRequested != nil {
+		job.CancelRequested = old.CancelRequested
+	}
+	m.jobs.jobs[k] = cloneJob(job)
 	return nil
 }
 
@@ -90,6 +95,22 @@ func (m *MemStore) ClaimJob(ctx context.Context, kind, id string, from tpo.Owner
 	return true, nil
 }
 
+// RequestCancel implements tpo.JobStore.
+func (m *MemStore) RequestCancel(ctx context.Context, kind, id string, at time.Time) (tpo.Job, error) {
+	m.jobs.mu.Lock()
+	defer m.jobs.mu.Unlock()
+	k := [2]string{kind, id}
+	j, ok := m.jobs.jobs[k]
+	if !ok {
+		return tpo.Job{}, fmt.Errorf("request the cancel of %s %q: %w", kind, id, tpo.ErrNotFound)
+	}
+	if j.Finished == nil && j.CancelRequested == nil {
+		j.CancelRequested = &at
+		m.jobs.jobs[k] = j
+	}
+	return cloneJob(j), nil
+}
+
 // jobsOf returns the jobs of kind that keep says to keep, oldest first.
 func (m *MemStore) jobsOf(kind string, keep func(tpo.Job) bool) []tpo.Job {
 	m.jobs.mu.Lock()
@@ -115,6 +136,10 @@ func cloneJob(j tpo.Job) tpo.Job {
 	if j.Finished != nil {
 		f := *j.Finished
 		j.Finished = &f
+	}
+	if j.CancelRequested != nil {
+		c := *j.CancelRequested
+		j.CancelRequested = &c
 	}
 	return j
 }

@@ -362,9 +362,19 @@ func runOne(ctx context.Context, env *environ, store runStore, opt *tpo.Optimize
 	if verbose {
 		fmt.Fprintf(env.stderr, "best score %.4g (best initial sample %.4g, gain %+.4g); %s, %s; %s; run %s\n",
 			res.Score, res.InitialBest, res.Gain(), plural(res.Usage.Requests, "policy request", "policy requests"),
-			plural(res.Usage.TotalTokens(), "token", "tokens"), stopText(res.StopReason), run.ID)
+			tokensText(*res), stopText(res.StopReason), run.ID)
 	}
 	return nil
+}
+
+// tokensText says how many tokens an optimization used, for people: the
+// policy's, and a judge's (the reward calls that report tokens) apart.
+func tokensText(res tpo.Result) string {
+	policy := res.Usage.TotalTokens()
+	if n := res.ScoreUsage.TotalTokens(); n > 0 {
+		return fmt.Sprintf("%s and %s", plural(policy, "policy token", "policy tokens"), plural(n, "judge token", "judge tokens"))
+	}
+	return plural(policy, "token", "tokens")
 }
 
 // stopText says why an optimization stopped, for people.

@@ -253,7 +253,7 @@ func TestRunSingleModelServers(t *testing.T) {
 			store := filepath.Join(t.TempDir(), "tpo.db")
 			out := filepath.Join(t.TempDir(), "out.jsonl")
 			code, stdout, stderr := cli(t, "", "run", "--policy-url", chat.URL(), "--policy-model", "qwen2.5:7b-instruct",
-				"--store", store, "--out", out, "--width", "3", "--depth", "1", "--progress", "off", "Why is the sky blue?")
+				"--store", store, "--out", out, "--width", "3", "--depth", "1", "--progress", "off", "-v", "Why is the sky blue?")
 			if code != 0 {
 				t.Fatalf("exit %d; stderr:\n%s", code, stderr)
 			}
@@ -282,6 +282,19 @@ func TestRunSingleModelServers(t *testing.T) {
 			}
 			if judged != 4 { // 3 samples + 1 distinct update text
 				t.Errorf("judge requests: got %d, want 4", judged)
+			}
+			// The policy's tokens are in usage, the judge's in score_usage:
+			// together what the server reported; -v says both.
+			tokens := func(field string) int {
+				u := l[field].(map[string]any)
+				return int(u["prompt_tokens"].(float64) + u["completion_tokens"].(float64))
+			}
+			policy, judge, all := tokens("usage"), tokens("score_usage"), chat.Usage()
+			if judge == 0 || policy+judge != all.TotalTokens() {
+				t.Errorf("usage %d + score_usage %d tokens; the server reported %d", policy, judge, all.TotalTokens())
+			}
+			if want := fmt.Sprintf(" policy requests, %d policy tokens and %d judge tokens;", policy, judge); !strings.Contains(stderr, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, stderr)
 			}
 		})
 	}

@@ -87,7 +87,7 @@ func resumeJobs(ctx context.Context, env *environ, srv *server.Server) error {
 		return fmt.Errorf("store: taking over the jobs of ended processes: %w", err)
 	}
 	if len(failed) > 0 {
-		fmt.Fprintf(env.stderr, "tpo serve: %s left unfinished by a tpo serve that ended marked as failed: %s\n",
+		fmt.Fprintf(env.stderr, "tpo serve: %s left unfinished by a tpo serve that ended marked as failed (or cancelled, as asked): %s\n",
 			plural(len(failed), "background response", "background responses"), idList(failed, maxListed))
 	}
 	if len(resumed) > 0 {

@@ -17,14 +17,17 @@ import (
 // data byte for byte, times to the microsecond, its owner), putting it
 // again replaces it, ListJobs pages newest first, UnfinishedJobs finds
 // the jobs of a host that are not finished, and ClaimJob changes a job's
-// owner only from the owner it names, once when claims race. Each test
-// opens a new, empty store.
+// owner only from the owner it names, once when claims race, and
+// RequestCancel records the first cancel requested of a job that is not
+// finished, which putting the job again keeps. Each test opens a new,
+// empty store.
 func RunJobs(t *testing.T, open func(t *testing.T) tpo.JobStore) {
 	t.Run("PutGet", func(t *testing.T) { testPutGet(t, open(t)) })
 	t.Run("List", func(t *testing.T) { testListJobs(t, open(t)) })
 	t.Run("Unfinished", func(t *testing.T) { testUnfinishedJobs(t, open(t)) })
 	t.Run("Claim", func(t *testing.T) { testClaimJob(t, open(t)) })
 	t.Run("ClaimRace", func(t *testing.T) { testClaimRace(t, open(t)) })
+	t.Run("CancelRequest", func(t *testing.T) { testRequestCancel(t, open(t)) })
 }
 
 func job(kind, id string, created time.Time, owner *tpo.Owner) tpo.Job {
@@ -268,6 +271,95 @@ func testClaimRace(t *testing.T, s tpo.JobStore) {
 		}
 		if want := fmt.Sprintf("replica-%d", winner); got.Owner == nil || got.Owner.Host != want {
 			t.Errorf("%s: owner %+v, want the winner's, %s", id, got.Owner, want)
+		}
+	}
+}
+
+// testRequestCancel: a cancel requested is recorded once, on a job not
+// finished, changing nothing else; the owner's later writes keep it, as
+// do claims and the listings.
+func testRequestCancel(t *testing.T, s tpo.JobStore) {
+	ctx := context.Background()
+	owner := &tpo.Owner{Host: "gpu-box", PID: 7, Started: epoch}
+	heir := &tpo.Owner{Host: "other-box", PID: 9, Started: epoch.Add(time.Hour)}
+	first, later := epoch.Add(time.Minute), epoch.Add(2*time.Minute)
+	put := func(j tpo.Job) tpo.Job {
+		t.Helper()
+		if err := s.PutJob(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	get := func(id string) tpo.Job {
+		t.Helper()
+		j, err := s.GetJob(ctx, "batch", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	running := put(job("batch", "b_running", epoch, owner))
+	done := epoch.Add(time.Second)
+	finished := job("batch", "b_finished", epoch, nil)
+	finished.Status, finished.Finished = "completed", &done
+	put(finished)
+
+	got, err := s.RequestCancel(ctx, "batch", "b_running", first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := running
+	want.CancelRequested = &first
+	sameJob(t, got, want)
+	sameJob(t, get("b_running"), want)
+	// Asked again: the first request stands.
+	if got, err = s.RequestCancel(ctx, "batch", "b_running", later); err != nil {
+		t.Fatal(err)
+	}
+	sameJob(t, got, want)
+
+	// The owner writes the job again, knowing nothing of the request: it
+	// stays, with what the owner wrote.
+	owned := running
+	owned.Status, owned.Updated, owned.Data = "in_progress", later, json.RawMessage(`{"status":"in_progress"}`)
+	put(owned)
+	want = owned
+	want.CancelRequested = &first
+	sameJob(t, get("b_running"), want)
+	jobs, err := s.UnfinishedJobs(ctx, "batch", owner.Host)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("UnfinishedJobs = %+v, %v; want b_running", jobs, err)
+	}
+	sameJob(t, jobs[0], want)
+	if ok, err := s.ClaimJob(ctx, "batch", "b_running", *owner, heir); !ok || err != nil {
+		t.Fatalf("ClaimJob = %v, %v", ok, err)
+	}
+	want.Owner = heir
+	sameJob(t, get("b_running"), want)
+	// Finished, the job keeps the request that came before its end.
+	end := owned
+	end.Status, end.Finished, end.Owner = "cancelled", &later, nil
+	put(end)
+	want = end
+	want.CancelRequested = &first
+	sameJob(t, get("b_running"), want)
+
+	// A finished job is left as it is.
+	if got, err = s.RequestCancel(ctx, "batch", "b_finished", first); err != nil {
+		t.Fatal(err)
+	}
+	sameJob(t, got, finished)
+	sameJob(t, get("b_finished"), finished)
+
+	// A job put with a cancel requested has it.
+	asked := job("batch", "b_asked", epoch, owner)
+	asked.CancelRequested = &first
+	put(asked)
+	sameJob(t, get("b_asked"), asked)
+
+	for _, k := range [][2]string{{"batch", "b_unknown"}, {"response", "b_running"}} {
+		if _, err := s.RequestCancel(ctx, k[0], k[1], first); !errors.Is(err, tpo.ErrNotFound) {
+			t.Errorf("RequestCancel(%s, %s) = %v, want ErrNotFound", k[0], k[1], err)
 		}
 	}
 }

@@ -12,7 +12,9 @@ func FuzzReadAnnotations(f *testing.F) {
 	for _, s := range []string{
 		`[{"instruction": "a", "output_1": "x", "output_2": "y", "preference": 1.5}]`,
 		"{\"instruction\": \"a\", \"preference\": null}\n{\"instruction\": \"b\", \"preference\": 2}\n",
-		`[{"instruction": "a", "preference": "x"}]`, `[`, `[]`, "\ufeff[{\"instruction\": \"é\"}]", `{"instruction": 1}`,
+		`[{"instruction": "a", "preference": "x"}]`, `[`,
+		`[{"instruction": "a", "raw_completion": {"logprobs": {"content": [{"token": "m"}]}}, "generator_2": 5, "preference": 1.2}]`,
+		"{\"instruction\": \"a\", \"raw_completion\": null, \"dataset\": [1], \"time_per_example\": null}\n", `[]`, "\ufeff[{\"instruction\": \"é\"}]", `{"instruction": 1}`,
 	} {
 		f.Add([]byte(s))
 	}

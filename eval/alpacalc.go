@@ -105,8 +105,8 @@ func LengthControlled(anns []Annotation, data LCData) (LCResult, error) {
 	for i, x := range rows.X {
 		preds[i] = sigmoid(beta[1]*x[1] + beta[2]*x[2]) // at std_delta_len = 0
 	}
-	res.WinRate = 100 * mean(preds)
-	res.StandardError = 100 * sem(preds)
+	res.WinRate = pandasMean(preds) * 100
+	res.StandardError = pandasSem(preds) * 100
 	return res, nil
 }
 

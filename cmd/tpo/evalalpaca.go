@@ -349,7 +349,7 @@ func annotationOf(a eval.Annotation, v eval.PairVerdict, annotator string) eval.
 		p := 1 + s
 		a.Preference = &p
 	}
-	a.RawCompletion = fmt.Sprintf("model's output first: %s\n\nbaseline's output first: %s", v.RawAFirst, v.RawBFirst)
+	a.RawCompletion = jsonStringValue(fmt.Sprintf("model's output first: %s\n\nbaseline's output first: %s", v.RawAFirst, v.RawBFirst))
 	var errs []string
 	for _, e := range []string{v.ErrAFirst, v.ErrBFirst} {
 		if e != "" {

@@ -70,8 +70,17 @@ func TestEvalAlpacaAnnotations(t *testing.T) {
 			t.Errorf("%s: %+v", name, got)
 		}
 	}
+	// AlpacaEval's own file, raw_completion objects and nulls included
+	// (eval/testdata/README.md): one win, one draw, one loss.
+	code, stdout, stderr := cli(t, "", "eval", "alpaca", "--annotations", "../../eval/testdata/alpacaeval_annotations_alpaca-7b.json", "--json")
+	var official alpacaFiguresJSON
+	lastJSON(t, stdout, &official)
+	if code != 0 || official.NTotal != 3 || official.NWins != 1 || official.NDraws != 1 || official.Generator != "alpaca-7b" || official.Baseline != "gpt4_1106_preview" {
+		t.Errorf("AlpacaEval's annotations: exit %d, %+v\n%s", code, official, stderr)
+	}
+
 	path := filepath.Join(dir, "annotations.json")
-	code, stdout, _ := cli(t, "", "eval", "alpaca", "--annotations", path)
+	code, stdout, _ = cli(t, "", "eval", "alpaca", "--annotations", path)
 	for _, s := range []string{"AlpacaEval: m against base, 4 annotations\n", "  win rate: 56.2% (standard error 21.35)\n",
 		"  length-adjusted win rate: ", "(an estimate, not AlpacaEval's LC: its GLM without the instruction-difficulty term; give --lc-weights for the LC)",
 		"  wins 2, draws 1, baseline wins 1, of 4; discrete win rate 62.5%\n", "  average length: 2 characters\n"} {
@@ -91,7 +100,7 @@ func TestEvalAlpacaAnnotations(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeTemp(t, weights, "instruction_difficulty.csv", ",instruction_difficulty\n0,0\n1,0\n2,0\n3,0\n")
-	code, stdout, stderr := cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", weights, "--json")
+	code, stdout, stderr = cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", weights, "--json")
 	var got alpacaFiguresJSON
 	lastJSON(t, stdout, &got)
 	if code != 0 || got.LCWinRate == nil || got.LCGLM != eval.GLMLengthControlledNoReg || got.LengthAdjusted != nil || got.LCStandardError == nil {

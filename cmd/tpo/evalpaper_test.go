@@ -282,12 +282,14 @@ func TestEvalArenaHardJudgments(t *testing.T) {
 		return kv{"user_prompt": "u", "judgment": "j", "score": s}
 	}
 	// The model: q1 B>A then A>>B (4 wins), q2 A=B then B>A (a tie, a
-	// loss), q3 A>>B then null (3 losses): 4.5 points of 9 battles, 50%.
-	// The other model wins every game: 100%.
+	// loss), q3 A>>B then null (3 losses), q4 B<A and B=A, which v0.1
+	// does not score: 4.5 points of 9 battles, 50%. The other model wins
+	// every game: 100%.
 	m := writeTemp(t, dir, "llama-tpo.jsonl", jsonLines(t,
 		kv{"question_id": "q1", "model": "llama-tpo", "judge": "gpt-4-1106-preview", "games": []kv{g("B>A"), g("A>>B")}},
 		kv{"question_id": "q2", "model": "llama-tpo", "judge": "gpt-4-1106-preview", "games": []kv{g("A=B"), g("B>A")}},
 		kv{"question_id": "q3", "model": "llama-tpo", "judge": "gpt-4-1106-preview", "games": []kv{g("A>>B"), g("")}},
+		kv{"question_id": "q4", "model": "llama-tpo", "judge": "gpt-4-1106-preview", "games": []kv{g("B<A"), g("B=A")}},
 	))
 	writeTemp(t, dir, "strong.jsonl", jsonLines(t,
 		kv{"uid": "q1", "model": "strong", "judge": "gpt-4-1106-preview", "games": []kv{g("B>>A"), g("A>B")}},
@@ -299,7 +301,7 @@ func TestEvalArenaHardJudgments(t *testing.T) {
 		t.Fatalf("exit %d: %+v\n%s", code, got, stderr)
 	}
 	s := got.Scores[0]
-	if s.Model != "llama-tpo" || !near(s.Score, 50) || s.Questions != 3 || s.Games != 5 || s.NullGames != 1 || s.Battles != 9 ||
+	if s.Model != "llama-tpo" || !near(s.Score, 50) || s.Questions != 3 || s.Games != 5 || s.NullGames != 3 || s.Battles != 9 ||
 		s.Lower > 50 || s.Upper < 50 || !strings.HasPrefix(s.Display, "50.0 (-") {
 		t.Errorf("score %+v", s)
 	}
@@ -482,4 +484,38 @@ func TestEvalPaperReportsGolden(t *testing.T) {
 	}
 	checkGolden(t, "eval_paper_reports.golden", "$ tpo eval alpaca --annotations annotations.jsonl\n"+alpaca+
 		"\n$ tpo eval arena-hard --judgments llama-tpo.jsonl --seed 1\n"+arena)
+}
+
+func TestEvalArenaHardJudgeFollowUp(t *testing.T) {
+	// A judge that gives its verdict only when asked to continue, in
+	// Arena-Hard-Auto v0.1's words: with v0.1's configuration (two
+	// attempts) every game gets A=B; with number_of_judgment_attempts: 1
+	// no game does, and the judge is asked once per game.
+	dir := t.TempDir()
+	data := writeTemp(t, dir, "question.jsonl", jsonLines(t, kv{"id": "q1", "prompt": "Explain DNS.", "question_id": "q1"}))
+	base := writeTemp(t, dir, "base.jsonl", jsonLines(t, kv{"question_id": "q1", "model": "gpt-4-0314", "answer": "Names."}))
+	res := writeTemp(t, dir, "tpo.jsonl", jsonLines(t, kv{"id": "q1", "response": "Names to addresses."}))
+	var calls atomic.Int64
+	srv := tpotest.NewChatServer(t, tpotest.ChatOptions{Models: []string{"j"}, Respond: func(r tpotest.ChatRequestRecord, _ int) string {
+		calls.Add(1)
+		if last := r.Messages[len(r.Messages)-1]; last.Content == eval.ArenaV01Continue {
+			return "My final verdict is tie: [[A=B]]"
+		}
+		return "Both answers are short."
+	}})
+	for _, tt := range []struct {
+		attempts      string
+		calls         int64
+		battles, code int
+	}{{"", 4, 2, 0}, {"number_of_judgment_attempts: 1\n", 2, 0, 1}} {
+		calls.Store(0)
+		cfg := writeTemp(t, dir, "judge_config.yaml", "system_prompt: Judge.\nprompt_template: [\"{question_1} {answer_1} {answer_2}\"]\n"+tt.attempts)
+		code, stdout, stderr := cli(t, "", "eval", "arena-hard", "--results", res, "--data", data, "--baseline", base, "--judge-url", srv.URL(),
+			"--judge-template", cfg, "--json")
+		var got arenaJSON
+		lastJSON(t, stdout, &got)
+		if code != tt.code || calls.Load() != tt.calls || len(got.Scores) != 1 || got.Scores[0].Battles != tt.battles {
+			t.Errorf("%q: exit %d, %d calls, %+v; want exit %d, %d calls, %d battles\n%s", tt.attempts, code, calls.Load(), got.Scores, tt.code, tt.calls, tt.battles, stderr)
+		}
+	}
 }

@@ -42,8 +42,10 @@ failed).
 AlpacaEval's length-controlled win rate fits a GLM with a term for each
 instruction's difficulty, whose values AlpacaEval publishes beside its code:
 give them with --lc-weights (instruction_difficulty.csv and df_gamed.csv,
-or a directory holding them). Without them tpo reports a length-adjusted
-estimate instead, under that name, never as the LC.
+or a directory holding them). With instruction_difficulty.csv alone tpo
+fits AlpacaEval's length_controlled_noreg GLM and reports it as an
+estimate (lc_noreg_estimate); without either, a length-adjusted estimate
+(length_adjusted_estimate): never as the LC.
 
 Figures are in percent, as AlpacaEval's are.
 
@@ -55,15 +57,22 @@ type alpacaSummary struct {
 	Command string `json:"command"`
 	eval.AlpacaMetrics
 	// LCWinRate and LCStandardError are AlpacaEval's length-controlled
-	// win rate and its standard error, with --lc-weights; LCGLM names the
-	// GLM, LCWeights its fitted weights (tanh of the length difference,
-	// instruction difficulty, not a gamed baseline) and LCC the inverse
-	// penalty.
-	LCWinRate       *float64    `json:"length_controlled_winrate,omitempty"`
-	LCStandardError *float64    `json:"lc_standard_error,omitempty"`
-	LCGLM           string      `json:"lc_glm,omitempty"`
-	LCWeights       *[3]float64 `json:"lc_weights,omitempty"`
-	LCC             *float64    `json:"lc_c,omitempty"`
+	// win rate (its leaderboard's GLM, length_controlled_v1) and its
+	// standard error, with --lc-weights holding df_gamed.csv.
+	LCWinRate       *float64 `json:"length_controlled_winrate,omitempty"`
+	LCStandardError *float64 `json:"lc_standard_error,omitempty"`
+	// NoregEstimate and NoregSE are the length_controlled_noreg GLM's
+	// figure and its standard error, with instruction_difficulty.csv
+	// alone: an estimate, not the leaderboard's LC, so never under its
+	// name.
+	NoregEstimate *float64 `json:"lc_noreg_estimate,omitempty"`
+	NoregSE       *float64 `json:"lc_noreg_estimate_standard_error,omitempty"`
+	// LCGLM names the GLM fitted, LCWeights its fitted weights (tanh of
+	// the length difference, instruction difficulty, not a gamed
+	// baseline) and LCC the inverse penalty.
+	LCGLM     string      `json:"lc_glm,omitempty"`
+	LCWeights *[3]float64 `json:"lc_weights,omitempty"`
+	LCC       *float64    `json:"lc_c,omitempty"`
 	// LengthAdjusted is tpo's estimate, without --lc-weights.
 	LengthAdjusted *float64 `json:"length_adjusted_estimate,omitempty"`
 	Annotations    int      `json:"annotations"`
@@ -163,7 +172,12 @@ func alpacaFigures(anns []eval.Annotation, lc *eval.LCData, sum *alpacaSummary) 
 	if err != nil {
 		return fmt.Errorf("no length-controlled win rate: %w", err)
 	}
-	sum.LCWinRate, sum.LCStandardError, sum.LCGLM, sum.LCWeights, sum.LCC = &res.WinRate, &res.StandardError, res.GLM, &res.Weights, &res.C
+	sum.LCGLM, sum.LCWeights, sum.LCC = res.GLM, &res.Weights, &res.C
+	if res.GLM == eval.GLMLengthControlled {
+		sum.LCWinRate, sum.LCStandardError = &res.WinRate, &res.StandardError
+	} else {
+		sum.NoregEstimate, sum.NoregSE = &res.WinRate, &res.StandardError
+	}
 	return nil
 }
 
@@ -406,9 +420,12 @@ func printAlpaca(w io.Writer, s alpacaSummary) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  win rate: %.1f%% (standard error %.2f)\n", s.WinRate, s.StandardError)
-	if s.LCWinRate != nil {
-		fmt.Fprintf(w, "  length-controlled win rate: %.1f%% (standard error %.2f; AlpacaEval's %s GLM)\n", *s.LCWinRate, *s.LCStandardError, s.LCGLM)
-	} else if s.LengthAdjusted != nil {
+	switch {
+	case s.LCWinRate != nil:
+		fmt.Fprintf(w, "  length-controlled win rate: %.1f%% (standard error %.2f; AlpacaEval's %s GLM, fitted by tpo)\n", *s.LCWinRate, *s.LCStandardError, s.LCGLM)
+	case s.NoregEstimate != nil:
+		fmt.Fprintf(w, "  length-controlled estimate: %.1f%% (standard error %.2f; an estimate, not AlpacaEval's LC: its %s GLM, without the gamed baselines' annotations; give df_gamed.csv too for the LC)\n", *s.NoregEstimate, *s.NoregSE, s.LCGLM)
+	case s.LengthAdjusted != nil:
 		fmt.Fprintf(w, "  length-adjusted win rate: %.1f%% (an estimate, not AlpacaEval's LC: its GLM without the instruction-difficulty term; give --lc-weights for the LC)\n", *s.LengthAdjusted)
 	}
 	fmt.Fprintf(w, "  wins %d, draws %d, baseline wins %d, of %d; discrete win rate %.1f%%\n", s.NWins, s.NDraws, s.NWinsBase, s.NTotal, s.DiscreteWinRate)

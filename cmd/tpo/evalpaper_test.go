@@ -30,6 +30,8 @@ type alpacaFiguresJSON struct {
 	LCWinRate       *float64 `json:"length_controlled_winrate"`
 	LCStandardError *float64 `json:"lc_standard_error"`
 	LCGLM           string   `json:"lc_glm"`
+	NoregEstimate   *float64 `json:"lc_noreg_estimate"`
+	NoregSE         *float64 `json:"lc_noreg_estimate_standard_error"`
 	LengthAdjusted  *float64 `json:"length_adjusted_estimate"`
 	Annotations     int      `json:"annotations"`
 	Generator       string   `json:"generator"`
@@ -92,9 +94,10 @@ func TestEvalAlpacaAnnotations(t *testing.T) {
 		t.Errorf("the estimate is called length-controlled:\n%s", stdout)
 	}
 
-	// With AlpacaEval's instruction difficulties, its LC (here all
-	// difficulties are 0 and the lengths differ: a GLM of the length
-	// alone, predicted at equal lengths).
+	// With AlpacaEval's instruction difficulties alone, its
+	// length_controlled_noreg GLM (here all difficulties are 0 and the
+	// lengths differ: a GLM of the length alone, predicted at equal
+	// lengths): an estimate, not the leaderboard's LC, and named so.
 	weights := filepath.Join(dir, "weights")
 	if err := os.Mkdir(weights, 0o755); err != nil {
 		t.Fatal(err)
@@ -103,11 +106,27 @@ func TestEvalAlpacaAnnotations(t *testing.T) {
 	code, stdout, stderr = cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", weights, "--json")
 	var got alpacaFiguresJSON
 	lastJSON(t, stdout, &got)
-	if code != 0 || got.LCWinRate == nil || got.LCGLM != eval.GLMLengthControlledNoReg || got.LengthAdjusted != nil || got.LCStandardError == nil {
-		t.Errorf("with --lc-weights: exit %d, %+v\n%s", code, got, stderr)
+	if code != 0 || got.LCWinRate != nil || got.LCStandardError != nil || got.NoregEstimate == nil || got.NoregSE == nil ||
+		got.LCGLM != eval.GLMLengthControlledNoReg || got.LengthAdjusted != nil || strings.Contains(stdout, `"length_controlled_winrate"`) {
+		t.Errorf("with instruction_difficulty.csv: exit %d, %+v\n%s%s", code, got, stdout, stderr)
 	}
 	code, stdout, _ = cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", filepath.Join(weights, "instruction_difficulty.csv"))
-	if code != 0 || !strings.Contains(stdout, "  length-controlled win rate: ") || !strings.Contains(stdout, "AlpacaEval's length_controlled_noreg GLM)") {
+	if code != 0 || strings.Contains(stdout, "length-controlled win rate") ||
+		!strings.Contains(stdout, "  length-controlled estimate: ") || !strings.Contains(stdout, "not AlpacaEval's LC: its length_controlled_noreg GLM") {
+		t.Errorf("report with the noreg estimate: exit %d\n%s", code, stdout)
+	}
+	// With df_gamed.csv too, the leaderboard's GLM, length_controlled_v1:
+	// the LC, under AlpacaEval's name.
+	writeTemp(t, weights, "df_gamed.csv", "index,preference,std_delta_len,instruction_difficulty,not_gamed_baseline\n"+
+		"0,0.2,1,0,False\n1,0.3,-1,0,False\n2,0.4,1,0,False\n3,0.1,0.5,0,False\n")
+	code, stdout, stderr = cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", weights, "--json")
+	got = alpacaFiguresJSON{}
+	lastJSON(t, stdout, &got)
+	if code != 0 || got.LCWinRate == nil || got.LCStandardError == nil || got.NoregEstimate != nil || got.LCGLM != eval.GLMLengthControlled {
+		t.Errorf("with df_gamed.csv: exit %d, %+v\n%s", code, got, stderr)
+	}
+	code, stdout, _ = cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", weights)
+	if code != 0 || !strings.Contains(stdout, "  length-controlled win rate: ") || !strings.Contains(stdout, "AlpacaEval's length_controlled_v1 GLM") {
 		t.Errorf("report with the LC: exit %d\n%s", code, stdout)
 	}
 	// Difficulties for 5 instructions, annotations of 4: the other figures

@@ -481,3 +481,45 @@ func TestNumpySum(t *testing.T) {
 		t.Errorf("numpySum of 136 = %v, want %v", got, want)
 	}
 }
+
+func TestLengthControlledPublishedWeights(t *testing.T) {
+	// AlpacaEval's published weights (baseline_gpt4_1106_preview.csv: a
+	// row per model, pandas' index first) give its own LC for a model on
+	// its leaderboard: the mean over the instructions of
+	// sigmoid(Δnot_gamed + Δdifficulty * d), Δ the model's weights less
+	// the baseline's, as its predict_winrate computes it. Difficulties
+	// 0, 1 and -1, m's weights (-1.5, 0.5, 0.25) against the baseline's
+	// zeros: sigmoid(0.25), sigmoid(0.75), sigmoid(-0.25).
+	weights := ",np.tanh(std_delta_len),instruction_difficulty,not_gamed_baseline.astype(float)\n" +
+		"gpt4_1106_preview,0.0000000000000000,0.0000000000000000,0.0000000000000000\n" +
+		"m,-1.5,0.5,0.25\n"
+	data, err := ReadLCData(csvFiles("baseline_gpt4_1106_preview.csv", weights, "instruction_difficulty.csv", ",instruction_difficulty\n0,0\n1,1\n2,-1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anns := lcAnnotations(3, func(int) float64 { return 1 })
+	for i := range anns {
+		anns[i].Generator1, anns[i].Generator2 = "gpt4_1106_preview", "m"
+	}
+	res, err := LengthControlled(anns, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	preds := []float64{sigmoid(0.25), sigmoid(0.75), sigmoid(-0.25)}
+	if res.GLM != GLMLengthControlled || res.Source != LCPublishedWeights || res.Weights != [3]float64{-1.5, 0.5, 0.25} ||
+		!near(res.WinRate, 100*(preds[0]+preds[1]+preds[2])/3, 1e-12) || !near(res.StandardError, 100*sampleStd(preds)/math.Sqrt(3), 1e-12) {
+		t.Errorf("LC %+v, want %v from the published weights", res, 100*(preds[0]+preds[1]+preds[2])/3)
+	}
+	// A model the weights do not name is fitted (here without the gamed
+	// baselines' annotations: length_controlled_noreg).
+	for i := range anns {
+		anns[i].Generator2 = "new-model"
+	}
+	if res, err := LengthControlled(anns, data); err != nil || res.Source != LCFitted || res.GLM != GLMLengthControlledNoReg {
+		t.Errorf("unpublished model: %+v, %v", res, err)
+	}
+	// The weights alone give no difficulties.
+	if _, err := ReadLCData(csvFiles("w.csv", weights)); err == nil || !strings.Contains(err.Error(), "no instruction difficulties") {
+		t.Errorf("weights alone: %v", err)
+	}
+}

@@ -2,9 +2,11 @@ package eval
 
 import (
 	"encoding/csv"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -70,6 +72,63 @@ func TestAlpacaEvalLeaderboardFiles(t *testing.T) {
 		}
 	}
 	t.Logf("%d files compared with the leaderboard; rates not equal to the last bit (count, largest difference): %v, %v", compared, inexact, worst)
+}
+
+// TestAlpacaEvalLeaderboardLC computes the LC of every model of AlpacaEval's
+// published weights (weights/weighted_alpaca_eval_gpt4_turbo/
+// length_controlled_v1/baseline_gpt4_1106_preview.csv in the copy named by
+// TPO_ALPACAEVAL_REPO) with the instruction difficulties of
+// TPO_ALPACAEVAL_DIFFICULTY (its Hugging Face dataset's
+// instruction_difficulty.csv), and compares it with the leaderboard's
+// length_controlled_winrate: it reports how many agree within 1e-9, 1e-6
+// and 1e-3 (the weights file and the CSV are not always updated together),
+// and fails if the median difference is over 1e-6.
+func TestAlpacaEvalLeaderboardLC(t *testing.T) {
+	root, diffPath := os.Getenv("TPO_ALPACAEVAL_REPO"), os.Getenv("TPO_ALPACAEVAL_DIFFICULTY")
+	if root == "" || diffPath == "" {
+		t.Skip("TPO_ALPACAEVAL_REPO or TPO_ALPACAEVAL_DIFFICULTY is not set")
+	}
+	rows := readLeaderboardCSV(t, filepath.Join(root, "src/alpaca_eval/leaderboards/data_AlpacaEval_2/weighted_alpaca_eval_gpt4_turbo_leaderboard.csv"))
+	files := map[string]io.Reader{}
+	for _, p := range []string{diffPath, filepath.Join(root, "src/alpaca_eval/metrics/weights/weighted_alpaca_eval_gpt4_turbo/length_controlled_v1/baseline_gpt4_1106_preview.csv")} {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		files[p] = f
+	}
+	data, err := ReadLCData(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var diffs []float64
+	for model := range data.Published {
+		want := rows[model]["length_controlled_winrate"]
+		if model == "gpt4_1106_preview" || math.IsNaN(want) {
+			continue
+		}
+		anns := make([]Annotation, len(data.Difficulty))
+		for i := range anns {
+			anns[i] = Annotation{Instruction: "i", Generator1: "gpt4_1106_preview", Generator2: model}
+		}
+		res, err := LengthControlled(anns, data)
+		if err != nil {
+			t.Fatalf("%s: %v", model, err)
+		}
+		diffs = append(diffs, math.Abs(res.WinRate-want))
+	}
+	slices.Sort(diffs)
+	within := func(tol float64) int {
+		n, _ := slices.BinarySearch(diffs, math.Nextafter(tol, 1))
+		return n
+	}
+	median := diffs[len(diffs)/2]
+	t.Logf("%d models: LC within 1e-9 of the leaderboard for %d, 1e-6 %d, 1e-3 %d; median difference %.3g, largest %.3g",
+		len(diffs), within(1e-9), within(1e-6), within(1e-3), median, diffs[len(diffs)-1])
+	if median > 1e-6 {
+		t.Errorf("median difference %v", median)
+	}
 }
 
 // readLeaderboardCSV reads AlpacaEval's leaderboard CSV: numeric columns by

@@ -42,7 +42,9 @@ failed).
 AlpacaEval's length-controlled win rate fits a GLM with a term for each
 instruction's difficulty, whose values AlpacaEval publishes beside its code:
 give them with --lc-weights (instruction_difficulty.csv and df_gamed.csv,
-or a directory holding them). With instruction_difficulty.csv alone tpo
+or a directory holding them). For a model of AlpacaEval's leaderboard,
+its published weights (baseline_gpt4_1106_preview.csv) give AlpacaEval's
+own figure. With instruction_difficulty.csv alone tpo
 fits AlpacaEval's length_controlled_noreg GLM and reports it as an
 estimate (lc_noreg_estimate); without either, a length-adjusted estimate
 (length_adjusted_estimate): never as the LC.
@@ -73,6 +75,9 @@ type alpacaSummary struct {
 	LCGLM     string      `json:"lc_glm,omitempty"`
 	LCWeights *[3]float64 `json:"lc_weights,omitempty"`
 	LCC       *float64    `json:"lc_c,omitempty"`
+	// LCSource says where the weights come from: "published" (AlpacaEval's
+	// own for the model, so the figure is AlpacaEval's) or "fitted".
+	LCSource string `json:"lc_weights_source,omitempty"`
 	// LengthAdjusted is tpo's estimate, without --lc-weights.
 	LengthAdjusted *float64 `json:"length_adjusted_estimate,omitempty"`
 	Annotations    int      `json:"annotations"`
@@ -103,7 +108,7 @@ func evalAlpaca(ctx context.Context, args []string, env *environ) error {
 	fs.StringVar(&f.baseline, "baseline", "alpaca_eval:baseline", "the baseline's answers by id (`file` or a set's name); its first record's model names it")
 	fs.StringVar(&f.generator, "generator", "", "the `name` of the judged model in the annotations (default: the results file's name)")
 	fs.StringVar(&f.out, "out", "", "write the annotations to `file`: a JSON array if it ends in .json, else JSON Lines, kept as they come")
-	fs.Var(&f.lcWeights, "lc-weights", "AlpacaEval's instruction_difficulty.csv or df_gamed.csv (`file`), or a directory holding them; repeatable")
+	fs.Var(&f.lcWeights, "lc-weights", "AlpacaEval's instruction_difficulty.csv, df_gamed.csv or baseline_gpt4_1106_preview.csv (`file`), or a directory holding them; repeatable")
 	fs.BoolVar(&f.json, "json", false, "print the figures as one JSON line instead of a readable report")
 	f.judge.register(fs, eval.DefaultJudgeSampling.MaxTokens)
 	if err := parseNoArgs(fs, args); err != nil {
@@ -172,7 +177,10 @@ func alpacaFigures(anns []eval.Annotation, lc *eval.LCData, sum *alpacaSummary) 
 	if err != nil {
 		return fmt.Errorf("no length-controlled win rate: %w", err)
 	}
-	sum.LCGLM, sum.LCWeights, sum.LCC = res.GLM, &res.Weights, &res.C
+	sum.LCGLM, sum.LCWeights, sum.LCSource = res.GLM, &res.Weights, res.Source
+	if res.Source == eval.LCFitted {
+		sum.LCC = &res.C
+	}
 	if res.GLM == eval.GLMLengthControlled {
 		sum.LCWinRate, sum.LCStandardError = &res.WinRate, &res.StandardError
 	} else {
@@ -195,13 +203,13 @@ func readLCWeights(paths []string) (*eval.LCData, error) {
 		names := []string{p}
 		if st.IsDir() {
 			names = nil
-			for _, n := range []string{"instruction_difficulty.csv", "df_gamed.csv"} {
+			for _, n := range []string{"instruction_difficulty.csv", "df_gamed.csv", "baseline_gpt4_1106_preview.csv"} {
 				if _, err := os.Stat(filepath.Join(p, n)); err == nil {
 					names = append(names, filepath.Join(p, n))
 				}
 			}
 			if names == nil {
-				return nil, usagef("--lc-weights %s: holds neither instruction_difficulty.csv nor df_gamed.csv", p)
+				return nil, usagef("--lc-weights %s: holds none of instruction_difficulty.csv, df_gamed.csv, baseline_gpt4_1106_preview.csv", p)
 			}
 		}
 		for _, n := range names {
@@ -421,6 +429,8 @@ func printAlpaca(w io.Writer, s alpacaSummary) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  win rate: %.1f%% (standard error %.2f)\n", s.WinRate, s.StandardError)
 	switch {
+	case s.LCWinRate != nil && s.LCSource == eval.LCPublishedWeights:
+		fmt.Fprintf(w, "  length-controlled win rate: %.1f%% (standard error %.2f; AlpacaEval's own: its published %s weights for %s)\n", *s.LCWinRate, *s.LCStandardError, s.LCGLM, s.Generator)
 	case s.LCWinRate != nil:
 		fmt.Fprintf(w, "  length-controlled win rate: %.1f%% (standard error %.2f; AlpacaEval's %s GLM, fitted by tpo)\n", *s.LCWinRate, *s.LCStandardError, s.LCGLM)
 	case s.NoregEstimate != nil:

@@ -129,6 +129,23 @@ func TestEvalAlpacaAnnotations(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "  length-controlled win rate: ") || !strings.Contains(stdout, "AlpacaEval's length_controlled_v1 GLM") {
 		t.Errorf("report with the LC: exit %d\n%s", code, stdout)
 	}
+	// With AlpacaEval's published weights naming the model, its own LC:
+	// all difficulties are 0, so sigmoid(0.5 - 0) for every instruction.
+	writeTemp(t, weights, "baseline_gpt4_1106_preview.csv", ",np.tanh(std_delta_len),instruction_difficulty,not_gamed_baseline.astype(float)\n"+
+		"base,0,0,0\nm,-1,0.3,0.5\n")
+	code, stdout, stderr = cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", weights, "--json")
+	var published struct {
+		alpacaFiguresJSON
+		Source string `json:"lc_weights_source"`
+	}
+	lastJSON(t, stdout, &published)
+	if code != 0 || published.LCWinRate == nil || !near(*published.LCWinRate, 100/(1+math.Exp(-0.5))) || published.Source != "published" {
+		t.Errorf("with the published weights: exit %d, %+v\n%s", code, published, stderr)
+	}
+	code, stdout, _ = cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", weights)
+	if code != 0 || !strings.Contains(stdout, "  length-controlled win rate: 62.2% (standard error 0.00; AlpacaEval's own: its published length_controlled_v1 weights for m)") {
+		t.Errorf("report with the published LC: exit %d\n%s", code, stdout)
+	}
 	// Difficulties for 5 instructions, annotations of 4: the other figures
 	// are reported, the LC's absence is said, and the exit status is 1.
 	five := writeTemp(t, dir, "five.csv", "index,instruction_difficulty\n0,0\n1,0\n2,0\n3,0\n4,1\n")

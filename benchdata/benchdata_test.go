@@ -116,6 +116,33 @@ func TestConvertBaselines(t *testing.T) {
 	}
 }
 
+func TestConvertAlpacaFromTatsuLab(t *testing.T) {
+	// The instructions come from tatsu-lab/alpaca_eval's own file, the
+	// reference outputs of AlpacaEval 2 (a JSON array in the set's order),
+	// like the baseline: the id is the position.
+	outputs := `[{"dataset": "helpful_base", "instruction": "Hi \"you\"?", "output": "Hello.", "generator": "gpt4_1106_preview"},
+{"dataset": "koala", "instruction": "Bye?\n", "output": "Ciao", "generator": "gpt4_1106_preview"}]`
+	out, err := convertAlpaca([][]byte{[]byte(outputs)})
+	want := `{"id": "0", "prompt": "Hi \"you\"?", "dataset": "helpful_base"}
+{"id": "1", "prompt": "Bye?\n", "dataset": "koala"}
+`
+	if err != nil || string(out) != want {
+		t.Errorf("alpaca_eval:\n%s%v\nwant\n%s", out, err, want)
+	}
+	if _, err := convertAlpaca([][]byte{[]byte(`{"instruction": "not an array"}`)}); err == nil {
+		t.Error("a JSON object converted")
+	}
+	// Every location is tatsu-lab/alpaca_eval's, at a pinned commit.
+	r, _ := Lookup("alpaca_eval")
+	for _, src := range r.File.Sources {
+		for _, u := range src.URLs {
+			if !strings.HasPrefix(u, rawGitHub+"tatsu-lab/alpaca_eval/cd543a149df89434d8a54582c0151c0b945c3d20/") {
+				t.Errorf("alpaca_eval from %s, not tatsu-lab/alpaca_eval at a pinned commit", u)
+			}
+		}
+	}
+}
+
 func TestLookup(t *testing.T) {
 	for name, want := range map[string]string{
 		"math500": "math500.jsonl", "arena_hard_v0.1": "question.jsonl", "arena_hard_v0.1:baseline": "baseline_gpt-4-0314.jsonl",

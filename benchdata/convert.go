@@ -119,14 +119,19 @@ func convertMath500(src [][]byte) ([]byte, error) {
 	return w.b.Bytes(), err
 }
 
+// convertAlpaca converts AlpacaEval's model_outputs.json (a JSON array of
+// {instruction, output, generator, dataset}, in the set's order) into
+// {id, prompt, dataset} lines, the id being the position.
 func convertAlpaca(src [][]byte) ([]byte, error) {
-	type row struct{ Instruction, Dataset string }
+	var rows []struct{ Instruction, Dataset string }
+	if err := json.Unmarshal(src[0], &rows); err != nil {
+		return nil, fmt.Errorf("alpaca_eval model_outputs.json: %w", err)
+	}
 	var w lineWriter
-	err := eachLine(src[0], "alpaca_eval original.jsonl", func(i int, r row) error {
+	for i, r := range rows {
 		w.object(field{"id", strconv.Itoa(i)}, field{"prompt", r.Instruction}, field{"dataset", r.Dataset})
-		return nil
-	})
-	return w.b.Bytes(), err
+	}
+	return w.b.Bytes(), nil
 }
 
 // convertAlpacaBaseline converts AlpacaEval's model_outputs.json (a JSON

@@ -72,10 +72,13 @@ var (
 	arenaBaselineSource = Source{Mirror: "model_answer_gpt-4-0314.jsonl", SHA256: "0f6abc84de4600fde987d9db70f838f4ecdbd27a2f1f4058c12aa322a6f791b2", URLs: []string{
 		rawGitHub + "lmarena/arena-hard-auto/196f6b826783b3da7310e361a805fa36f0be83f3/data/arena-hard-v0.1/model_answer/gpt-4-0314.jsonl",
 	}}
-	alpacaSource = Source{Mirror: "original.jsonl", SHA256: "9f3cf318fe67b3a7eec7c26260d7654ea17917cc5d1d00eeecc2d70709ba5193", URLs: []string{
-		rawGitHub + "stanford-cs336/spring2024-assignment5-alignment/fcbfe2b3b72cb9e5536b93ba12265d04b8ca4cca/data/alpaca_eval/alpaca_eval.jsonl",
-	}}
-	alpacaBaselineSource = Source{Mirror: "model_outputs_gpt4_1106_preview.json", SHA256: "83db546b872ddebee8965fd05fa48461ee3c32bc695c62fb57f2d214ff741ec4", URLs: []string{
+	// alpacaOutputsSource is AlpacaEval 2's reference outputs, in the
+	// tatsu-lab repository: the instructions of the set (and their
+	// dataset) in its order, with gpt4_1106_preview's answers. The
+	// instructions and datasets are those of the Hugging Face dataset's
+	// alpaca_eval.json as copied by stanford-cs336 (the earlier source),
+	// item for item.
+	alpacaOutputsSource = Source{Mirror: "model_outputs_gpt4_1106_preview.json", SHA256: "83db546b872ddebee8965fd05fa48461ee3c32bc695c62fb57f2d214ff741ec4", URLs: []string{
 		rawGitHub + "tatsu-lab/alpaca_eval/cd543a149df89434d8a54582c0151c0b945c3d20/results/gpt4_1106_preview/model_outputs.json",
 	}}
 	hhSource = Source{Mirror: "original.jsonl.gz", SHA256: "8be3fc1a13b27901631696f2be6f184c799f1baeaf145f53ac5db24960adc37b", URLs: []string{
@@ -98,12 +101,12 @@ var sets = []Set{
 	{
 		Name: "alpaca_eval", Title: "AlpacaEval: 805 instructions; alpaca_eval:baseline is AlpacaEval 2's reference, gpt4_1106_preview (GPT-4 Turbo)",
 		Licence: "CC BY-NC 4.0 (AlpacaEval's data): non-commercial",
-		Note:    "the instructions from a byte copy of tatsu-lab's set (stanford-cs336); the baseline from tatsu-lab/alpaca_eval's results",
+		Note:    "the instructions and the baseline both from tatsu-lab/alpaca_eval's results/gpt4_1106_preview/model_outputs.json at a pinned commit",
 		Files: []File{
 			{Name: "alpaca_eval.jsonl", Rows: 805, SHA256: "c9a2b95df66a37332a73fe2e1278b4e5c3d5ecbfcb1a0e0046d90052b69cc584",
-				Sources: []Source{alpacaSource}, convert: convertAlpaca},
+				Sources: []Source{alpacaOutputsSource}, convert: convertAlpaca},
 			{Key: "baseline", Name: "baseline_gpt4_1106_preview.jsonl", Rows: 805, SHA256: "f282449e5b18cae7ebdd8e283133145eefc4f0f20b15e4ee43bb0dd61f3bf9e5",
-				Sources: []Source{alpacaBaselineSource}, convert: convertAlpacaBaseline},
+				Sources: []Source{alpacaOutputsSource}, convert: convertAlpacaBaseline},
 		},
 	},
 	{

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -30,12 +31,69 @@ type Annotation struct {
 	// preference; nil (JSON null) when the judge gave none. 0 is an old
 	// spelling of a draw.
 	Preference *float64 `json:"preference"`
-	// RawCompletion is the judge's reply (AlpacaEval's name). ID and
+	// RawCompletion is the judge's reply (AlpacaEval's name), any JSON
+	// value: AlpacaEval's weighted_alpaca_eval_gpt4_turbo keeps an object
+	// (the completion with its token log-probabilities) or null, tpo's
+	// judge a string. It is kept compact, and null is dropped. ID and
 	// Error are tpo's additions: the item's id in the dataset, and why a
 	// judge request failed, so that judging again redoes it.
-	RawCompletion string `json:"raw_completion,omitempty"`
-	ID            string `json:"id,omitempty"`
-	Error         string `json:"error,omitempty"`
+	RawCompletion json.RawMessage `json:"raw_completion,omitempty"`
+	ID            string          `json:"id,omitempty"`
+	Error         string          `json:"error,omitempty"`
+}
+
+// annotationFields is Annotation without its methods, so that
+// UnmarshalJSON can decode into it.
+type annotationFields Annotation
+
+// UnmarshalJSON reads an annotation as AlpacaEval writes it, leniently
+// where tpo only shows a field: dataset, annotator, generator_1 and
+// generator_2 may be any JSON value (a string is taken as it is, anything
+// else as its JSON text, null as ""). The texts the metrics read
+// (instruction, output_1, output_2) must be strings or null, and the
+// preference a number or null. Fields tpo does not know
+// (time_per_example, price_per_example, glm_preference...) are ignored.
+func (a *Annotation) UnmarshalJSON(data []byte) error {
+	var w struct {
+		*annotationFields
+		Dataset    json.RawMessage `json:"dataset"`
+		Annotator  json.RawMessage `json:"annotator"`
+		Generator1 json.RawMessage `json:"generator_1"`
+		Generator2 json.RawMessage `json:"generator_2"`
+	}
+	w.annotationFields = (*annotationFields)(a)
+	if err := json.Unmarshal(data, &w); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			// The field's name, not its path through w.
+			te.Field = strings.TrimPrefix(te.Field, "annotationFields.")
+		}
+		return err
+	}
+	a.Dataset, a.Annotator = jsonText(w.Dataset), jsonText(w.Annotator)
+	a.Generator1, a.Generator2 = jsonText(w.Generator1), jsonText(w.Generator2)
+	a.RawCompletion = compactJSON(a.RawCompletion)
+	return nil
+}
+
+// jsonText is a JSON value as text: a string's value, null's "", else the
+// compact JSON.
+func jsonText(v json.RawMessage) string {
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	return string(compactJSON(v))
+}
+
+// compactJSON returns v without insignificant space; nil for null or
+// nothing.
+func compactJSON(v json.RawMessage) json.RawMessage {
+	var b bytes.Buffer
+	if json.Compact(&b, v) != nil || b.String() == "null" || b.Len() == 0 {
+		return nil
+	}
+	return b.Bytes()
 }
 
 // AlpacaMetrics are the figures AlpacaEval's leaderboard reports for a set
@@ -81,10 +139,12 @@ func (a Annotation) preferenceValue() (float64, bool) {
 }
 
 // AlpacaEvalMetrics computes AlpacaEval's leaderboard figures for
-// annotations.
+// annotations, as AlpacaEval computes them (pandas on NumPy): the sums are
+// NumPy's pairwise sums, so that the figures are AlpacaEval's to the last
+// bit, or within a few units in the last place.
 func AlpacaEvalMetrics(anns []Annotation) AlpacaMetrics {
 	var m AlpacaMetrics
-	var ps []float64
+	var ps, discrete []float64
 	lengths := 0
 	for _, a := range anns {
 		lengths += utf8.RuneCountInString(a.Output2)
@@ -98,10 +158,13 @@ func AlpacaEvalMetrics(anns []Annotation) AlpacaMetrics {
 		switch {
 		case p > 0.5:
 			m.NWins++
+			discrete = append(discrete, 1)
 		case p < 0.5:
 			m.NWinsBase++
+			discrete = append(discrete, 0)
 		default:
 			m.NDraws++
+			discrete = append(discrete, 0.5)
 		}
 	}
 	if len(anns) > 0 {
@@ -111,16 +174,62 @@ func AlpacaEvalMetrics(anns []Annotation) AlpacaMetrics {
 	if m.NTotal == 0 {
 		return m
 	}
-	m.WinRate = 100 * mean(ps)
-	m.StandardError = 100 * sem(ps)
-	m.DiscreteWinRate = 100 * (float64(m.NWins) + float64(m.NDraws)/2) / float64(m.NTotal)
+	m.WinRate = pandasMean(ps) * 100
+	m.StandardError = pandasSem(ps) * 100
+	m.DiscreteWinRate = pandasMean(discrete) * 100
 	return m
 }
 
-// sem is the standard error of the mean of xs, with the sample standard
-// deviation; 0 for fewer than two values.
-func sem(xs []float64) float64 {
-	return sampleStd(xs) / math.Sqrt(float64(max(len(xs), 1)))
+// pandasMean is the mean as pandas computes it: NumPy's sum over n.
+func pandasMean(xs []float64) float64 {
+	return numpySum(xs) / float64(len(xs))
+}
+
+// pandasSem is the standard error of the mean as pandas' Series.sem
+// computes it: the square root of the sample variance (n-1) over the
+// square root of n; 0 for fewer than two values.
+func pandasSem(xs []float64) float64 {
+	n := len(xs)
+	if n < 2 {
+		return 0
+	}
+	avg := pandasMean(xs)
+	sq := make([]float64, n)
+	for i, x := range xs {
+		sq[i] = (avg - x) * (avg - x)
+	}
+	return math.Sqrt(numpySum(sq)/float64(n-1)) / math.Sqrt(float64(n))
+}
+
+// numpySum adds xs in the order NumPy's sum does: pairwise, in blocks of
+// at most 128 values, each summed in eight interleaved partial sums.
+func numpySum(xs []float64) float64 {
+	n := len(xs)
+	switch {
+	case n < 8:
+		s := 0.0
+		for _, x := range xs {
+			s += x
+		}
+		return s
+	case n <= 128:
+		var r [8]float64
+		copy(r[:], xs[:8])
+		i := 8
+		for ; i < n-n%8; i += 8 {
+			for j := range r {
+				r[j] += xs[i+j]
+			}
+		}
+		s := ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+		for ; i < n; i++ {
+			s += xs[i]
+		}
+		return s
+	}
+	half := n / 2
+	half -= half % 8
+	return numpySum(xs[:half]) + numpySum(xs[half:])
 }
 
 // ReadAnnotationsFile reads AlpacaEval annotations from path: a JSON array

@@ -1,10 +1,12 @@
 package eval
 
 import (
+	"compress/gzip"
 	"encoding/json"
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -360,4 +362,164 @@ func csvFiles(kv ...string) map[string]io.Reader {
 		m[kv[i]] = strings.NewReader(kv[i+1])
 	}
 	return m
+}
+
+func TestReadAlpacaEvalLeaderboardAnnotations(t *testing.T) {
+	// Three annotations of AlpacaEval's own annotations.json for alpaca-7b
+	// by weighted_alpaca_eval_gpt4_turbo (see testdata/README.md): a
+	// raw_completion object, a null one (with null price and time), and
+	// preferences 1.0000001827, 1.5 and 1.9830850877.
+	anns, err := ReadAnnotationsFile("testdata/alpacaeval_annotations_alpaca-7b.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(anns) != 3 || anns[0].Generator1 != "gpt4_1106_preview" || anns[0].Generator2 != "alpaca-7b" ||
+		anns[0].Annotator != "weighted_alpaca_eval_gpt4_turbo" || anns[1].Dataset != "koala" {
+		t.Fatalf("read %+v", anns)
+	}
+	if !strings.HasPrefix(string(anns[0].RawCompletion), `{"finish_reason":"length","index":0,"logprobs":{`) || anns[1].RawCompletion != nil {
+		t.Errorf("raw completions %s and %s, want the first object compact and null dropped", anns[0].RawCompletion, anns[1].RawCompletion)
+	}
+	// Minus 1: 1.827e-7, 0.5 and 0.9830850877, whose mean is
+	// 1.4830852704/3; one win, one draw, one of the baseline's wins; the
+	// model's outputs are 147, 4 and 3 characters long: 154/3, truncated.
+	ps := []float64{1.827e-7, 0.5, 0.9830850877}
+	got := AlpacaEvalMetrics(anns)
+	if !near(got.WinRate, 100*1.4830852704/3, 1e-9) || !near(got.StandardError, 100*sampleStd(ps)/math.Sqrt(3), 1e-9) {
+		t.Errorf("win rate %v (standard error %v), want %v (%v)", got.WinRate, got.StandardError, 100*1.4830852704/3, 100*sampleStd(ps)/math.Sqrt(3))
+	}
+	got.WinRate, got.StandardError = 0, 0
+	if want := (AlpacaMetrics{NWins: 1, NWinsBase: 1, NDraws: 1, NTotal: 3, DiscreteWinRate: 50, AvgLength: 51}); got != want {
+		t.Errorf("metrics %+v, want %+v", got, want)
+	}
+}
+
+func TestReadAnnotationsLenient(t *testing.T) {
+	// What tpo only shows may be any JSON value; what it computes with
+	// must be a string (or null) and a number (or null).
+	data := `[{"instruction": "q", "output_1": null, "output_2": "yes", "generator_1": 7, "generator_2": ["m"],
+	  "dataset": null, "annotator": {"name": "j"}, "preference": null, "raw_completion": [1, 2],
+	  "time_per_example": "n/a", "price_per_example": {}}]`
+	anns, err := ReadAnnotations([]byte(data), "a.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Annotation{Instruction: "q", Output2: "yes", Generator1: "7", Generator2: `["m"]`, Annotator: `{"name":"j"}`,
+		RawCompletion: json.RawMessage(`[1,2]`)}
+	if !reflect.DeepEqual(anns, []Annotation{want}) {
+		t.Errorf("read %+v, want %+v", anns, want)
+	}
+}
+
+func TestAlpacaEvalMetricsMatchLeaderboard(t *testing.T) {
+	// All 805 annotations of gpt4_gamed by weighted_alpaca_eval_gpt4_turbo,
+	// without output_1 and raw_completion, which no figure here reads (see
+	// testdata/README.md), and the row of gpt4_gamed in AlpacaEval's
+	// weighted_alpaca_eval_gpt4_turbo_leaderboard.csv at the same commit.
+	// The rates agree to the last bit or a unit or two in the last place:
+	// NumPy's summation order is followed, but not every row of the CSV
+	// was computed with the same NumPy.
+	f, err := os.Open("testdata/alpacaeval_annotations_gpt4_gamed_trimmed.json.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anns, err := ReadAnnotations(data, "gpt4_gamed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := AlpacaEvalMetrics(anns)
+	// win_rate,standard_error,n_wins,n_wins_base,n_draws,n_total,discrete_win_rate,mode,avg_length
+	// 3.7383373713788814,0.6278799633668313,32,771,2,805,4.099378881987578,community,68
+	want := AlpacaMetrics{WinRate: 3.7383373713788814, StandardError: 0.6278799633668313, NWins: 32, NWinsBase: 771,
+		NDraws: 2, NTotal: 805, DiscreteWinRate: 4.099378881987578, AvgLength: 68}
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{{"win_rate", got.WinRate, want.WinRate}, {"standard_error", got.StandardError, want.StandardError},
+		{"discrete_win_rate", got.DiscreteWinRate, want.DiscreteWinRate}} {
+		if math.Abs(c.got-c.want) > 4*ulp(c.want) {
+			t.Errorf("%s = %v, leaderboard %v", c.name, c.got, c.want)
+		}
+	}
+	got.WinRate, got.StandardError, got.DiscreteWinRate = want.WinRate, want.StandardError, want.DiscreteWinRate
+	if got != want {
+		t.Errorf("metrics %+v, leaderboard %+v", got, want)
+	}
+}
+
+// ulp is the distance from x to the next float64.
+func ulp(x float64) float64 { return math.Nextafter(x, math.Inf(1)) - x }
+
+func TestNumpySum(t *testing.T) {
+	// Ten values: eight partial sums, added in pairs, then the last two
+	// one by one. ((1e16+1) + (1+1)) + ((-1e16+1) + (1+1)) loses the two
+	// 1s that meet 1e16 (its neighbours are 2 apart): 1e16+2 - 1e16+2 = 4,
+	// then 5 and 6. Added in order, four 1s are lost: 5.
+	xs := []float64{1e16, 1, 1, 1, -1e16, 1, 1, 1, 1, 1}
+	if got := numpySum(xs); got != 6 {
+		t.Errorf("numpySum = %v, want 6", got)
+	}
+	if got := numpySum(xs[:5]); got != 0 {
+		t.Errorf("fewer than eight, in order: %v, want 0", got)
+	}
+	// Past 128 values the sum splits at half, rounded down to a multiple
+	// of 8: 136 values are 64 + 72.
+	long := make([]float64, 136)
+	for i := range long {
+		long[i] = float64(i%7) * 0.1
+	}
+	if got, want := numpySum(long), numpySum(long[:64])+numpySum(long[64:]); got != want {
+		t.Errorf("numpySum of 136 = %v, want %v", got, want)
+	}
+}
+
+func TestLengthControlledPublishedWeights(t *testing.T) {
+	// AlpacaEval's published weights (baseline_gpt4_1106_preview.csv: a
+	// row per model, pandas' index first) give its own LC for a model on
+	// its leaderboard: the mean over the instructions of
+	// sigmoid(Δnot_gamed + Δdifficulty * d), Δ the model's weights less
+	// the baseline's, as its predict_winrate computes it. Difficulties
+	// 0, 1 and -1, m's weights (-1.5, 0.5, 0.25) against the baseline's
+	// zeros: sigmoid(0.25), sigmoid(0.75), sigmoid(-0.25).
+	weights := ",np.tanh(std_delta_len),instruction_difficulty,not_gamed_baseline.astype(float)\n" +
+		"gpt4_1106_preview,0.0000000000000000,0.0000000000000000,0.0000000000000000\n" +
+		"m,-1.5,0.5,0.25\n"
+	data, err := ReadLCData(csvFiles("baseline_gpt4_1106_preview.csv", weights, "instruction_difficulty.csv", ",instruction_difficulty\n0,0\n1,1\n2,-1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anns := lcAnnotations(3, func(int) float64 { return 1 })
+	for i := range anns {
+		anns[i].Generator1, anns[i].Generator2 = "gpt4_1106_preview", "m"
+	}
+	res, err := LengthControlled(anns, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	preds := []float64{sigmoid(0.25), sigmoid(0.75), sigmoid(-0.25)}
+	if res.GLM != GLMLengthControlled || res.Source != LCPublishedWeights || res.Weights != [3]float64{-1.5, 0.5, 0.25} ||
+		!near(res.WinRate, 100*(preds[0]+preds[1]+preds[2])/3, 1e-12) || !near(res.StandardError, 100*sampleStd(preds)/math.Sqrt(3), 1e-12) {
+		t.Errorf("LC %+v, want %v from the published weights", res, 100*(preds[0]+preds[1]+preds[2])/3)
+	}
+	// A model the weights do not name is fitted (here without the gamed
+	// baselines' annotations: length_controlled_noreg).
+	for i := range anns {
+		anns[i].Generator2 = "new-model"
+	}
+	if res, err := LengthControlled(anns, data); err != nil || res.Source != LCFitted || res.GLM != GLMLengthControlledNoReg {
+		t.Errorf("unpublished model: %+v, %v", res, err)
+	}
+	// The weights alone give no difficulties.
+	if _, err := ReadLCData(csvFiles("w.csv", weights)); err == nil || !strings.Contains(err.Error(), "no instruction difficulties") {
+		t.Errorf("weights alone: %v", err)
+	}
 }

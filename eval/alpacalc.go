@@ -47,7 +47,21 @@ type LCData struct {
 	// not_gamed_baseline] and a preference in [0, 1]. Empty for
 	// length_controlled_noreg.
 	Gamed weightedRows
+	// Published are the length_controlled_v1 weights AlpacaEval fitted
+	// for the models of its leaderboard (its weights/.../
+	// baseline_gpt4_1106_preview.csv), by model: tanh(std_delta_len),
+	// instruction_difficulty, not_gamed_baseline.
+	Published map[string][3]float64
 }
+
+// Where an LCResult's weights come from.
+const (
+	// LCPublishedWeights: AlpacaEval's own weights for the model, so the
+	// figure is AlpacaEval's LC.
+	LCPublishedWeights = "published"
+	// LCFitted: tpo's fit of the GLM to the annotations.
+	LCFitted = "fitted"
+)
 
 // GLM names the GLM the data allow: length_controlled_v1 with the gamed
 // baselines' annotations, else length_controlled_noreg.
@@ -68,17 +82,23 @@ type LCResult struct {
 	// penalty cross-validation chose.
 	Weights [3]float64 `json:"lc_weights"`
 	C       float64    `json:"lc_c"`
+	// Source says where the weights come from: LCPublishedWeights or
+	// LCFitted.
+	Source string `json:"lc_weights_source"`
 }
 
 // LengthControlled computes AlpacaEval's length-controlled win rate of the
-// annotations with its GLM: an L1-penalized logistic regression without
+// annotations. For a model whose weights AlpacaEval published (data.Published
+// names the annotations' generator_2) it is AlpacaEval's own figure, from
+// those weights as its predict_winrate computes it. Otherwise it fits the
+// GLM: an L1-penalized logistic regression without
 // intercept, the penalty chosen among ten values by 5-fold cross-validation
 // (the folds are tpo's own: annotation i is in fold i mod 5), predicted at
 // equal lengths and averaged over the instructions. The annotations must be
 // those of the whole AlpacaEval set, in its order: the instruction
 // difficulty is looked up by position.
 func LengthControlled(anns []Annotation, data LCData) (LCResult, error) {
-	res := LCResult{GLM: data.GLM()}
+	res := LCResult{GLM: data.GLM(), Source: LCFitted}
 	if len(anns) != len(data.Difficulty) {
 		return res, fmt.Errorf("the length-controlled win rate needs an annotation for each of the %d instructions of AlpacaEval, in its order; there are %d", len(data.Difficulty), len(anns))
 	}
@@ -91,6 +111,9 @@ func LengthControlled(anns []Annotation, data LCData) (LCResult, error) {
 		// The baseline against itself: 50% by construction, as AlpacaEval says.
 		res.WinRate = 50
 		return res, nil
+	}
+	if w, ok := data.Published[anns[0].Generator2]; ok {
+		return publishedLC(anns, data, w)
 	}
 	rows := modelRows(anns, data.Difficulty)
 	train := rows.subset(func(i int) bool { return !math.IsNaN(rows.Y[i]) })
@@ -105,8 +128,35 @@ func LengthControlled(anns []Annotation, data LCData) (LCResult, error) {
 	for i, x := range rows.X {
 		preds[i] = sigmoid(beta[1]*x[1] + beta[2]*x[2]) // at std_delta_len = 0
 	}
-	res.WinRate = 100 * mean(preds)
-	res.StandardError = 100 * sem(preds)
+	res.WinRate = pandasMean(preds) * 100
+	res.StandardError = pandasSem(preds) * 100
+	return res, nil
+}
+
+// publishedLC is AlpacaEval's LC of a model from its published weights w:
+// the mean over the instructions of the predicted preference at equal
+// lengths, with the weights taken relative to the baseline's, as
+// AlpacaEval's predict_winrate does (the baseline's own weights are 0).
+func publishedLC(anns []Annotation, data LCData, w [3]float64) (LCResult, error) {
+	res := LCResult{GLM: GLMLengthControlled, Source: LCPublishedWeights}
+	base, ok := data.Published[anns[0].Generator1]
+	if !ok {
+		return res, fmt.Errorf("the published weights name %s but not the baseline, %s", anns[0].Generator2, anns[0].Generator1)
+	}
+	for _, a := range anns {
+		if a.Generator2 != anns[0].Generator2 {
+			return res, fmt.Errorf("the annotations are of several models (%s, %s): the LC is one model's", anns[0].Generator2, a.Generator2)
+		}
+	}
+	for k := range w {
+		res.Weights[k] = w[k] - base[k]
+	}
+	preds := make([]float64, len(data.Difficulty))
+	for i, d := range data.Difficulty {
+		preds[i] = sigmoid(res.Weights[2] + res.Weights[1]*d)
+	}
+	res.WinRate = pandasMean(preds) * 100
+	res.StandardError = pandasSem(preds) * 100
 	return res, nil
 }
 
@@ -184,9 +234,12 @@ func LengthAdjustedEstimate(anns []Annotation) float64 {
 
 // ReadLCData reads AlpacaEval's published CSV files for the
 // length-controlled win rate, recognized by their columns:
-// instruction_difficulty.csv (index, instruction_difficulty) and
-// df_gamed.csv (preference, index, std_delta_len, instruction_difficulty,
-// not_gamed_baseline, and others). Given df_gamed.csv, the difficulties
+// instruction_difficulty.csv (index, instruction_difficulty), df_gamed.csv
+// (preference, index, std_delta_len, instruction_difficulty,
+// not_gamed_baseline, and others) and the weights of its leaderboard's
+// models, baseline_gpt4_1106_preview.csv (the model, then
+// np.tanh(std_delta_len), instruction_difficulty,
+// not_gamed_baseline.astype(float), as patsy names the GLM's terms). Given df_gamed.csv, the difficulties
 // come from it, as in AlpacaEval. name is each reader's file name, for
 // errors.
 func ReadLCData(files map[string]io.Reader) (LCData, error) {
@@ -201,6 +254,12 @@ func ReadLCData(files map[string]io.Reader) (LCData, error) {
 		t, err := readCSV(files[name], name)
 		if err != nil {
 			return d, err
+		}
+		if t.has(publishedNotGamed) {
+			if d.Published, err = t.publishedWeights(); err != nil {
+				return d, err
+			}
+			continue
 		}
 		if t.has("std_delta_len") || t.has("not_gamed_baseline") {
 			rows, diff, err := t.gamedRows()
@@ -398,4 +457,39 @@ func (t *csvTable) gamedRows() (weightedRows, map[int]float64, error) {
 		rows.W = append(rows.W, w)
 	}
 	return rows, diff, nil
+}
+
+// The columns of AlpacaEval's published weights, as patsy names the GLM's
+// terms.
+const (
+	publishedLength    = "np.tanh(std_delta_len)"
+	publishedNotGamed  = "not_gamed_baseline.astype(float)"
+	publishedDifficult = "instruction_difficulty"
+)
+
+// publishedWeights reads baseline_gpt4_1106_preview.csv: each model's
+// weights, the model named in the first column (pandas' index).
+func (t *csvTable) publishedWeights() (map[string][3]float64, error) {
+	if err := t.require(publishedLength, publishedDifficult, publishedNotGamed); err != nil {
+		return nil, err
+	}
+	m := map[string][3]float64{}
+	for i, row := range t.rows {
+		if len(row) == 0 || strings.TrimSpace(row[0]) == "" {
+			return nil, fmt.Errorf("%s:%d: no model name in the first column", t.name, i+2)
+		}
+		var w [3]float64
+		for k, col := range []string{publishedLength, publishedDifficult, publishedNotGamed} {
+			v, err := t.float(i, col)
+			if err != nil {
+				return nil, err
+			}
+			if math.IsNaN(v) {
+				return nil, fmt.Errorf("%s:%d: column %q: empty", t.name, i+2, col)
+			}
+			w[k] = v
+		}
+		m[strings.TrimSpace(row[0])] = w
+	}
+	return m, nil
 }

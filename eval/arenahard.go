@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -25,14 +26,21 @@ const (
 // StrongWeight is how many times a strong verdict (A>>B, B>>A) counts.
 const StrongWeight = 3
 
-// arenaLabels maps each verdict Arena-Hard-Auto scores, the five and their
-// mirrored spellings, to A's score and its weight.
+// arenaLabels maps each verdict Arena-Hard-Auto v0.1 scores to A's score
+// and its weight. v0.1's show_result.py (get_battles_from_judgment) scores
+// these five alone: a game whose score is anything else, a mirrored
+// spelling such as B<A or B=A included, or null, makes no battle.
 var arenaLabels = map[string]struct {
 	score  float64
 	weight int
 }{
-	"A>>B": {1, StrongWeight}, "A>B": {1, 1}, "A=B": {0.5, 1}, "B>A": {0, 1}, "B>>A": {0, StrongWeight},
-	"B<<A": {1, StrongWeight}, "B<A": {1, 1}, "B=A": {0.5, 1}, "A<B": {0, 1}, "A<<B": {0, StrongWeight},
+	LabelAMuchBetter: {1, StrongWeight}, LabelABetter: {1, 1}, LabelTie: {0.5, 1}, LabelBBetter: {0, 1}, LabelBMuchBetter: {0, StrongWeight},
+}
+
+// mirroredLabels says each of the five verdicts with A and B swapped.
+var mirroredLabels = map[string]string{
+	LabelAMuchBetter: LabelBMuchBetter, LabelABetter: LabelBBetter, LabelTie: LabelTie,
+	LabelBBetter: LabelABetter, LabelBMuchBetter: LabelAMuchBetter,
 }
 
 // ErrAmbiguousVerdict is returned by ParseArenaVerdict when a reply gives
@@ -101,7 +109,8 @@ type ArenaGame struct {
 	Error string `json:"error,omitempty"`
 }
 
-// label returns the game's verdict, if it is one Arena-Hard-Auto scores.
+// label returns the game's verdict, if it is one Arena-Hard-Auto v0.1
+// scores.
 func (g *ArenaGame) label() (string, bool) {
 	if g == nil || g.Score == nil {
 		return "", false
@@ -166,19 +175,27 @@ type ArenaScore struct {
 	Verdicts map[string]int `json:"verdicts"`
 }
 
-// String formats the score as Arena-Hard-Auto's leaderboard does:
-// "69.7 (-2.1, +1.9)"; "no verdicts" when no game was scored.
+// String formats the score as Arena-Hard-Auto v0.1's show_result.py prints
+// it: the score and the bounds rounded to two decimals first, then the
+// score and the bounds' distances from it to one: "69.7 (-2.1, +1.9)";
+// "no verdicts" when no game was scored.
 func (s ArenaScore) String() string {
 	if s.Battles == 0 {
 		return "no verdicts"
 	}
-	return fmt.Sprintf("%.1f (%s, %s)", round1(s.Score), signed(s.Lower-s.Score), signed(s.Upper-s.Score))
+	score, lo, hi := pyRound(s.Score, 2), pyRound(s.Lower, 2), pyRound(s.Upper, 2)
+	return fmt.Sprintf("%.1f (%s, %s)", pyRound(score, 1), signed(lo-score), signed(hi-score))
 }
 
-func round1(x float64) float64 { return math.Round(x*10) / 10 }
+// pyRound rounds x to n decimals as Python's round does: to the nearest
+// decimal of the exact binary value, ties to even.
+func pyRound(x float64, n int) float64 {
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'f', n, 64), 64)
+	return v
+}
 
 func signed(x float64) string {
-	x = round1(x)
+	x = pyRound(x, 1)
 	if x == 0 {
 		x = 0 // no "-0.0"
 	}
@@ -191,8 +208,8 @@ type battle = float64
 
 // modelBattles turns a model's judgments into battles, as Arena-Hard-Auto
 // v0.1 does: in the first game the model is B, in the second A; a strong
-// verdict makes StrongWeight battles; a game without a scored verdict
-// makes none.
+// verdict makes StrongWeight battles; a game without one of the five
+// verdicts makes none.
 func modelBattles(js []ArenaJudgment, s *ArenaScore) []battle {
 	var bs []battle
 	for _, j := range js {
@@ -206,9 +223,9 @@ func modelBattles(js []ArenaJudgment, s *ArenaScore) []battle {
 			v := arenaLabels[label]
 			score, fromModel := v.score, label
 			if g == 0 {
-				score, fromModel = 1-score, mirrorLabel(label)
+				score, fromModel = 1-score, mirroredLabels[label]
 			}
-			s.Verdicts[canonicalLabel(fromModel)]++
+			s.Verdicts[fromModel]++
 			s.Games++
 			scored = true
 			for range v.weight {
@@ -221,28 +238,6 @@ func modelBattles(js []ArenaJudgment, s *ArenaScore) []battle {
 	}
 	s.Battles = len(bs)
 	return bs
-}
-
-// mirrorLabel swaps the roles of A and B in a label: the first game's
-// verdict said from the model's side.
-func mirrorLabel(l string) string {
-	return strings.NewReplacer("A", "B", "B", "A").Replace(l)
-}
-
-// canonicalLabel writes a label as one of the five (B<A -> A>B).
-func canonicalLabel(l string) string {
-	v := arenaLabels[l]
-	switch {
-	case v.score == 0.5:
-		return LabelTie
-	case v.score == 1 && v.weight > 1:
-		return LabelAMuchBetter
-	case v.score == 1:
-		return LabelABetter
-	case v.weight > 1:
-		return LabelBMuchBetter
-	}
-	return LabelBBetter
 }
 
 // winProbability is the maximum-likelihood Bradley-Terry probability that
@@ -259,11 +254,15 @@ func winProbability(bs []battle) float64 {
 	return mean(bs)
 }
 
-// ArenaHardScores scores each model of the judgments against the baseline:
-// the Bradley-Terry win probability from all its battles, and a percentile
-// bootstrap interval from opt.Rounds resamples of its battles (Arena-Hard
-// resamples battles, not questions), seeded by opt.Seed. Models are
-// sorted by score, best first.
+// ArenaHardScores scores each model of the judgments against the baseline
+// as Arena-Hard-Auto v0.1's show_result.py does: the Bradley-Terry win
+// probability from all its battles, and a percentile interval from
+// opt.Rounds bootstrap resamples of the battles of all the models together
+// (as v0.1 resamples its whole table of battles), the percentiles taken
+// of the ratings and turned into win probabilities. The resamples are
+// drawn with tpo's generator, seeded by opt.Seed, not NumPy's: the
+// interval is v0.1's up to the bootstrap's randomness. Models are sorted
+// by score, best first.
 func ArenaHardScores(js []ArenaJudgment, opt ArenaOptions) []ArenaScore {
 	if opt.Rounds <= 0 {
 		opt.Rounds = 100
@@ -279,18 +278,29 @@ func ArenaHardScores(js []ArenaJudgment, opt ArenaOptions) []ArenaScore {
 		}
 		byModel[j.Model] = append(byModel[j.Model], j)
 	}
-	var out []ArenaScore
-	for _, m := range models {
+	out := make([]ArenaScore, len(models))
+	var pool []pooledBattle
+	for i, m := range models {
 		s := ArenaScore{Model: m, Confidence: opt.Confidence, Rounds: opt.Rounds, Verdicts: map[string]int{
 			LabelAMuchBetter: 0, LabelABetter: 0, LabelTie: 0, LabelBBetter: 0, LabelBMuchBetter: 0,
 		}}
 		bs := modelBattles(byModel[m], &s)
 		if len(bs) > 0 {
 			s.Score = 100 * winProbability(bs)
-			lo, hi := bootstrapWinProbability(bs, opt)
-			s.Lower, s.Upper = 100*lo, 100*hi
 		}
-		out = append(out, s)
+		for _, b := range bs {
+			pool = append(pool, pooledBattle{model: i, outcome: b})
+		}
+		out[i] = s
+	}
+	rng := rand.New(rand.NewPCG(opt.Seed, 0xa7e4a_4a7d))
+	shares := bootstrapShares(pool, len(models), opt.Rounds, rng.IntN)
+	alpha := (1 - opt.Confidence) / 2
+	for i := range out {
+		if out[i].Battles > 0 {
+			out[i].Lower = 100 * ratingPercentile(shares[i], alpha)
+			out[i].Upper = 100 * ratingPercentile(shares[i], 1-alpha)
+		}
 	}
 	slices.SortStableFunc(out, func(a, b ArenaScore) int {
 		switch {
@@ -304,19 +314,75 @@ func ArenaHardScores(js []ArenaJudgment, opt ArenaOptions) []ArenaScore {
 	return out
 }
 
-// bootstrapWinProbability returns the percentile interval of the win
-// probability over resamples of the battles.
-func bootstrapWinProbability(bs []battle, opt ArenaOptions) (lo, hi float64) {
-	rng := rand.New(rand.NewPCG(opt.Seed, 0xa7e4a_4a7d))
-	probs := make([]float64, opt.Rounds)
-	sample := make([]battle, len(bs))
-	for r := range probs {
-		for i := range sample {
-			sample[i] = bs[rng.IntN(len(bs))]
-		}
-		probs[r] = winProbability(sample)
-	}
-	slices.Sort(probs)
-	alpha := (1 - opt.Confidence) / 2
-	return quantile(probs, alpha), quantile(probs, 1-alpha)
+// pooledBattle is a battle in the table of every model's battles.
+type pooledBattle struct {
+	model   int
+	outcome battle
 }
+
+// bootstrapShares resamples the pool rounds times, each time as many
+// battles as it holds, drawn with replacement by draw(n) (an index in
+// [0, n)), and returns for each model its share of points in each resample
+// that holds any of its battles (v0.1 has no rating for a model absent
+// from a resample).
+func bootstrapShares(pool []pooledBattle, models, rounds int, draw func(n int) int) [][]float64 {
+	shares := make([][]float64, models)
+	if len(pool) == 0 {
+		return shares
+	}
+	points := make([]float64, models)
+	counts := make([]int, models)
+	for range rounds {
+		clear(points)
+		clear(counts)
+		for range pool {
+			b := pool[draw(len(pool))]
+			points[b.model] += b.outcome
+			counts[b.model]++
+		}
+		for m := range shares {
+			if counts[m] > 0 {
+				shares[m] = append(shares[m], points[m]/float64(counts[m]))
+			}
+		}
+	}
+	return shares
+}
+
+// ratingPercentile is the q-quantile of the ratings of win probabilities
+// ps, as a win probability: v0.1 takes NumPy's percentile (linear
+// interpolation) of the Elo ratings, 400 log10(p/(1-p)) above the
+// baseline's, and turns it back into a probability. The interpolation is
+// in logit space, which is the same; where a neighbour is 0 or 1 (an
+// infinite rating, where v0.1's fit stops at some large one) it is in
+// probability space.
+func ratingPercentile(ps []float64, q float64) float64 {
+	if len(ps) == 0 {
+		return math.NaN()
+	}
+	sorted := slices.Sorted(slices.Values(ps))
+	pos := q * float64(len(sorted)-1)
+	i := int(math.Floor(pos))
+	if i >= len(sorted)-1 {
+		return sorted[len(sorted)-1]
+	}
+	t := pos - float64(i)
+	a, b := logit(sorted[i]), logit(sorted[i+1])
+	if t == 0 || a == b {
+		return sorted[i]
+	}
+	if math.IsInf(a, 0) || math.IsInf(b, 0) {
+		return numpyLerp(sorted[i], sorted[i+1], t)
+	}
+	return sigmoid(numpyLerp(a, b, t))
+}
+
+// numpyLerp interpolates from a to b at t as NumPy's percentile does.
+func numpyLerp(a, b, t float64) float64 {
+	if t >= 0.5 {
+		return b - (b-a)*(1-t)
+	}
+	return a + (b-a)*t
+}
+
+func logit(p float64) float64 { return math.Log(p / (1 - p)) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -91,6 +92,61 @@ func TestArenaHardScoresByHand(t *testing.T) {
 	}
 }
 
+func TestArenaHardMirroredLabelsMakeNoBattles(t *testing.T) {
+	// v0.1's show_result.py scores A>>B, A>B, A=B, B>A and B>>A alone: the
+	// mirrored spellings are null games. Left: q1 game 2 A>B (a win), q2
+	// game 1 B>A (a win), q3 game 2 B>>A (3 losses): 2 points of 5.
+	js := []ArenaJudgment{
+		judgment("q1", "B<A", "A>B"),
+		judgment("q2", "B>A", "B=A"),
+		judgment("q3", "A<<B", "B>>A"),
+		judgment("q4", "B<<A", "A<B"),
+	}
+	s := ArenaHardScores(js, ArenaOptions{})[0]
+	if s.Battles != 5 || s.Games != 3 || s.NullGames != 5 || s.Questions != 3 || !near(s.Score, 40, 1e-9) {
+		t.Errorf("score %+v, want 40 from 5 battles of 3 games, 5 null games", s)
+	}
+	want := map[string]int{"A>>B": 0, "A>B": 2, "A=B": 0, "B>A": 0, "B>>A": 1}
+	if !reflect.DeepEqual(s.Verdicts, want) {
+		t.Errorf("verdicts %v, want %v", s.Verdicts, want)
+	}
+}
+
+func TestBootstrapSharesPooled(t *testing.T) {
+	// The battles of every model are resampled together, as v0.1 samples
+	// its whole table: a model's count varies from one resample to the
+	// next. The pool is m: 1, 0, 0.5; n: 1, 0. Round 1 draws 0 1 2 3 4
+	// (m 0.5, n 0.5); round 2 draws 0 0 1 3 4 (m 2/3, n 0.5); round 3
+	// draws 3 3 3 3 3 (n 1; m is absent and has no share).
+	pool := []pooledBattle{{0, 1}, {0, 0}, {0, 0.5}, {1, 1}, {1, 0}}
+	draws := []int{0, 1, 2, 3, 4, 0, 0, 1, 3, 4, 3, 3, 3, 3, 3}
+	k := 0
+	shares := bootstrapShares(pool, 2, 3, func(n int) int {
+		if n != 5 {
+			t.Errorf("draw from %d, want the pool of 5", n)
+		}
+		k++
+		return draws[k-1]
+	})
+	if !reflect.DeepEqual(shares, [][]float64{{0.5, 2.0 / 3}, {0.5, 0.5, 1}}) {
+		t.Fatalf("shares %v", shares)
+	}
+	// Percentiles of the ratings (logits 0 and ln 2), NumPy's linear
+	// interpolation: 2.5% at 0.025 of the way, 97.5% at 0.975, as win
+	// probabilities 1/(1+2^-0.025) and 1/(1+2^-0.975).
+	if got, want := ratingPercentile(shares[0], 0.025), 1/(1+math.Pow(2, -0.025)); !near(got, want, 1e-12) {
+		t.Errorf("2.5%%: %v, want %v", got, want)
+	}
+	if got, want := ratingPercentile(shares[0], 0.975), 1/(1+math.Pow(2, -0.975)); !near(got, want, 1e-12) {
+		t.Errorf("97.5%%: %v, want %v", got, want)
+	}
+	// n's 1 is an infinite rating: between 0.5 and 1 the interpolation is
+	// of the probabilities.
+	if got := ratingPercentile(shares[1], 0.975); !near(got, 0.5+0.5*0.95, 1e-12) {
+		t.Errorf("97.5%% of n: %v, want 0.975", got)
+	}
+}
+
 func TestArenaHardBootstrapSeeded(t *testing.T) {
 	var js []ArenaJudgment
 	labels := []string{"A>B", "B>A", "A=B", "B>>A", "A>>B", "B>A"}
@@ -140,6 +196,13 @@ func TestArenaScoreString(t *testing.T) {
 	s := ArenaScore{Score: 69.73, Lower: 67.6, Upper: 71.6, Battles: 1000}
 	if got := s.String(); got != "69.7 (-2.1, +1.9)" {
 		t.Errorf("String() = %q", got)
+	}
+	// v0.1 rounds the score and the bounds to two decimals first: 69.74
+	// and 67.59, 2.15 apart (2.1499999999999915 in binary), rounds to
+	// -2.1, where the unrounded -2.1549 would give -2.2.
+	s = ArenaScore{Score: 69.7449, Lower: 67.59, Upper: 71.6, Battles: 1000}
+	if got := s.String(); got != "69.7 (-2.1, +1.9)" {
+		t.Errorf("String() = %q, want v0.1's rounding", got)
 	}
 }
 
@@ -348,5 +411,48 @@ func TestArenaPromptGolden(t *testing.T) {
 	}
 	if b.String() != string(want) {
 		t.Errorf("the prompt differs from %s (go test ./eval -update if meant):\n%s", golden, b.String())
+	}
+}
+
+func TestArenaJudgeFollowUpAsV01(t *testing.T) {
+	// With Arena-Hard-Auto's own configuration, a reply without a label is
+	// followed by v0.1's own words, and the judgment keeps every reply,
+	// each after a newline, as v0.1's gen_judgment.py writes it.
+	var followUps []string
+	pol := &tpotest.Policy{Respond: func(_ int, req tpo.GenerateRequest, _ int) string {
+		if len(req.Messages) > 2 {
+			followUps = append(followUps, req.Messages[len(req.Messages)-1].Content)
+			return "My final verdict is [[B>A]]"
+		}
+		return "Let me think."
+	}}
+	v01, err := NewArenaPromptFormat("sys", "{question_1}|{answer_1}|{answer_2}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		prompt    *ArenaPrompt
+		score     string
+		judgment  string
+		followUps []string
+	}{
+		{"v0.1: two attempts", v01, "B>A", `"\nLet me think.\nMy final verdict is [[B>A]]"`, []string{ArenaV01Continue}},
+		{"number_of_judgment_attempts: 1", v01.WithAttempts(1), "", `"\nLet me think."`, nil},
+		{"tpo's prompt: its own reminder", DefaultArenaPrompt(), "B>A", `"\nLet me think.\nMy final verdict is [[B>A]]"`, []string{arenaReminder}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			followUps = nil
+			j := &ArenaJudge{Model: pol, Prompt: tt.prompt}
+			g := j.game(context.Background(), "q", "a", "b")
+			got := ""
+			if g.Score != nil {
+				got = *g.Score
+			}
+			if got != tt.score || string(g.Judgment) != tt.judgment || !reflect.DeepEqual(followUps, tt.followUps) {
+				t.Errorf("score %q, judgment %s, follow-ups %q; want %q, %s, %q", got, g.Judgment, followUps, tt.score, tt.judgment, tt.followUps)
+			}
+		})
 	}
 }

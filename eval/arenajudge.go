@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,10 +13,26 @@ import (
 )
 
 // ArenaPrompt builds the messages that ask a judge for an Arena-Hard verdict
-// on two answers to a question.
+// on two answers to a question, and says how a reply without a verdict is
+// followed up: with reminder, in up to attempts requests in all.
 type ArenaPrompt struct {
-	system string
-	user   func(question, a, b string) (string, error)
+	system   string
+	user     func(question, a, b string) (string, error)
+	reminder string
+	attempts int
+}
+
+// ArenaV01Continue is what Arena-Hard-Auto v0.1's gen_judgment.py sends,
+// after the judge's reply, when that reply holds no verdict label; its
+// judge_config.yaml allows two attempts (number_of_judgment_attempts).
+const ArenaV01Continue = "continue your judgment and finish by outputting a final verdict label"
+
+// WithAttempts returns a copy of p that asks up to n times in all (the
+// first request and n-1 follow-ups); n < 1 counts as 1.
+func (p *ArenaPrompt) WithAttempts(n int) *ArenaPrompt {
+	q := *p
+	q.attempts = max(n, 1)
+	return &q
 }
 
 // arenaTemplate is tpo's own Arena-Hard judge prompt.
@@ -59,7 +76,7 @@ func arenaPromptFromTemplate(t *template.Template) (*ArenaPrompt, error) {
 	if _, err := user("q", "a", "b"); err != nil {
 		return nil, fmt.Errorf("user template: %w", err)
 	}
-	return &ArenaPrompt{system: strings.TrimSpace(sys.String()), user: user}, nil
+	return &ArenaPrompt{system: strings.TrimSpace(sys.String()), user: user, reminder: arenaReminder, attempts: 2}, nil
 }
 
 // NewArenaPromptFormat builds a judge prompt from Arena-Hard-Auto's own
@@ -67,7 +84,8 @@ func arenaPromptFromTemplate(t *template.Template) (*ArenaPrompt, error) {
 // str.format syntax, whose fields are {question_1}, {answer_1} and
 // {answer_2} (its v0.1 judge_config.yaml) or {QUESTION}, {ANSWER_A} and
 // {ANSWER_B} (its later configs); {{ and }} are literal braces. The texts
-// are used unchanged.
+// are used unchanged, and a reply without a verdict is followed up as
+// v0.1 does: ArenaV01Continue, two attempts in all (see WithAttempts).
 func NewArenaPromptFormat(system, userTemplate string) (*ArenaPrompt, error) {
 	if _, err := pyFormat(userTemplate, nil); err != nil {
 		return nil, fmt.Errorf("prompt template: %w", err)
@@ -78,7 +96,7 @@ func NewArenaPromptFormat(system, userTemplate string) (*ArenaPrompt, error) {
 			"QUESTION": q, "ANSWER_A": a, "ANSWER_B": b,
 		})
 	}
-	return &ArenaPrompt{system: system, user: user}, nil
+	return &ArenaPrompt{system: system, user: user, reminder: ArenaV01Continue, attempts: 2}, nil
 }
 
 // pyFormat substitutes the {name} fields of s from values, as Python's
@@ -127,7 +145,8 @@ func (p *ArenaPrompt) Messages(question, a, b string) ([]tpo.Message, error) {
 	return append(msgs, tpo.Message{Role: tpo.RoleUser, Content: user}), nil
 }
 
-// arenaReminder is sent after a reply without a verdict.
+// arenaReminder is sent after a reply without a verdict to tpo's own
+// prompt, or a Go template.
 const arenaReminder = "Finish your judgment: end with exactly one verdict label, [[A>>B]], [[A>B]], [[A=B]], [[B>A]] or [[B>>A]]."
 
 // ArenaItem is one Arena-Hard question with the model's and the
@@ -172,9 +191,13 @@ func (j *ArenaJudge) prompt() *ArenaPrompt {
 	return j.Prompt
 }
 
-// game plays one game: a is shown as Assistant A.
+// game plays one game: a is shown as Assistant A. As in Arena-Hard-Auto
+// v0.1, a reply without a verdict label is sent back with the prompt's
+// reminder (but not one with different labels), and the game's judgment
+// is every reply, each after a newline.
 func (j *ArenaJudge) game(ctx context.Context, question, a, b string) *ArenaGame {
-	msgs, err := j.prompt().Messages(question, a, b)
+	p := j.prompt()
+	msgs, err := p.Messages(question, a, b)
 	if err != nil {
 		return &ArenaGame{Error: err.Error()}
 	}
@@ -182,8 +205,17 @@ func (j *ArenaJudge) game(ctx context.Context, question, a, b string) *ArenaGame
 	if s == (tpo.Sampling{}) {
 		s = arenaSampling
 	}
-	label, ok, raw, _, err := askLabel(ctx, j.Model, s, msgs, arenaReminder, 0, ParseArenaVerdict)
-	g := &ArenaGame{UserPrompt: msgs[len(msgs)-1].Content, Judgment: jsonString(raw)}
+	var replies strings.Builder
+	parse := func(reply string) (string, error) {
+		replies.WriteString("\n" + reply)
+		return ParseArenaVerdict(reply)
+	}
+	followUps := p.attempts - 1
+	if followUps <= 0 {
+		followUps = -1 // askLabel's "never"
+	}
+	label, ok, _, _, err := askLabel(ctx, j.Model, s, msgs, p.reminder, followUps, parse)
+	g := &ArenaGame{UserPrompt: msgs[len(msgs)-1].Content, Judgment: jsonString(replies.String())}
 	switch {
 	case err != nil:
 		g.Error = err.Error()
@@ -240,8 +272,12 @@ func (j ArenaJudgment) Failed() bool {
 	return false
 }
 
-// jsonString encodes s as a JSON string.
+// jsonString encodes s as a JSON string, without escaping HTML's <, >
+// and &, as Python's json.dumps writes it.
 func jsonString(s string) json.RawMessage {
-	b, _ := json.Marshal(s)
-	return b
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

@@ -18,16 +18,18 @@
 //     (ReadAnnotations reads a JSON array or JSON Lines);
 //     AlpacaEvalMetrics computes its leaderboard's figures (win_rate,
 //     standard_error, n_wins, n_wins_base, n_draws, n_total,
-//     discrete_win_rate, avg_length); LengthControlled fits its
-//     length-controlled GLM with the CSVs it publishes (ReadLCData), and
-//     LengthAdjustedEstimate is the estimate without them.
+//     discrete_win_rate, avg_length); LengthControlled computes its
+//     length-controlled win rate with the CSVs it publishes (ReadLCData):
+//     from its published weights for a model of its leaderboard, else by
+//     fitting its GLM (length_controlled_noreg, without df_gamed.csv, is
+//     an estimate); LengthAdjustedEstimate is the estimate without them.
 //   - Arena-Hard-Auto v0.1: ArenaJudge plays its two games per question
 //     (the baseline's answer first, then the model's) with an ArenaPrompt
 //     (tpo's own, a Go template, or Arena-Hard's configuration used
-//     unchanged), ParseArenaVerdict reads the five labels, and
-//     ArenaHardScores turns judgments (ReadArenaJudgments reads its files)
-//     into the Bradley-Terry win probability against the baseline with a
-//     bootstrap interval.
+//     unchanged, followed up as v0.1 does), ParseArenaVerdict reads the
+//     labels, and ArenaHardScores turns judgments (ReadArenaJudgments
+//     reads its files) into the Bradley-Terry win probability against the
+//     baseline with a bootstrap interval, by v0.1's rules.
 //   - XSTest: Refusal classifies a response as compliance, full refusal or
 //     partial refusal, and GradeXSTest scores responses against the prompts'
 //     safe/unsafe labels. RefusalClassifier asks a model instead

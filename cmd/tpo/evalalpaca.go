@@ -45,8 +45,12 @@ failed).
 AlpacaEval's length-controlled win rate fits a GLM with a term for each
 instruction's difficulty, whose values AlpacaEval publishes beside its code:
 give them with --lc-weights (instruction_difficulty.csv and df_gamed.csv,
-or a directory holding them). Without them tpo reports a length-adjusted
-estimate instead, under that name, never as the LC.
+or a directory holding them). For a model of AlpacaEval's leaderboard,
+its published weights (baseline_gpt4_1106_preview.csv) give AlpacaEval's
+own figure. With instruction_difficulty.csv alone tpo
+fits AlpacaEval's length_controlled_noreg GLM and reports it as an
+estimate (lc_noreg_estimate); without either, a length-adjusted estimate
+(length_adjusted_estimate): never as the LC.
 
 Figures are in percent, as AlpacaEval's are.
 
@@ -58,15 +62,25 @@ type alpacaSummary struct {
 	Command string `json:"command"`
 	eval.AlpacaMetrics
 	// LCWinRate and LCStandardError are AlpacaEval's length-controlled
-	// win rate and its standard error, with --lc-weights; LCGLM names the
-	// GLM, LCWeights its fitted weights (tanh of the length difference,
-	// instruction difficulty, not a gamed baseline) and LCC the inverse
-	// penalty.
-	LCWinRate       *float64    `json:"length_controlled_winrate,omitempty"`
-	LCStandardError *float64    `json:"lc_standard_error,omitempty"`
-	LCGLM           string      `json:"lc_glm,omitempty"`
-	LCWeights       *[3]float64 `json:"lc_weights,omitempty"`
-	LCC             *float64    `json:"lc_c,omitempty"`
+	// win rate (its leaderboard's GLM, length_controlled_v1) and its
+	// standard error, with --lc-weights holding df_gamed.csv.
+	LCWinRate       *float64 `json:"length_controlled_winrate,omitempty"`
+	LCStandardError *float64 `json:"lc_standard_error,omitempty"`
+	// NoregEstimate and NoregSE are the length_controlled_noreg GLM's
+	// figure and its standard error, with instruction_difficulty.csv
+	// alone: an estimate, not the leaderboard's LC, so never under its
+	// name.
+	NoregEstimate *float64 `json:"lc_noreg_estimate,omitempty"`
+	NoregSE       *float64 `json:"lc_noreg_estimate_standard_error,omitempty"`
+	// LCGLM names the GLM fitted, LCWeights its fitted weights (tanh of
+	// the length difference, instruction difficulty, not a gamed
+	// baseline) and LCC the inverse penalty.
+	LCGLM     string      `json:"lc_glm,omitempty"`
+	LCWeights *[3]float64 `json:"lc_weights,omitempty"`
+	LCC       *float64    `json:"lc_c,omitempty"`
+	// LCSource says where the weights come from: "published" (AlpacaEval's
+	// own for the model, so the figure is AlpacaEval's) or "fitted".
+	LCSource string `json:"lc_weights_source,omitempty"`
 	// LengthAdjusted is tpo's estimate, without --lc-weights.
 	LengthAdjusted *float64 `json:"length_adjusted_estimate,omitempty"`
 	Annotations    int      `json:"annotations"`
@@ -98,7 +112,7 @@ func evalAlpaca(ctx context.Context, args []string, env *environ) error {
 	fs.StringVar(&f.baseline, "baseline", "alpaca_eval:baseline", "the baseline's answers by id (`file` or a set's name); its first record's model names it")
 	fs.StringVar(&f.generator, "generator", "", "the `name` of the judged model in the annotations (default: the results file's name, or the run's mode-N-D)")
 	fs.StringVar(&f.out, "out", "", "write the annotations to `file`: a JSON array if it ends in .json, else JSON Lines, kept as they come")
-	fs.Var(&f.lcWeights, "lc-weights", "AlpacaEval's instruction_difficulty.csv or df_gamed.csv (`file`), or a directory holding them; repeatable")
+	fs.Var(&f.lcWeights, "lc-weights", "AlpacaEval's instruction_difficulty.csv, df_gamed.csv or baseline_gpt4_1106_preview.csv (`file`), or a directory holding them; repeatable")
 	fs.BoolVar(&f.json, "json", false, "print the figures as one JSON line instead of a readable report")
 	f.judge.register(fs, eval.DefaultJudgeSampling.MaxTokens)
 	pos, err := parseArgs(fs, args)
@@ -161,7 +175,15 @@ func alpacaFigures(anns []eval.Annotation, lc *eval.LCData, sum *alpacaSummary) 
 	if err != nil {
 		return fmt.Errorf("no length-controlled win rate: %w", err)
 	}
-	sum.LCWinRate, sum.LCStandardError, sum.LCGLM, sum.LCWeights, sum.LCC = &res.WinRate, &res.StandardError, res.GLM, &res.Weights, &res.C
+	sum.LCGLM, sum.LCWeights, sum.LCSource = res.GLM, &res.Weights, res.Source
+	if res.Source == eval.LCFitted {
+		sum.LCC = &res.C
+	}
+	if res.GLM == eval.GLMLengthControlled {
+		sum.LCWinRate, sum.LCStandardError = &res.WinRate, &res.StandardError
+	} else {
+		sum.NoregEstimate, sum.NoregSE = &res.WinRate, &res.StandardError
+	}
 	return nil
 }
 
@@ -179,13 +201,13 @@ func readLCWeights(paths []string) (*eval.LCData, error) {
 		names := []string{p}
 		if st.IsDir() {
 			names = nil
-			for _, n := range []string{"instruction_difficulty.csv", "df_gamed.csv"} {
+			for _, n := range []string{"instruction_difficulty.csv", "df_gamed.csv", "baseline_gpt4_1106_preview.csv"} {
 				if _, err := os.Stat(filepath.Join(p, n)); err == nil {
 					names = append(names, filepath.Join(p, n))
 				}
 			}
 			if names == nil {
-				return nil, usagef("--lc-weights %s: holds neither instruction_difficulty.csv nor df_gamed.csv", p)
+				return nil, usagef("--lc-weights %s: holds none of instruction_difficulty.csv, df_gamed.csv, baseline_gpt4_1106_preview.csv", p)
 			}
 		}
 		for _, n := range names {
@@ -347,7 +369,7 @@ func annotationOf(a eval.Annotation, v eval.PairVerdict, annotator string) eval.
 		p := 1 + s
 		a.Preference = &p
 	}
-	a.RawCompletion = fmt.Sprintf("model's output first: %s\n\nbaseline's output first: %s", v.RawAFirst, v.RawBFirst)
+	a.RawCompletion = jsonStringValue(fmt.Sprintf("model's output first: %s\n\nbaseline's output first: %s", v.RawAFirst, v.RawBFirst))
 	var errs []string
 	for _, e := range []string{v.ErrAFirst, v.ErrBFirst} {
 		if e != "" {
@@ -404,9 +426,14 @@ func printAlpaca(w io.Writer, s alpacaSummary) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  win rate: %.1f%% (standard error %.2f)\n", s.WinRate, s.StandardError)
-	if s.LCWinRate != nil {
-		fmt.Fprintf(w, "  length-controlled win rate: %.1f%% (standard error %.2f; AlpacaEval's %s GLM)\n", *s.LCWinRate, *s.LCStandardError, s.LCGLM)
-	} else if s.LengthAdjusted != nil {
+	switch {
+	case s.LCWinRate != nil && s.LCSource == eval.LCPublishedWeights:
+		fmt.Fprintf(w, "  length-controlled win rate: %.1f%% (standard error %.2f; AlpacaEval's own: its published %s weights for %s)\n", *s.LCWinRate, *s.LCStandardError, s.LCGLM, s.Generator)
+	case s.LCWinRate != nil:
+		fmt.Fprintf(w, "  length-controlled win rate: %.1f%% (standard error %.2f; AlpacaEval's %s GLM, fitted by tpo)\n", *s.LCWinRate, *s.LCStandardError, s.LCGLM)
+	case s.NoregEstimate != nil:
+		fmt.Fprintf(w, "  length-controlled estimate: %.1f%% (standard error %.2f; an estimate, not AlpacaEval's LC: its %s GLM, without the gamed baselines' annotations; give df_gamed.csv too for the LC)\n", *s.NoregEstimate, *s.NoregSE, s.LCGLM)
+	case s.LengthAdjusted != nil:
 		fmt.Fprintf(w, "  length-adjusted win rate: %.1f%% (an estimate, not AlpacaEval's LC: its GLM without the instruction-difficulty term; give --lc-weights for the LC)\n", *s.LengthAdjusted)
 	}
 	fmt.Fprintf(w, "  wins %d, draws %d, baseline wins %d, of %d; discrete win rate %.1f%%\n", s.NWins, s.NDraws, s.NWinsBase, s.NTotal, s.DiscreteWinRate)

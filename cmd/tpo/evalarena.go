@@ -188,6 +188,9 @@ func loadArenaPrompt(path string, env *environ) (*eval.ArenaPrompt, error) {
 	var cfg struct {
 		SystemPrompt   string    `yaml:"system_prompt"`
 		PromptTemplate yaml.Node `yaml:"prompt_template"`
+		// Attempts is how many times v0.1 asks when a reply has no
+		// verdict label (2 in its judge_config.yaml).
+		Attempts *int `yaml:"number_of_judgment_attempts"`
 	}
 	if err := yaml.Unmarshal(data, &cfg); err != nil {
 		return nil, usagef("--judge-template %s: %v", path, err)
@@ -210,6 +213,9 @@ func loadArenaPrompt(path string, env *environ) (*eval.ArenaPrompt, error) {
 	p, err := eval.NewArenaPromptFormat(cfg.SystemPrompt, user)
 	if err != nil {
 		return nil, usagef("--judge-template %s: %v", path, err)
+	}
+	if cfg.Attempts != nil {
+		p = p.WithAttempts(*cfg.Attempts)
 	}
 	return p, nil
 }

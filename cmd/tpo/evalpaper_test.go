@@ -30,6 +30,8 @@ type alpacaFiguresJSON struct {
 	LCWinRate       *float64 `json:"length_controlled_winrate"`
 	LCStandardError *float64 `json:"lc_standard_error"`
 	LCGLM           string   `json:"lc_glm"`
+	NoregEstimate   *float64 `json:"lc_noreg_estimate"`
+	NoregSE         *float64 `json:"lc_noreg_estimate_standard_error"`
 	LengthAdjusted  *float64 `json:"length_adjusted_estimate"`
 	Annotations     int      `json:"annotations"`
 	Generator       string   `json:"generator"`
@@ -70,8 +72,17 @@ func TestEvalAlpacaAnnotations(t *testing.T) {
 			t.Errorf("%s: %+v", name, got)
 		}
 	}
+	// AlpacaEval's own file, raw_completion objects and nulls included
+	// (eval/testdata/README.md): one win, one draw, one loss.
+	code, stdout, stderr := cli(t, "", "eval", "alpaca", "--annotations", "../../eval/testdata/alpacaeval_annotations_alpaca-7b.json", "--json")
+	var official alpacaFiguresJSON
+	lastJSON(t, stdout, &official)
+	if code != 0 || official.NTotal != 3 || official.NWins != 1 || official.NDraws != 1 || official.Generator != "alpaca-7b" || official.Baseline != "gpt4_1106_preview" {
+		t.Errorf("AlpacaEval's annotations: exit %d, %+v\n%s", code, official, stderr)
+	}
+
 	path := filepath.Join(dir, "annotations.json")
-	code, stdout, _ := cli(t, "", "eval", "alpaca", "--annotations", path)
+	code, stdout, _ = cli(t, "", "eval", "alpaca", "--annotations", path)
 	for _, s := range []string{"AlpacaEval: m against base, 4 annotations\n", "  win rate: 56.2% (standard error 21.35)\n",
 		"  length-adjusted win rate: ", "(an estimate, not AlpacaEval's LC: its GLM without the instruction-difficulty term; give --lc-weights for the LC)",
 		"  wins 2, draws 1, baseline wins 1, of 4; discrete win rate 62.5%\n", "  average length: 2 characters\n"} {
@@ -83,23 +94,57 @@ func TestEvalAlpacaAnnotations(t *testing.T) {
 		t.Errorf("the estimate is called length-controlled:\n%s", stdout)
 	}
 
-	// With AlpacaEval's instruction difficulties, its LC (here all
-	// difficulties are 0 and the lengths differ: a GLM of the length
-	// alone, predicted at equal lengths).
+	// With AlpacaEval's instruction difficulties alone, its
+	// length_controlled_noreg GLM (here all difficulties are 0 and the
+	// lengths differ: a GLM of the length alone, predicted at equal
+	// lengths): an estimate, not the leaderboard's LC, and named so.
 	weights := filepath.Join(dir, "weights")
 	if err := os.Mkdir(weights, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	writeTemp(t, weights, "instruction_difficulty.csv", ",instruction_difficulty\n0,0\n1,0\n2,0\n3,0\n")
-	code, stdout, stderr := cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", weights, "--json")
+	code, stdout, stderr = cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", weights, "--json")
 	var got alpacaFiguresJSON
 	lastJSON(t, stdout, &got)
-	if code != 0 || got.LCWinRate == nil || got.LCGLM != eval.GLMLengthControlledNoReg || got.LengthAdjusted != nil || got.LCStandardError == nil {
-		t.Errorf("with --lc-weights: exit %d, %+v\n%s", code, got, stderr)
+	if code != 0 || got.LCWinRate != nil || got.LCStandardError != nil || got.NoregEstimate == nil || got.NoregSE == nil ||
+		got.LCGLM != eval.GLMLengthControlledNoReg || got.LengthAdjusted != nil || strings.Contains(stdout, `"length_controlled_winrate"`) {
+		t.Errorf("with instruction_difficulty.csv: exit %d, %+v\n%s%s", code, got, stdout, stderr)
 	}
 	code, stdout, _ = cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", filepath.Join(weights, "instruction_difficulty.csv"))
-	if code != 0 || !strings.Contains(stdout, "  length-controlled win rate: ") || !strings.Contains(stdout, "AlpacaEval's length_controlled_noreg GLM)") {
+	if code != 0 || strings.Contains(stdout, "length-controlled win rate") ||
+		!strings.Contains(stdout, "  length-controlled estimate: ") || !strings.Contains(stdout, "not AlpacaEval's LC: its length_controlled_noreg GLM") {
+		t.Errorf("report with the noreg estimate: exit %d\n%s", code, stdout)
+	}
+	// With df_gamed.csv too, the leaderboard's GLM, length_controlled_v1:
+	// the LC, under AlpacaEval's name.
+	writeTemp(t, weights, "df_gamed.csv", "index,preference,std_delta_len,instruction_difficulty,not_gamed_baseline\n"+
+		"0,0.2,1,0,False\n1,0.3,-1,0,False\n2,0.4,1,0,False\n3,0.1,0.5,0,False\n")
+	code, stdout, stderr = cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", weights, "--json")
+	got = alpacaFiguresJSON{}
+	lastJSON(t, stdout, &got)
+	if code != 0 || got.LCWinRate == nil || got.LCStandardError == nil || got.NoregEstimate != nil || got.LCGLM != eval.GLMLengthControlled {
+		t.Errorf("with df_gamed.csv: exit %d, %+v\n%s", code, got, stderr)
+	}
+	code, stdout, _ = cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", weights)
+	if code != 0 || !strings.Contains(stdout, "  length-controlled win rate: ") || !strings.Contains(stdout, "AlpacaEval's length_controlled_v1 GLM") {
 		t.Errorf("report with the LC: exit %d\n%s", code, stdout)
+	}
+	// With AlpacaEval's published weights naming the model, its own LC:
+	// all difficulties are 0, so sigmoid(0.5 - 0) for every instruction.
+	writeTemp(t, weights, "baseline_gpt4_1106_preview.csv", ",np.tanh(std_delta_len),instruction_difficulty,not_gamed_baseline.astype(float)\n"+
+		"base,0,0,0\nm,-1,0.3,0.5\n")
+	code, stdout, stderr = cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", weights, "--json")
+	var published struct {
+		alpacaFiguresJSON
+		Source string `json:"lc_weights_source"`
+	}
+	lastJSON(t, stdout, &published)
+	if code != 0 || published.LCWinRate == nil || !near(*published.LCWinRate, 100/(1+math.Exp(-0.5))) || published.Source != "published" {
+		t.Errorf("with the published weights: exit %d, %+v\n%s", code, published, stderr)
+	}
+	code, stdout, _ = cli(t, "", "eval", "alpaca", "--annotations", path, "--lc-weights", weights)
+	if code != 0 || !strings.Contains(stdout, "  length-controlled win rate: 62.2% (standard error 0.00; AlpacaEval's own: its published length_controlled_v1 weights for m)") {
+		t.Errorf("report with the published LC: exit %d\n%s", code, stdout)
 	}
 	// Difficulties for 5 instructions, annotations of 4: the other figures
 	// are reported, the LC's absence is said, and the exit status is 1.
@@ -273,12 +318,14 @@ func TestEvalArenaHardJudgments(t *testing.T) {
 		return kv{"user_prompt": "u", "judgment": "j", "score": s}
 	}
 	// The model: q1 B>A then A>>B (4 wins), q2 A=B then B>A (a tie, a
-	// loss), q3 A>>B then null (3 losses): 4.5 points of 9 battles, 50%.
-	// The other model wins every game: 100%.
+	// loss), q3 A>>B then null (3 losses), q4 B<A and B=A, which v0.1
+	// does not score: 4.5 points of 9 battles, 50%. The other model wins
+	// every game: 100%.
 	m := writeTemp(t, dir, "llama-tpo.jsonl", jsonLines(t,
 		kv{"question_id": "q1", "model": "llama-tpo", "judge": "gpt-4-1106-preview", "games": []kv{g("B>A"), g("A>>B")}},
 		kv{"question_id": "q2", "model": "llama-tpo", "judge": "gpt-4-1106-preview", "games": []kv{g("A=B"), g("B>A")}},
 		kv{"question_id": "q3", "model": "llama-tpo", "judge": "gpt-4-1106-preview", "games": []kv{g("A>>B"), g("")}},
+		kv{"question_id": "q4", "model": "llama-tpo", "judge": "gpt-4-1106-preview", "games": []kv{g("B<A"), g("B=A")}},
 	))
 	writeTemp(t, dir, "strong.jsonl", jsonLines(t,
 		kv{"uid": "q1", "model": "strong", "judge": "gpt-4-1106-preview", "games": []kv{g("B>>A"), g("A>B")}},
@@ -290,7 +337,7 @@ func TestEvalArenaHardJudgments(t *testing.T) {
 		t.Fatalf("exit %d: %+v\n%s", code, got, stderr)
 	}
 	s := got.Scores[0]
-	if s.Model != "llama-tpo" || !near(s.Score, 50) || s.Questions != 3 || s.Games != 5 || s.NullGames != 1 || s.Battles != 9 ||
+	if s.Model != "llama-tpo" || !near(s.Score, 50) || s.Questions != 3 || s.Games != 5 || s.NullGames != 3 || s.Battles != 9 ||
 		s.Lower > 50 || s.Upper < 50 || !strings.HasPrefix(s.Display, "50.0 (-") {
 		t.Errorf("score %+v", s)
 	}
@@ -473,4 +520,38 @@ func TestEvalPaperReportsGolden(t *testing.T) {
 	}
 	checkGolden(t, "eval_paper_reports.golden", "$ tpo eval alpaca --annotations annotations.jsonl\n"+alpaca+
 		"\n$ tpo eval arena-hard --judgments llama-tpo.jsonl --seed 1\n"+arena)
+}
+
+func TestEvalArenaHardJudgeFollowUp(t *testing.T) {
+	// A judge that gives its verdict only when asked to continue, in
+	// Arena-Hard-Auto v0.1's words: with v0.1's configuration (two
+	// attempts) every game gets A=B; with number_of_judgment_attempts: 1
+	// no game does, and the judge is asked once per game.
+	dir := t.TempDir()
+	data := writeTemp(t, dir, "question.jsonl", jsonLines(t, kv{"id": "q1", "prompt": "Explain DNS.", "question_id": "q1"}))
+	base := writeTemp(t, dir, "base.jsonl", jsonLines(t, kv{"question_id": "q1", "model": "gpt-4-0314", "answer": "Names."}))
+	res := writeTemp(t, dir, "tpo.jsonl", jsonLines(t, kv{"id": "q1", "response": "Names to addresses."}))
+	var calls atomic.Int64
+	srv := tpotest.NewChatServer(t, tpotest.ChatOptions{Models: []string{"j"}, Respond: func(r tpotest.ChatRequestRecord, _ int) string {
+		calls.Add(1)
+		if last := r.Messages[len(r.Messages)-1]; last.Content == eval.ArenaV01Continue {
+			return "My final verdict is tie: [[A=B]]"
+		}
+		return "Both answers are short."
+	}})
+	for _, tt := range []struct {
+		attempts      string
+		calls         int64
+		battles, code int
+	}{{"", 4, 2, 0}, {"number_of_judgment_attempts: 1\n", 2, 0, 1}} {
+		calls.Store(0)
+		cfg := writeTemp(t, dir, "judge_config.yaml", "system_prompt: Judge.\nprompt_template: [\"{question_1} {answer_1} {answer_2}\"]\n"+tt.attempts)
+		code, stdout, stderr := cli(t, "", "eval", "arena-hard", "--results", res, "--data", data, "--baseline", base, "--judge-url", srv.URL(),
+			"--judge-template", cfg, "--json")
+		var got arenaJSON
+		lastJSON(t, stdout, &got)
+		if code != tt.code || calls.Load() != tt.calls || len(got.Scores) != 1 || got.Scores[0].Battles != tt.battles {
+			t.Errorf("%q: exit %d, %d calls, %+v; want exit %d, %d calls, %d battles\n%s", tt.attempts, code, calls.Load(), got.Scores, tt.code, tt.calls, tt.battles, stderr)
+		}
+	}
 }

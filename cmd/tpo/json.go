@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 )
@@ -19,4 +20,13 @@ func printJSONLine(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
+}
+
+// jsonStringValue encodes s as a JSON string, with no HTML escaping.
+func jsonStringValue(s string) json.RawMessage {
+	var b bytes.Buffer
+	if printJSONLine(&b, s) != nil {
+		return json.RawMessage("null")
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

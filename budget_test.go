@@ -20,8 +20,13 @@ type meteredPolicy struct {
 	sample   int     // bytes of a sample
 	critique int     // bytes of a round-1 critique or instructions
 	growth   float64 // how much longer each round's texts are than the last's
+	// scores, when set, gives the score of the first update of step s
+	// (the others add 1 each) instead of 10s+10.
+	scores map[int]int
 
-	mu    sync.Mutex
+	mu sync.Mutex
+	// calls counts the requests so far; a policy that takes over a
+	// resumed item starts it at the requests of the saved steps.
 	calls int
 }
 
@@ -42,7 +47,11 @@ func (p *meteredPolicy) Generate(ctx context.Context, req tpo.GenerateRequest) (
 		case tpo.StageSample:
 			text = filler(fmt.Sprintf("%d", 10+i), p.sample*(10+i)/12)
 		case tpo.StageUpdate:
-			text = "<improved_response>" + filler(fmt.Sprintf("%d", 10*step+10+i), int(float64(p.sample)*grow)) + "</improved_response>"
+			score := 10*step + 10 + i
+			if p.scores != nil {
+				score = p.scores[step] + i
+			}
+			text = "<improved_response>" + filler(fmt.Sprintf("%d", score), int(float64(p.sample)*grow)) + "</improved_response>"
 		default:
 			text = filler(string(req.Stage), int(float64(p.critique)*grow))
 		}

@@ -115,7 +115,8 @@ func TestTokensRulesSideBySide(t *testing.T) {
 		}
 	}
 	budget := rep.Rows[3]
-	if budget.MaxItemTokens > 4000+budget.OverBudget || (budget.OverBudget > 0) != (budget.OverBudgetItems > 0) {
-		t.Errorf("budget: max item %d, over by %d (%d items)", budget.MaxItemTokens, budget.OverBudget, budget.OverBudgetItems)
+	if budget.MaxItemTokens > 4000+budget.OverBudget || (budget.OverBudget > 0) != (budget.OverBudgetItems > 0) ||
+		(budget.OverBudget > 0) != (budget.OverLastRound > 0) || budget.OverLastRound > 0.5 {
+		t.Errorf("budget: max item %d, over by %d (%d items, %.2f of a round)", budget.MaxItemTokens, budget.OverBudget, budget.OverBudgetItems, budget.OverLastRound)
 	}
 }

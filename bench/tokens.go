@@ -96,11 +96,14 @@ type TokensRow struct {
 	Stops           map[tpo.StopReason]int `json:"stops"`
 	StoppedEarly    int                    `json:"stopped_early"`
 	// MaxItemTokens is the most policy tokens (prompt plus completion)
-	// one item used. With a budget, OverBudget is how far the dearest item
-	// went over it (0 when none did) and OverBudgetItems how many did.
-	MaxItemTokens   int `json:"max_item_tokens"`
-	OverBudget      int `json:"over_budget"`
-	OverBudgetItems int `json:"over_budget_items"`
+	// one item used. With a budget, OverBudget is how far the item that
+	// went furthest over it went (0 when none did), OverBudgetItems how
+	// many did, and OverLastRound the largest share of its last round an
+	// item went over by.
+	MaxItemTokens   int     `json:"max_item_tokens"`
+	OverBudget      int     `json:"over_budget"`
+	OverBudgetItems int     `json:"over_budget_items"`
+	OverLastRound   float64 `json:"over_last_round"`
 	// TokensSaved is the share of policy tokens per prompt saved against
 	// the row of the same configuration with no rules, when Rules holds
 	// such a set ("none").
@@ -263,9 +266,7 @@ func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, i
 		usage.Add(r.Usage)
 		calls += r.ScoreCalls
 		row.MaxItemTokens = max(row.MaxItemTokens, r.Usage.TotalTokens())
-		if over := r.Usage.TotalTokens() - cfg.MaxItemTokens; cfg.MaxItemTokens > 0 && over > 0 {
-			row.OverBudget, row.OverBudgetItems = max(row.OverBudget, over), row.OverBudgetItems+1
-		}
+		overBudget(&row, r, cfg.MaxItemTokens)
 		if r.Error == "" {
 			row.Stops[r.StopReason]++
 			if r.StopReason != tpo.StopDepth {
@@ -325,6 +326,18 @@ func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, i
 	row.ClientRequests = float64(usage.Requests) / n
 	row.Unparsed = float64(unparse) / n
 	return row, nil
+}
+
+// overBudget counts r in the row's figures on its budget, if it went over.
+func overBudget(row *TokensRow, r *tpo.Result, budget int) {
+	over := r.Usage.TotalTokens() - budget
+	if budget <= 0 || over <= 0 || len(r.Steps) == 0 {
+		return
+	}
+	row.OverBudget, row.OverBudgetItems = max(row.OverBudget, over), row.OverBudgetItems+1
+	if last := r.Steps[len(r.Steps)-1].Usage.TotalTokens(); last > 0 {
+		row.OverLastRound = max(row.OverLastRound, float64(over)/float64(last))
+	}
 }
 
 // stopsEarly reports whether cfg has a stopping rule.

@@ -459,22 +459,26 @@ func printTokensTable(w io.Writer, rep bench.TokensReport) {
 // per set of stopping rules.
 func printRulesTable(w io.Writer, rep bench.TokensReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "mode\tN\tD\trule\trequests\tprompt tok\tcompletion tok\tsaved\tscore\tgain\tstopped early\tmax item tok\tcached\t\n")
+	fmt.Fprintf(tw, "mode\tN\tD\trule\trequests\tprompt tok\tcompletion tok\tsaved\tscore\tgain\tstopped early\tmax item tok\tover budget\tcached\t\n")
 	for _, r := range rep.Rows {
 		saved := "-"
 		if r.TokensSaved != nil {
 			saved = fmt.Sprintf("%.0f%%", 100**r.TokensSaved)
 		}
-		maxItem := strconv.Itoa(r.MaxItemTokens)
+		maxItem, over := strconv.Itoa(r.MaxItemTokens), "-"
 		if b := r.Rules.MaxItemTokens; b > 0 {
 			maxItem += fmt.Sprintf(" (%+d)", r.MaxItemTokens-b)
+			over = strconv.Itoa(r.OverBudgetItems)
+			if r.OverBudgetItems > 0 {
+				over += fmt.Sprintf(" (<= %.0f%% of a round)", 100*r.OverLastRound)
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.2f\t%.0f\t%.0f\t%s\t%.3f\t%+.3f\t%d of %d\t%s\t%.0f%%\t\n", r.Mode, r.Width, r.Depth, r.Rule,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.2f\t%.0f\t%.0f\t%s\t%.3f\t%+.3f\t%d of %d\t%s\t%s\t%.0f%%\t\n", r.Mode, r.Width, r.Depth, r.Rule,
 			r.Measured.Requests, r.PromptTokens, r.CompletionTokens, saved, r.MeanScore, r.MeanGain,
-			r.StoppedEarly, rep.Prompts, maxItem, 100*r.PrefixHitRate)
+			r.StoppedEarly, rep.Prompts, maxItem, over, 100*r.PrefixHitRate)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "per prompt, over %d prompts; %d mean tokens per response; saved: policy tokens against none; gain: final score over the best initial sample; max item tok: the dearest item's policy tokens (against the budget)\n",
+	fmt.Fprintf(w, "per prompt, over %d prompts; %d mean tokens per response; saved: policy tokens against none; gain: final score over the best initial sample; max item tok: the dearest item's policy tokens (against the budget); over budget: the items that went over, by at most that share of their last round\n",
 		rep.Prompts, rep.MeanTokens)
 }
 

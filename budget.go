@@ -33,8 +33,8 @@ type roundCost struct {
 // costModel calibrates the model on the finished steps: token rates from
 // step 0's request, and the lengths of the last round's critique,
 // instructions and update responses (step 0's mean response length before
-// the first round). It reports false when step 0 measured nothing to go
-// on.
+// the first round).
+// It reports false when step 0 measured nothing to go on.
 func (t *Trajectory) costModel() (roundCost, bool) {
 	cfg := t.o.Config
 	s0 := t.steps[0]
@@ -142,19 +142,20 @@ func (m roundCost) prompt(msgs []Message) float64 {
 
 // nextRoundTokens estimates what the next round will cost: the round cost
 // model applied to the round the cache now calls for, and at least what the
-// last round cost (rounds tend to grow as responses and critiques do).
+// dearest round so far cost (rounds tend to grow as responses and critiques
+// do, and a model of the lengths' mean misses as often as not).
 func (t *Trajectory) nextRoundTokens() int {
-	last := 0
-	if n := len(t.steps); n > 1 {
-		last = t.steps[n-1].Usage.TotalTokens()
+	dearest := 0
+	for _, s := range t.steps[1:] {
+		dearest = max(dearest, s.Usage.TotalTokens())
 	}
 	m, ok := t.costModel()
 	if !ok {
-		return last
+		return dearest
 	}
 	est, err := m.estimate(t.plan(len(t.steps)).round)
 	if err != nil {
-		return last // the round will fail on its templates anyway
+		return dearest // the round will fail on its templates anyway
 	}
-	return max(est, last)
+	return max(est, dearest)
 }

@@ -38,8 +38,10 @@ type Config struct {
 	// reaches it (checked after step 0 too).
 	TargetScore *float64 `json:"target_score,omitempty" yaml:"target_score,omitempty"`
 	// MaxItemTokens, when positive, is an item's budget of policy tokens
-	// (prompt plus completion): a round that would exceed it, estimated from
-	// the steps so far, is not started.
+	// (prompt plus completion): a round that would exceed it is not
+	// started. A round's cost is estimated from a model of its three calls
+	// calibrated on the steps so far, so an item can go over by what the
+	// estimate of its last round missed.
 	MaxItemTokens int `json:"max_item_tokens,omitempty" yaml:"max_item_tokens,omitempty"`
 }
 

@@ -879,34 +879,6 @@ func TestStoppingRules(t *testing.T) {
 			}
 		})
 	}
-	t.Run("budget", func(t *testing.T) {
-		// Measure what the steps cost, then give a budget that allows
-		// step 0 and two rounds but not a third.
-		res, _ := run(t, cfgWith(func(*tpo.Config) {}), map[int]int{1: 20, 2: 30, 3: 40, 4: 50})
-		used := 0
-		for _, s := range res.Steps[:3] {
-			used += s.Usage.TotalTokens()
-		}
-		dearest := max(res.Steps[1].Usage.TotalTokens(), res.Steps[2].Usage.TotalTokens())
-		for _, tc := range []struct {
-			budget    int
-			wantSteps int
-			wantStop  tpo.StopReason
-		}{
-			{used + dearest - 1, 3, tpo.StopBudget},
-			{used + dearest, 4, tpo.StopBudget},
-			{1, 1, tpo.StopBudget}, // step 0 always runs
-			{0, 5, tpo.StopDepth},  // no budget
-		} {
-			r, calls := run(t, cfgWith(func(c *tpo.Config) { c.MaxItemTokens = tc.budget }), map[int]int{1: 20, 2: 30, 3: 40, 4: 50})
-			if len(r.Steps) != tc.wantSteps || r.StopReason != tc.wantStop {
-				t.Errorf("budget %d: %d steps, stop %q; want %d and %q", tc.budget, len(r.Steps), r.StopReason, tc.wantSteps, tc.wantStop)
-			}
-			if len(calls) != 1+3*(tc.wantSteps-1) {
-				t.Errorf("budget %d: %d requests, want %d (no round started that would not fit)", tc.budget, len(calls), 1+3*(tc.wantSteps-1))
-			}
-		}
-	})
 	t.Run("resume", func(t *testing.T) {
 		// A resumed item applies the rules to its saved steps first.
 		cfg := cfgWith(func(c *tpo.Config) { c.Patience = 1 })

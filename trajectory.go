@@ -147,20 +147,6 @@ func (t *Trajectory) tokens() int {
 	return n
 }
 
-// nextRoundTokens estimates what the next round will cost: as much as the
-// dearest round so far, or, before any round, three times step 0 (a round
-// sends three prompts that quote the responses and writes N more).
-func (t *Trajectory) nextRoundTokens() int {
-	est := 0
-	for _, s := range t.steps[1:] {
-		est = max(est, s.Usage.TotalTokens())
-	}
-	if est == 0 && len(t.steps) > 0 {
-		est = 3 * t.steps[0].Usage.TotalTokens()
-	}
-	return est
-}
-
 // Next returns the stage to run next, or "" when the trajectory has ended.
 func (t *Trajectory) Next() Stage { return t.next }
 
@@ -366,24 +352,12 @@ func (t *Trajectory) Loss(ctx context.Context) error {
 	i := len(t.steps)
 	t.emit(StepStarted{EventBase: t.base(i), Depth: cfg.Steps()})
 	t.cur = &Step{Step: i, Millis: map[Stage]int64{}}
-	chosenRef, rejectedRef := t.cache.best(), t.cache.worst()
-	chosen, rejected := t.cache.at(chosenRef), t.cache.at(rejectedRef)
-	revision := cfg.Mode == ModeRevision
-	if !revision && chosen.Score == rejected.Score {
-		revision = true
+	p := t.plan(i)
+	if p.tie {
 		t.note("every candidate scored the same; used the revision critique (no rejected response)")
 	}
-	t.cur.Chosen = &chosenRef
-	if !revision {
-		t.cur.Rejected = &rejectedRef
-		t.round = newRound(t.tmpl, cfg, t.item.Messages, chosen.Text, rejected.Text, i)
-	} else {
-		t.round = newRound(t.tmpl, cfg, t.item.Messages, chosen.Text, "", i)
-	}
-	t.round.data.Role = "a chosen response to a user query"
-	if cfg.Mode == ModeRevision {
-		t.round.data.Role = "a model response to a user query"
-	}
+	chosenRef := p.chosen
+	t.cur.Chosen, t.cur.Rejected, t.round = &chosenRef, p.rejected, p.round
 	loss, err := t.ask(ctx, StageLoss, 3*i-2)
 	if err != nil {
 		return err
@@ -393,6 +367,38 @@ func (t *Trajectory) Loss(ctx context.Context) error {
 	t.emit(Critique{EventBase: t.base(i), Chosen: chosenRef, Rejected: t.cur.Rejected, Text: loss})
 	t.next = StageGradient
 	return nil
+}
+
+// plannedRound is what the loss of a round compares: the chosen response,
+// the rejected one (nil for the revision critique) and the round's prompts.
+type plannedRound struct {
+	chosen   Ref
+	rejected *Ref
+	tie      bool // every candidate scored the same: the revision critique stands in
+	round    *round
+}
+
+// plan picks the chosen and rejected responses of step i's round from the
+// whole cache and prepares its prompts.
+func (t *Trajectory) plan(i int) plannedRound {
+	cfg := t.o.Config
+	chosenRef, rejectedRef := t.cache.best(), t.cache.worst()
+	chosen, rejected := t.cache.at(chosenRef), t.cache.at(rejectedRef)
+	p := plannedRound{chosen: chosenRef}
+	if cfg.Mode != ModeRevision && chosen.Score == rejected.Score {
+		p.tie = true
+	}
+	if cfg.Mode == ModeRevision || p.tie {
+		p.round = newRound(t.tmpl, cfg, t.item.Messages, chosen.Text, "", i)
+	} else {
+		p.rejected = &rejectedRef
+		p.round = newRound(t.tmpl, cfg, t.item.Messages, chosen.Text, rejected.Text, i)
+	}
+	p.round.data.Role = "a chosen response to a user query"
+	if cfg.Mode == ModeRevision {
+		p.round.data.Role = "a model response to a user query"
+	}
+	return p
 }
 
 // Gradient asks the policy to turn the critique into instructions (the

@@ -110,6 +110,27 @@ func TestTokensSmall(t *testing.T) {
 	}
 }
 
+// TestTokensPrefixCacheShare holds the prompts' layout to the goal:
+// at D2-N5 with 350-token responses, at least half of all prompt tokens are
+// served from the simulated prefix cache. A layout that moved what a
+// round's calls share away from the start of their prompts would fail it.
+func TestTokensPrefixCacheShare(t *testing.T) {
+	for _, mode := range []tpo.Mode{tpo.ModeTPO, tpo.ModeRevision} {
+		rep, err := Tokens(context.Background(), TokensOptions{Prompts: 4, Modes: []tpo.Mode{mode}, Widths: []int{5}, Depths: []int{2},
+			Sim: sim.Options{Seed: 1, TimeScale: 0.0002, MeanTokens: 350}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rep.Rows[0]
+		if r.PrefixHitRate < 0.5 || r.Failed != 0 {
+			t.Errorf("%s D2-N5: %.1f%% of the prompt tokens from the prefix cache (%d failed), want at least 50%%", mode, 100*r.PrefixHitRate, r.Failed)
+		}
+		if want := r.CachedPromptTokens / (r.PromptTokens); math.Abs(r.PrefixHitRate-want) > 0.01 {
+			t.Errorf("%s: hit rate %v, but %v of %v prompt tokens per prompt cached", mode, r.PrefixHitRate, r.CachedPromptTokens, r.PromptTokens)
+		}
+	}
+}
+
 func TestRequired(t *testing.T) {
 	tests := []struct {
 		mode tpo.Mode

@@ -27,6 +27,10 @@ type TokensOptions struct {
 	// Base holds the other settings (default tpo.DefaultConfig() with
 	// seed 1).
 	Base *tpo.Config
+	// Rules are the sets of stopping rules measured side by side: each
+	// configuration runs the same prompts once per set (default: Base's
+	// own rules alone).
+	Rules []Rules
 	// Concurrency is the runner's (default 16).
 	Concurrency int
 	// Sim configures the simulated server (TimeScale defaults to
@@ -56,6 +60,10 @@ type TokensRow struct {
 	Mode  tpo.Mode `json:"mode"`
 	Width int      `json:"width"`
 	Depth int      `json:"depth"`
+	// Rule names the stopping rules of the row (Rules.Name); Rules are
+	// their settings.
+	Rule  string `json:"rule"`
+	Rules Rules  `json:"rules"`
 	// Required is what the algorithm needs: 1+3D requests, N+D(N+2)
 	// generations, N(D+1) scored candidates and D+1 reward calls (bon: 1,
 	// N, N and 1). Measured is what a run took, per prompt.
@@ -78,11 +86,28 @@ type TokensRow struct {
 	Unparsed       float64 `json:"unparsed"`
 	Failed         int     `json:"failed"`
 	// MeanScore is the mean score of the answers, MeanInitialBest the mean
-	// best score of the step-0 samples; Stops counts the items by why they
-	// stopped (see tpo.StopReason).
+	// best score of the step-0 samples, MeanGain the mean of the answers'
+	// gains over them; Stops counts the items by why they stopped (see
+	// tpo.StopReason) and StoppedEarly those that stopped before their D
+	// rounds.
 	MeanScore       float64                `json:"mean_score"`
 	MeanInitialBest float64                `json:"mean_initial_best"`
+	MeanGain        float64                `json:"mean_gain"`
 	Stops           map[tpo.StopReason]int `json:"stops"`
+	StoppedEarly    int                    `json:"stopped_early"`
+	// MaxItemTokens is the most policy tokens (prompt plus completion)
+	// one item used. With a budget, OverBudget is how far the item that
+	// went furthest over it went (0 when none did), OverBudgetItems how
+	// many did, and OverLastRound the largest share of its last round an
+	// item went over by.
+	MaxItemTokens   int     `json:"max_item_tokens"`
+	OverBudget      int     `json:"over_budget"`
+	OverBudgetItems int     `json:"over_budget_items"`
+	OverLastRound   float64 `json:"over_last_round"`
+	// TokensSaved is the share of policy tokens per prompt saved against
+	// the row of the same configuration with no rules, when Rules holds
+	// such a set ("none").
+	TokensSaved *float64 `json:"tokens_saved,omitempty"`
 }
 
 // TokensReport is the outcome of Tokens.
@@ -127,6 +152,9 @@ func Tokens(ctx context.Context, o TokensOptions) (TokensReport, error) {
 		c.Seed = &seed
 		o.Base = &c
 	}
+	if len(o.Rules) == 0 {
+		o.Rules = []Rules{RulesOf(*o.Base)}
+	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
 	}
@@ -170,23 +198,46 @@ func Tokens(ctx context.Context, o TokensOptions) (TokensReport, error) {
 		}
 		for _, n := range o.Widths {
 			for _, d := range depths {
-				cfg := *o.Base
-				cfg.Mode, cfg.Width, cfg.Depth = mode, n, d
-				if err := cfg.Validate(); err != nil {
-					return rep, fmt.Errorf("config: %w", err)
+				first, none := len(rep.Rows), -1
+				for _, rules := range o.Rules {
+					cfg := *o.Base
+					cfg.Mode, cfg.Width, cfg.Depth = mode, n, d
+					rules.apply(&cfg)
+					if err := cfg.Validate(); err != nil {
+						return rep, fmt.Errorf("config: %w", err)
+					}
+					pass++
+					row, err := tokensPass(ctx, srv, &tpo.Optimizer{Policy: pol, Reward: rw, Config: cfg, Logger: o.Logger},
+						filepath.Join(dir, fmt.Sprintf("pass-%d", pass)), items, o.Concurrency, o.Logger)
+					if err != nil {
+						return rep, fmt.Errorf("%s N%d D%d %s: %w", mode, n, d, rules.Name, err)
+					}
+					row.Rule, row.Rules = rules.Name, rules
+					rep.AllMatch = rep.AllMatch && row.Match
+					rep.Rows = append(rep.Rows, row)
+					if rules.none() && none < 0 {
+						none = len(rep.Rows) - 1
+					}
 				}
-				pass++
-				row, err := tokensPass(ctx, srv, &tpo.Optimizer{Policy: pol, Reward: rw, Config: cfg, Logger: o.Logger},
-					filepath.Join(dir, fmt.Sprintf("pass-%d", pass)), items, o.Concurrency, o.Logger)
-				if err != nil {
-					return rep, fmt.Errorf("%s N%d D%d: %w", mode, n, d, err)
+				if none >= 0 {
+					setSaved(rep.Rows[first:], rep.Rows[none])
 				}
-				rep.AllMatch = rep.AllMatch && row.Match
-				rep.Rows = append(rep.Rows, row)
 			}
 		}
 	}
 	return rep, nil
+}
+
+// setSaved sets the tokens each row saved against none.
+func setSaved(rows []TokensRow, none TokensRow) {
+	base := none.PromptTokens + none.CompletionTokens
+	if base <= 0 {
+		return
+	}
+	for i := range rows {
+		saved := 1 - (rows[i].PromptTokens+rows[i].CompletionTokens)/base
+		rows[i].TokensSaved = &saved
+	}
 }
 
 func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, items []tpo.Item, concurrency int, log *slog.Logger) (TokensRow, error) {
@@ -214,8 +265,13 @@ func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, i
 		}
 		usage.Add(r.Usage)
 		calls += r.ScoreCalls
+		row.MaxItemTokens = max(row.MaxItemTokens, r.Usage.TotalTokens())
+		overBudget(&row, r, cfg.MaxItemTokens)
 		if r.Error == "" {
 			row.Stops[r.StopReason]++
+			if r.StopReason != tpo.StopDepth {
+				row.StoppedEarly++
+			}
 			score, initial, answered = score+r.Score, initial+r.InitialBest, answered+1
 		}
 		for _, s := range r.Steps {
@@ -260,6 +316,7 @@ func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, i
 	}
 	if answered > 0 {
 		row.MeanScore, row.MeanInitialBest = score/float64(answered), initial/float64(answered)
+		row.MeanGain = row.MeanScore - row.MeanInitialBest
 	}
 	row.PromptTokens = float64(usage.PromptTokens) / n
 	row.CompletionTokens = float64(usage.CompletionTokens) / n
@@ -269,6 +326,18 @@ func tokensPass(ctx context.Context, srv *Sim, opt *tpo.Optimizer, dir string, i
 	row.ClientRequests = float64(usage.Requests) / n
 	row.Unparsed = float64(unparse) / n
 	return row, nil
+}
+
+// overBudget counts r in the row's figures on its budget, if it went over.
+func overBudget(row *TokensRow, r *tpo.Result, budget int) {
+	over := r.Usage.TotalTokens() - budget
+	if budget <= 0 || over <= 0 || len(r.Steps) == 0 {
+		return
+	}
+	row.OverBudget, row.OverBudgetItems = max(row.OverBudget, over), row.OverBudgetItems+1
+	if last := r.Steps[len(r.Steps)-1].Usage.TotalTokens(); last > 0 {
+		row.OverLastRound = max(row.OverLastRound, float64(over)/float64(last))
+	}
 }
 
 // stopsEarly reports whether cfg has a stopping rule.

@@ -43,8 +43,10 @@
 // least one token always is). The blocks of every prompt, and of every prompt
 // followed by a choice's text and the end of its turn, are cached, so a later
 // request that repeats a conversation and its answer finds them. The cache
-// holds Options.PrefixCacheBlocks blocks and evicts the least recently used.
-// Stats.PrefixCache reports the share of prompt tokens it served.
+// holds Options.PrefixCacheBlocks blocks and evicts the least recently used,
+// and of the blocks of one sequence the last ones first, as vLLM does, so
+// that the start of a conversation, which later requests share, stays
+// longest. Stats.PrefixCache reports the share of prompt tokens it served.
 //
 // Responses carry two extra headers: X-Sim-Queue-Seconds (simulated time a
 // chat request waited before its first sequence was admitted) and

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"encoding/binary"
 	"hash/maphash"
+	"slices"
 	"sync"
 )
 
@@ -20,7 +21,11 @@ const blockBytes = 4 * BlockTokens
 // of its tokens and of every token before it; a new prompt reuses the
 // longest run of its leading blocks that are cached, and computes the rest.
 // Only full blocks are cached. When the cache is full the least recently
-// used blocks are evicted. It is safe for concurrent use.
+// used blocks are evicted, and of the blocks of one sequence (used at the
+// same time) the last ones first: vLLM frees a finished request's blocks
+// in reverse order onto its LRU free queue (FreeKVCacheBlockQueue), so that
+// the blocks at the start of a sequence, which more prompts share, stay
+// longest. It is safe for concurrent use.
 type prefixCache struct {
 	seed     maphash.Seed
 	capacity int // blocks; 0 means no cache
@@ -82,13 +87,15 @@ func (c *prefixCache) store(text string) {
 	c.add(hs)
 }
 
-// add marks blocks used, caching the new ones and evicting the least
-// recently used beyond capacity. c.mu is held.
+// add marks the blocks of a sequence used, caching the new ones and
+// evicting the least recently used beyond capacity. The blocks are marked
+// from the last to the first, so that the first is the most recent and the
+// last is evicted first. c.mu is held.
 func (c *prefixCache) add(hs []uint64) {
 	if c.capacity == 0 {
 		return
 	}
-	for _, h := range hs {
+	for _, h := range slices.Backward(hs) {
 		if e := c.blocks[h]; e != nil {
 			c.lru.MoveToFront(e)
 			continue

@@ -137,7 +137,7 @@ func (a *algoFlags) register(fs *flag.FlagSet) {
 	fs.Var(&a.seed, "seed", "base `seed` for reproducible sampling (default: none sent)")
 	fs.IntVar(&a.patience, "patience", 0, "stop an item after this many rounds in a row without a better best score (0: off)")
 	fs.Var(&a.targetScore, "target-score", "stop an item as soon as its best score reaches this `score` (default: off)")
-	fs.IntVar(&a.maxItemTokens, "max-item-tokens", 0, "an item's budget of policy `tokens`: a round that would exceed it is not started (0: none)")
+	fs.IntVar(&a.maxItemTokens, "max-item-tokens", 0, "an item's budget of policy `tokens`: a round estimated to exceed it is not started (0: none)")
 	fs.StringVar(&a.templates, "templates", "", "`dir`ectory of prompt templates overriding the built-in ones")
 }
 

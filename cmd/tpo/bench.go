@@ -340,6 +340,18 @@ requires: 1+3D requests, N+D(N+2) generations, N(D+1) scored candidates
 (bon: 1, N, N). "cached" is the share of prompt tokens the simulated server's
 prefix cache served (each configuration starts with an empty cache).
 
+With --rules, each configuration runs the same prompts once per set of
+stopping rules and one table compares them side by side: policy requests
+and tokens per prompt, the tokens saved against "none", the mean final
+score and its mean gain over the best initial sample, the items stopped
+early, and with a budget the most tokens an item used. For example
+
+    tpo bench tokens --modes tpo --widths 5 --depths 2 --plateau 1 \
+        --rules none,patience=1,target=1.5,budget=12000
+
+An entry is none, or patience=K, target=X and budget=T (an item's
+--max-item-tokens), alone or joined by "+" (patience=1+budget=12000).
+
 Flags:
 `
 
@@ -358,6 +370,7 @@ func benchTokens(ctx context.Context, args []string, env *environ) error {
 	var target optFloat
 	fs.Var(&target, "target-score", "stop an item once its best score reaches this `score` (default: off)")
 	budget := fs.Int("max-item-tokens", 0, "an item's budget of policy `tokens` (0: none)")
+	rulesSpec := fs.String("rules", "", "sets of stopping rules to compare side by side, comma-separated: none, patience=K, target=X, budget=T, or several joined by + (instead of --patience, --target-score and --max-item-tokens)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), tokensUsage); fs.PrintDefaults() }
 	// Every update should be a candidate unless asked otherwise.
 	if f := fs.Lookup("unparsed-rate"); f != nil {
@@ -397,12 +410,39 @@ func benchTokens(ctx context.Context, args []string, env *environ) error {
 	}
 	seed := int64(1)
 	base.Seed = &seed
+	var rules []bench.Rules
+	if *rulesSpec != "" {
+		if flagsSet(fs, "patience", "target-score", "max-item-tokens") {
+			return usagef("--rules replaces --patience, --target-score and --max-item-tokens: give the rules one way")
+		}
+		if rules, err = bench.ParseRules(*rulesSpec); err != nil {
+			return usagef("--rules: %v", err)
+		}
+	}
 	rep, err := bench.Tokens(ctx, bench.TokensOptions{Prompts: *prompts, Modes: ms, Widths: widths, Depths: depths,
-		Base: &base, Sim: sf.options(), Logger: env.log})
+		Base: &base, Rules: rules, Sim: sf.options(), Logger: env.log})
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(env.stderr, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if rules != nil {
+		printRulesTable(env.stderr, rep)
+	} else {
+		printTokensTable(env.stderr, rep)
+	}
+	return printJSONLine(env.stdout, rep)
+}
+
+// flagsSet reports whether any of the flags named was given.
+func flagsSet(fs *flag.FlagSet, names ...string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || slices.Contains(names, f.Name) })
+	return found
+}
+
+// printTokensTable writes what each configuration cost against what the
+// algorithm requires.
+func printTokensTable(w io.Writer, rep bench.TokensReport) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "mode\tN\tD\trequests\tgenerations\tscored\tscore calls\tprompt tok\tcached\tcompletion tok\treward tok\tscore\tstopped\tmatch\t\n")
 	for _, r := range rep.Rows {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f/%g\t%.2f/%g\t%.2f/%g\t%.2f/%g\t%.0f\t%.0f%%\t%.0f\t%.0f\t%.3f\t%s\t%v\t\n", r.Mode, r.Width, r.Depth,
@@ -411,9 +451,35 @@ func benchTokens(ctx context.Context, args []string, env *environ) error {
 			r.PromptTokens, 100*r.PrefixHitRate, r.CompletionTokens, r.RewardTokens, r.MeanScore, stopsText(r.Stops), r.Match)
 	}
 	tw.Flush()
-	fmt.Fprintf(env.stderr, "per prompt, measured/required, over %d prompts; %d mean tokens per response; all match: %v\n",
+	fmt.Fprintf(w, "per prompt, measured/required, over %d prompts; %d mean tokens per response; all match: %v\n",
 		rep.Prompts, rep.MeanTokens, rep.AllMatch)
-	return printJSONLine(env.stdout, rep)
+}
+
+// printRulesTable writes the rows of each configuration side by side, one
+// per set of stopping rules.
+func printRulesTable(w io.Writer, rep bench.TokensReport) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "mode\tN\tD\trule\trequests\tprompt tok\tcompletion tok\tsaved\tscore\tgain\tstopped early\tmax item tok\tover budget\tcached\t\n")
+	for _, r := range rep.Rows {
+		saved := "-"
+		if r.TokensSaved != nil {
+			saved = fmt.Sprintf("%.0f%%", 100**r.TokensSaved)
+		}
+		maxItem, over := strconv.Itoa(r.MaxItemTokens), "-"
+		if b := r.Rules.MaxItemTokens; b > 0 {
+			maxItem += fmt.Sprintf(" (%+d)", r.MaxItemTokens-b)
+			over = strconv.Itoa(r.OverBudgetItems)
+			if r.OverBudgetItems > 0 {
+				over += fmt.Sprintf(" (<= %.0f%% of a round)", 100*r.OverLastRound)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.2f\t%.0f\t%.0f\t%s\t%.3f\t%+.3f\t%d of %d\t%s\t%s\t%.0f%%\t\n", r.Mode, r.Width, r.Depth, r.Rule,
+			r.Measured.Requests, r.PromptTokens, r.CompletionTokens, saved, r.MeanScore, r.MeanGain,
+			r.StoppedEarly, rep.Prompts, maxItem, over, 100*r.PrefixHitRate)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "per prompt, over %d prompts; %d mean tokens per response; saved: policy tokens against none; gain: final score over the best initial sample; max item tok: the dearest item's policy tokens (against the budget); over budget: the items that went over, by at most that share of their last round\n",
+		rep.Prompts, rep.MeanTokens)
 }
 
 // stopsText lists how many items stopped for each reason.

@@ -92,6 +92,55 @@ func TestBenchCommands(t *testing.T) {
 	}
 }
 
+func TestBenchTokensRules(t *testing.T) {
+	code, stdout, stderr := cli(t, "", "bench", "tokens", "--prompts", "2", "--modes", "tpo", "--widths", "2", "--depths", "2",
+		"--time-scale", "0.0005", "--mean-tokens", "200", "--rules", "none,patience=1,target=0.5,budget=3000")
+	if code != 0 {
+		t.Fatalf("bench tokens --rules: exit %d\n%s", code, stderr)
+	}
+	var tok struct {
+		Rows []struct {
+			Rule        string   `json:"rule"`
+			MeanGain    *float64 `json:"mean_gain"`
+			TokensSaved *float64 `json:"tokens_saved"`
+			Rules       struct {
+				Budget int `json:"max_item_tokens"`
+			} `json:"rules"`
+		} `json:"rows"`
+	}
+	lastJSON(t, stdout, &tok)
+	var rules []string
+	for _, r := range tok.Rows {
+		rules = append(rules, r.Rule)
+		if r.MeanGain == nil || r.TokensSaved == nil {
+			t.Errorf("row %s: no mean gain or tokens saved in the JSON", r.Rule)
+		}
+	}
+	if got := strings.Join(rules, ","); got != "none,patience=1,target=0.5,budget=3000" || tok.Rows[3].Rules.Budget != 3000 {
+		t.Errorf("rows %s (budget %d), want one per rule set in order", got, tok.Rows[3].Rules.Budget)
+	}
+	// One table, the rule sets side by side, with the saved tokens and the gain.
+	for _, want := range []string{"rule", "saved", "gain", "stopped early", "patience=1", "target=0.5", "budget=3000", "0 of 2"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("the table has no %q:\n%s", want, stderr)
+		}
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--rules", "none,patince=1"}, `--rules: entry "patince=1": unknown rule "patince"`},
+		{[]string{"--rules", "budget=0"}, `--rules: entry "budget=0": budget wants a positive integer, got "0"`},
+		{[]string{"--rules", "none", "--patience", "1"}, "--rules replaces --patience"},
+	} {
+		code, _, stderr := cli(t, "", append([]string{"bench", "tokens"}, tc.args...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%q: exit %d, want 2 and %q:\n%s", tc.args, code, tc.want, stderr)
+		}
+	}
+}
+
 func TestBenchUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"bench"},

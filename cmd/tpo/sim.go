@@ -44,6 +44,7 @@ type simFlags struct {
 	unparsed    float64
 	updateGain  float64
 	plateau     float64
+	cacheBlocks int
 }
 
 func (s *simFlags) register(fs *flag.FlagSet, timeScale float64) {
@@ -56,6 +57,7 @@ func (s *simFlags) register(fs *flag.FlagSet, timeScale float64) {
 	fs.Float64Var(&s.unparsed, "unparsed-rate", 0.05, "fraction of update answers without <improved_response> tags")
 	fs.Float64Var(&s.updateGain, "update-gain", 0.5, "mean reward gain of an update that follows its instructions")
 	fs.Float64Var(&s.plateau, "plateau", 0, "spread of rewards (best above worst) at which updates stop gaining, as a weaker model's do (0: they always gain)")
+	fs.IntVar(&s.cacheBlocks, "prefix-cache-blocks", 32768, fmt.Sprintf("capacity of the prefix cache in `blocks` of %d tokens (0: no prefix cache)", sim.BlockTokens))
 }
 
 func (s *simFlags) check() error {
@@ -76,6 +78,8 @@ func (s *simFlags) check() error {
 		return usagef("--update-gain must be positive")
 	case !(s.plateau >= 0):
 		return usagef("--plateau must not be negative")
+	case s.cacheBlocks < 0:
+		return usagef("--prefix-cache-blocks must not be negative (0: no prefix cache)")
 	}
 	return nil
 }
@@ -86,8 +90,13 @@ func (s *simFlags) options() sim.Options {
 	if unparsed == 0 {
 		unparsed = -1 // sim: negative means none
 	}
+	blocks := s.cacheBlocks
+	if blocks == 0 {
+		blocks = -1 // sim: negative means none
+	}
 	return sim.Options{Seed: s.seed, Slots: s.slots, TimeScale: s.timeScale, MeanTokens: s.meanTokens,
-		TokenSigma: s.tokenSigma, MaxModelLen: s.maxModelLen, UnparsedRate: unparsed, UpdateGain: s.updateGain, Plateau: s.plateau}
+		TokenSigma: s.tokenSigma, MaxModelLen: s.maxModelLen, UnparsedRate: unparsed, UpdateGain: s.updateGain, Plateau: s.plateau,
+		PrefixCacheBlocks: blocks}
 }
 
 // faultFlags are the fault injection settings of tpo sim.

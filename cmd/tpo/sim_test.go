@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"net/http"
 	"strings"
@@ -120,10 +121,36 @@ func TestSimUsageErrors(t *testing.T) {
 		{"sim", "--slots", "0"},
 		{"sim", "--time-scale", "-1"},
 		{"sim", "--hang", "-1s"},
+		{"sim", "--prefix-cache-blocks", "-1"},
+		{"bench", "tokens", "--prefix-cache-blocks", "-5"},
 		{"sim", "extra"},
 	} {
 		if code, _, stderr := cli(t, "", args...); code != 2 {
 			t.Errorf("%q: exit %d, want 2\n%s", args, code, stderr)
+		}
+	}
+}
+
+func TestSimFlagsPrefixCache(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want int // sim.Options.PrefixCacheBlocks
+	}{
+		{nil, 32768},
+		{[]string{"--prefix-cache-blocks", "64"}, 64},
+		{[]string{"--prefix-cache-blocks", "0"}, -1}, // sim: negative means no cache
+	} {
+		fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+		var sf simFlags
+		sf.register(fs, 1)
+		if err := fs.Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		if err := sf.check(); err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		if got := sf.options().PrefixCacheBlocks; got != tt.want {
+			t.Errorf("%q: PrefixCacheBlocks %d, want %d", tt.args, got, tt.want)
 		}
 	}
 }

@@ -23,8 +23,6 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -147,7 +145,7 @@ type Server struct {
 	opts    Options
 	up      Upstream
 	log     *slog.Logger
-	keys    [][sha256.Size]byte
+	keys    guard.Keys
 	slots   chan struct{}
 	metrics *metrics
 	hub     *hub
@@ -245,12 +243,11 @@ func New(opts Options) (*Server, error) {
 		Misdirected: func(w http.ResponseWriter, _ *http.Request, msg string) {
 			writeError(w, &apiError{Status: http.StatusMisdirectedRequest, Type: typeInvalidRequest, Code: "misdirected_request", Message: msg})
 		}}
-	for i, k := range opts.APIKeys {
-		if k = strings.TrimSpace(k); k == "" {
-			return nil, fmt.Errorf("server: API key %d of %d is blank", i+1, len(opts.APIKeys))
-		}
-		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
+	keys, err := guard.NewKeys(opts.APIKeys)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
+	s.keys = keys
 	return s, nil
 }
 
@@ -332,21 +329,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // authenticate checks the request's bearer key against every configured
 // key in constant time. The key itself is never logged.
 func (s *Server) authenticate(r *http.Request) *apiError {
-	if len(s.keys) == 0 {
+	if !s.keys.Required() {
 		return nil
 	}
-	h := r.Header.Get("Authorization")
-	const prefix = "bearer "
-	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+	key, ok := guard.Bearer(r)
+	if !ok {
 		return &apiError{Status: http.StatusUnauthorized, Type: typeAuthentication, Code: "missing_api_key",
 			Message: "no API key given: send it as \"Authorization: Bearer KEY\""}
 	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(prefix):])))
-	ok := 0
-	for _, k := range s.keys {
-		ok |= subtle.ConstantTimeCompare(got[:], k[:])
-	}
-	if ok != 1 {
+	if !s.keys.Match(key) {
 		return &apiError{Status: http.StatusUnauthorized, Type: typeAuthentication, Code: "invalid_api_key",
 			Message: "incorrect API key"}
 	}

@@ -22,7 +22,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
 	"encoding/base64"
 	"encoding/hex"
@@ -134,7 +133,7 @@ type Handler struct {
 	live   Live
 	prefix string
 	log    *slog.Logger
-	keys   [][sha256.Size]byte
+	keys   guard.Keys
 	poll   time.Duration
 	keep   time.Duration
 	maxSSE time.Duration
@@ -186,12 +185,11 @@ func New(opts Options) (*Handler, error) {
 	if h.maxSSE <= 0 {
 		h.maxSSE = DefaultMaxStream
 	}
-	for i, k := range opts.APIKeys {
-		if k = strings.TrimSpace(k); k == "" {
-			return nil, fmt.Errorf("ui: API key %d of %d is blank", i+1, len(opts.APIKeys))
-		}
-		h.keys = append(h.keys, sha256.Sum256([]byte(k)))
+	keys, err := guard.NewKeys(opts.APIKeys)
+	if err != nil {
+		return nil, fmt.Errorf("ui: %w", err)
 	}
+	h.keys = keys
 	h.secret = make([]byte, 32)
 	rand.Read(h.secret) // never fails
 	if err := h.loadStatic(); err != nil {
@@ -266,23 +264,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 // authorized reports whether r carries one of the API keys, if any are
 // required, comparing in constant time.
 func (h *Handler) authorized(r *http.Request) bool {
-	if len(h.keys) == 0 {
+	if !h.keys.Required() {
 		return true
 	}
-	var key string
-	if _, pass, ok := r.BasicAuth(); ok {
-		key = strings.TrimSpace(pass)
-	} else if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		key = strings.TrimSpace(a[7:])
-	} else {
-		return false
+	key, ok := "", false
+	if _, key, ok = r.BasicAuth(); !ok {
+		key, ok = guard.Bearer(r)
 	}
-	got := sha256.Sum256([]byte(key))
-	ok := 0
-	for _, k := range h.keys {
-		ok |= subtle.ConstantTimeCompare(got[:], k[:])
-	}
-	return ok == 1
+	return ok && h.keys.Match(key)
 }
 
 // loadStatic computes the versioned URLs of the static files.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"text/template"
 
 	"github.com/tpoproject/tpo"
@@ -230,35 +229,20 @@ func (j *ArenaJudge) game(ctx context.Context, question, a, b string) *ArenaGame
 // played; done is never called concurrently. Request failures are in the
 // games' Error; Run returns ctx's error or done's.
 func (j *ArenaJudge) Run(ctx context.Context, items []ArenaItem, concurrency int, done func(ArenaJudgment) error) error {
-	type slot struct {
-		j    ArenaJudgment
-		left int
-	}
-	slots := make([]slot, len(items))
+	judgments := make([]ArenaJudgment, len(items))
 	for i, it := range items {
-		slots[i] = slot{left: 2, j: ArenaJudgment{QuestionID: it.ID, Model: j.ModelName, Judge: j.JudgeName, Games: make([]*ArenaGame, 2)}}
+		judgments[i] = ArenaJudgment{QuestionID: it.ID, Model: j.ModelName, Judge: j.JudgeName, Games: make([]*ArenaGame, 2)}
 	}
-	var mu sync.Mutex
-	return forEach(ctx, 2*len(items), concurrency, func(ctx context.Context, k int) error {
-		i, g := k/2, k%2
+	play := func(ctx context.Context, i int, swapped bool) func() {
 		it := items[i]
-		a, b := it.Baseline, it.Answer
-		if g == 1 {
-			a, b = b, a
+		a, b, g := it.Baseline, it.Answer, 0
+		if swapped {
+			a, b, g = b, a, 1
 		}
 		game := j.game(ctx, it.Question, a, b)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		s := &slots[i]
-		s.j.Games[g] = game
-		if s.left--; s.left > 0 {
-			return nil
-		}
-		return done(s.j)
-	})
+		return func() { judgments[i].Games[g] = game }
+	}
+	return bothOrders(ctx, len(items), concurrency, play, func(i int) error { return done(judgments[i]) })
 }
 
 // Failed reports whether a game's request failed, so that the question is

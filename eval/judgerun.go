@@ -130,45 +130,20 @@ func askLabel[T any](ctx context.Context, model tpo.Generator, s tpo.Sampling, m
 // failures are recorded in the verdicts, not returned: Run returns ctx's
 // error when it is cancelled, or done's first error.
 func (j *PairJudge) Run(ctx context.Context, items []PairItem, concurrency int, done func(PairVerdict) error) error {
-	type slot struct {
-		v    PairVerdict
-		left int
-	}
-	slots := make([]slot, len(items))
+	verdicts := make([]PairVerdict, len(items))
 	for i, it := range items {
 		la, lb := j.Lengths(it)
-		slots[i] = slot{left: 2, v: PairVerdict{Judgement: Judgement{ID: it.ID, LenA: la, LenB: lb}}}
+		verdicts[i] = PairVerdict{Judgement: Judgement{ID: it.ID, LenA: la, LenB: lb}}
 	}
-	var (
-		mu     sync.Mutex
-		failed error // done's first error; done is not called again after it
-	)
-	finish := func(i int, fill func(*PairVerdict)) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if failed != nil {
-			return failed
-		}
-		s := &slots[i]
-		fill(&s.v)
-		if s.left--; s.left > 0 {
-			return nil
-		}
-		failed = done(s.v)
-		return failed
-	}
-	return forEach(ctx, 2*len(items), concurrency, func(ctx context.Context, k int) error {
-		i, swapped := k/2, k%2 == 1
+	play := func(ctx context.Context, i int, swapped bool) func() {
 		it := items[i]
 		first, second := it.A, it.B
 		if swapped {
 			first, second = it.B, it.A
 		}
 		o, raw, n, err := j.order(ctx, it.Question, first, second)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return finish(i, func(v *PairVerdict) {
+		return func() {
+			v := &verdicts[i]
 			v.Requests += n
 			msg := ""
 			if err != nil {
@@ -181,7 +156,40 @@ func (j *PairJudge) Run(ctx context.Context, items []PairItem, concurrency int, 
 			} else {
 				v.AFirst, v.RawAFirst, v.ErrAFirst = o, raw, msg
 			}
-		})
+		}
+	}
+	return bothOrders(ctx, len(items), concurrency, play, func(i int) error { return done(verdicts[i]) })
+}
+
+// bothOrders plays each of n items in both orders, with at most
+// concurrency plays at once, and calls done(i) as soon as both plays of
+// item i are recorded. play returns how to record its outcome; records and
+// done are called one at a time, and done not again once it returned an
+// error. bothOrders returns ctx's error when it is cancelled, or done's
+// first error.
+func bothOrders(ctx context.Context, n, concurrency int, play func(ctx context.Context, i int, swapped bool) (record func()), done func(i int) error) error {
+	var (
+		mu     sync.Mutex
+		played = make([]int, n)
+		failed error
+	)
+	return forEach(ctx, 2*n, concurrency, func(ctx context.Context, k int) error {
+		i := k / 2
+		record := play(ctx, i, k%2 == 1)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if failed != nil {
+			return failed
+		}
+		record()
+		if played[i]++; played[i] < 2 {
+			return nil
+		}
+		failed = done(i)
+		return failed
 	})
 }
 

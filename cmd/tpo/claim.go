@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,7 +66,7 @@ func (c *runClaim) take(ctx context.Context, run tpo.Run) error {
 	if err != nil {
 		return fmt.Errorf("claiming run %s: %w", run.ID, err)
 	}
-	c.mine = tpo.RunClaim{Owner: self, Token: newToken(), Since: c.now()}
+	c.mine = tpo.RunClaim{Owner: self, Token: rand.Text(), Since: c.now()}
 	prev := ""
 	for range 5 {
 		held, ok, err := c.store.ClaimRun(ctx, run.ID, c.mine, prev)
@@ -123,13 +122,6 @@ func (c *runClaim) release(ctx context.Context) {
 	case !released:
 		c.say(fmt.Sprintf("warning: another process took run %s over (tpo run --force) while this one worked on it", c.runID))
 	}
-}
-
-// newToken returns 16 random hex digits.
-func newToken() string {
-	var b [8]byte
-	rand.Read(b[:]) // never fails
-	return hex.EncodeToString(b[:])
 }
 
 // claimingRunner is a tpo.Runner that claims its run for the time it
